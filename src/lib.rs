@@ -1,0 +1,41 @@
+//! # lifostore
+//!
+//! Durable LIFO storage for blocking Rust code: many threads push byte strings and pop them
+//! newest first, while a background flusher writes the buffer to an expensive database in
+//! batches, so that at most a configurable window of pushes (60 s by default) can be lost if
+//! the process dies, and nothing that reached the database ever is.
+//!
+//! ```
+//! use lifostore::{CancelToken, MemDb, Storage};
+//!
+//! # fn main() -> Result<(), lifostore::Error> {
+//! let storage = Storage::new(MemDb::new());
+//! let token = CancelToken::new();
+//! storage.push(&token, b"first".to_vec())?;
+//! storage.push(&token, b"second".to_vec())?;
+//! assert_eq!(storage.pop(&token)?, b"second");
+//! storage.close()?; // "first" is now in the database
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! See the README for the promises, the design and the backends.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod db;
+mod error;
+mod file_db;
+mod flusher;
+mod mem_db;
+mod stack;
+mod storage;
+mod sync;
+mod token;
+
+pub use db::{Db, DbError, PushBatchError};
+pub use error::Error;
+pub use file_db::{FileDb, FileDbOptions};
+pub use mem_db::{MemDb, MemDbCalls};
+pub use storage::{Stats, Storage, StorageBuilder};
+pub use token::{CancelReason, CancelToken};

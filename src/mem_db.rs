@@ -1,0 +1,178 @@
+//! [`MemDb`]: an in-memory [`Db`] for tests, examples and benchmarks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::db::{Db, DbError, PushBatchError};
+use crate::sync::Mutex;
+
+/// An in-memory [`Db`] with optional per-call latency and call counters.
+///
+/// It stands in for an expensive database: `MemDb::with_latency(Duration::from_millis(5))`
+/// sleeps 5 ms in every call, like the original mock. The sleep happens outside its lock, so
+/// concurrent calls overlap as they would against a server. Counters tell how many calls the
+/// storage made. Nothing survives the process.
+///
+/// ```
+/// use lifostore::{Db, MemDb};
+///
+/// let db = MemDb::new();
+/// db.push_batch(&[b"a", b"b"]).unwrap();
+/// assert_eq!(db.pop().unwrap(), Some(b"b".to_vec()));
+/// assert_eq!(db.calls().total(), 2);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemDb {
+    items: Mutex<Vec<Vec<u8>>>,
+    latency: Option<Duration>,
+    single_item_only: bool,
+    shared: bool,
+    push_calls: AtomicU64,
+    pop_calls: AtomicU64,
+    items_pushed: AtomicU64,
+    items_popped: AtomicU64,
+}
+
+/// Call counts of a [`MemDb`]; one batch call counts once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemDbCalls {
+    /// Calls that stored items (`push` and `push_batch`).
+    pub push_calls: u64,
+    /// Calls that took items (`pop` and `pop_batch`), including ones that found it empty.
+    pub pop_calls: u64,
+    /// Items stored.
+    pub items_pushed: u64,
+    /// Items taken.
+    pub items_popped: u64,
+}
+
+impl MemDbCalls {
+    /// All calls, push and pop.
+    pub fn total(&self) -> u64 {
+        self.push_calls + self.pop_calls
+    }
+}
+
+impl MemDb {
+    /// An empty Db with no latency.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty Db whose every call sleeps `latency` first.
+    pub fn with_latency(latency: Duration) -> Self {
+        MemDb {
+            latency: Some(latency).filter(|l| !l.is_zero()),
+            ..Self::default()
+        }
+    }
+
+    /// Makes the batch methods fall back to one call (and one latency) per item, like a
+    /// database that only has single-item `push` and `pop`.
+    pub fn single_item_only(mut self) -> Self {
+        self.single_item_only = true;
+        self
+    }
+
+    /// Declares the Db shared ([`Db::is_shared`]), as if other processes pushed to it.
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Number of items stored.
+    pub fn len(&self) -> usize {
+        self.items.lock().len()
+    }
+
+    /// Whether the Db holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the stored items, oldest first.
+    pub fn snapshot(&self) -> Vec<Vec<u8>> {
+        self.items.lock().clone()
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> MemDbCalls {
+        MemDbCalls {
+            push_calls: self.push_calls.load(Ordering::Relaxed),
+            pop_calls: self.pop_calls.load(Ordering::Relaxed),
+            items_pushed: self.items_pushed.load(Ordering::Relaxed),
+            items_popped: self.items_popped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn pay_latency(&self) {
+        if let Some(l) = self.latency {
+            std::thread::sleep(l);
+        }
+    }
+}
+
+impl Db for MemDb {
+    fn push(&self, data: &[u8]) -> Result<(), DbError> {
+        self.pay_latency();
+        self.push_calls.fetch_add(1, Ordering::Relaxed);
+        self.items_pushed.fetch_add(1, Ordering::Relaxed);
+        self.items.lock().push(data.to_vec());
+        Ok(())
+    }
+
+    fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
+        self.pay_latency();
+        self.pop_calls.fetch_add(1, Ordering::Relaxed);
+        let item = self.items.lock().pop();
+        if item.is_some() {
+            self.items_popped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(item)
+    }
+
+    fn push_batch(&self, batch: &[&[u8]]) -> Result<(), PushBatchError> {
+        if self.single_item_only {
+            for (stored, item) in batch.iter().enumerate() {
+                self.push(item)
+                    .map_err(|source| PushBatchError { stored, source })?;
+            }
+            return Ok(());
+        }
+        self.pay_latency();
+        self.push_calls.fetch_add(1, Ordering::Relaxed);
+        self.items_pushed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.items
+            .lock()
+            .extend(batch.iter().map(|item| item.to_vec()));
+        Ok(())
+    }
+
+    fn pop_batch(&self, max: usize) -> Result<Vec<Vec<u8>>, DbError> {
+        if self.single_item_only {
+            let mut out = Vec::new();
+            while out.len() < max {
+                match self.pop()? {
+                    Some(item) => out.push(item),
+                    None => break,
+                }
+            }
+            return Ok(out);
+        }
+        self.pay_latency();
+        self.pop_calls.fetch_add(1, Ordering::Relaxed);
+        let mut items = self.items.lock();
+        let keep = items.len().saturating_sub(max);
+        let mut out = items.split_off(keep);
+        drop(items);
+        out.reverse();
+        self.items_popped
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    fn is_shared(&self) -> bool {
+        self.shared
+    }
+}

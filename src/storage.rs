@@ -1,0 +1,627 @@
+//! [`Storage`]: the public facade over the stack, the flusher and a [`Db`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::db::Db;
+use crate::error::Error;
+use crate::file_db::FileDb;
+use crate::flusher::{self, Written, call_db};
+use crate::stack::{Config, Core, Entry, State};
+use crate::sync::{Condvar, JoinHandle, Mutex, MutexGuard};
+use crate::token::{CancelToken, Registration, Wake};
+
+/// Default durability window: the most a crash may lose.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Smallest window accepted; shorter ones are raised to it.
+const MIN_WINDOW: Duration = Duration::from_millis(10);
+
+/// A durable LIFO store: a bounded in-memory stack in front of a [`Db`], with a background
+/// flusher that writes the oldest items in batches before they reach the durability window.
+///
+/// # Guarantees
+/// * **Newest first**: `pop` returns the newest item held in memory, in flight or in the Db.
+/// * **Exactly once**: each item pushed with `Ok` is returned by at most one `pop`; nothing
+///   is lost while the process lives; [`close`](Self::close) (and `Drop`, best effort, bounded
+///   by `close_timeout`) leaves every unpopped item in the Db.
+/// * **Bounded loss**: an unpopped item is in the Db at most `max_unflushed_age` after its
+///   push returned, whenever the Db accepts writes. Items are written once three quarters of
+///   the window have passed; items popped before that never touch the Db.
+/// * **Bounded memory**: at most `max_buffered_items` / `max_buffered_bytes` are held; a full
+///   buffer makes the flusher write early and `push` block. The item capacity also shrinks to
+///   what the Db can absorb in half a window at its measured speed, so a slow Db paces pushers.
+/// * **Db failures lose nothing**: failed writes stay buffered and are retried with backoff;
+///   once a held item has outlived the window because the Db keeps failing, `push` returns
+///   [`Error::Db`] instead of accepting more than it can keep.
+///
+/// # Blocking and cancellation
+/// `push` blocks while the buffer is full, `pop` while the storage is empty, `flush` while
+/// items are written. Each takes a [`CancelToken`]: an ended token makes the call return at
+/// once with [`Error::Cancelled`] or [`Error::DeadlineExceeded`] and no side effect; a blocked
+/// call wakes within milliseconds of its token ending. A Db call already under way is not
+/// interrupted: a call may return up to one Db round trip after its token ended.
+///
+/// ```
+/// use lifostore::{CancelToken, MemDb, Storage};
+/// use std::time::Duration;
+///
+/// # fn main() -> Result<(), lifostore::Error> {
+/// let storage = Storage::builder()
+///     .max_unflushed_age(Duration::from_secs(10))
+///     .build(MemDb::new());
+/// let token = CancelToken::new();
+/// storage.push(&token, "a")?;
+/// storage.push(&token, "b")?;
+/// storage.flush(&token)?;                       // both are in the Db now
+/// assert_eq!(storage.pop(&token)?, b"b");
+/// assert_eq!(storage.try_pop()?, Some(b"a".to_vec()));
+/// assert_eq!(storage.try_pop()?, None);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Storage<D: Db + 'static> {
+    core: Arc<Core>,
+    db: Arc<D>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    flusher_error: Option<String>,
+}
+
+/// Configures a [`Storage`]; from [`Storage::builder`].
+#[derive(Debug, Clone)]
+pub struct StorageBuilder {
+    cfg: Config,
+}
+
+impl Default for StorageBuilder {
+    fn default() -> Self {
+        StorageBuilder {
+            cfg: Config {
+                window: DEFAULT_WINDOW,
+                max_items: 100_000,
+                max_bytes: 256 << 20,
+                max_item_len: 64 << 20,
+                max_batch: 1024,
+                shared_poll: Duration::from_millis(100),
+                close_timeout: DEFAULT_WINDOW,
+            },
+        }
+    }
+}
+
+impl StorageBuilder {
+    /// The durability window (default 60 s): the longest an acknowledged item stays only in
+    /// memory, so the most a crash can lose. Also the default `close_timeout`.
+    ///
+    /// Windows under 10 ms are raised to 10 ms (the flusher needs some time to write).
+    pub fn max_unflushed_age(mut self, window: Duration) -> Self {
+        self.cfg.window = window.max(MIN_WINDOW);
+        self.cfg.close_timeout = self.cfg.window;
+        self
+    }
+
+    /// Most items held in memory (buffered plus in flight); default 100 000, at least 1.
+    pub fn max_buffered_items(mut self, n: usize) -> Self {
+        self.cfg.max_items = n.max(1);
+        self
+    }
+
+    /// Most bytes held in memory; default 256 MiB. Lowers `max_item_len` to fit.
+    pub fn max_buffered_bytes(mut self, n: usize) -> Self {
+        self.cfg.max_bytes = n.max(1);
+        self.cfg.max_item_len = self.cfg.max_item_len.min(self.cfg.max_bytes);
+        self
+    }
+
+    /// Largest item `push` accepts; default 64 MiB, at most `max_buffered_bytes`.
+    pub fn max_item_len(mut self, n: usize) -> Self {
+        self.cfg.max_item_len = n.min(self.cfg.max_bytes);
+        self
+    }
+
+    /// Most items per Db write; default 1024, at least 1.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.cfg.max_batch = n.max(1);
+        self
+    }
+
+    /// How often a `pop` blocked on an empty storage re-checks a shared Db ([`Db::is_shared`])
+    /// for items other processes pushed; default 100 ms.
+    pub fn shared_poll_interval(mut self, every: Duration) -> Self {
+        self.cfg.shared_poll = every.max(Duration::from_micros(100));
+        self
+    }
+
+    /// How long `close` (and `Drop`) keeps retrying a failing Db before giving up; default:
+    /// the window.
+    pub fn close_timeout(mut self, limit: Duration) -> Self {
+        self.cfg.close_timeout = limit;
+        self
+    }
+
+    /// Builds a storage over `db` and starts its flusher thread.
+    ///
+    /// If the OS refuses to start the thread, every call on the storage returns
+    /// [`Error::FlusherUnavailable`].
+    pub fn build<D: Db + 'static>(self, db: D) -> Storage<D> {
+        let core = Arc::new(Core::new(self.cfg));
+        let db = Arc::new(db);
+        let (thread_core, thread_db) = (Arc::clone(&core), Arc::clone(&db));
+        let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {
+            flusher::run(thread_core, thread_db)
+        });
+        let (handle, flusher_error) = match spawned {
+            Ok(h) => (Some(h), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Storage {
+            core,
+            db,
+            flusher: Mutex::new(handle),
+            flusher_error,
+        }
+    }
+
+    /// Opens (or creates) a [`FileDb`] at `path` and builds a storage over it.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Storage<FileDb>, Error> {
+        Ok(self.build(FileDb::open(path)?))
+    }
+}
+
+impl Storage<FileDb> {
+    /// A builder with the defaults (60 s window); finish with [`StorageBuilder::build`].
+    pub fn builder() -> StorageBuilder {
+        StorageBuilder::default()
+    }
+
+    /// The embedded default: a storage over a [`FileDb`] at `path`, 60 s window.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), lifostore::Error> {
+    /// let dir = std::env::temp_dir().join(format!("lifostore-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).map_err(lifostore::DbError::from)?;
+    /// let storage = lifostore::Storage::open(dir.join("queue.lifo"))?;
+    /// storage.push(&lifostore::CancelToken::new(), "kept on disk")?;
+    /// storage.close()?;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        StorageBuilder::default().open(path)
+    }
+}
+
+/// Counters and gauges of a [`Storage`], from [`Storage::stats`].
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Pushes that returned `Ok`.
+    pub pushes: u64,
+    /// Pops that returned an item (memory plus Db).
+    pub pops: u64,
+    /// Pops served from memory, without a Db call.
+    pub pops_from_memory: u64,
+    /// Pops served by the Db.
+    pub pops_from_db: u64,
+    /// Db write calls (one per batch, failed ones included).
+    pub db_push_calls: u64,
+    /// Db pop calls (including ones that found the Db empty).
+    pub db_pop_calls: u64,
+    /// Items written to the Db.
+    pub items_flushed: u64,
+    /// Failed Db writes.
+    pub db_failures: u64,
+    /// Pushes that had to wait for room.
+    pub push_waits: u64,
+    /// Items in memory now (buffered plus in flight).
+    pub buffered_items: usize,
+    /// Bytes in memory now.
+    pub buffered_bytes: usize,
+    /// Items being written right now.
+    pub in_flight_items: usize,
+    /// Age of the oldest item waiting in memory (not counting an in-flight batch).
+    pub oldest_unflushed_age: Option<Duration>,
+    /// Measured Db write speed, items per second, once a write has succeeded.
+    pub db_items_per_sec: Option<f64>,
+    /// How long the Db has been failing, if it is.
+    pub db_failing_for: Option<Duration>,
+}
+
+impl Stats {
+    /// All Db calls the storage made, writes and pops.
+    pub fn db_calls(&self) -> u64 {
+        self.db_push_calls + self.db_pop_calls
+    }
+}
+
+/// Registers the storage's waker on `token` (once per call) and re-checks the token, then
+/// sleeps on `cv` until notified, the token's deadline, or `until`.
+fn wait_on<'a, 't>(
+    core: &Arc<Core>,
+    cv: &Condvar,
+    state: MutexGuard<'a, State>,
+    token: &'t CancelToken,
+    registration: &mut Option<Registration<'t>>,
+    until: Option<Instant>,
+) -> MutexGuard<'a, State> {
+    if registration.is_none() {
+        let waker: Arc<dyn Wake> = Arc::clone(core) as Arc<dyn Wake>;
+        *registration = Some(token.register(waker));
+        // A cancel that latched before the registration saw no waker: catch it here, still
+        // under the lock. One that latches after it will run our waker, which needs the lock
+        // we hold until the wait below releases it - so its notify cannot be lost.
+        if token.reason().is_some() {
+            return state;
+        }
+    }
+    let deadline = match (token.deadline(), until) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    cv.wait_until(state, deadline)
+}
+
+impl<D: Db + 'static> Storage<D> {
+    /// A storage over `db` with the default settings (60 s window).
+    pub fn new(db: D) -> Self {
+        StorageBuilder::default().build(db)
+    }
+
+    /// The Db behind this storage (for its own counters or direct inspection).
+    pub fn db(&self) -> &D {
+        &self.db
+    }
+
+    fn check_usable(&self) -> Result<(), Error> {
+        match &self.flusher_error {
+            Some(e) => Err(Error::FlusherUnavailable(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Pushes `data` on top. Returns once the item is buffered; it reaches the Db within the
+    /// window (or on `flush`/`close`).
+    ///
+    /// Blocks while the buffer is full. Errors: [`Error::ItemTooLarge`], the token's reason,
+    /// [`Error::Closed`], or [`Error::Db`] when the Db has failed for longer than the window.
+    /// On every error nothing was stored.
+    pub fn push(&self, token: &CancelToken, data: impl Into<Vec<u8>>) -> Result<(), Error> {
+        let data = data.into();
+        let cfg = &self.core.cfg;
+        if data.len() > cfg.max_item_len {
+            return Err(Error::ItemTooLarge {
+                len: data.len(),
+                max: cfg.max_item_len,
+            });
+        }
+        self.check_usable()?;
+        if let Some(reason) = token.reason() {
+            return Err(reason.into());
+        }
+        let mut state = self.core.state.lock();
+        let mut registration = None;
+        let mut waited = false;
+        loop {
+            if state.closed {
+                return Err(Error::Closed);
+            }
+            if let Some(reason) = token.reason() {
+                // We may have consumed a notify meant for room: hand it on.
+                self.core.pushers.notify_one();
+                return Err(reason.into());
+            }
+            let now = Instant::now();
+            if let Some(err) = state.refusing(cfg, now) {
+                return Err(Error::Db(err.clone()));
+            }
+            if state.has_room(cfg, data.len()) {
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                state.bytes += data.len();
+                state.items.push_back(Entry {
+                    seq,
+                    pushed_at: now,
+                    data,
+                });
+                state.counters.pushes += 1;
+                if waited {
+                    state.counters.push_waits += 1;
+                }
+                if !state.writing && state.under_pressure(cfg) {
+                    self.core.flusher.notify_one();
+                }
+                self.core.poppers.notify_one();
+                return Ok(());
+            }
+            waited = true;
+            if !state.writing {
+                self.core.flusher.notify_one(); // full: write early
+            }
+            let until = state.refusal_time(cfg);
+            state = wait_on(
+                &self.core,
+                &self.core.pushers,
+                state,
+                token,
+                &mut registration,
+                until,
+            );
+        }
+    }
+
+    /// Removes and returns the newest item, blocking while the storage is empty.
+    ///
+    /// Looks in memory first; if the newest items are being written, waits for that write
+    /// and takes them from the Db; asks the Db only when memory holds nothing newer.
+    /// Errors: the token's reason, [`Error::Closed`], [`Error::Db`]; on every error nothing
+    /// was taken.
+    pub fn pop(&self, token: &CancelToken) -> Result<Vec<u8>, Error> {
+        match self.pop_inner(token, true)? {
+            Some(item) => Ok(item),
+            // pop_inner only returns None when told not to wait.
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// Like [`pop`](Self::pop) but returns `Ok(None)` instead of waiting for a push.
+    ///
+    /// It may still wait for an in-flight batch to land and for one Db call.
+    pub fn try_pop(&self) -> Result<Option<Vec<u8>>, Error> {
+        self.pop_inner(&CancelToken::new(), false)
+    }
+
+    fn pop_inner(&self, token: &CancelToken, wait: bool) -> Result<Option<Vec<u8>>, Error> {
+        self.check_usable()?;
+        if let Some(reason) = token.reason() {
+            return Err(reason.into());
+        }
+        let cfg = &self.core.cfg;
+        let shared = self.db.is_shared();
+        let mut state = self.core.state.lock();
+        let mut registration = None;
+        // For a shared Db: the epoch and time at which this call last found the Db empty.
+        let mut last_empty: Option<(u64, Instant)> = None;
+        loop {
+            if state.closed {
+                return Err(Error::Closed);
+            }
+            if let Some(reason) = token.reason() {
+                if !state.items.is_empty() {
+                    self.core.poppers.notify_one(); // hand on a notify we may have consumed
+                }
+                return Err(reason.into());
+            }
+            if let Some(entry) = state.items.pop_back() {
+                state.bytes -= entry.data.len();
+                state.counters.pops_from_memory += 1;
+                self.core.pushers.notify_one();
+                return Ok(Some(entry.data));
+            }
+            if state.writing {
+                // The newest items are in flight. Taking one from memory would let the Db keep
+                // a copy; skipping them would break LIFO. Wait for the batch to land.
+                state = wait_on(
+                    &self.core,
+                    &self.core.poppers,
+                    state,
+                    token,
+                    &mut registration,
+                    None,
+                );
+                continue;
+            }
+            let recheck_at = last_empty.and_then(|(epoch, at)| {
+                (epoch == state.db_epoch).then_some(at + cfg.shared_poll)
+            });
+            let ask_db = !state.db_known_empty
+                && recheck_at.is_none_or(|t| Instant::now() >= t)
+                && (state.db_has_items || !state.db_probing);
+            if ask_db {
+                let epoch = state.db_epoch;
+                let probing = !state.db_has_items;
+                state.db_probing |= probing;
+                state.counters.db_pop_calls += 1;
+                drop(state);
+                let result = call_db(|| self.db.pop());
+                state = self.core.state.lock();
+                if probing {
+                    state.db_probing = false;
+                    self.core.poppers.notify_all(); // the poppers waiting for our answer
+                }
+                match result {
+                    Ok(Some(item)) => {
+                        state.db_has_items = true;
+                        state.counters.pops_from_db += 1;
+                        return Ok(Some(item));
+                    }
+                    Ok(None) => {
+                        state.db_has_items = false;
+                        if shared {
+                            last_empty = Some((epoch, Instant::now()));
+                        } else if state.db_epoch == epoch {
+                            // Only if no batch landed meanwhile (see the invariants in stack.rs).
+                            state.db_known_empty = true;
+                        }
+                    }
+                    Err(e) => return Err(Error::Db(e)),
+                }
+                continue;
+            }
+            if state.db_probing && !wait {
+                // try_pop: another call is asking the Db; wait for its answer, not for pushes.
+                state = wait_on(
+                    &self.core,
+                    &self.core.poppers,
+                    state,
+                    token,
+                    &mut registration,
+                    None,
+                );
+                continue;
+            }
+            if !wait {
+                return Ok(None);
+            }
+            state = wait_on(
+                &self.core,
+                &self.core.poppers,
+                state,
+                token,
+                &mut registration,
+                recheck_at,
+            );
+        }
+    }
+
+    /// Writes every item pushed before this call (and not yet popped) to the Db, on the
+    /// calling thread, and returns when they are all there.
+    ///
+    /// Errors: the token's reason (items stay buffered), [`Error::Closed`], or [`Error::Db`]
+    /// for a failed write (its items stay buffered and the flusher retries them).
+    pub fn flush(&self, token: &CancelToken) -> Result<(), Error> {
+        self.check_usable()?;
+        if let Some(reason) = token.reason() {
+            return Err(reason.into());
+        }
+        let mut state = self.core.state.lock();
+        let target = state.next_seq - 1;
+        let mut registration = None;
+        loop {
+            if state.closed {
+                return Err(Error::Closed);
+            }
+            if let Some(reason) = token.reason() {
+                return Err(reason.into());
+            }
+            if state.flushed_through(target) {
+                return Ok(());
+            }
+            if state.writing {
+                state = wait_on(
+                    &self.core,
+                    &self.core.landed,
+                    state,
+                    token,
+                    &mut registration,
+                    None,
+                );
+                continue;
+            }
+            let n = state.count_through(target, &self.core.cfg);
+            let (guard, written) = flusher::write_batch(&self.core, &*self.db, state, n);
+            state = guard;
+            if let Written::Failed(e) = written {
+                return Err(Error::Db(e));
+            }
+        }
+    }
+
+    /// Counters and gauges; cheap (one lock).
+    pub fn stats(&self) -> Stats {
+        let state = self.core.state.lock();
+        let now = Instant::now();
+        let c = &state.counters;
+        Stats {
+            pushes: c.pushes,
+            pops: c.pops_from_memory + c.pops_from_db,
+            pops_from_memory: c.pops_from_memory,
+            pops_from_db: c.pops_from_db,
+            db_push_calls: c.db_push_calls,
+            db_pop_calls: c.db_pop_calls,
+            items_flushed: c.items_flushed,
+            db_failures: c.db_failures,
+            push_waits: c.push_waits,
+            buffered_items: state.held(),
+            buffered_bytes: state.bytes,
+            in_flight_items: state.in_flight,
+            oldest_unflushed_age: state
+                .items
+                .front()
+                .map(|e| now.saturating_duration_since(e.pushed_at)),
+            db_items_per_sec: state.db_rate,
+            db_failing_for: state
+                .failing
+                .as_ref()
+                .map(|f| now.saturating_duration_since(f.since)),
+        }
+    }
+
+    /// Stops the storage: wakes every blocked call with [`Error::Closed`], stops the flusher,
+    /// and writes every buffered item to the Db. Idempotent: later calls return `Ok` once
+    /// everything is written.
+    ///
+    /// If the Db keeps failing for `close_timeout`, returns [`Error::CloseIncomplete`]; the
+    /// items stay buffered and calling `close` again retries.
+    pub fn close(&self) -> Result<(), Error> {
+        {
+            let mut state = self.core.state.lock();
+            state.closed = true;
+            self.core.notify_everyone();
+        }
+        // The flusher sees `closed` and returns after any batch it is writing lands.
+        if let Some(handle) = self.flusher.lock().take() {
+            // A panic in the flusher would be a bug of ours (Db panics are caught); the drain
+            // below finishes its work either way.
+            let _ = handle.join();
+        }
+        let cfg = &self.core.cfg;
+        let started = Instant::now();
+        let give_up_at = started + cfg.close_timeout;
+        let mut state = self.core.state.lock();
+        loop {
+            if state.writing {
+                state = self.core.landed.wait(state);
+                continue;
+            }
+            if state.items.is_empty() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            let retry_at = state.failing.as_ref().map(|f| f.retry_at);
+            if let Some(at) = retry_at.filter(|at| now < *at) {
+                if now >= give_up_at {
+                    return Err(self.close_incomplete(&state, started));
+                }
+                // A timed backoff between retries, not a poll for an event.
+                state = self.core.landed.wait_until(state, Some(at.min(give_up_at)));
+                continue;
+            }
+            let n = state.items.len().min(cfg.max_batch);
+            let (guard, written) = flusher::write_batch(&self.core, &*self.db, state, n);
+            state = guard;
+            if matches!(written, Written::Failed(_)) && Instant::now() >= give_up_at {
+                return Err(self.close_incomplete(&state, started));
+            }
+        }
+    }
+
+    fn close_incomplete(&self, state: &State, started: Instant) -> Error {
+        let source = state
+            .failing
+            .as_ref()
+            .map(|f| f.last.clone())
+            .unwrap_or_else(|| crate::db::DbError::msg("database kept failing"));
+        Error::CloseIncomplete {
+            unflushed: state.held(),
+            waited: started.elapsed(),
+            source,
+        }
+    }
+}
+
+impl<D: Db + 'static> Drop for Storage<D> {
+    /// Best-effort [`close`](Storage::close): bounded by `close_timeout`, errors ignored.
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl<D: Db + 'static> std::fmt::Debug for Storage<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}

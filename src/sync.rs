@@ -1,0 +1,129 @@
+//! The one place that chooses synchronization primitives.
+//!
+//! Normal builds use `parking_lot` locks and `std` threads. Under `--cfg loom` the same names
+//! resolve to loom's model-checked primitives, so the stack, the flusher hand-off and the token
+//! code that loom explores is the code that ships (the pattern of tokio's `src/loom/`).
+//!
+//! Two loom limits shape the API: loom has no clock, so [`Condvar::wait_until`] is a plain wait
+//! there (models drive time explicitly: a `flush` call instead of a timer tick), and loom's
+//! condition variable takes its guard by value, so ours does too in both builds.
+
+use std::time::Instant;
+
+pub(crate) use imp::{AtomicBool, JoinHandle, Mutex, MutexGuard, spawn};
+
+/// A condition variable with one API over parking_lot and loom.
+pub(crate) struct Condvar(imp::RawCondvar);
+
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar(imp::RawCondvar::new())
+    }
+
+    /// Blocks until notified (spurious wakeups possible: callers re-check their condition).
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        imp::wait(&self.0, guard)
+    }
+
+    /// Blocks until notified or `deadline` passes; `None` waits without a time limit.
+    pub(crate) fn wait_until<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, T> {
+        match deadline {
+            None => imp::wait(&self.0, guard),
+            Some(at) => imp::wait_until(&self.0, guard, at),
+        }
+    }
+
+    pub(crate) fn notify_one(&self) {
+        self.0.notify_one();
+    }
+
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}
+
+#[cfg(not(loom))]
+mod imp {
+    use std::time::Instant;
+
+    pub(crate) use parking_lot::{Condvar as RawCondvar, Mutex, MutexGuard};
+    pub(crate) use std::sync::atomic::AtomicBool;
+    pub(crate) use std::thread::JoinHandle;
+
+    pub(crate) fn wait<'a, T>(cv: &RawCondvar, mut guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        cv.wait(&mut guard);
+        guard
+    }
+
+    pub(crate) fn wait_until<'a, T>(
+        cv: &RawCondvar,
+        mut guard: MutexGuard<'a, T>,
+        at: Instant,
+    ) -> MutexGuard<'a, T> {
+        // parking_lot's wait_until sleeps on the monotonic clock without polling.
+        let _ = cv.wait_until(&mut guard, at);
+        guard
+    }
+
+    pub(crate) fn spawn<F>(name: String, f: F) -> std::io::Result<JoinHandle<()>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        std::thread::Builder::new().name(name).spawn(f)
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    use std::sync::PoisonError;
+    use std::time::Instant;
+
+    pub(crate) use loom::sync::Condvar as RawCondvar;
+    pub(crate) use loom::sync::MutexGuard;
+    pub(crate) use loom::sync::atomic::AtomicBool;
+    pub(crate) use loom::thread::JoinHandle;
+
+    /// loom's mutex behind parking_lot's non-poisoning `lock()` signature.
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T: Default> Default for Mutex<T> {
+        fn default() -> Self {
+            Mutex::new(T::default())
+        }
+    }
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    pub(crate) fn wait<'a, T>(cv: &RawCondvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// loom has no clock: a timed wait is an untimed one, and models never rely on timeouts.
+    pub(crate) fn wait_until<'a, T>(
+        cv: &RawCondvar,
+        guard: MutexGuard<'a, T>,
+        _at: Instant,
+    ) -> MutexGuard<'a, T> {
+        wait(cv, guard)
+    }
+
+    pub(crate) fn spawn<F>(_name: String, f: F) -> std::io::Result<JoinHandle<()>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        Ok(loom::thread::spawn(f))
+    }
+}
