@@ -28,14 +28,23 @@ mod error;
 mod file_db;
 mod flusher;
 mod mem_db;
+#[cfg(feature = "postgres")]
+mod postgres_db;
+#[cfg(feature = "redis")]
+mod redis_db;
 mod stack;
 mod storage;
 mod sync;
+pub mod testing;
 mod token;
 
 pub use db::{Db, DbError, PushBatchError};
 pub use error::Error;
 pub use file_db::{FileDb, FileDbOptions};
 pub use mem_db::{MemDb, MemDbCalls};
+#[cfg(feature = "postgres")]
+pub use postgres_db::PostgresDb;
+#[cfg(feature = "redis")]
+pub use redis_db::RedisDb;
 pub use storage::{Stats, Storage, StorageBuilder};
 pub use token::{CancelReason, CancelToken};

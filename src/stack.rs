@@ -18,6 +18,12 @@ use crate::db::DbError;
 use crate::sync::{Condvar, Mutex};
 use crate::token::Wake;
 
+/// Item capacity before the Db's write speed has been measured.
+const INITIAL_CAPACITY: usize = 256;
+
+/// Batch size of flusher writes before the Db's write speed has been measured.
+const SLOW_START_BATCH: usize = 16;
+
 /// One buffered item.
 pub(crate) struct Entry {
     pub(crate) seq: u64,
@@ -142,7 +148,18 @@ impl State {
                 let pace = (rate * cfg.window.as_secs_f64() * 0.5) as usize;
                 cfg.max_items.min(pace.max(1))
             }
-            None => cfg.max_items,
+            // Slow start: until a first write shows how fast the Db is, hold no more than a
+            // Db taking milliseconds per item could write within a short window.
+            None => cfg.max_items.min(INITIAL_CAPACITY),
+        }
+    }
+
+    /// Largest batch the flusher takes now: small until the Db's speed is known, so the first
+    /// measurement comes back quickly even from a slow Db.
+    fn batch_limit(&self, cfg: &Config) -> usize {
+        match self.db_rate {
+            Some(_) => cfg.max_batch,
+            None => cfg.max_batch.min(SLOW_START_BATCH),
         }
     }
 
@@ -206,7 +223,7 @@ impl State {
             }
         }
         if self.under_pressure(cfg) {
-            return Next::Write(self.items.len().min(cfg.max_batch));
+            return Next::Write(self.items.len().min(self.batch_limit(cfg)));
         }
         let due_at = oldest.pushed_at + cfg.flush_after();
         if now < due_at {
@@ -216,7 +233,7 @@ impl State {
         let n = self
             .items
             .iter()
-            .take(cfg.max_batch)
+            .take(self.batch_limit(cfg))
             .take_while(|e| e.pushed_at + cfg.flush_after() <= horizon)
             .count();
         Next::Write(n.max(1))

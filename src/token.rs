@@ -152,10 +152,18 @@ impl Node {
         };
         st.end = Some(end);
         self.ended.store(true, Ordering::Release);
+        if !cancel {
+            // Latched by an observer (a deadline passed, or an ancestor ended). Nobody needs
+            // waking: deadline waiters sleep with a timed wait of their own, and waiters of an
+            // ancestor are registered on that ancestor, whose `cancel` woke them. Observers may
+            // hold a storage lock here, which a waker would take again.
+            return Some(end);
+        }
         let wakers: Vec<Arc<dyn Wake>> = st.waiters.iter().map(|(_, w)| Arc::clone(w)).collect();
         drop(st);
         // Run wakers without the token's lock held: a waker takes the storage's lock, and a
         // blocked call holds that lock while it registers here (storage -> token order).
+        // `cancel` is never called with a storage lock held.
         for w in wakers {
             w.wake();
         }

@@ -1,0 +1,1 @@
+//! Test helpers: fault-injecting Db wrappers (filled in by the reliability suite).
