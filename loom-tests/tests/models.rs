@@ -1,0 +1,184 @@
+//! loom models: lifostore's stack, flusher hand-off and tokens under every interleaving loom
+//! explores. Run with:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p loom-tests --release
+//! ```
+//!
+//! Under `--cfg loom` lifostore's `sync` shim swaps in loom's mutex, condvar, atomics and
+//! threads, so the code checked here is the code that ships. loom has no clock: timed waits
+//! are plain waits, so the background flusher only acts when notified (close), and models
+//! drive writes explicitly with `flush` - the flusher hand-off is the writer role that
+//! `flush` and the flusher share. Each model uses at most 4 threads (including the flusher).
+#![cfg(loom)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use lifostore::{CancelReason, CancelToken, Error, MemDb, Storage};
+
+fn storage() -> Arc<Storage<MemDb>> {
+    Arc::new(Storage::new(MemDb::new()))
+}
+
+/// Items already pushed are popped newest first while a flush races the pops: the pops must
+/// see the in-flight batch in LIFO order, never skip it, never take an item the Db keeps.
+#[test]
+fn pops_racing_a_flush_are_lifo_and_exactly_once() {
+    loom::model(|| {
+        let s = storage();
+        let t = CancelToken::new();
+        for i in 1..=3u8 {
+            s.push(&t, vec![i]).unwrap();
+        }
+        let flusher = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.flush(&t).unwrap())
+        };
+        let got: Vec<u8> = (0..3).map(|_| s.pop(&t).unwrap()[0]).collect();
+        flusher.join().unwrap();
+        assert_eq!(got, vec![3, 2, 1]);
+        assert!(s.db().is_empty(), "a popped item stayed in the Db");
+        s.close().unwrap();
+    });
+}
+
+/// A pusher, a popper and a flush run at once: every item comes out exactly once (popped or
+/// left in the Db after close).
+#[test]
+fn concurrent_push_pop_flush_keeps_every_item_once() {
+    loom::model(|| {
+        let s = storage();
+        let t = CancelToken::new();
+        s.push(&t, vec![1]).unwrap();
+        let pusher = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.push(&t, vec![2]).unwrap())
+        };
+        let flusher = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.flush(&t).unwrap())
+        };
+        let first = s.pop(&t).unwrap()[0];
+        pusher.join().unwrap();
+        flusher.join().unwrap();
+        s.close().unwrap();
+        let mut all = vec![first];
+        all.extend(s.db().snapshot().into_iter().map(|x| x[0]));
+        let unique: HashSet<u8> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "an item came out twice: {all:?}");
+        assert_eq!(unique, HashSet::from([1, 2]), "an item was lost: {all:?}");
+    });
+}
+
+/// A pop blocked on an empty storage wakes when an item is pushed.
+#[test]
+fn blocked_pop_wakes_on_push() {
+    loom::model(|| {
+        let s = storage();
+        let t = CancelToken::new();
+        let popper = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.pop(&t))
+        };
+        s.push(&t, vec![7]).unwrap();
+        assert_eq!(popper.join().unwrap().unwrap(), vec![7]);
+        assert_eq!(t.debug_registrations(), 0);
+        s.close().unwrap();
+    });
+}
+
+/// A pop blocked on an empty storage wakes when its token is cancelled: no lost wakeup between
+/// the token check and the wait, and the registration is gone afterwards.
+#[test]
+fn blocked_pop_wakes_on_cancel() {
+    loom::model(|| {
+        let s = storage();
+        let root = CancelToken::new();
+        let child = root.child();
+        let popper = {
+            let (s, child) = (s.clone(), child.clone());
+            loom::thread::spawn(move || s.pop(&child))
+        };
+        root.cancel();
+        assert!(matches!(popper.join().unwrap(), Err(Error::Cancelled)));
+        assert_eq!(root.debug_registrations(), 0);
+        assert_eq!(child.debug_registrations(), 0);
+        s.close().unwrap();
+    });
+}
+
+/// `close` while a pop is blocked: the pop returns `Closed` and leaves no registration.
+#[test]
+fn close_wakes_a_blocked_pop() {
+    loom::model(|| {
+        let s = storage();
+        let t = CancelToken::new();
+        let popper = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.pop(&t))
+        };
+        s.close().unwrap();
+        assert!(matches!(popper.join().unwrap(), Err(Error::Closed)));
+        assert_eq!(t.debug_registrations(), 0);
+    });
+}
+
+/// A push that takes the last item racing a pop and a cancel: whatever happens, the item is
+/// either popped once or still there, and no registration outlives the calls.
+#[test]
+fn cancel_racing_push_and_pop_loses_nothing() {
+    loom::model(|| {
+        let s = storage();
+        let t = CancelToken::new();
+        let popper = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.pop(&t))
+        };
+        let pushed = s.push(&t, vec![9]).is_ok();
+        t.cancel();
+        let popped = popper.join().unwrap();
+        let left = s.try_pop().unwrap();
+        match (pushed, popped, left) {
+            (true, Ok(x), None) => assert_eq!(x, vec![9]),
+            (true, Err(Error::Cancelled), Some(x)) => assert_eq!(x, vec![9]),
+            (false, Err(Error::Cancelled), None) => {}
+            other => panic!("item lost or duplicated: {other:?}"),
+        }
+        assert_eq!(t.debug_registrations(), 0);
+        s.close().unwrap();
+    });
+}
+
+/// Two cancels racing an already-passed deadline: every observer sees the same single reason,
+/// and it never changes.
+#[test]
+fn cancel_racing_a_deadline_keeps_one_reason() {
+    loom::model(|| {
+        let root = CancelToken::new();
+        let token = root.with_deadline(std::time::Instant::now());
+        let a = {
+            let token = token.clone();
+            loom::thread::spawn(move || {
+                token.cancel();
+                token.reason()
+            })
+        };
+        let b = {
+            let root = root.clone();
+            let token = token.clone();
+            loom::thread::spawn(move || {
+                root.cancel();
+                token.reason()
+            })
+        };
+        let here = token.reason();
+        let ra = a.join().unwrap();
+        let rb = b.join().unwrap();
+        // The deadline passed before either cancel: it is the first end, for everyone.
+        for r in [here, ra, rb, token.reason()] {
+            assert_eq!(r, Some(CancelReason::DeadlineExceeded));
+        }
+        assert_eq!(root.reason(), Some(CancelReason::Cancelled));
+    });
+}
