@@ -78,7 +78,10 @@ fn run<D: Db + 'static>(storage: Storage<D>) -> Result<(), Box<dyn std::error::E
     let stats = storage.stats();
     storage.close()?;
 
-    println!("items pushed and popped: {} (each exactly once)", seen.len());
+    println!(
+        "items pushed and popped: {} (each exactly once)",
+        seen.len()
+    );
     println!("wall time: {wall:.2?}");
     println!(
         "db calls: {} ({} writes, {} pops) against {} for one call per operation",

@@ -49,7 +49,9 @@ pub enum DbError {
         supported: u32,
     },
     /// An item is longer than the Db accepts.
-    #[error("item of {len} bytes exceeds the database limit of {max} bytes; split it or raise the limit")]
+    #[error(
+        "item of {len} bytes exceeds the database limit of {max} bytes; split it or raise the limit"
+    )]
     ItemTooLarge {
         /// The item's length.
         len: usize,

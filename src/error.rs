@@ -14,7 +14,9 @@ pub enum Error {
     #[error("operation cancelled by its token; nothing was stored or taken")]
     Cancelled,
     /// The caller's token (or an ancestor) passed its deadline.
-    #[error("deadline exceeded before the operation could complete; nothing was stored or taken, retry with a later deadline")]
+    #[error(
+        "deadline exceeded before the operation could complete; nothing was stored or taken, retry with a later deadline"
+    )]
     DeadlineExceeded,
     /// The storage was closed; open a new one to continue.
     #[error("storage is closed; items left are in the database, open a new storage to reach them")]

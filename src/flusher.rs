@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::db::{Db, DbError, PushBatchError};
+use crate::stack::State;
 use crate::stack::{Core, Entry, Next};
 use crate::sync::MutexGuard;
-use crate::stack::State;
 
 /// How a batch write ended.
 pub(crate) enum Written {
@@ -58,14 +58,13 @@ pub(crate) fn write_batch<'a, D: Db + ?Sized>(
 
     let slices: Vec<&[u8]> = batch.iter().map(|e| e.data.as_slice()).collect();
     let started = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| db.push_batch(&slices))).unwrap_or_else(
-        |payload| {
+    let result =
+        catch_unwind(AssertUnwindSafe(|| db.push_batch(&slices))).unwrap_or_else(|payload| {
             Err(PushBatchError {
                 stored: 0,
                 source: panic_error(payload),
             })
-        },
-    );
+        });
     let elapsed = started.elapsed();
     drop(slices);
 

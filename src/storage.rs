@@ -412,9 +412,8 @@ impl<D: Db + 'static> Storage<D> {
                 );
                 continue;
             }
-            let recheck_at = last_empty.and_then(|(epoch, at)| {
-                (epoch == state.db_epoch).then_some(at + cfg.shared_poll)
-            });
+            let recheck_at = last_empty
+                .and_then(|(epoch, at)| (epoch == state.db_epoch).then_some(at + cfg.shared_poll));
             let ask_db = !state.db_known_empty
                 && recheck_at.is_none_or(|t| Instant::now() >= t)
                 && (state.db_has_items || !state.db_probing);

@@ -65,9 +65,9 @@ fn earliest(a: Option<End>, b: Option<End>) -> Option<End> {
 struct Node {
     parent: Option<Arc<Node>>,
     /// This node's own deadline.
-    deadline: Option<Instant>,
+    own_deadline: Option<Instant>,
     /// The earliest deadline on the chain from this node to the root.
-    effective_deadline: Option<Instant>,
+    chain_deadline: Option<Instant>,
     /// Set (Release) after `state.end` is latched; a cheap first check for the hot path.
     ended: AtomicBool,
     state: Mutex<NodeState>,
@@ -83,15 +83,15 @@ static NEXT_WAITER_ID: StdAtomicU64 = StdAtomicU64::new(1);
 
 impl Node {
     fn new(parent: Option<Arc<Node>>, deadline: Option<Instant>) -> Arc<Node> {
-        let inherited = parent.as_ref().and_then(|p| p.effective_deadline);
-        let effective_deadline = match (inherited, deadline) {
+        let inherited = parent.as_ref().and_then(|p| p.chain_deadline);
+        let chain_deadline = match (inherited, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         Arc::new(Node {
             parent,
-            deadline,
-            effective_deadline,
+            own_deadline: deadline,
+            chain_deadline,
             ended: AtomicBool::new(false),
             state: Mutex::new(NodeState {
                 end: None,
@@ -103,7 +103,7 @@ impl Node {
     /// The end this node would latch now, from its ancestors and its own deadline.
     fn pending(&self, now: Instant) -> Option<End> {
         let from_parent = self.parent.as_ref().and_then(|p| p.end());
-        let from_deadline = self.deadline.filter(|d| now >= *d).map(|at| End {
+        let from_deadline = self.own_deadline.filter(|d| now >= *d).map(|at| End {
             reason: CancelReason::DeadlineExceeded,
             at,
         });
@@ -116,7 +116,7 @@ impl Node {
         if self.ended.load(Ordering::Acquire) {
             return self.state.lock().end;
         }
-        let deadline_passed = self.effective_deadline.is_some_and(|d| Instant::now() >= d);
+        let deadline_passed = self.chain_deadline.is_some_and(|d| Instant::now() >= d);
         if !deadline_passed && !self.ancestor_ended() {
             return None;
         }
@@ -265,7 +265,7 @@ impl CancelToken {
 
     /// The earliest deadline on the chain from this token to its root, if any.
     pub fn deadline(&self) -> Option<Instant> {
-        self.node.effective_deadline
+        self.node.chain_deadline
     }
 
     /// Registers `waker` on this token and all its ancestors until the guard drops.

@@ -49,7 +49,11 @@ impl Db for TestDb {
     }
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
         // A flaky batch stores half of its items, then fails: the storage must keep the rest.
-        let stored = if self.flaky.load(Ordering::Relaxed) { items.len() / 2 } else { 0 };
+        let stored = if self.flaky.load(Ordering::Relaxed) {
+            items.len() / 2
+        } else {
+            0
+        };
         if let Err(source) = self.check() {
             self.inner.push_batch(&items[..stored])?;
             self.stamp(&items[..stored]);
@@ -98,7 +102,9 @@ fn p1_newest_first_across_buffer_and_db() {
 fn p1_newest_first_with_a_batch_in_flight() {
     // A slow Db keeps a batch in flight while we pop: the pop must return the newest in-flight
     // item (after it lands), never an older Db item and never a copy the Db also keeps.
-    let s = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(100))));
+    let s = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(
+        100,
+    ))));
     let t = CancelToken::new();
     s.db().push(&item(100)).unwrap(); // an older item already in the Db
     for i in 0..3 {
@@ -155,7 +161,9 @@ fn p2_many_threads_every_item_exactly_once_and_close_keeps_the_rest() {
     all.extend(s.db().snapshot().iter().map(|x| id(x)));
     let unique: HashSet<u64> = all.iter().copied().collect();
     assert_eq!(unique.len(), all.len(), "an item came out twice");
-    let pushed: HashSet<u64> = (0..4).flat_map(|w| (0..500).map(move |i| w * 1000 + i)).collect();
+    let pushed: HashSet<u64> = (0..4)
+        .flat_map(|w| (0..500).map(move |i| w * 1000 + i))
+        .collect();
     assert_eq!(unique, pushed, "an item was lost");
 }
 
@@ -191,7 +199,10 @@ fn p3_every_unpopped_item_reaches_the_db_within_the_window_under_load() {
                 let t = CancelToken::new();
                 for i in 0..300 {
                     s.push(&t, item(w * 10_000 + i)).unwrap();
-                    pushed_at.lock().unwrap().push((w * 10_000 + i, Instant::now()));
+                    pushed_at
+                        .lock()
+                        .unwrap()
+                        .push((w * 10_000 + i, Instant::now()));
                     std::thread::sleep(Duration::from_millis(2));
                 }
             });
@@ -204,11 +215,16 @@ fn p3_every_unpopped_item_reaches_the_db_within_the_window_under_load() {
     let pushed = pushed_at.lock().unwrap();
     let mut worst = Duration::ZERO;
     for (i, at) in pushed.iter() {
-        let arrived = arrivals.get(i).unwrap_or_else(|| panic!("item {i} never reached the Db"));
+        let arrived = arrivals
+            .get(i)
+            .unwrap_or_else(|| panic!("item {i} never reached the Db"));
         worst = worst.max(arrived.saturating_duration_since(*at));
     }
     println!("worst push-to-Db age: {worst:?} (window {window:?})");
-    assert!(worst <= window, "an item waited {worst:?} > window {window:?}");
+    assert!(
+        worst <= window,
+        "an item waited {worst:?} > window {window:?}"
+    );
 }
 
 // ---- 4. Little I/O ------------------------------------------------------------------------
@@ -276,13 +292,20 @@ fn p5_full_buffer_blocks_push_until_its_deadline_and_stores_nothing() {
     // The flusher starts writing early (full buffer), but the Db is slow: no room for 300 ms.
     let short = t.with_timeout(Duration::from_millis(50));
     let started = Instant::now();
-    assert!(matches!(s.push(&short, item(99)), Err(Error::DeadlineExceeded)));
+    assert!(matches!(
+        s.push(&short, item(99)),
+        Err(Error::DeadlineExceeded)
+    ));
     assert!(started.elapsed() >= Duration::from_millis(45));
     assert!(s.stats().buffered_items <= 4);
     s.close().unwrap();
     let mut left: Vec<u64> = s.db().snapshot().iter().map(|x| id(x)).collect();
     left.sort();
-    assert_eq!(left, vec![0, 1, 2, 3], "the refused item must not be stored");
+    assert_eq!(
+        left,
+        vec![0, 1, 2, 3],
+        "the refused item must not be stored"
+    );
 }
 
 #[test]
@@ -307,7 +330,10 @@ fn p5_slow_single_item_db_paces_pushers_within_the_window() {
     while s.db().len() < n && Instant::now() < deadline + Duration::from_millis(500) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(Instant::now() <= deadline + Duration::from_millis(100), "backlog outlived the window");
+    assert!(
+        Instant::now() <= deadline + Duration::from_millis(100),
+        "backlog outlived the window"
+    );
     assert_eq!(s.db().len(), n, "pushes outran the Db: {:?}", s.stats());
     assert!(s.stats().push_waits > 0, "push never slowed down");
 }
@@ -376,7 +402,10 @@ fn p7_ended_tokens_have_no_side_effect() {
     cancelled.cancel();
     let expired = CancelToken::new().with_deadline(Instant::now());
     assert!(matches!(s.push(&cancelled, item(2)), Err(Error::Cancelled)));
-    assert!(matches!(s.push(&expired, item(3)), Err(Error::DeadlineExceeded)));
+    assert!(matches!(
+        s.push(&expired, item(3)),
+        Err(Error::DeadlineExceeded)
+    ));
     assert!(matches!(s.pop(&cancelled), Err(Error::Cancelled)));
     assert!(matches!(s.pop(&expired), Err(Error::DeadlineExceeded)));
     assert!(matches!(s.flush(&cancelled), Err(Error::Cancelled)));
@@ -402,13 +431,19 @@ fn p7_blocked_pop_wakes_promptly_on_cancel_and_on_deadline() {
     let (r, woke_at) = waiter.join().unwrap();
     assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
     let latency = woke_at.duration_since(cancelled_at);
-    assert!(latency < Duration::from_millis(250), "woke after {latency:?}");
+    assert!(
+        latency < Duration::from_millis(250),
+        "woke after {latency:?}"
+    );
 
     let d = CancelToken::new().with_timeout(Duration::from_millis(30));
     let started = Instant::now();
     assert!(matches!(s.pop(&d), Err(Error::DeadlineExceeded)));
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(29) && waited < Duration::from_millis(300), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(29) && waited < Duration::from_millis(300),
+        "{waited:?}"
+    );
 }
 
 #[test]
@@ -423,7 +458,11 @@ fn p7_parent_cancel_wakes_a_pop_blocked_on_a_child_token() {
     std::thread::sleep(Duration::from_millis(30));
     root.cancel();
     assert!(matches!(waiter.join().unwrap(), Err(Error::Cancelled)));
-    assert_eq!(root.debug_registrations(), 0, "the blocked pop left a registration behind");
+    assert_eq!(
+        root.debug_registrations(),
+        0,
+        "the blocked pop left a registration behind"
+    );
 }
 
 #[test]
@@ -443,7 +482,13 @@ fn p7_blocked_pop_takes_a_push_and_close_wakes_the_rest() {
     let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
     let got: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(got, vec![&item(7)]);
-    assert_eq!(results.iter().filter(|r| matches!(r, Err(Error::Closed))).count(), 2);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Closed)))
+            .count(),
+        2
+    );
 }
 
 // ---- 8. Clear errors ----------------------------------------------------------------------
@@ -466,7 +511,10 @@ fn p8_errors_say_what_happened_and_what_to_do() {
     assert!(std::error::Error::source(&err).is_some());
     let s = Storage::builder().max_item_len(4).build(MemDb::new());
     let t = CancelToken::new();
-    assert!(matches!(s.push(&t, vec![0; 5]), Err(Error::ItemTooLarge { len: 5, max: 4 })));
+    assert!(matches!(
+        s.push(&t, vec![0; 5]),
+        Err(Error::ItemTooLarge { len: 5, max: 4 })
+    ));
     s.push(&t, Vec::new()).unwrap();
     assert_eq!(s.pop(&t).unwrap(), Vec::<u8>::new());
     s.close().unwrap();

@@ -28,7 +28,11 @@ fn parent_end_reaches_every_descendant_but_child_never_reaches_parent() {
     let grandchild = child.child();
     let sibling = root.child();
     grandchild.cancel();
-    assert_eq!(child.reason(), None, "a child's cancel must not reach its parent");
+    assert_eq!(
+        child.reason(),
+        None,
+        "a child's cancel must not reach its parent"
+    );
     assert_eq!(root.reason(), None);
     root.cancel();
     assert_eq!(child.reason(), Some(CancelReason::Cancelled));
@@ -111,7 +115,10 @@ fn cancel_racing_from_many_threads_keeps_one_reason() {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert!(seen.iter().all(|r| *r == seen[0]), "reasons differ: {seen:?}");
+        assert!(
+            seen.iter().all(|r| *r == seen[0]),
+            "reasons differ: {seen:?}"
+        );
         assert_eq!(t.reason(), Some(seen[0]));
     }
 }
