@@ -18,6 +18,10 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 /// Smallest window accepted; shorter ones are raised to it.
 const MIN_WINDOW: Duration = Duration::from_millis(10);
 
+/// Longest duration any setting takes (one year); longer ones are lowered to it, so that no
+/// deadline computed from a setting can overflow `Instant`.
+const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A durable LIFO store: a bounded in-memory stack in front of a [`Db`], with a background
 /// flusher that writes the oldest items in batches before they reach the durability window.
 ///
@@ -94,9 +98,10 @@ impl StorageBuilder {
     /// The durability window (default 60 s): the longest an acknowledged item stays only in
     /// memory, so the most a crash can lose. Also the default `close_timeout`.
     ///
-    /// Windows under 10 ms are raised to 10 ms (the flusher needs some time to write).
+    /// Windows under 10 ms are raised to 10 ms (the flusher needs some time to write); every
+    /// duration setting is capped at one year.
     pub fn max_unflushed_age(mut self, window: Duration) -> Self {
-        self.cfg.window = window.max(MIN_WINDOW);
+        self.cfg.window = window.clamp(MIN_WINDOW, MAX_SETTING);
         self.cfg.close_timeout = self.cfg.window;
         self
     }
@@ -129,14 +134,14 @@ impl StorageBuilder {
     /// How often a `pop` blocked on an empty storage re-checks a shared Db ([`Db::is_shared`])
     /// for items other processes pushed; default 100 ms.
     pub fn shared_poll_interval(mut self, every: Duration) -> Self {
-        self.cfg.shared_poll = every.max(Duration::from_micros(100));
+        self.cfg.shared_poll = every.clamp(Duration::from_micros(100), MAX_SETTING);
         self
     }
 
     /// How long `close` (and `Drop`) keeps retrying a failing Db before giving up; default:
     /// the window.
     pub fn close_timeout(mut self, limit: Duration) -> Self {
-        self.cfg.close_timeout = limit;
+        self.cfg.close_timeout = limit.min(MAX_SETTING);
         self
     }
 
