@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod crc32c;
 mod db;
 mod error;
 mod file_db;
@@ -40,7 +41,7 @@ mod token;
 
 pub use db::{Db, DbError, PushBatchError};
 pub use error::Error;
-pub use file_db::{FileDb, FileDbOptions};
+pub use file_db::{FileDb, FileDbOptions, SalvageReport};
 pub use mem_db::{MemDb, MemDbCalls};
 #[cfg(feature = "postgres")]
 pub use postgres_db::PostgresDb;
