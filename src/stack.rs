@@ -217,10 +217,10 @@ impl State {
         if self.writing {
             return Next::Sleep(None); // the writer notifies when its batch lands
         }
-        if let Some(f) = &self.failing {
-            if now < f.retry_at {
-                return Next::Sleep(Some(f.retry_at));
-            }
+        if let Some(f) = &self.failing
+            && now < f.retry_at
+        {
+            return Next::Sleep(Some(f.retry_at));
         }
         if self.under_pressure(cfg) {
             return Next::Write(self.items.len().min(self.batch_limit(cfg)));
