@@ -337,10 +337,10 @@ fn threads_share_one_file_db() {
             s.spawn(move || {
                 for i in 0..50u32 {
                     db.push(&(t * 1000 + i).to_le_bytes()).unwrap();
-                    if i % 2 == 0 {
-                        if let Some(x) = db.pop().unwrap() {
-                            popped.lock().unwrap().push(x);
-                        }
+                    if i % 2 == 0
+                        && let Some(x) = db.pop().unwrap()
+                    {
+                        popped.lock().unwrap().push(x);
                     }
                 }
             });
