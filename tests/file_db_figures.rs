@@ -1,0 +1,55 @@
+//! Figures for FileDb (not assertions): batch push/pop rates and the open time of a 1 GiB
+//! file. Run: `cargo test --release --test file_db_figures -- --ignored --nocapture`.
+//! Criterion benchmarks in benches/ measure the same with statistics.
+
+use std::time::Instant;
+
+use lifostore::{Db, FileDb, FileDbOptions};
+
+#[test]
+#[ignore = "figures: run on demand in release mode"]
+fn batch_rates_and_open_time() {
+    let dir = std::env::temp_dir().join(format!("lifostore-figures-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let item = vec![0xAB; 100];
+    for batch in [1usize, 64, 1024] {
+        let path = dir.join(format!("rate-{batch}.lifo"));
+        let db = FileDb::open_with(&path, FileDbOptions::default().shared(false)).unwrap();
+        let rounds = (4096 / batch).clamp(4, 400);
+        let items: Vec<&[u8]> = (0..batch).map(|_| item.as_slice()).collect();
+        let t = Instant::now();
+        for _ in 0..rounds {
+            db.push_batch(&items).unwrap();
+        }
+        let push = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..rounds {
+            assert_eq!(db.pop_batch(batch).unwrap().len(), batch);
+        }
+        let pop = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "FileDb 100-byte items, batch {batch:>4}: push {push:>10.0} items/s, pop {pop:>10.0} items/s"
+        );
+    }
+    let path = dir.join("big.lifo");
+    {
+        let db = FileDb::open(&path).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        let batch: Vec<&[u8]> = (0..64).map(|_| chunk.as_slice()).collect();
+        for _ in 0..16 {
+            db.push_batch(&batch).unwrap(); // 16 x 64 MiB = 1 GiB
+        }
+    }
+    let size = std::fs::metadata(&path).unwrap().len();
+    let t = Instant::now();
+    let db = FileDb::open(&path).unwrap();
+    let open = t.elapsed();
+    assert_eq!(db.len().unwrap(), 1024);
+    println!(
+        "FileDb open of a {:.2} GiB file: {open:?}",
+        size as f64 / (1u64 << 30) as f64
+    );
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
