@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lifostore::testing::{Faults, FaultyDb, StampedDb};
-use lifostore::{CancelToken, Db, DbError, Error, MemDb, Storage};
+use lifostore::{CancelToken, DbError, Error, MemDb, Storage};
 
 fn item(i: u64) -> Vec<u8> {
     i.to_le_bytes().to_vec()

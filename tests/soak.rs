@@ -68,7 +68,7 @@ fn soak() {
                     Err(e) => panic!("{e}"),
                 }
                 ops.fetch_add(1, Ordering::Relaxed);
-                if i % 64 == 0 {
+                if i.is_multiple_of(64) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
