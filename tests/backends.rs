@@ -1,0 +1,371 @@
+//! Redis and PostgreSQL backends against real servers (features `redis`, `postgres`).
+//!
+//! Servers come from LIFOSTORE_REDIS_URL / LIFOSTORE_POSTGRES_URL (`.ci/with-servers` starts
+//! both on loopback and sets them). Without a URL a test says it was skipped, except under CI
+//! (`CI` set), where a missing server is a failure.
+#![cfg(any(feature = "redis", feature = "postgres"))]
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lifostore::{CancelToken, Db, Storage};
+
+/// Restart tests take this for writing; every other test for reading, so no test runs while
+/// its server is being restarted.
+static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+const WORKER_ENV: &str = "LIFOSTORE_BACKEND_WORKER";
+const PER_WORKER: u64 = 200;
+
+/// The server URL for `var`, or `None` (with a message) when the test should be skipped.
+fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set: CI must provide the server")
+        }
+        _ => {
+            eprintln!("skipped: no server (set {var}, or run through .ci/with-servers)");
+            None
+        }
+    }
+}
+
+/// A name no other test or run uses.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+fn open(kind: &str, url: &str, name: &str) -> Box<dyn Db> {
+    match kind {
+        #[cfg(feature = "redis")]
+        "redis" => Box::new(lifostore::RedisDb::open(url).expect("redis").with_key(name)),
+        #[cfg(feature = "postgres")]
+        "postgres" => Box::new(
+            lifostore::PostgresDb::open(url)
+                .expect("postgres")
+                .with_table(name)
+                .expect("table"),
+        ),
+        other => panic!("unknown backend {other}"),
+    }
+}
+
+fn id(item: &[u8]) -> u64 {
+    u64::from_le_bytes(item.try_into().expect("8-byte item"))
+}
+
+fn drain(db: &dyn Db) -> Vec<u64> {
+    let mut out = Vec::new();
+    loop {
+        let batch = db.pop_batch(500).expect("drain");
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch.iter().map(|x| id(x)));
+    }
+}
+
+fn lifo_semantics(kind: &str, url: &str) {
+    let db = open(kind, url, &unique("lifo"));
+    assert_eq!(db.pop().unwrap(), None);
+    assert_eq!(db.pop_batch(3).unwrap(), Vec::<Vec<u8>>::new());
+    db.push(b"a").unwrap();
+    db.push_batch(&[b"b", b"", b"d"]).unwrap();
+    assert_eq!(db.pop().unwrap(), Some(b"d".to_vec()));
+    assert_eq!(db.pop_batch(2).unwrap(), vec![b"".to_vec(), b"b".to_vec()]);
+    assert_eq!(db.pop_batch(10).unwrap(), vec![b"a".to_vec()]);
+    assert_eq!(db.pop().unwrap(), None);
+    assert!(db.is_shared());
+}
+
+fn storage_end_to_end(kind: &str, url: &str) {
+    let name = unique("e2e");
+    let storage = Storage::builder()
+        .max_unflushed_age(Duration::from_millis(100))
+        .build(open(kind, url, &name));
+    let t = CancelToken::new();
+    for i in 0..500u64 {
+        storage.push(&t, i.to_le_bytes().to_vec()).unwrap();
+    }
+    storage.flush(&t).unwrap();
+    let got: Vec<u64> = (0..500).map(|_| id(&storage.pop(&t).unwrap())).collect();
+    assert_eq!(got, (0..500).rev().collect::<Vec<_>>());
+    storage.close().unwrap();
+}
+
+/// Worker mode (a child process): its own Storage over the shared Db; pushes its ids, pops
+/// about half as many, then closes (its unpopped items go to the Db). Prints what it popped.
+#[test]
+fn backend_worker() {
+    let Ok(spec) = std::env::var(WORKER_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.splitn(4, '|').collect();
+    let (kind, url, name, who) = (
+        parts[0],
+        parts[1],
+        parts[2],
+        parts[3].parse::<u64>().unwrap(),
+    );
+    let storage = Storage::builder()
+        .max_unflushed_age(Duration::from_millis(50))
+        .shared_poll_interval(Duration::from_millis(10))
+        .build(open(kind, url, name));
+    let t = CancelToken::new();
+    println!();
+    for i in 0..PER_WORKER {
+        storage
+            .push(&t, (who * 1_000_000 + i).to_le_bytes().to_vec())
+            .unwrap();
+        if i % 2 == 1 {
+            let x = storage.pop(&t).unwrap();
+            println!("POPPED {}", id(&x));
+        }
+        if i % 40 == 0 {
+            std::thread::sleep(Duration::from_millis(20)); // let items age into the Db
+        }
+    }
+    storage.close().unwrap();
+}
+
+fn many_workers(kind: &str, url: &str) {
+    let name = unique("workers");
+    let exe = std::env::current_exe().unwrap();
+    let workers: Vec<_> = (1..=4u64)
+        .map(|who| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "backend_worker",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(WORKER_ENV, format!("{kind}|{url}|{name}|{who}"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut popped = Vec::new();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success(), "a worker failed");
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            if let Some(pos) = line.find("POPPED ") {
+                popped.push(line[pos + 7..].trim().parse::<u64>().unwrap());
+            }
+        }
+    }
+    let left = drain(&*open(kind, url, &name));
+    let mut all = popped.clone();
+    all.extend(&left);
+    let unique_ids: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(unique_ids.len(), all.len(), "an item was popped twice");
+    let pushed: HashSet<u64> = (1..=4u64)
+        .flat_map(|w| (0..PER_WORKER).map(move |i| w * 1_000_000 + i))
+        .collect();
+    let lost: Vec<_> = pushed.difference(&unique_ids).collect();
+    assert!(lost.is_empty(), "lost {lost:?}");
+    assert_eq!(unique_ids, pushed);
+    println!(
+        "{kind}: 4 workers popped {}, {} left in the Db",
+        popped.len(),
+        left.len()
+    );
+}
+
+fn blocked_pop_sees_other_process(kind: &str, url: &str) {
+    let name = unique("shared");
+    let storage = Arc::new(
+        Storage::builder()
+            .shared_poll_interval(Duration::from_millis(20))
+            .build(open(kind, url, &name)),
+    );
+    let waiter = {
+        let s = storage.clone();
+        std::thread::spawn(move || s.pop(&CancelToken::new().with_timeout(Duration::from_secs(10))))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    open(kind, url, &name).push(&42u64.to_le_bytes()).unwrap();
+    assert_eq!(id(&waiter.join().unwrap().unwrap()), 42);
+}
+
+/// Restarts the server (command from `restart_var`) while a storage keeps pushing; nothing is
+/// lost: items stay buffered while the server is down and are written once it is back.
+fn survives_restart(kind: &str, url: &str, restart_var: &str) {
+    let Ok(restart) = std::env::var(restart_var) else {
+        eprintln!("skipped: set {restart_var} to a command that restarts the server");
+        return;
+    };
+    let name = unique("restart");
+    let storage = Storage::builder()
+        .max_unflushed_age(Duration::from_secs(30))
+        .close_timeout(Duration::from_secs(30))
+        .build(open(kind, url, &name));
+    let t = CancelToken::new();
+    let mut n = 0u64;
+    let mut restarted = false;
+    let started = Instant::now();
+    while n < 600 {
+        storage.push(&t, n.to_le_bytes().to_vec()).unwrap();
+        n += 1;
+        if n.is_multiple_of(50) {
+            let _ = storage.flush(&t); // fails while the server is down: items stay buffered
+        }
+        if n == 300 {
+            let status = Command::new("sh").arg("-c").arg(&restart).status().unwrap();
+            assert!(status.success(), "restart command failed");
+            restarted = true;
+        }
+    }
+    assert!(restarted);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while storage.flush(&t).is_err() {
+        assert!(Instant::now() < deadline, "server did not come back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The connection from before the restart is dead: at least one write failed and was
+    // retried on a new connection.
+    assert!(
+        storage.stats().db_failures > 0,
+        "the restart was never noticed: {:?}",
+        storage.stats()
+    );
+    storage.close().unwrap();
+    let mut got = drain(&*open(kind, url, &name));
+    got.sort();
+    let before = got.len();
+    got.dedup();
+    println!(
+        "{kind}: restart run {:?}, {} duplicates",
+        started.elapsed(),
+        before - got.len()
+    );
+    assert_eq!(
+        got,
+        (0..600).collect::<Vec<_>>(),
+        "items lost across the restart"
+    );
+}
+
+fn bad_url_fails_clearly(kind: &str) {
+    let url = match kind {
+        "redis" => "redis://127.0.0.1:1/",
+        _ => "postgres://nobody@127.0.0.1:1/none",
+    };
+    let err = match kind {
+        #[cfg(feature = "redis")]
+        "redis" => lifostore::RedisDb::open(url).map(|_| ()).unwrap_err(),
+        #[cfg(feature = "postgres")]
+        "postgres" => lifostore::PostgresDb::open(url).map(|_| ()).unwrap_err(),
+        _ => return,
+    };
+    let text = err.to_string();
+    assert!(text.contains(kind), "{text}");
+}
+
+/// Figures, not assertions: Db-level batch push and pop rates for 100-byte items.
+fn rates(kind: &str, url: &str) {
+    let db = open(kind, url, &unique("rates"));
+    let item = [0x42u8; 100];
+    for batch in [1usize, 1024] {
+        let items: Vec<&[u8]> = (0..batch).map(|_| &item[..]).collect();
+        let rounds = (2048 / batch).max(4);
+        let t = Instant::now();
+        for _ in 0..rounds {
+            db.push_batch(&items).unwrap();
+        }
+        let push = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..rounds {
+            assert_eq!(db.pop_batch(batch).unwrap().len(), batch);
+        }
+        let pop = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
+        println!("{kind} 100-byte items, batch {batch:>4}: push {push:>9.0}/s, pop {pop:>9.0}/s");
+    }
+}
+
+macro_rules! backend_tests {
+    ($feature:literal, $module:ident, $kind:literal, $url_var:literal, $restart_var:literal) => {
+        #[cfg(feature = $feature)]
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn lifo_order_batches_and_empty() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    lifo_semantics($kind, &url);
+                }
+            }
+
+            #[test]
+            fn storage_over_backend() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    storage_end_to_end($kind, &url);
+                }
+            }
+
+            #[test]
+            fn four_worker_processes_each_item_once() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    many_workers($kind, &url);
+                }
+            }
+
+            #[test]
+            fn blocked_pop_sees_items_from_elsewhere() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    blocked_pop_sees_other_process($kind, &url);
+                }
+            }
+
+            #[test]
+            fn server_restart_loses_nothing() {
+                let _exclusive = SERVER.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    survives_restart($kind, &url, $restart_var);
+                }
+            }
+
+            #[test]
+            #[ignore = "figures: run on demand with --release"]
+            fn batch_rates() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    rates($kind, &url);
+                }
+            }
+
+            #[test]
+            fn unreachable_server_is_a_clear_error() {
+                bad_url_fails_clearly($kind);
+            }
+        }
+    };
+}
+
+backend_tests!(
+    "redis",
+    redis,
+    "redis",
+    "LIFOSTORE_REDIS_URL",
+    "LIFOSTORE_REDIS_RESTART"
+);
+backend_tests!(
+    "postgres",
+    postgres,
+    "postgres",
+    "LIFOSTORE_POSTGRES_URL",
+    "LIFOSTORE_POSTGRES_RESTART"
+);
