@@ -204,17 +204,21 @@ fn header_page(sb: Superblock) -> Vec<u8> {
 /// data; `op` is the operation that wrote the record; the trailing `len` lets a pop find the
 /// start of the top record from `top` without scanning.
 ///
-/// **Push batch** (`op` g → g+1): append all records with `op = g+1` at `top` in one write,
-/// `fdatasync`, then write slot `(g+1) % 2` and `fdatasync`: two syncs per batch, whatever its
-/// size. **Pop batch**: read the top records walking down from `top`, verify each, write the
-/// next slot with the lower `top`, `fdatasync`: one sync per batch.
+/// **Push batch** (`op` g → g+1): append all records with `op = g+1` at `top` in one write and
+/// `fdatasync`: from then on the batch is durable. Then write slot `(g+1) % 2` *without* a
+/// sync: it is a hint that the next operation's sync makes durable, and recovery does not need
+/// it (see roll forward). One sync per batch, whatever its size. **Pop batch**: read the top
+/// records walking down from `top`, verify each, write the next slot with the lower `top`,
+/// `fdatasync`: one sync per batch, and the pop is durable when it returns.
 ///
-/// **Recovery.** A crash can tear at most the write in progress. Torn records past `top` are
-/// never read. A torn slot fails its checksum, so the other slot (the state before that
-/// operation) is used. Then *roll forward*: if valid records with `op = current + 1` start at
-/// `top`, they are a push batch that was fully synced before its slot write tore; they are
-/// kept. So a damaged newest slot can never lose pushed items; at worst (a pop's slot damaged)
-/// the last popped batch comes back, which a crash before the pop returned requires anyway.
+/// **Recovery.** A crash can tear at most the writes since the last sync. Torn records past
+/// `top` are never read. A torn or unsynced slot fails its checksum or still holds an older
+/// state, so the valid slot with the highest `op` is used. Then *roll forward*: while valid
+/// records starting at `top` carry `op = current + 1` (or the same `op` as the record before,
+/// within one batch), they are push batches that were synced before their slots were; they are
+/// kept. Records left above `top` by pops carry older `op`s and are never rolled forward. So a
+/// lost or damaged slot of a push never loses items; at worst (a pop's slot damaged) the last
+/// popped batch comes back, which a crash before the pop returned requires anyway.
 ///
 /// **Damage.** Open checks the magic (else [`DbError::NotADatabase`]), the version (else
 /// [`DbError::UnsupportedVersion`]), the header checksum, that a slot is valid, that `top` is
@@ -396,16 +400,29 @@ impl FileDb {
                 ),
             ));
         }
-        // Roll forward: records of operation op+1 at `top` are a fully synced push batch.
+        // Roll forward: push batches whose records were synced but whose commit slot (written
+        // after the records, made durable only by the next sync) did not survive. Each batch's
+        // records carry its operation number: op+1, then op+1 or op+2, and so on.
         let mut at = sb.top;
+        let mut last = sb.op;
         let mut rolled = 0;
-        while let Some(end) = self.record_at(file, at, len, sb.op + 1)? {
+        loop {
+            let next = self
+                .record_at(file, at, len, last + 1)?
+                .map(|end| (end, last + 1))
+                .or(if rolled > 0 {
+                    self.record_at(file, at, len, last)?.map(|end| (end, last))
+                } else {
+                    None
+                });
+            let Some((end, op)) = next else { break };
             at = end;
+            last = op;
             rolled += 1;
         }
         if rolled > 0 {
             sb = Superblock {
-                op: sb.op + 1,
+                op: last,
                 top: at,
                 count: sb.count + rolled,
             };
@@ -464,9 +481,13 @@ impl FileDb {
         Ok((start, rec))
     }
 
-    fn commit(&self, file: &File, sb: Superblock) -> io::Result<()> {
+    /// Writes the slot for `sb`; `durable` syncs it before returning.
+    fn commit(&self, file: &File, sb: Superblock, durable: bool) -> io::Result<()> {
         file.write_all_at(&sb.encode(), SLOT_OFFSETS[(sb.op % 2) as usize])?;
-        file.sync_data()
+        if durable {
+            file.sync_data()?;
+        }
+        Ok(())
     }
 }
 
@@ -590,7 +611,7 @@ impl Db for FileDb {
         Ok(self.pop_batch(1)?.pop())
     }
 
-    /// One write and two `fdatasync`s for the whole batch. Atomic: on error nothing is stored.
+    /// One write and one `fdatasync` for the whole batch. Atomic: on error nothing is stored.
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
         let fail = |source| PushBatchError { stored: 0, source };
         if let Some(big) = items
@@ -613,6 +634,8 @@ impl Db for FileDb {
                 encode_record(&mut buf, op, item);
             }
             file.write_all_at(&buf, sb.top)?;
+            // The one sync a push needs: from here the records are durable and recovery rolls
+            // them forward even if the slot below never reaches the disk.
             file.sync_data()?;
             self.commit(
                 file,
@@ -621,6 +644,7 @@ impl Db for FileDb {
                     top: sb.top + buf.len() as u64,
                     count: sb.count + items.len() as u64,
                 },
+                false,
             )?;
             Ok(())
         })
@@ -650,6 +674,7 @@ impl Db for FileDb {
                     top,
                     count: sb.count - out.len() as u64,
                 },
+                true,
             )?;
             let len = file.metadata()?.len();
             if len > top.saturating_mul(4) && len - top > SHRINK_SLACK {
