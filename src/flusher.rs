@@ -83,7 +83,9 @@ pub(crate) fn write_batch<'a, D: Db + ?Sized>(
     state.counters.items_flushed += stored as u64;
     if stored > 0 {
         state.db_epoch += 1;
-        state.db_known_empty = false;
+        if let Some(n) = state.db_count.as_mut() {
+            *n += stored as u64;
+        }
     }
     // Unstored items are older than everything still buffered: they go back to the front.
     for entry in unstored.into_iter().rev() {

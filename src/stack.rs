@@ -8,8 +8,8 @@
 //!   across memory and Db is: the back of `items`, then the in-flight batch, then the Db.
 //! * At most one batch is in flight (`writing`): whoever sets it (the flusher thread, a
 //!   `flush` or `close` caller) is the only writer until it clears it.
-//! * `db_known_empty` is only set by a pop whose Db call returned `None` while `db_epoch` (bumped
-//!   by every write that stored something) did not move, so it never hides a landed batch.
+//! * `db_count` (the exact number of items in a non-shared Db) is only learned by a pop whose
+//!   Db call returned `None` while `db_epoch` (bumped//!   by every write that stored something) did not move, so it never hides a landed batch.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -93,12 +93,17 @@ pub(crate) struct State {
     pub(crate) in_flight_first_seq: u64,
     pub(crate) next_seq: u64,
     pub(crate) db_epoch: u64,
-    pub(crate) db_known_empty: bool,
-    /// A pop is asking the Db whether it has anything; other poppers wait for its answer
-    /// instead of each paying a Db call to learn the same thing.
-    pub(crate) db_probing: bool,
-    /// The last Db pop returned an item: concurrent Db pops are worth it (each takes one).
-    pub(crate) db_has_items: bool,
+    /// Exactly how many items a non-shared Db holds, once a pop found it empty: every write
+    /// adds what it stored, every Db pop that returned an item subtracts one. `None` while
+    /// unknown (and always for a shared Db, which other processes change).
+    pub(crate) db_count: Option<u64>,
+    /// Db pop calls under way.
+    pub(crate) db_pops: usize,
+    /// While `db_count` is unknown: how many Db pops may run at once. Starts at 1 (a probe),
+    /// grows by one with every pop that returns an item (doubling per round trip, like TCP's
+    /// slow start), falls back to 1 when one finds the Db empty: a crowd of poppers never makes
+    /// many more calls than there are items.
+    pub(crate) db_pop_window: usize,
     pub(crate) closed: bool,
     pub(crate) failing: Option<Failure>,
     /// Learned Db write speed, items per second (exponential moving average), if measured.
@@ -124,13 +129,23 @@ impl State {
             in_flight_first_seq: 0,
             next_seq: 1,
             db_epoch: 0,
-            db_known_empty: false,
-            db_probing: false,
-            db_has_items: false,
+            db_count: None,
+            db_pops: 0,
+            db_pop_window: 1,
             closed: false,
             failing: None,
             db_rate: None,
             counters: Counters::default(),
+        }
+    }
+
+    /// Whether a pop should start another Db call now: with a known count, no more calls
+    /// than there are items (1000 poppers finding memory empty must not make 1000 calls for
+    /// 16 items); with an unknown count, no more than the window.
+    pub(crate) fn db_pop_allowed(&self) -> bool {
+        match self.db_count {
+            Some(n) => (self.db_pops as u64) < n,
+            None => self.db_pops < self.db_pop_window,
         }
     }
 

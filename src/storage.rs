@@ -419,42 +419,41 @@ impl<D: Db + 'static> Storage<D> {
             }
             let recheck_at = last_empty
                 .and_then(|(epoch, at)| (epoch == state.db_epoch).then_some(at + cfg.shared_poll));
-            let ask_db = !state.db_known_empty
-                && recheck_at.is_none_or(|t| Instant::now() >= t)
-                && (state.db_has_items || !state.db_probing);
-            if ask_db {
+            let db_empty = state.db_count == Some(0);
+            let due = recheck_at.is_none_or(|t| Instant::now() >= t);
+            if !db_empty && due && state.db_pop_allowed() {
                 let epoch = state.db_epoch;
-                let probing = !state.db_has_items;
-                state.db_probing |= probing;
+                state.db_pops += 1;
                 state.counters.db_pop_calls += 1;
                 drop(state);
                 let result = call_db(|| self.db.pop());
                 state = self.core.state.lock();
-                if probing {
-                    state.db_probing = false;
-                    self.core.poppers.notify_all(); // the poppers waiting for our answer
-                }
+                state.db_pops -= 1;
+                self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
                 match result {
                     Ok(Some(item)) => {
-                        state.db_has_items = true;
+                        state.db_pop_window = (state.db_pop_window + 1).min(1024);
+                        if let Some(n) = state.db_count.as_mut() {
+                            *n = n.saturating_sub(1);
+                        }
                         state.counters.pops_from_db += 1;
                         return Ok(Some(item));
                     }
                     Ok(None) => {
-                        state.db_has_items = false;
+                        state.db_pop_window = 1;
                         if shared {
                             last_empty = Some((epoch, Instant::now()));
                         } else if state.db_epoch == epoch {
                             // Only if no batch landed meanwhile (see the invariants in stack.rs).
-                            state.db_known_empty = true;
+                            state.db_count = Some(0);
                         }
                     }
                     Err(e) => return Err(Error::Db(e)),
                 }
                 continue;
             }
-            if state.db_probing && !wait {
-                // try_pop: another call is asking the Db; wait for its answer, not for pushes.
+            if !db_empty && state.db_pops > 0 && !wait {
+                // try_pop: other calls are asking the Db; wait for their answer, not for pushes.
                 state = wait_on(
                     &self.core,
                     &self.core.poppers,

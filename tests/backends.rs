@@ -6,11 +6,14 @@
 #![cfg(any(feature = "redis", feature = "postgres"))]
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifostore::{CancelToken, Db, Storage};
+
+mod common;
+use common::run_children;
 
 /// Restart tests take this for writing; every other test for reading, so no test runs while
 /// its server is being restarted.
@@ -136,33 +139,10 @@ fn backend_worker() {
 
 fn many_workers(kind: &str, url: &str) {
     let name = unique("workers");
-    let exe = std::env::current_exe().unwrap();
-    let workers: Vec<_> = (1..=4u64)
-        .map(|who| {
-            Command::new(&exe)
-                .args([
-                    "--exact",
-                    "backend_worker",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(WORKER_ENV, format!("{kind}|{url}|{name}|{who}"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap()
-        })
+    let specs: Vec<String> = (1..=4u64)
+        .map(|who| format!("{kind}|{url}|{name}|{who}"))
         .collect();
-    let mut popped = Vec::new();
-    for w in workers {
-        let out = w.wait_with_output().unwrap();
-        assert!(out.status.success(), "a worker failed");
-        for line in String::from_utf8(out.stdout).unwrap().lines() {
-            if let Some(pos) = line.find("POPPED ") {
-                popped.push(line[pos + 7..].trim().parse::<u64>().unwrap());
-            }
-        }
-    }
+    let popped = run_children("backend_worker", WORKER_ENV, &specs);
     let left = drain(&*open(kind, url, &name));
     let mut all = popped.clone();
     all.extend(&left);

@@ -522,3 +522,31 @@ fn p8_errors_say_what_happened_and_what_to_do() {
     assert!(matches!(s.pop(&t), Err(Error::Closed)));
     assert!(s.close().is_ok(), "close is idempotent");
 }
+
+#[test]
+fn p4_a_crowd_of_poppers_makes_about_one_db_call_per_item() {
+    // 20 items in the Db (count unknown to the storage), 200 poppers finding memory empty:
+    // they must not make 200 Db calls to share 20 items.
+    let s = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(2))));
+    let t = CancelToken::new();
+    for i in 0..20 {
+        s.db().push(&item(i)).unwrap();
+    }
+    let calls_before = s.db().calls().pop_calls;
+    let got: Vec<Option<u64>> = std::thread::scope(|scope| {
+        let hs: Vec<_> = (0..200)
+            .map(|_| {
+                let (s, t) = (&s, &t);
+                scope.spawn(move || {
+                    let short = t.with_timeout(Duration::from_millis(300));
+                    s.pop(&short).ok().map(|x| id(&x))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let popped: HashSet<u64> = got.iter().flatten().copied().collect();
+    assert_eq!(popped, (0..20).collect::<HashSet<_>>());
+    let calls = s.db().calls().pop_calls - calls_before;
+    assert!(calls <= 2 * 20 + 2, "{calls} Db pop calls for 20 items");
+}

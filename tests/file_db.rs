@@ -1,28 +1,11 @@
 //! FileDb: durability across reopen, batches, limits, damage handling, space reclaim.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod common;
+use common::TempDir;
 
 use lifostore::{CancelToken, Db, DbError, FileDb, FileDbOptions, Storage};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("lifostore-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn all(db: &FileDb) -> Vec<Vec<u8>> {
     let mut out = Vec::new();

@@ -12,6 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lifostore::{CancelToken, Db, FileDb, Storage};
 
+mod common;
+use common::{Rng, TempDir};
+
 const CHILD_ENV: &str = "LIFOSTORE_CRASH_CHILD";
 const ITEM_LEN: usize = 40;
 
@@ -24,17 +27,6 @@ fn encode(id: u64) -> Vec<u8> {
 fn decode(item: &[u8]) -> Option<u64> {
     let id = u64::from_le_bytes(item.get(..8)?.try_into().ok()?);
     (item == encode(id).as_slice()).then_some(id)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Child mode: runs until killed. Prints `F id` once everything up to `id` is flushed, `p`
@@ -79,10 +71,8 @@ fn contents(path: &Path) -> Vec<Vec<u8>> {
 }
 
 fn crash_loop(kills: u64) {
-    let dir = std::env::temp_dir().join(format!("lifostore-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("crash.lifo");
+    let dir = TempDir::new("crash");
+    let path = dir.file("crash.lifo");
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -165,7 +155,6 @@ fn crash_loop(kills: u64) {
         "{kills} kills, {total_flushed} acknowledged-flushed items checked, {} left",
         present.len()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -6,15 +6,16 @@ use std::time::Instant;
 
 use lifostore::{Db, FileDb, FileDbOptions};
 
+mod common;
+use common::TempDir;
+
 #[test]
 #[ignore = "figures: run on demand in release mode"]
 fn batch_rates_and_open_time() {
-    let dir = std::env::temp_dir().join(format!("lifostore-figures-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("figures");
     let item = vec![0xAB; 100];
     for batch in [1usize, 64, 1024] {
-        let path = dir.join(format!("rate-{batch}.lifo"));
+        let path = dir.file(&format!("rate-{batch}.lifo"));
         let db = FileDb::open_with(&path, FileDbOptions::default().shared(false)).unwrap();
         let rounds = (4096 / batch).clamp(4, 400);
         let items: Vec<&[u8]> = (0..batch).map(|_| item.as_slice()).collect();
@@ -32,7 +33,7 @@ fn batch_rates_and_open_time() {
             "FileDb 100-byte items, batch {batch:>4}: push {push:>10.0} items/s, pop {pop:>10.0} items/s"
         );
     }
-    let path = dir.join("big.lifo");
+    let path = dir.file("big.lifo");
     {
         let db = FileDb::open(&path).unwrap();
         let chunk = vec![7u8; 1 << 20];
@@ -50,6 +51,4 @@ fn batch_rates_and_open_time() {
         "FileDb open of a {:.2} GiB file: {open:?}",
         size as f64 / (1u64 << 30) as f64
     );
-    drop(db);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,11 +2,13 @@
 //! Storage blocked on an empty storage sees items another handle wrote to the file.
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifostore::{CancelToken, Db, FileDb, Storage};
+
+mod common;
+use common::{TempDir, run_children};
 
 const CHILD_ENV: &str = "LIFOSTORE_PROCESS_CHILD";
 const PER_CHILD: u64 = 300;
@@ -55,39 +57,13 @@ fn four_processes_pop_distinct_items_and_lose_none() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("lifostore-procs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("shared.lifo");
+    let dir = TempDir::new("procs");
+    let path = dir.file("shared.lifo");
     drop(FileDb::open(&path).unwrap());
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (1..=4u64)
-        .map(|who| {
-            Command::new(&exe)
-                .args([
-                    "--exact",
-                    "process_child",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(CHILD_ENV, format!("{}|{who}", path.display()))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap()
-        })
+    let specs: Vec<String> = (1..=4u64)
+        .map(|who| format!("{}|{who}", path.display()))
         .collect();
-    let mut popped = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "a child failed");
-        for line in String::from_utf8(out.stdout).unwrap().lines() {
-            // libtest may print "test process_child ... " before our first line: search.
-            if let Some(pos) = line.find("POPPED ") {
-                popped.push(line[pos + 7..].trim().parse::<u64>().unwrap());
-            }
-        }
-    }
+    let popped = run_children("process_child", CHILD_ENV, &specs);
     assert!(!popped.is_empty());
     let db = FileDb::open(&path).unwrap();
     let left: Vec<u64> = db
@@ -112,7 +88,6 @@ fn four_processes_pop_distinct_items_and_lose_none() {
         popped.len(),
         left.len()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -120,10 +95,8 @@ fn blocked_pop_sees_items_another_handle_flushed() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("lifostore-shared-pop-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("shared.lifo");
+    let dir = TempDir::new("shared-pop");
+    let path = dir.file("shared.lifo");
     let storage = Arc::new(
         Storage::builder()
             .shared_poll_interval(Duration::from_millis(20))
@@ -143,5 +116,4 @@ fn blocked_pop_sees_items_another_handle_flushed() {
     let (got, at) = waiter.join().unwrap();
     assert_eq!(got.unwrap(), b"from elsewhere");
     assert!(at.duration_since(pushed_at) < Duration::from_secs(2));
-    let _ = std::fs::remove_dir_all(&dir);
 }

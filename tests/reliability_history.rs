@@ -9,6 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lifostore::testing::{Faults, FaultyDb};
 use lifostore::{CancelToken, Db, Error, FileDb, MemDb, Storage};
 
+mod common;
+use common::{Rng, TempDir};
+
 #[derive(Debug, Clone)]
 enum Op {
     Push { id: u64, ok: bool },
@@ -21,17 +24,6 @@ struct Event {
     op: Op,
     start: Instant,
     end: Instant,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn id_of(item: &[u8]) -> u64 {
@@ -242,10 +234,8 @@ fn history_over_faulty_db() {
 #[test]
 fn history_over_file_db() {
     let seed = seed();
-    let dir = std::env::temp_dir().join(format!("lifostore-history-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("history.lifo");
+    let dir = TempDir::new("history");
+    let path = dir.file("history.lifo");
     let storage = Arc::new(
         Storage::builder()
             .max_unflushed_age(Duration::from_millis(50))
@@ -257,5 +247,4 @@ fn history_over_file_db() {
     let db = FileDb::open(&path).unwrap();
     let left = ids(db.pop_batch(usize::MAX).unwrap());
     check(&log, &left, seed);
-    let _ = std::fs::remove_dir_all(&dir);
 }
