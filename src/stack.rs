@@ -97,6 +97,10 @@ pub(crate) struct State {
     /// adds what it stored, every Db pop that returned an item subtracts one. `None` while
     /// unknown (and always for a shared Db, which other processes change).
     pub(crate) db_count: Option<u64>,
+    /// A shared Db last answered "empty" at this epoch and instant: no pop asks it again
+    /// before `shared_poll` has passed or a write of ours has landed (one re-check per interval
+    /// for the whole storage, however many poppers wait).
+    pub(crate) shared_db_empty_at: Option<(u64, Instant)>,
     /// Db pop calls under way.
     pub(crate) db_pops: usize,
     /// While `db_count` is unknown: how many Db pops may run at once. Starts at 1 (a probe),
@@ -130,6 +134,7 @@ impl State {
             next_seq: 1,
             db_epoch: 0,
             db_count: None,
+            shared_db_empty_at: None,
             db_pops: 0,
             db_pop_window: 1,
             closed: false,

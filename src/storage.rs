@@ -386,8 +386,6 @@ impl<D: Db + 'static> Storage<D> {
         let shared = self.db.is_shared();
         let mut state = self.core.state.lock();
         let mut registration = None;
-        // For a shared Db: the epoch and time at which this call last found the Db empty.
-        let mut last_empty: Option<(u64, Instant)> = None;
         loop {
             if state.closed {
                 return Err(Error::Closed);
@@ -417,7 +415,8 @@ impl<D: Db + 'static> Storage<D> {
                 );
                 continue;
             }
-            let recheck_at = last_empty
+            let recheck_at = state
+                .shared_db_empty_at
                 .and_then(|(epoch, at)| (epoch == state.db_epoch).then_some(at + cfg.shared_poll));
             let db_empty = state.db_count == Some(0);
             let due = recheck_at.is_none_or(|t| Instant::now() >= t);
@@ -442,7 +441,7 @@ impl<D: Db + 'static> Storage<D> {
                     Ok(None) => {
                         state.db_pop_window = 1;
                         if shared {
-                            last_empty = Some((epoch, Instant::now()));
+                            state.shared_db_empty_at = Some((epoch, Instant::now()));
                         } else if state.db_epoch == epoch {
                             // Only if no batch landed meanwhile (see the invariants in stack.rs).
                             state.db_count = Some(0);
