@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use lifostore::{CancelToken, Db, Storage};
 
 mod common;
-use common::run_children;
+use common::{batch_rates, run_children};
 
 /// Restart tests take this for writing; every other test for reading, so no test runs while
 /// its server is being restarted.
@@ -254,20 +254,8 @@ fn bad_url_fails_clearly(kind: &str) {
 /// Figures, not assertions: Db-level batch push and pop rates for 100-byte items.
 fn rates(kind: &str, url: &str) {
     let db = open(kind, url, &unique("rates"));
-    let item = [0x42u8; 100];
     for batch in [1usize, 1024] {
-        let items: Vec<&[u8]> = (0..batch).map(|_| &item[..]).collect();
-        let rounds = (2048 / batch).max(4);
-        let t = Instant::now();
-        for _ in 0..rounds {
-            db.push_batch(&items).unwrap();
-        }
-        let push = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        for _ in 0..rounds {
-            assert_eq!(db.pop_batch(batch).unwrap().len(), batch);
-        }
-        let pop = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
+        let (push, pop) = batch_rates(&*db, batch, (2048 / batch).max(4));
         println!("{kind} 100-byte items, batch {batch:>4}: push {push:>9.0}/s, pop {pop:>9.0}/s");
     }
 }

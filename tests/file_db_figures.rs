@@ -7,28 +7,16 @@ use std::time::Instant;
 use lifostore::{Db, FileDb, FileDbOptions};
 
 mod common;
-use common::TempDir;
+use common::{TempDir, batch_rates};
 
 #[test]
 #[ignore = "figures: run on demand in release mode"]
 fn batch_rates_and_open_time() {
     let dir = TempDir::new("figures");
-    let item = vec![0xAB; 100];
     for batch in [1usize, 64, 1024] {
         let path = dir.file(&format!("rate-{batch}.lifo"));
         let db = FileDb::open_with(&path, FileDbOptions::default().shared(false)).unwrap();
-        let rounds = (4096 / batch).clamp(4, 400);
-        let items: Vec<&[u8]> = (0..batch).map(|_| item.as_slice()).collect();
-        let t = Instant::now();
-        for _ in 0..rounds {
-            db.push_batch(&items).unwrap();
-        }
-        let push = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        for _ in 0..rounds {
-            assert_eq!(db.pop_batch(batch).unwrap().len(), batch);
-        }
-        let pop = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
+        let (push, pop) = batch_rates(&db, batch, (4096 / batch).clamp(4, 400));
         println!(
             "FileDb 100-byte items, batch {batch:>4}: push {push:>10.0} items/s, pop {pop:>10.0} items/s"
         );

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use lifostore::testing::{Faults, FaultyDb, StampedDb};
 use lifostore::{CancelToken, DbError, Error, MemDb, Storage};
 
+mod common;
+use common::sorted_ids;
+
 fn item(i: u64) -> Vec<u8> {
     i.to_le_bytes().to_vec()
 }
@@ -118,14 +121,7 @@ fn an_outage_longer_than_the_window_refuses_pushes_then_recovers_losing_nothing(
     assert_eq!(storage.db().inner().len(), 10);
     storage.push(&t, item(100)).unwrap();
     storage.close().unwrap();
-    let mut left: Vec<u64> = storage
-        .db()
-        .inner()
-        .snapshot()
-        .into_iter()
-        .map(|x| u64::from_le_bytes(x.try_into().unwrap()))
-        .collect();
-    left.sort();
+    let left = sorted_ids(storage.db().inner());
     let mut expected: Vec<u64> = (0..10).collect();
     expected.push(100);
     assert_eq!(left, expected);
@@ -314,14 +310,7 @@ fn a_panicking_db_is_reported_and_loses_nothing() {
     }
     assert!(storage.db().counts().panics > 0);
     storage.close().unwrap();
-    let mut left: Vec<u64> = storage
-        .db()
-        .inner()
-        .snapshot()
-        .into_iter()
-        .map(|x| u64::from_le_bytes(x.try_into().unwrap()))
-        .collect();
-    left.sort();
+    let mut left = sorted_ids(storage.db().inner());
     left.dedup(); // a panicking write may have stored items before it panicked: never lost
     assert_eq!(left, (0..200).collect::<Vec<_>>());
     assert!(saw_panic_error || storage.stats().db_failures > 0);

@@ -21,6 +21,15 @@ fn storage() -> Arc<Storage<MemDb>> {
     Arc::new(Storage::new(MemDb::new()))
 }
 
+/// A model thread blocked in `pop` on `s` with `token`.
+fn spawn_pop(
+    s: &Arc<Storage<MemDb>>,
+    token: &CancelToken,
+) -> loom::thread::JoinHandle<Result<Vec<u8>, Error>> {
+    let (s, token) = (s.clone(), token.clone());
+    loom::thread::spawn(move || s.pop(&token))
+}
+
 /// Items already pushed are popped newest first while a flush races the pops: the pops must
 /// see the in-flight batch in LIFO order, never skip it, never take an item the Db keeps.
 #[test]
@@ -77,10 +86,7 @@ fn blocked_pop_wakes_on_push() {
     loom::model(|| {
         let s = storage();
         let t = CancelToken::new();
-        let popper = {
-            let (s, t) = (s.clone(), t.clone());
-            loom::thread::spawn(move || s.pop(&t))
-        };
+        let popper = spawn_pop(&s, &t);
         s.push(&t, vec![7]).unwrap();
         assert_eq!(popper.join().unwrap().unwrap(), vec![7]);
         assert_eq!(t.debug_registrations(), 0);
@@ -96,10 +102,7 @@ fn blocked_pop_wakes_on_cancel() {
         let s = storage();
         let root = CancelToken::new();
         let child = root.child();
-        let popper = {
-            let (s, child) = (s.clone(), child.clone());
-            loom::thread::spawn(move || s.pop(&child))
-        };
+        let popper = spawn_pop(&s, &child);
         root.cancel();
         assert!(matches!(popper.join().unwrap(), Err(Error::Cancelled)));
         assert_eq!(root.debug_registrations(), 0);
@@ -114,10 +117,7 @@ fn close_wakes_a_blocked_pop() {
     loom::model(|| {
         let s = storage();
         let t = CancelToken::new();
-        let popper = {
-            let (s, t) = (s.clone(), t.clone());
-            loom::thread::spawn(move || s.pop(&t))
-        };
+        let popper = spawn_pop(&s, &t);
         s.close().unwrap();
         assert!(matches!(popper.join().unwrap(), Err(Error::Closed)));
         assert_eq!(t.debug_registrations(), 0);
@@ -131,10 +131,7 @@ fn cancel_racing_push_and_pop_loses_nothing() {
     loom::model(|| {
         let s = storage();
         let t = CancelToken::new();
-        let popper = {
-            let (s, t) = (s.clone(), t.clone());
-            loom::thread::spawn(move || s.pop(&t))
-        };
+        let popper = spawn_pop(&s, &t);
         let pushed = s.push(&t, vec![9]).is_ok();
         t.cancel();
         let popped = popper.join().unwrap();

@@ -73,3 +73,32 @@ pub fn popped_ids(stdout: &str) -> Vec<u64> {
         .map(|id| id.trim().parse().expect("POPPED id"))
         .collect()
 }
+
+/// Pushes then pops `rounds` batches of `batch` 100-byte items through `db`; returns
+/// (push, pop) items per second. A figure, not an assertion.
+pub fn batch_rates(db: &dyn lifostore::Db, batch: usize, rounds: usize) -> (f64, f64) {
+    let item = [0x42u8; 100];
+    let items: Vec<&[u8]> = (0..batch).map(|_| &item[..]).collect();
+    let t = std::time::Instant::now();
+    for _ in 0..rounds {
+        db.push_batch(&items).expect("push batch");
+    }
+    let push = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    for _ in 0..rounds {
+        assert_eq!(db.pop_batch(batch).expect("pop batch").len(), batch);
+    }
+    let pop = (rounds * batch) as f64 / t.elapsed().as_secs_f64();
+    (push, pop)
+}
+
+/// The 8-byte little-endian ids stored in a MemDb, sorted.
+pub fn sorted_ids(db: &lifostore::MemDb) -> Vec<u64> {
+    let mut ids: Vec<u64> = db
+        .snapshot()
+        .into_iter()
+        .map(|x| u64::from_le_bytes(x.as_slice().try_into().expect("8-byte item")))
+        .collect();
+    ids.sort();
+    ids
+}
