@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lifostore::{CancelToken, Db, FileDb, Storage};
 
@@ -17,6 +17,10 @@ use common::{Rng, TempDir};
 
 const CHILD_ENV: &str = "LIFOSTORE_CRASH_CHILD";
 const ITEM_LEN: usize = 40;
+/// The child's durability window.
+const WINDOW: Duration = Duration::from_millis(40);
+/// Scheduling slack on a loaded 2-core machine for the window check.
+const SLACK: Duration = Duration::from_millis(150);
 
 fn encode(id: u64) -> Vec<u8> {
     let mut v = id.to_le_bytes().to_vec();
@@ -39,13 +43,14 @@ fn crash_child() {
     let (path, base) = spec.split_once('|').expect("path|base");
     let base: u64 = base.parse().expect("base");
     let storage = Storage::builder()
-        .max_unflushed_age(Duration::from_millis(40))
+        .max_unflushed_age(WINDOW)
         .build(FileDb::open(path).expect("open in child"));
     let token = CancelToken::new();
     let mut rng = Rng(base | 1);
     println!(); // end libtest's "test crash_child ... " line before our events
     for id in base.. {
         storage.push(&token, encode(id)).expect("push");
+        println!("A {id}");
         match rng.next() % 10 {
             0 | 1 => {
                 println!("p");
@@ -83,6 +88,7 @@ fn crash_loop(kills: u64) {
     let exe = std::env::current_exe().unwrap();
     let mut present: HashSet<u64> = HashSet::new();
     let mut total_flushed = 0usize;
+    let mut total_window_checked = 0usize;
     for round in 0..kills {
         let base = (round + 1) * 1_000_000_000;
         let mut child = Command::new(&exe)
@@ -93,13 +99,16 @@ fn crash_loop(kills: u64) {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        // Each line is stamped when the parent reads it: never earlier than the child wrote it.
         let reader = std::thread::spawn(move || {
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
+                .map(|line| (line, Instant::now()))
                 .collect::<Vec<_>>()
         });
-        std::thread::sleep(Duration::from_millis(30 + rng.next() % 120));
+        std::thread::sleep(Duration::from_millis(100 + rng.next() % 200));
+        let killed_at = Instant::now();
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let lines = reader.join().unwrap();
@@ -107,8 +116,16 @@ fn crash_loop(kills: u64) {
         let mut popped = HashSet::new();
         let mut flushed_through = None;
         let mut pop_in_progress = false;
-        for line in &lines {
+        // Promise 3: a push acknowledged more than the window (plus scheduling slack) before
+        // the kill must have reached the file, unless it was popped.
+        let mut older_than_window = Vec::new();
+        for (line, seen_at) in &lines {
             match line.split_once(' ') {
+                Some(("A", id)) => {
+                    if *seen_at + WINDOW + SLACK < killed_at {
+                        older_than_window.push(id.parse::<u64>().unwrap());
+                    }
+                }
                 Some(("F", id)) => flushed_through = Some(id.parse::<u64>().unwrap()),
                 Some(("P", id)) => {
                     assert!(
@@ -117,7 +134,7 @@ fn crash_loop(kills: u64) {
                     );
                     pop_in_progress = false;
                 }
-                None if line == "p" => pop_in_progress = true,
+                None if line.as_str() == "p" => pop_in_progress = true,
                 _ => {} // test harness chatter
             }
         }
@@ -125,6 +142,8 @@ fn crash_loop(kills: u64) {
         if let Some(f) = flushed_through {
             must.extend(base..=f);
         }
+        let window_checked = older_than_window.len();
+        must.extend(older_than_window);
         must.retain(|id| !popped.contains(id));
 
         let items = contents(&path);
@@ -149,10 +168,12 @@ fn crash_loop(kills: u64) {
             "round {round} (seed {seed}): acknowledged items lost: {missing:?}"
         );
         total_flushed += flushed_through.map_or(0, |f| (f - base + 1) as usize);
+        total_window_checked += window_checked;
         present = in_file;
     }
     println!(
-        "{kills} kills, {total_flushed} acknowledged-flushed items checked, {} left",
+        "{kills} kills: {total_flushed} flushed-acknowledged and {total_window_checked} \
+         older-than-window items checked, {} left",
         present.len()
     );
 }
