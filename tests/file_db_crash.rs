@@ -121,10 +121,8 @@ fn crash_loop(kills: u64) {
         let mut older_than_window = Vec::new();
         for (line, seen_at) in &lines {
             match line.split_once(' ') {
-                Some(("A", id)) => {
-                    if *seen_at + WINDOW + SLACK < killed_at {
-                        older_than_window.push(id.parse::<u64>().unwrap());
-                    }
+                Some(("A", id)) if *seen_at + WINDOW + SLACK < killed_at => {
+                    older_than_window.push(id.parse::<u64>().unwrap());
                 }
                 Some(("F", id)) => flushed_through = Some(id.parse::<u64>().unwrap()),
                 Some(("P", id)) => {
