@@ -54,6 +54,7 @@ pub(crate) fn write_batch<'a, D: Db + ?Sized>(
     state.writing = true;
     state.in_flight = batch.len();
     state.in_flight_first_seq = batch.first().map_or(u64::MAX, |e| e.seq);
+    state.in_flight_oldest = batch.first().map(|e| e.pushed_at);
     drop(state);
 
     let slices: Vec<&[u8]> = batch.iter().map(|e| e.data.as_slice()).collect();
@@ -98,7 +99,7 @@ pub(crate) fn write_batch<'a, D: Db + ?Sized>(
         }
         Written::Failed(err) => {
             let now = Instant::now();
-            state.record_failure(&core.cfg, err.clone(), now);
+            state.record_failure(&core.cfg, err.clone(), now, stored, elapsed);
         }
     }
     // Poppers waiting on the in-flight batch may now find it in the Db; pushers may have room;

@@ -91,6 +91,9 @@ pub(crate) struct State {
     pub(crate) in_flight: usize,
     /// Sequence number of the oldest in-flight item (meaningful while `writing`).
     pub(crate) in_flight_first_seq: u64,
+    /// Push instant of the oldest in-flight item (meaningful while `writing`): while a write
+    /// is under way the oldest held items are in flight, not in `items`.
+    pub(crate) in_flight_oldest: Option<Instant>,
     pub(crate) next_seq: u64,
     pub(crate) db_epoch: u64,
     /// Exactly how many items a non-shared Db holds, once a pop found it empty: every write
@@ -112,6 +115,9 @@ pub(crate) struct State {
     pub(crate) failing: Option<Failure>,
     /// Learned Db write speed, items per second (exponential moving average), if measured.
     pub(crate) db_rate: Option<f64>,
+    /// Decayed sums behind `db_rate`: items stored, and seconds spent writing them.
+    rate_items: f64,
+    rate_secs: f64,
     pub(crate) counters: Counters,
 }
 
@@ -131,6 +137,7 @@ impl State {
             writing: false,
             in_flight: 0,
             in_flight_first_seq: 0,
+            in_flight_oldest: None,
             next_seq: 1,
             db_epoch: 0,
             db_count: None,
@@ -140,6 +147,8 @@ impl State {
             closed: false,
             failing: None,
             db_rate: None,
+            rate_items: 0.0,
+            rate_secs: 0.0,
             counters: Counters::default(),
         }
     }
@@ -199,14 +208,23 @@ impl State {
     /// push cannot be promised either, and is refused with the Db's error.
     pub(crate) fn refusing(&self, cfg: &Config, now: Instant) -> Option<&DbError> {
         let failure = self.failing.as_ref()?;
-        let oldest = self.items.front()?.pushed_at;
+        let oldest = self.oldest_held()?;
         (now.saturating_duration_since(oldest) >= cfg.window).then_some(&failure.last)
     }
 
     /// When a blocked push should re-check [`refusing`](Self::refusing) on its own.
     pub(crate) fn refusal_time(&self, cfg: &Config) -> Option<Instant> {
         self.failing.as_ref()?;
-        self.items.front().map(|e| e.pushed_at + cfg.window)
+        self.oldest_held().map(|at| at + cfg.window)
+    }
+
+    /// Push instant of the oldest item held in memory, in flight or buffered.
+    fn oldest_held(&self) -> Option<Instant> {
+        let in_flight = self.in_flight_oldest.filter(|_| self.writing);
+        match (in_flight, self.items.front().map(|e| e.pushed_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// How many of the oldest items, up to `max_batch`, have a sequence number <= `seq`.
@@ -260,23 +278,38 @@ impl State {
     }
 
     /// Records a write that took `elapsed` for `n` items, for the pace limit.
+    ///
+    /// The rate is throughput: items stored over time spent writing (failed calls and their
+    /// backoff included), both summed with exponential decay, so it follows a Db whose speed
+    /// changes and is not inflated by fast calls between failures.
     pub(crate) fn learn_rate(&mut self, n: usize, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64().max(1e-6);
-        let sample = n as f64 / secs;
-        self.db_rate = Some(match self.db_rate {
-            None => sample,
-            Some(r) => r * 0.7 + sample * 0.3,
-        });
+        const DECAY: f64 = 0.8;
+        self.rate_items = self.rate_items * DECAY + n as f64;
+        self.rate_secs = self.rate_secs * DECAY + elapsed.as_secs_f64().max(1e-6);
+        self.db_rate = Some(self.rate_items / self.rate_secs);
     }
 
-    /// Records a failed Db write and schedules the next try with exponential backoff.
-    pub(crate) fn record_failure(&mut self, cfg: &Config, err: DbError, now: Instant) {
+    /// Records a failed Db write (that stored `stored` items in `elapsed`) and schedules the
+    /// next try with exponential backoff. The failure also feeds the learned rate, as `stored`
+    /// items over the call plus the backoff: the pace rule must reflect the throughput a
+    /// flaky Db really gives, not only the speed of its successful calls.
+    pub(crate) fn record_failure(
+        &mut self,
+        cfg: &Config,
+        err: DbError,
+        now: Instant,
+        stored: usize,
+        elapsed: Duration,
+    ) {
         self.counters.db_failures += 1;
         let (since, attempts) = match &self.failing {
             Some(f) => (f.since, f.attempts.saturating_add(1)),
             None => (now, 1),
         };
         let backoff = Duration::from_millis(1u64 << attempts.min(20)).min(cfg.max_backoff());
+        if self.db_rate.is_some() {
+            self.learn_rate(stored, elapsed + backoff);
+        }
         self.failing = Some(Failure {
             since,
             last: err,

@@ -1,53 +1,135 @@
 //! Fault injection for testing code built on lifostore: wrap any [`Db`] to make it fail,
 //! fail batches half way, stall, panic, or go down, and to record when items arrived.
 //!
+//! * [`FaultyDb`] wraps a Db and injects faults, deterministically from a seed (a xorshift64
+//!   sequence, no `rand`), configured builder-style; [`FaultyDb::set_down`] makes it fail
+//!   every call for outage tests; [`FaultyDb::counts`] tells what it injected.
+//! * [`StampedDb`] wraps a Db and records the instant each item arrived in it, to measure how
+//!   long acknowledged items waited in memory (the loss window of promise 3).
+//! * [`quiet_injected_panics`] keeps the panics [`FaultyDb`] injects out of test output.
+//!
 //! # What a failing or panicking Db does to a [`Storage`](crate::Storage)
 //! * A failed write keeps its items buffered; the flusher retries with exponential backoff
 //!   (capped at min(window / 8, 1 s)). A batch that stored a prefix (reported honestly in
 //!   [`PushBatchError::stored`]) keeps exactly the unstored suffix: nothing lost, nothing
-//!   written twice.
+//!   written twice. A `flush` whose write fails returns [`Error::Db`](crate::Error::Db).
+//! * Once the Db has been failing so long that a held item has outlived the window, `push`
+//!   refuses new items with [`Error::Db`](crate::Error::Db) (promise 6) until a write succeeds.
 //! * A failed pop takes nothing and returns [`Error::Db`](crate::Error::Db) to its caller.
-//! * A panic inside a Db call is caught by the storage and becomes
-//!   [`DbError::Panicked`]: the flusher thread survives, the caller whose call panicked gets
-//!   the error, and a panicking write counts as storing nothing (it cannot say how far it
-//!   got, so its items are kept and written again: possibly twice, never lost).
+//! * A panic inside a Db call is caught by the storage (`catch_unwind`) and becomes
+//!   [`DbError::Panicked`]: the flusher thread survives, the caller whose call panicked (a
+//!   `pop`, `try_pop` or `flush`) gets `Error::Db(DbError::Panicked(..))`, and a panicking write
+//!   counts as storing nothing: its items stay buffered and are written again. A Db that
+//!   stored items and *then* panicked may therefore hold them twice; one that panics before
+//!   storing (as [`FaultyDb`] does) loses and duplicates nothing.
+//!
+//! ```
+//! use lifostore::testing::{FaultyDb, quiet_injected_panics};
+//! use lifostore::{CancelToken, DbError, Error, MemDb, Storage};
+//!
+//! quiet_injected_panics();
+//! // The first Db call (the flush's batch write) panics; the storage reports it and keeps the item.
+//! let storage = Storage::new(FaultyDb::new(MemDb::new(), 1).panic_on_call(1));
+//! let token = CancelToken::new();
+//! storage.push(&token, "kept").unwrap();
+//! assert!(matches!(storage.flush(&token), Err(Error::Db(DbError::Panicked(_)))));
+//! storage.flush(&token).unwrap(); // the retry stores it
+//! assert_eq!(storage.db().inner().snapshot(), vec![b"kept".to_vec()]);
+//! ```
 
+use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::db::{Db, DbError, PushBatchError};
 use crate::sync::Mutex;
 
-/// What a [`FaultyDb`] injects; all rates are probabilities in `0.0..=1.0`.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    /// Fraction of calls that fail with an error before touching the inner Db.
-    pub fail_rate: f64,
-    /// Fraction of batch pushes that store the first half of their items and then fail.
-    pub half_batch_rate: f64,
-    /// Fraction of calls that stall for `spike` first.
-    pub spike_rate: f64,
-    /// Length of a latency spike.
-    pub spike: Duration,
-    /// Fraction of calls that panic (before touching the inner Db).
-    pub panic_rate: f64,
+/// The message of every panic a [`FaultyDb`] injects (and of the [`DbError::Panicked`] the
+/// storage turns it into).
+///
+/// ```
+/// assert!(lifostore::testing::INJECTED_PANIC.contains("injected panic"));
+/// ```
+pub const INJECTED_PANIC: &str = "FaultyDb: injected panic";
+
+/// The message of every failure a [`FaultyDb`] injects.
+///
+/// ```
+/// use lifostore::testing::{FaultyDb, INJECTED_FAILURE};
+/// use lifostore::{Db, MemDb};
+///
+/// let db = FaultyDb::new(MemDb::new(), 1);
+/// db.set_down(true);
+/// assert!(db.push(b"x").unwrap_err().to_string().contains(INJECTED_FAILURE));
+/// ```
+pub const INJECTED_FAILURE: &str = "FaultyDb: injected failure";
+
+/// Installs (once per process) a panic hook that keeps [`FaultyDb`]'s injected panics out of
+/// the test output; every other panic goes to the hook that was installed before.
+///
+/// Call it at the start of a test that injects panics. Panic hooks are process-wide, so the
+/// hook stays for the rest of the test binary; it only hides panics whose message contains
+/// [`INJECTED_PANIC`].
+///
+/// ```
+/// use lifostore::testing::{FaultyDb, quiet_injected_panics};
+/// use lifostore::{Db, MemDb};
+///
+/// quiet_injected_panics();
+/// let db = FaultyDb::new(MemDb::new(), 1).panic_on_call(1);
+/// let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.pop()));
+/// assert!(caught.is_err()); // panicked, silently
+/// ```
+pub fn quiet_injected_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            if !msg.is_some_and(|m| m.contains(INJECTED_PANIC)) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Counts of what a [`FaultyDb`] injected.
+///
+/// ```
+/// use lifostore::testing::FaultyDb;
+/// use lifostore::{Db, MemDb};
+///
+/// let db = FaultyDb::new(MemDb::new(), 1);
+/// db.set_down(true);
+/// let _ = db.push(b"x");
+/// assert_eq!(db.counts().failures, 1);
+/// assert_eq!(db.counts().total(), 1);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FaultCounts {
-    /// Calls that failed outright (including while down).
+    /// Calls that failed outright, without touching the inner Db (random ones and those made
+    /// while down).
     pub failures: u64,
-    /// Batches that stored half and failed.
+    /// Batches that stored their first half in the inner Db and then failed.
     pub half_batches: u64,
     /// Latency spikes.
     pub spikes: u64,
-    /// Panics.
+    /// Panics (random ones and chosen calls).
     pub panics: u64,
 }
 
 impl FaultCounts {
     /// All injected faults.
+    ///
+    /// ```
+    /// let counts = lifostore::testing::FaultCounts::default();
+    /// assert_eq!(counts.total(), 0);
+    /// ```
     pub fn total(&self) -> u64 {
         self.failures + self.half_batches + self.spikes + self.panics
     }
@@ -55,38 +137,86 @@ impl FaultCounts {
 
 /// A [`Db`] wrapper that injects faults, deterministically from a seed.
 ///
+/// Configure it builder-style; nothing is injected until a rate or a chosen call is set:
+///
+/// * [`fail_rate`](Self::fail_rate): that fraction of calls fails with [`INJECTED_FAILURE`]
+///   before reaching the inner Db;
+/// * [`half_batch_rate`](Self::half_batch_rate): that fraction of batch pushes (of two items or
+///   more) stores the first half through the inner Db, then returns
+///   [`PushBatchError`] with the honest `stored` count;
+/// * [`latency_spikes`](Self::latency_spikes): that fraction of calls sleeps first;
+/// * [`panic_rate`](Self::panic_rate) / [`panic_on_call`](Self::panic_on_call): panic (with
+///   [`INJECTED_PANIC`]) on a fraction of calls or on chosen call numbers, before reaching
+///   the inner Db;
+/// * [`writes_only`](Self::writes_only): random faults hit writes only, pops pass through;
+/// * [`set_down`](Self::set_down), at run time: every call fails while down (an outage).
+///
+/// Every Db call (`push`, `pop`, `push_batch`, `pop_batch`) is numbered from 1 in arrival order
+/// ([`calls`](Self::calls)). The random draws come from one xorshift64 sequence seeded by
+/// `seed`: a single-threaded run is reproducible; a multi-threaded one is as reproducible as
+/// the order of its calls.
+///
 /// ```
-/// use lifostore::testing::{FaultyDb, Faults};
+/// use lifostore::testing::FaultyDb;
 /// use lifostore::{Db, MemDb};
 ///
-/// let db = FaultyDb::new(MemDb::new(), 42).with_faults(Faults { fail_rate: 0.5, ..Faults::default() });
+/// let db = FaultyDb::new(MemDb::new(), 42).fail_rate(0.5);
 /// let results: Vec<bool> = (0..20).map(|i| db.push(&[i]).is_ok()).collect();
 /// assert!(results.contains(&true) && results.contains(&false));
-/// assert_eq!(db.inner().len() as u64, results.iter().filter(|ok| **ok).count() as u64);
+/// // Failed calls never reached the inner Db.
+/// assert_eq!(db.inner().len(), results.iter().filter(|ok| **ok).count());
+/// assert_eq!(db.counts().failures as usize, results.iter().filter(|ok| !**ok).count());
 /// db.set_down(true);
 /// assert!(db.pop().is_err());
 /// ```
 #[derive(Debug)]
 pub struct FaultyDb<D> {
     inner: D,
-    faults: Faults,
+    fail_rate: f64,
+    half_batch_rate: f64,
+    spike_rate: f64,
+    spike: Duration,
+    panic_rate: f64,
+    panic_on: Vec<u64>,
+    writes_only: bool,
     rng: AtomicU64,
     down: AtomicBool,
+    calls: AtomicU64,
     failures: AtomicU64,
     half_batches: AtomicU64,
     spikes: AtomicU64,
     panics: AtomicU64,
 }
 
+fn rate(r: f64) -> f64 {
+    if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) }
+}
+
 impl<D: Db> FaultyDb<D> {
-    /// Wraps `inner`, injecting nothing until [`with_faults`](Self::with_faults); `seed` makes
-    /// the fault sequence reproducible.
+    /// Wraps `inner`, injecting nothing until configured; `seed` fixes the random sequence.
+    ///
+    /// ```
+    /// use lifostore::testing::FaultyDb;
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = FaultyDb::new(MemDb::new(), 7);
+    /// db.push(b"a").unwrap(); // no faults configured: a transparent wrapper
+    /// assert_eq!(db.pop().unwrap(), Some(b"a".to_vec()));
+    /// ```
     pub fn new(inner: D, seed: u64) -> Self {
         FaultyDb {
             inner,
-            faults: Faults::default(),
-            rng: AtomicU64::new(seed | 1),
+            fail_rate: 0.0,
+            half_batch_rate: 0.0,
+            spike_rate: 0.0,
+            spike: Duration::ZERO,
+            panic_rate: 0.0,
+            panic_on: Vec::new(),
+            writes_only: false,
+            // xorshift64 must not start at 0; mix the seed so nearby seeds diverge at once.
+            rng: AtomicU64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             down: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             half_batches: AtomicU64::new(0),
             spikes: AtomicU64::new(0),
@@ -94,23 +224,190 @@ impl<D: Db> FaultyDb<D> {
         }
     }
 
-    /// Sets what to inject.
-    pub fn with_faults(mut self, faults: Faults) -> Self {
-        self.faults = faults;
+    /// Fails this fraction (`0.0..=1.0`, clamped) of calls with [`INJECTED_FAILURE`], before
+    /// they reach the inner Db (a failed batch push reports `stored: 0`).
+    ///
+    /// ```
+    /// use lifostore::testing::FaultyDb;
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = FaultyDb::new(MemDb::new(), 1).fail_rate(1.0);
+    /// assert!(db.push(b"x").is_err());
+    /// assert!(db.inner().is_empty());
+    /// ```
+    pub fn fail_rate(mut self, fraction: f64) -> Self {
+        self.fail_rate = rate(fraction);
         self
     }
 
-    /// While `down`, every call fails (an outage).
+    /// Makes this fraction of batch pushes of two items or more store the first half (through
+    /// the inner Db's `push_batch`) and then fail with `PushBatchError { stored: half, .. }`.
+    ///
+    /// ```
+    /// use lifostore::testing::FaultyDb;
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = FaultyDb::new(MemDb::new(), 1).half_batch_rate(1.0);
+    /// let err = db.push_batch(&[b"a", b"b", b"c", b"d"]).unwrap_err();
+    /// assert_eq!(err.stored, 2);
+    /// assert_eq!(db.inner().snapshot(), vec![b"a".to_vec(), b"b".to_vec()]);
+    /// ```
+    pub fn half_batch_rate(mut self, fraction: f64) -> Self {
+        self.half_batch_rate = rate(fraction);
+        self
+    }
+
+    /// Makes this fraction of calls sleep `spike` before doing anything else.
+    ///
+    /// ```
+    /// use lifostore::testing::FaultyDb;
+    /// use lifostore::{Db, MemDb};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let db = FaultyDb::new(MemDb::new(), 1).latency_spikes(1.0, Duration::from_millis(5));
+    /// let t = Instant::now();
+    /// db.push(b"x").unwrap();
+    /// assert!(t.elapsed() >= Duration::from_millis(5));
+    /// assert_eq!(db.counts().spikes, 1);
+    /// ```
+    pub fn latency_spikes(mut self, fraction: f64, spike: Duration) -> Self {
+        self.spike_rate = rate(fraction);
+        self.spike = spike;
+        self
+    }
+
+    /// Panics (with [`INJECTED_PANIC`]) on this fraction of calls, before they reach the inner
+    /// Db.
+    ///
+    /// ```
+    /// use lifostore::testing::{FaultyDb, quiet_injected_panics};
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// quiet_injected_panics();
+    /// let db = FaultyDb::new(MemDb::new(), 1).panic_rate(1.0);
+    /// let call = || db.push(b"x");
+    /// assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err());
+    /// assert!(db.inner().is_empty());
+    /// ```
+    pub fn panic_rate(mut self, fraction: f64) -> Self {
+        self.panic_rate = rate(fraction);
+        self
+    }
+
+    /// Panics (with [`INJECTED_PANIC`]) on call number `n` (counted from 1 over all methods),
+    /// before it reaches the inner Db. Call it again to choose more calls.
+    ///
+    /// ```
+    /// use lifostore::testing::{FaultyDb, quiet_injected_panics};
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// quiet_injected_panics();
+    /// let db = FaultyDb::new(MemDb::new(), 1).panic_on_call(2);
+    /// db.push(b"a").unwrap(); // call 1
+    /// let second = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.push(b"b")));
+    /// assert!(second.is_err()); // call 2 panicked
+    /// db.push(b"c").unwrap(); // call 3
+    /// assert_eq!(db.inner().len(), 2);
+    /// ```
+    pub fn panic_on_call(mut self, n: u64) -> Self {
+        self.panic_on.push(n);
+        self
+    }
+
+    /// Restricts the random faults (failures, half batches, spikes, random panics) to writes:
+    /// `pop` and `pop_batch` pass through unless the Db is down or the call was chosen with
+    /// [`panic_on_call`](Self::panic_on_call).
+    ///
+    /// ```
+    /// use lifostore::testing::FaultyDb;
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let inner = MemDb::new();
+    /// inner.push(b"a").unwrap();
+    /// let db = FaultyDb::new(inner, 1).fail_rate(1.0).writes_only();
+    /// assert!(db.push(b"b").is_err());
+    /// assert_eq!(db.pop().unwrap(), Some(b"a".to_vec()));
+    /// ```
+    pub fn writes_only(mut self) -> Self {
+        self.writes_only = true;
+        self
+    }
+
+    /// While `down`, every call fails with [`INJECTED_FAILURE`] without reaching the inner Db
+    /// (an outage); `set_down(false)` ends it.
+    ///
+    /// ```
+    /// use lifostore::testing::FaultyDb;
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = FaultyDb::new(MemDb::new(), 1);
+    /// db.set_down(true);
+    /// assert!(db.push(b"x").is_err());
+    /// db.set_down(false);
+    /// db.push(b"x").unwrap();
+    /// ```
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
     }
 
+    /// Whether the Db is down ([`set_down`](Self::set_down)).
+    ///
+    /// ```
+    /// let db = lifostore::testing::FaultyDb::new(lifostore::MemDb::new(), 1);
+    /// assert!(!db.is_down());
+    /// ```
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
     /// The wrapped Db.
+    ///
+    /// ```
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = lifostore::testing::FaultyDb::new(MemDb::new(), 1);
+    /// db.push(b"x").unwrap();
+    /// assert_eq!(db.inner().len(), 1);
+    /// ```
     pub fn inner(&self) -> &D {
         &self.inner
     }
 
+    /// Unwraps the inner Db.
+    ///
+    /// ```
+    /// let db = lifostore::testing::FaultyDb::new(lifostore::MemDb::new(), 1);
+    /// let mem: lifostore::MemDb = db.into_inner();
+    /// assert!(mem.is_empty());
+    /// ```
+    pub fn into_inner(self) -> D {
+        self.inner
+    }
+
+    /// Db calls received so far (all methods, faulty or not).
+    ///
+    /// ```
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = lifostore::testing::FaultyDb::new(MemDb::new(), 1);
+    /// db.push(b"x").unwrap();
+    /// db.pop().unwrap();
+    /// assert_eq!(db.calls(), 2);
+    /// ```
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
     /// What was injected so far.
+    ///
+    /// ```
+    /// use lifostore::testing::FaultyDb;
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = FaultyDb::new(MemDb::new(), 1).fail_rate(1.0);
+    /// let _ = db.pop();
+    /// assert_eq!(db.counts().failures, 1);
+    /// ```
     pub fn counts(&self) -> FaultCounts {
         FaultCounts {
             failures: self.failures.load(Ordering::Relaxed),
@@ -120,7 +417,7 @@ impl<D: Db> FaultyDb<D> {
         }
     }
 
-    /// A uniform draw in `[0, 1)` from a shared xorshift64 sequence.
+    /// A uniform draw in `[0, 1)` from the shared xorshift64 sequence.
     fn draw(&self) -> f64 {
         let mut x = self.rng.load(Ordering::Relaxed);
         loop {
@@ -138,21 +435,25 @@ impl<D: Db> FaultyDb<D> {
         }
     }
 
-    /// Spikes, panics or fails as configured; `Ok` means go ahead.
-    fn before_call(&self) -> Result<(), DbError> {
-        if self.faults.spike_rate > 0.0 && self.draw() < self.faults.spike_rate {
+    fn chance(&self, fraction: f64) -> bool {
+        fraction > 0.0 && self.draw() < fraction
+    }
+
+    /// Numbers the call, then spikes, panics or fails as configured; `Ok` means go ahead.
+    fn before_call(&self, write: bool) -> Result<(), DbError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let random = write || !self.writes_only;
+        if random && self.chance(self.spike_rate) {
             self.spikes.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(self.faults.spike);
+            std::thread::sleep(self.spike);
         }
-        if self.faults.panic_rate > 0.0 && self.draw() < self.faults.panic_rate {
+        if self.panic_on.contains(&n) || (random && self.chance(self.panic_rate)) {
             self.panics.fetch_add(1, Ordering::Relaxed);
-            panic!("FaultyDb: injected panic");
+            panic!("{INJECTED_PANIC} (call {n})");
         }
-        let fail = self.down.load(Ordering::SeqCst)
-            || (self.faults.fail_rate > 0.0 && self.draw() < self.faults.fail_rate);
-        if fail {
+        if self.is_down() || (random && self.chance(self.fail_rate)) {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            return Err(DbError::msg("FaultyDb: injected failure"));
+            return Err(DbError::msg(format!("{INJECTED_FAILURE} (call {n})")));
         }
         Ok(())
     }
@@ -160,35 +461,36 @@ impl<D: Db> FaultyDb<D> {
 
 impl<D: Db> Db for FaultyDb<D> {
     fn push(&self, data: &[u8]) -> Result<(), DbError> {
-        self.before_call()?;
+        self.before_call(true)?;
         self.inner.push(data)
     }
 
     fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
-        self.before_call()?;
+        self.before_call(false)?;
         self.inner.pop()
     }
 
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
-        self.before_call()
+        self.before_call(true)
             .map_err(|source| PushBatchError { stored: 0, source })?;
-        if items.len() >= 2
-            && self.faults.half_batch_rate > 0.0
-            && self.draw() < self.faults.half_batch_rate
-        {
+        if items.len() >= 2 && self.chance(self.half_batch_rate) {
             let half = items.len() / 2;
+            // If the inner Db fails part way, its own error (and count) is the honest answer.
             self.inner.push_batch(&items[..half])?;
             self.half_batches.fetch_add(1, Ordering::Relaxed);
             return Err(PushBatchError {
                 stored: half,
-                source: DbError::msg("FaultyDb: injected failure half way through a batch"),
+                source: DbError::msg(format!(
+                    "{INJECTED_FAILURE} half way through a batch of {}",
+                    items.len()
+                )),
             });
         }
         self.inner.push_batch(items)
     }
 
     fn pop_batch(&self, max: usize) -> Result<Vec<Vec<u8>>, DbError> {
-        self.before_call()?;
+        self.before_call(false)?;
         self.inner.pop_batch(max)
     }
 
@@ -197,8 +499,13 @@ impl<D: Db> Db for FaultyDb<D> {
     }
 }
 
-/// A [`Db`] wrapper that records when each item arrived, to measure how long items waited in
-/// memory.
+/// A [`Db`] wrapper that records the instant each item arrived (its write returned `Ok`), to
+/// measure how long acknowledged items waited in memory.
+///
+/// By default a batch is stamped when the whole batch call returns (every item of it got the
+/// same, latest, instant: a conservative measure). With [`per_item`](Self::per_item), batches
+/// are written item by item through the inner Db's `push` and each item is stamped when its
+/// own write returns, as a Db with only one-item writes would behave.
 ///
 /// ```
 /// use lifostore::testing::StampedDb;
@@ -211,24 +518,80 @@ impl<D: Db> Db for FaultyDb<D> {
 #[derive(Debug)]
 pub struct StampedDb<D> {
     inner: D,
+    per_item: bool,
     arrivals: Mutex<Vec<(Vec<u8>, Instant)>>,
 }
 
 impl<D: Db> StampedDb<D> {
     /// Wraps `inner`.
+    ///
+    /// ```
+    /// let db = lifostore::testing::StampedDb::new(lifostore::MemDb::new());
+    /// assert!(db.arrivals().is_empty());
+    /// ```
     pub fn new(inner: D) -> Self {
         StampedDb {
             inner,
+            per_item: false,
             arrivals: Mutex::new(Vec::new()),
         }
     }
 
+    /// Writes batches one item at a time (the inner Db's `push`), stamping each item when its
+    /// own write returns; a failure reports how many items were stored before it.
+    ///
+    /// ```
+    /// use lifostore::testing::StampedDb;
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = StampedDb::new(MemDb::new()).per_item();
+    /// db.push_batch(&[b"a", b"b"]).unwrap();
+    /// assert_eq!(db.inner().calls().push_calls, 2);
+    /// let stamps = db.arrivals();
+    /// assert!(stamps[0].1 <= stamps[1].1);
+    /// ```
+    pub fn per_item(mut self) -> Self {
+        self.per_item = true;
+        self
+    }
+
     /// Every item stored so far with the instant its write returned, in arrival order.
+    ///
+    /// ```
+    /// use lifostore::testing::StampedDb;
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = StampedDb::new(MemDb::new());
+    /// db.push_batch(&[b"a", b"b"]).unwrap();
+    /// let names: Vec<_> = db.arrivals().into_iter().map(|(item, _)| item).collect();
+    /// assert_eq!(names, vec![b"a".to_vec(), b"b".to_vec()]);
+    /// ```
     pub fn arrivals(&self) -> Vec<(Vec<u8>, Instant)> {
         self.arrivals.lock().clone()
     }
 
+    /// How many items have arrived so far.
+    ///
+    /// ```
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = lifostore::testing::StampedDb::new(MemDb::new());
+    /// db.push(b"a").unwrap();
+    /// assert_eq!(db.arrival_count(), 1);
+    /// ```
+    pub fn arrival_count(&self) -> usize {
+        self.arrivals.lock().len()
+    }
+
     /// The wrapped Db.
+    ///
+    /// ```
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = lifostore::testing::StampedDb::new(MemDb::new());
+    /// db.push(b"a").unwrap();
+    /// assert_eq!(db.inner().len(), 1);
+    /// ```
     pub fn inner(&self) -> &D {
         &self.inner
     }
@@ -253,6 +616,13 @@ impl<D: Db> Db for StampedDb<D> {
     }
 
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
+        if self.per_item {
+            for (stored, item) in items.iter().enumerate() {
+                self.push(item)
+                    .map_err(|source| PushBatchError { stored, source })?;
+            }
+            return Ok(());
+        }
         match self.inner.push_batch(items) {
             Ok(()) => {
                 self.stamp(items);

@@ -1,12 +1,22 @@
-//! History checker: randomized multi-thread runs log every operation with its start and end;
-//! the checker verifies exactly-once, no loss after close, and LIFO wherever operations did
-//! not overlap in time. Runs over MemDb, FaultyDb (with faults) and FileDb.
+//! History checker (promises 1 and 2): randomized runs with 2-8 threads mix push, pop (with
+//! tokens that get cancelled or have short deadlines), try_pop and flush; every operation is
+//! logged with its start and end `Instant` and its result. The checker then verifies:
+//!
+//! * every popped item was pushed with `Ok`, and none was popped twice;
+//! * nothing was lost: after `close`, popped + left in the Db = pushed with `Ok`, and no item
+//!   whose push failed is in the Db;
+//! * LIFO wherever operations did not overlap in time (see [`check`]);
+//! * a `try_pop` never answers "empty" while an item was certainly in the storage.
+//!
+//! Runs over MemDb, FaultyDb (failures, half batches, spikes, panics) and FileDb, with small
+//! windows (20-50 ms) so that items really move through the Db mid-run. The seed is printed in
+//! every failure message; `LIFOSTORE_SEED=<n>` replays one.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lifostore::testing::{Faults, FaultyDb};
+use lifostore::testing::{FaultyDb, quiet_injected_panics};
 use lifostore::{CancelToken, Db, Error, FileDb, MemDb, Storage};
 
 mod common;
@@ -14,8 +24,17 @@ use common::{Rng, TempDir};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Push { id: u64, ok: bool },
-    Pop { got: Option<u64> },
+    /// `ok`: the push returned `Ok`; `refused`: it returned `Error::Db` (an outage).
+    Push {
+        id: u64,
+        ok: bool,
+        refused: bool,
+    },
+    /// `got`: the item returned; `empty`: a `try_pop` that returned `Ok(None)`.
+    Pop {
+        got: Option<u64>,
+        empty: bool,
+    },
     Flush,
 }
 
@@ -31,64 +50,95 @@ fn id_of(item: &[u8]) -> u64 {
 }
 
 /// Runs `threads` workers doing `ops` random operations each; returns the log.
+/// `push_pct`: the percentage of pushes; the rest is split 3:2:1 between pop, try_pop, flush.
 fn run<D: Db + 'static>(
-    storage: &Arc<Storage<D>>,
+    storage: &Storage<D>,
     threads: u64,
     ops: u64,
     seed: u64,
+    push_pct: u64,
 ) -> Vec<Event> {
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (storage, log) = (storage.clone(), log.clone());
+            let log = &log;
             s.spawn(move || {
                 let mut rng = Rng((seed ^ (t + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
                 let root = CancelToken::new();
                 let mut mine = Vec::new();
                 for n in 0..ops {
+                    // Tokens that end before or while the call runs, from any of these sources.
+                    let token = match rng.next() % 8 {
+                        0 => {
+                            let c = root.child();
+                            c.cancel();
+                            c
+                        }
+                        1 => root.with_timeout(Duration::from_micros(rng.next() % 500)),
+                        2 => root.with_timeout(Duration::from_millis(rng.next() % 5)),
+                        _ => root.clone(),
+                    };
                     let start = Instant::now();
-                    let op = match rng.next() % 10 {
-                        0..=3 => {
+                    let roll = rng.next() % 100;
+                    let rest = 100 - push_pct;
+                    let kind = if roll < push_pct {
+                        0
+                    } else if roll < push_pct + rest / 2 {
+                        1
+                    } else if roll < push_pct + rest * 5 / 6 {
+                        2
+                    } else {
+                        3
+                    };
+                    let op = match kind {
+                        0 => {
                             let id = (t << 32) | n;
-                            // Some pushes use tokens that may end before or while they run.
-                            let token = match rng.next() % 8 {
-                                0 => {
-                                    let c = root.child();
-                                    c.cancel();
-                                    c
-                                }
-                                1 => root.with_timeout(Duration::from_micros(rng.next() % 500)),
-                                _ => root.clone(),
-                            };
                             let r = storage.push(&token, id.to_le_bytes().to_vec());
                             match &r {
                                 Ok(()) | Err(Error::Cancelled | Error::DeadlineExceeded) => {}
                                 Err(Error::Db(_)) => {} // a long outage: refused, not stored
-                                Err(e) => panic!("push: {e}"),
+                                Err(e) => panic!("seed {seed}: push: {e}"),
                             }
-                            Op::Push { id, ok: r.is_ok() }
+                            Op::Push {
+                                id,
+                                ok: r.is_ok(),
+                                refused: matches!(r, Err(Error::Db(_))),
+                            }
                         }
-                        4..=6 => {
-                            let token = root.with_timeout(Duration::from_millis(rng.next() % 5));
+                        1 => {
+                            // Pops never wait forever: the plain root token gets a deadline too.
+                            let token = token.with_timeout(Duration::from_millis(rng.next() % 5));
                             match storage.pop(&token) {
                                 Ok(x) => Op::Pop {
                                     got: Some(id_of(&x)),
+                                    empty: false,
                                 },
                                 Err(Error::Cancelled | Error::DeadlineExceeded | Error::Db(_)) => {
-                                    Op::Pop { got: None }
+                                    Op::Pop {
+                                        got: None,
+                                        empty: false,
+                                    }
                                 }
-                                Err(e) => panic!("pop: {e}"),
+                                Err(e) => panic!("seed {seed}: pop: {e}"),
                             }
                         }
-                        7 | 8 => match storage.try_pop() {
+                        2 => match storage.try_pop() {
                             Ok(x) => Op::Pop {
-                                got: x.map(|x| id_of(&x)),
+                                got: x.as_deref().map(id_of),
+                                empty: x.is_none(),
                             },
-                            Err(Error::Db(_)) => Op::Pop { got: None },
-                            Err(e) => panic!("try_pop: {e}"),
+                            Err(Error::Db(_)) => Op::Pop {
+                                got: None,
+                                empty: false,
+                            },
+                            Err(e) => panic!("seed {seed}: try_pop: {e}"),
                         },
                         _ => {
-                            let _ = storage.flush(&root); // Db errors allowed; items stay
+                            match storage.flush(&token) {
+                                Ok(()) | Err(Error::Db(_)) => {} // a failed write stays buffered
+                                Err(Error::Cancelled | Error::DeadlineExceeded) => {}
+                                Err(e) => panic!("seed {seed}: flush: {e}"),
+                            }
                             Op::Flush
                         }
                     };
@@ -102,15 +152,25 @@ fn run<D: Db + 'static>(
             });
         }
     });
-    Arc::try_unwrap(log).unwrap().into_inner().unwrap()
+    log.into_inner().unwrap()
 }
 
 /// Checks the log against what is left in the Db after close.
+///
+/// LIFO, soundly for non-overlapping operations: say `y` was *certainly present* during an
+/// interval `[a, b]` when push(y) returned `Ok` before `a` and `y` was never popped, or its
+/// pop began after `b`. Then
+/// * a pop P that returned `x` is wrong if some `y` was pushed strictly after `x` (push(x)
+///   ended before push(y) began, so `y` is newer in every linearization) and `y` was certainly
+///   present during all of P: P had the newer `y` available throughout and skipped it;
+/// * a `try_pop` that answered "empty" is wrong if any `y` was certainly present during it.
+///
+/// Overlapping operations are never judged: any order among them is a valid linearization.
 fn check(log: &[Event], left_after_close: &[u64], seed: u64) {
     let mut pushed_ok = HashMap::new();
     let mut refused = HashSet::new();
     for e in log {
-        if let Op::Push { id, ok } = e.op {
+        if let Op::Push { id, ok, .. } = e.op {
             if ok {
                 pushed_ok.insert(id, e);
             } else {
@@ -120,7 +180,7 @@ fn check(log: &[Event], left_after_close: &[u64], seed: u64) {
     }
     let mut popped: HashMap<u64, &Event> = HashMap::new();
     for e in log {
-        if let Op::Pop { got: Some(id) } = e.op {
+        if let Op::Pop { got: Some(id), .. } = e.op {
             assert!(
                 pushed_ok.contains_key(&id),
                 "seed {seed}: popped {id:#x}, never pushed with Ok"
@@ -131,43 +191,47 @@ fn check(log: &[Event], left_after_close: &[u64], seed: u64) {
             );
         }
     }
+    let mut left = HashSet::new();
     for id in left_after_close {
         assert!(
             !refused.contains(id),
-            "seed {seed}: refused push {id:#x} was stored"
+            "seed {seed}: {id:#x} is in the Db but its push failed"
         );
         assert!(
             !popped.contains_key(id),
             "seed {seed}: {id:#x} popped and still in the Db"
         );
+        assert!(left.insert(*id), "seed {seed}: {id:#x} twice in the Db");
     }
-    let mut all: HashSet<u64> = popped.keys().copied().collect();
-    all.extend(left_after_close.iter().copied());
-    assert_eq!(
-        all.len(),
-        popped.len() + left_after_close.len(),
-        "seed {seed}: duplicate in the Db"
-    );
-    let lost: Vec<_> = pushed_ok.keys().filter(|id| !all.contains(id)).collect();
+    let mut lost: Vec<_> = pushed_ok
+        .keys()
+        .filter(|id| !popped.contains_key(id) && !left.contains(id))
+        .collect();
+    lost.sort();
     assert!(lost.is_empty(), "seed {seed}: lost {lost:x?}");
 
-    // LIFO: a pop P returning x is wrong if some y was pushed strictly after x (push(x) ended
-    // before push(y) began) and y was certainly in the storage for all of P: push(y) ended
-    // before P began, and y was never popped or its pop began after P ended.
+    let present_throughout = |y: u64, push_y: &Event, a: Instant, b: Instant| {
+        push_y.end < a && popped.get(&y).is_none_or(|pop_y| pop_y.start > b)
+    };
     for (&x, p) in &popped {
         let push_x = pushed_ok[&x];
         for (&y, push_y) in &pushed_ok {
-            if y == x || push_x.end >= push_y.start || push_y.end >= p.start {
-                continue;
+            if y != x && push_x.end < push_y.start && present_throughout(y, push_y, p.start, p.end)
+            {
+                panic!(
+                    "seed {seed}: a pop returned {x:#x} while the newer {y:#x} was certainly present"
+                );
             }
-            let y_present_throughout = match popped.get(&y) {
-                None => true,
-                Some(pop_y) => pop_y.start > p.end,
-            };
-            assert!(
-                !y_present_throughout,
-                "seed {seed}: pop returned {x:#x} while newer {y:#x} was certainly present"
-            );
+        }
+    }
+    for e in log {
+        if let Op::Pop { empty: true, .. } = e.op {
+            for (&y, push_y) in &pushed_ok {
+                assert!(
+                    !present_throughout(y, push_y, e.start, e.end),
+                    "seed {seed}: try_pop answered empty while {y:#x} was certainly present"
+                );
+            }
         }
     }
 }
@@ -188,45 +252,51 @@ fn ids(items: Vec<Vec<u8>>) -> Vec<u64> {
     items.iter().map(|x| id_of(x)).collect()
 }
 
+/// Thread counts 2..=8 from the seed, plus the extremes.
+fn thread_counts(seed: u64) -> [u64; 3] {
+    [2, 2 + seed % 7, 8]
+}
+
 #[test]
 fn history_over_mem_db() {
-    for threads in [2, 4, 8] {
-        let seed = seed();
-        let storage = Arc::new(
-            Storage::builder()
-                .max_unflushed_age(Duration::from_millis(20))
-                .max_buffered_items(64)
-                .build(MemDb::new()),
-        );
-        let log = run(&storage, threads, 400, seed);
+    let seed = seed();
+    for (round, threads) in thread_counts(seed).into_iter().enumerate() {
+        let seed = seed.wrapping_add(round as u64);
+        let storage = Storage::builder()
+            .max_unflushed_age(Duration::from_millis(20))
+            .max_buffered_items(64)
+            .build(MemDb::with_latency(Duration::from_micros(200)));
+        let log = run(&storage, threads, 600, seed, 40);
         storage.close().unwrap();
+        let stats = storage.stats();
+        assert!(
+            stats.items_flushed > 0 && stats.pops_from_db > 0,
+            "seed {seed}: items never moved through the Db: {stats:?}"
+        );
         check(&log, &ids(storage.db().snapshot()), seed);
     }
 }
 
 #[test]
 fn history_over_faulty_db() {
-    for threads in [2, 6] {
-        let seed = seed();
-        let faults = Faults {
-            fail_rate: 0.2,
-            half_batch_rate: 0.2,
-            spike_rate: 0.02,
-            spike: Duration::from_millis(3),
-            panic_rate: 0.01,
-        };
-        let db = FaultyDb::new(MemDb::new(), seed).with_faults(faults);
-        let storage = Arc::new(
-            Storage::builder()
-                .max_unflushed_age(Duration::from_millis(30))
-                .max_buffered_items(128)
-                .close_timeout(Duration::from_secs(10))
-                .build(db),
-        );
-        let log = run(&storage, threads, 300, seed);
+    quiet_injected_panics();
+    let seed = seed();
+    for (round, threads) in thread_counts(seed).into_iter().enumerate() {
+        let seed = seed.wrapping_add(round as u64);
+        let db = FaultyDb::new(MemDb::new(), seed)
+            .fail_rate(0.2)
+            .half_batch_rate(0.2)
+            .latency_spikes(0.02, Duration::from_millis(3))
+            .panic_rate(0.01);
+        let storage = Storage::builder()
+            .max_unflushed_age(Duration::from_millis(30))
+            .max_buffered_items(128)
+            .close_timeout(Duration::from_secs(10))
+            .build(db);
+        let log = run(&storage, threads, 400, seed, 40);
         storage.close().unwrap();
         let counts = storage.db().counts();
-        assert!(counts.total() > 0, "no fault was injected");
+        assert!(counts.total() > 0, "seed {seed}: no fault was injected");
         check(&log, &ids(storage.db().inner().snapshot()), seed);
     }
 }
@@ -234,17 +304,157 @@ fn history_over_faulty_db() {
 #[test]
 fn history_over_file_db() {
     let seed = seed();
-    let dir = TempDir::new("history");
-    let path = dir.file("history.lifo");
-    let storage = Arc::new(
-        Storage::builder()
+    let dir = TempDir::new(&format!("history-{seed}"));
+    for (round, threads) in [2, 4].into_iter().enumerate() {
+        let seed = seed.wrapping_add(round as u64);
+        let path = dir.file(&format!("history-{round}.lifo"));
+        let storage = Storage::builder()
             .max_unflushed_age(Duration::from_millis(50))
-            .build(FileDb::open(&path).unwrap()),
+            .max_buffered_items(64)
+            .build(FileDb::open(&path).unwrap());
+        let log = run(&storage, threads, 300, seed, 40);
+        storage.close().unwrap();
+        let stats = storage.stats();
+        drop(storage);
+        assert!(stats.items_flushed > 0, "seed {seed}: {stats:?}");
+        let db = FileDb::open(&path).unwrap();
+        let left = ids(db.pop_batch(usize::MAX).unwrap());
+        check(&log, &left, seed);
+    }
+}
+
+/// The checker itself: each synthetic history breaks one rule and must be rejected; the valid
+/// one must pass.
+#[test]
+fn the_checker_rejects_bad_histories() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let ev = |op: Op, start: u64, end: u64| Event {
+        op,
+        start: at(start),
+        end: at(end),
+    };
+    let push = |id, s, e| {
+        ev(
+            Op::Push {
+                id,
+                ok: true,
+                refused: false,
+            },
+            s,
+            e,
+        )
+    };
+    let pop = |got, s, e| {
+        ev(
+            Op::Pop {
+                got: Some(got),
+                empty: false,
+            },
+            s,
+            e,
+        )
+    };
+    let empty = |s, e| {
+        ev(
+            Op::Pop {
+                got: None,
+                empty: true,
+            },
+            s,
+            e,
+        )
+    };
+    let rejects = |log: Vec<Event>, left: Vec<u64>| {
+        std::panic::catch_unwind(|| check(&log, &left, 0)).is_err()
+    };
+    // Valid: push 1, push 2, pop 2, pop 1; concurrent pops may return either order.
+    check(
+        &[push(1, 0, 1), push(2, 2, 3), pop(2, 4, 5), pop(1, 6, 7)],
+        &[],
+        0,
     );
-    let log = run(&storage, 4, 200, seed);
+    check(
+        &[push(1, 0, 1), push(2, 2, 3), pop(1, 4, 9), pop(2, 5, 8)],
+        &[],
+        0,
+    );
+    check(&[push(1, 0, 5), push(2, 1, 6), pop(1, 7, 8)], &[2], 0);
+    // LIFO violation: 2 certainly present while a pop returned the older 1.
+    assert!(rejects(
+        vec![push(1, 0, 1), push(2, 2, 3), pop(1, 4, 5)],
+        vec![2]
+    ));
+    assert!(rejects(
+        vec![push(1, 0, 1), push(2, 2, 3), pop(1, 4, 5), pop(2, 6, 7)],
+        vec![]
+    ));
+    // Duplicate, lost, never pushed, popped and left, refused but stored.
+    assert!(rejects(
+        vec![push(1, 0, 1), pop(1, 2, 3), pop(1, 4, 5)],
+        vec![]
+    ));
+    assert!(rejects(vec![push(1, 0, 1)], vec![]));
+    assert!(rejects(vec![pop(9, 0, 1)], vec![]));
+    assert!(rejects(vec![push(1, 0, 1), pop(1, 2, 3)], vec![1]));
+    assert!(rejects(
+        vec![ev(
+            Op::Push {
+                id: 1,
+                ok: false,
+                refused: true
+            },
+            0,
+            1
+        )],
+        vec![1]
+    ));
+    // Empty answer while an item was certainly present.
+    assert!(rejects(vec![push(1, 0, 1), empty(2, 3)], vec![1]));
+    check(&[push(1, 0, 3), empty(2, 4)], &[1], 0); // overlapping: fine
+}
+
+#[test]
+fn history_through_outages_longer_than_the_window() {
+    let seed = seed();
+    let window = Duration::from_millis(30);
+    let db = FaultyDb::new(MemDb::new(), seed).fail_rate(0.05);
+    let storage = Storage::builder()
+        .max_unflushed_age(window)
+        .max_buffered_items(128)
+        .close_timeout(Duration::from_secs(10))
+        .build(db);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let log = std::thread::scope(|s| {
+        let (storage, done) = (&storage, &done);
+        s.spawn(move || {
+            // Outages of 80 ms (longer than the window) every 140 ms.
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                storage.db().set_down(true);
+                std::thread::sleep(Duration::from_millis(80));
+                storage.db().set_down(false);
+                std::thread::sleep(Duration::from_millis(60));
+            }
+        });
+        let log = run(storage, 4, 400, seed, 70);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        log
+    });
+    storage.db().set_down(false);
     storage.close().unwrap();
-    drop(storage);
-    let db = FileDb::open(&path).unwrap();
-    let left = ids(db.pop_batch(usize::MAX).unwrap());
-    check(&log, &left, seed);
+    let refused = log
+        .iter()
+        .filter(|e| matches!(e.op, Op::Push { refused: true, .. }))
+        .count();
+    println!(
+        "seed {seed}: {} operations, {refused} pushes refused for the outage, {} failed Db calls",
+        log.len(),
+        storage.db().counts().failures
+    );
+    assert!(storage.db().counts().failures > 0, "seed {seed}");
+    assert!(
+        refused > 0,
+        "seed {seed}: no push was refused: no outage outlived the window"
+    );
+    check(&log, &ids(storage.db().inner().snapshot()), seed);
 }
