@@ -1,8 +1,11 @@
-//! [`Error`]: why a [`Storage`](crate::Storage) call failed.
+//! The error types: [`Error`] (why a [`Storage`](crate::Storage) call failed), [`DbError`]
+//! (why a [`Db`](crate::Db) call failed) and [`PushBatchError`] (a batch that stored a prefix).
 
+use std::error::Error as StdError;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::db::DbError;
 use crate::token::CancelReason;
 
 /// Why a [`Storage`](crate::Storage) call failed. Every case says what happened to the call's
@@ -62,4 +65,170 @@ impl From<CancelReason> for Error {
             CancelReason::DeadlineExceeded => Error::DeadlineExceeded,
         }
     }
+}
+
+/// Why a [`Db`](crate::Db) call failed.
+///
+/// Cheap to clone (sources are shared), so the storage can report one Db failure to every
+/// caller it concerns. [`is_permanent`](DbError::is_permanent) tells whether retrying the same
+/// call can ever help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// An I/O operation failed. `op` says what was being done ("open", "write", "sync", ...),
+    /// `path` names the file when there is one, and the message gives advice that fits the
+    /// error's kind (not found, permission, is a directory, disk full, ...).
+    #[error("{}", io_message(op, path.as_deref(), source))]
+    Io {
+        /// What was being done: "open", "read", "write", "sync", "truncate", "lock", ...
+        op: &'static str,
+        /// The file, when the operation had one.
+        path: Option<PathBuf>,
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The file at `path` is damaged at byte `offset`.
+    #[error(
+        "database file {path} is damaged at byte {offset}: {detail}; open it with salvage \
+         (FileDbOptions::salvage, or StorageBuilder::open_with) to keep the intact items"
+    )]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file at `path` is not a lifostore database (it does not start with lifostore's
+    /// magic). lifostore never writes to such a file, salvage included.
+    #[error("{path} is not a lifostore database ({detail}); pass the path of a lifostore file")]
+    NotADatabase {
+        /// The foreign file.
+        path: PathBuf,
+        /// What was found instead.
+        detail: String,
+    },
+    /// The file uses a format version this build cannot read.
+    #[error(
+        "database file {path} has format version {found}, this build reads up to {supported}; \
+         upgrade lifostore"
+    )]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// An item is longer than the Db accepts. Permanent: the item can never be stored there.
+    #[error(
+        "item of {len} bytes exceeds the database limit of {max} bytes; split it or raise the limit"
+    )]
+    ItemTooLarge {
+        /// The item's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The Db refused an item for good (a value the server rejects, a constraint it breaks).
+    /// Permanent: retrying the same item cannot help.
+    #[error("the database refused an item for good: {reason}; fix or drop the item")]
+    Rejected {
+        /// Why, in the backend's words.
+        reason: String,
+    },
+    /// The Db implementation panicked during a call; the storage caught the panic.
+    #[error(
+        "the database panicked ({0}); the storage kept its buffered items, retry the call once \
+         the database is fixed"
+    )]
+    Panicked(String),
+    /// Any other failure of the backend; the source says what it was.
+    #[error("the database backend failed; retry once it recovers")]
+    Other(#[source] Arc<dyn StdError + Send + Sync>),
+}
+
+impl DbError {
+    /// Wraps any error as [`DbError::Other`].
+    pub fn other<E: StdError + Send + Sync + 'static>(err: E) -> Self {
+        DbError::Other(Arc::new(err))
+    }
+
+    /// A [`DbError::Other`] carrying just a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        DbError::Other(Arc::new(Message(message.into())))
+    }
+
+    /// An [`DbError::Io`] for operation `op` on the file at `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, err: std::io::Error) -> Self {
+        DbError::Io {
+            op,
+            path: Some(path.into()),
+            source: Arc::new(err),
+        }
+    }
+
+    /// Whether the failure is permanent: retrying the same call with the same items can never
+    /// succeed ([`ItemTooLarge`](DbError::ItemTooLarge), [`Rejected`](DbError::Rejected)).
+    /// Everything else (I/O, connections, damage a salvage can repair, panics) may pass, so
+    /// the storage keeps such items and retries.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            DbError::ItemTooLarge { .. } | DbError::Rejected { .. }
+        )
+    }
+}
+
+impl From<std::io::Error> for DbError {
+    fn from(err: std::io::Error) -> Self {
+        DbError::Io {
+            op: "I/O",
+            path: None,
+            source: Arc::new(err),
+        }
+    }
+}
+
+/// The message of [`DbError::Io`]: the operation, the path, and advice that fits the kind.
+fn io_message(op: &str, path: Option<&Path>, err: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    let what = match path {
+        Some(p) => format!("{op} {} failed", p.display()),
+        None => format!("database {op} failed"),
+    };
+    let advice = match err.kind() {
+        K::NotFound => "it or its directory does not exist; create the directory or fix the path",
+        K::PermissionDenied => "permission denied; give this process read and write access",
+        K::IsADirectory => "it is a directory; pass the path of a file",
+        K::NotADirectory => "a part of the path is not a directory; fix the path",
+        K::StorageFull | K::QuotaExceeded => "the disk is full; free space, then retry",
+        K::ReadOnlyFilesystem => "the file system is read-only; remount it or pick another path",
+        K::WouldBlock | K::Interrupted | K::TimedOut => "it was interrupted; retry",
+        _ => "retry; if it keeps failing, check the disk (the kernel log names the device)",
+    };
+    format!("{what}: {advice}")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Message(String);
+
+/// A batch push that stored only a prefix of its items.
+///
+/// `stored` items, counted from the *oldest* (the start of the slice), are durably in the Db;
+/// the rest are not. Backends whose batches are atomic report `stored == 0` on failure. The
+/// storage keeps the unstored suffix buffered and retries it, so an honest `stored` count is
+/// what keeps a half-failed batch from being lost or written twice.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("batch push stored {stored} item(s), the rest were not stored")]
+pub struct PushBatchError {
+    /// How many items, from the oldest, were stored.
+    pub stored: usize,
+    /// Why the rest were not.
+    #[source]
+    pub source: DbError,
 }

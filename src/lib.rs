@@ -23,29 +23,22 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod crc32c;
 mod db;
 mod error;
-mod file_db;
 mod flusher;
-mod mem_db;
-#[cfg(feature = "postgres")]
-mod postgres_db;
-#[cfg(feature = "redis")]
-mod redis_db;
 mod stack;
 mod storage;
 mod sync;
 pub mod testing;
 mod token;
 
-pub use db::{Db, DbError, PushBatchError};
-pub use error::Error;
-pub use file_db::{FileDb, FileDbOptions, SalvageReport};
-pub use mem_db::{MemDb, MemDbCalls};
+pub use db::Db;
+pub use db::file::{FileDb, FileDbOptions, SalvageReport};
+pub use db::mem::{MemDb, MemDbCalls};
 #[cfg(feature = "postgres")]
-pub use postgres_db::PostgresDb;
+pub use db::postgres::PostgresDb;
 #[cfg(feature = "redis")]
-pub use redis_db::RedisDb;
+pub use db::redis::RedisDb;
+pub use error::{DbError, Error, PushBatchError};
 pub use storage::{Stats, Storage, StorageBuilder};
 pub use token::{CancelReason, CancelToken};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::db::Db;
+use crate::db::file::{FileDb, FileDbOptions};
 use crate::error::Error;
-use crate::file_db::FileDb;
 use crate::flusher::{self, Written, call_db};
 use crate::stack::{Config, Core, Entry, State};
 use crate::sync::{Condvar, JoinHandle, Mutex, MutexGuard};
@@ -168,9 +168,33 @@ impl StorageBuilder {
         }
     }
 
-    /// Opens (or creates) a [`FileDb`] at `path` and builds a storage over it.
+    /// Opens (or creates) a [`FileDb`] at `path` with its default options and builds a
+    /// storage over it.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Storage<FileDb>, Error> {
-        Ok(self.build(FileDb::open(path)?))
+        self.open_with(path, FileDbOptions::default())
+    }
+
+    /// Opens (or creates) a [`FileDb`] at `path` with `options` (salvage, item limit, sharing)
+    /// and builds a storage over it.
+    ///
+    /// ```
+    /// use lifostore::{FileDbOptions, Storage};
+    /// # fn main() -> Result<(), lifostore::Error> {
+    /// let dir = std::env::temp_dir().join(format!("lifostore-openwith-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).map_err(lifostore::DbError::from)?;
+    /// let options = FileDbOptions::default().salvage(true).max_item_len(1 << 20);
+    /// let storage = Storage::builder().open_with(dir.join("queue.lifo"), options)?;
+    /// storage.close()?;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open_with(
+        self,
+        path: impl AsRef<Path>,
+        options: FileDbOptions,
+    ) -> Result<Storage<FileDb>, Error> {
+        Ok(self.build(FileDb::open_with(path, options)?))
     }
 }
 

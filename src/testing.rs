@@ -60,7 +60,9 @@ pub const INJECTED_PANIC: &str = "FaultyDb: injected panic";
 ///
 /// let db = FaultyDb::new(MemDb::new(), 1);
 /// db.set_down(true);
-/// assert!(db.push(b"x").unwrap_err().to_string().contains(INJECTED_FAILURE));
+/// let err = db.push(b"x").unwrap_err();
+/// let cause = std::error::Error::source(&err).expect("the injected failure is the source");
+/// assert!(cause.to_string().contains(INJECTED_FAILURE));
 /// ```
 pub const INJECTED_FAILURE: &str = "FaultyDb: injected failure";
 

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use lifostore::{CancelToken, Db, DbError, Error, MemDb, PushBatchError, Storage};
 
+mod common;
+
 fn item(i: u64) -> Vec<u8> {
     i.to_le_bytes().to_vec()
 }
@@ -382,7 +384,7 @@ fn p6_push_is_refused_once_the_db_has_failed_for_a_window() {
     s.push(&t, item(1)).unwrap();
     std::thread::sleep(window + Duration::from_millis(50));
     match s.push(&t, item(2)) {
-        Err(Error::Db(e)) => assert!(e.to_string().contains("down"), "{e}"),
+        Err(Error::Db(e)) => assert!(common::error_chain(&e).contains("down"), "{e}"),
         other => panic!("expected a Db error, got {other:?}"),
     }
     s.db().down.store(false, Ordering::Relaxed);
@@ -503,7 +505,7 @@ fn p8_errors_say_what_happened_and_what_to_do() {
         (Error::ItemTooLarge { len: 10, max: 5 }, "max_item_len"),
     ];
     for (err, needle) in cases {
-        let text = err.to_string();
+        let text = common::error_chain(&err);
         assert!(text.contains(needle), "{text:?} lacks {needle:?}");
     }
     let io: DbError = std::io::Error::other("boom").into();

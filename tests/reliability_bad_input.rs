@@ -153,7 +153,7 @@ fn calls_after_close_return_closed_and_close_is_idempotent() {
     assert!(closed.contains("closed") && closed.contains("open a new storage"));
     assert!(Error::Cancelled.to_string().contains("cancelled"));
     assert!(Error::DeadlineExceeded.to_string().contains("deadline"));
-    let db = Error::Db(DbError::msg("disk on fire")).to_string();
+    let db = common::error_chain(&Error::Db(DbError::msg("disk on fire")));
     assert!(
         db.contains("database") && db.contains("disk on fire"),
         "{db}"

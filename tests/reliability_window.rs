@@ -137,7 +137,7 @@ fn an_outage_longer_than_the_window_refuses_pushes_then_recovers_losing_nothing(
     }
     std::thread::sleep(window + Duration::from_millis(30));
     match storage.push(&t, item(99)) {
-        Err(Error::Db(e)) => assert!(e.to_string().contains(INJECTED_FAILURE), "{e}"),
+        Err(Error::Db(e)) => assert!(common::error_chain(&e).contains(INJECTED_FAILURE), "{e}"),
         other => panic!("a push during a long outage must be refused, got {other:?}"),
     }
     let stats = storage.stats();

@@ -4,6 +4,18 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+/// An error and all its causes, one per line, as an error-chain printer shows them.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str("\ncaused by: ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
 

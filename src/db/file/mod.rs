@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::crc32c;
+mod crc32c;
 use crate::db::{Db, DbError, PushBatchError};
 use crate::sync::Mutex;
 

@@ -1,108 +1,17 @@
-//! The [`Db`] trait: the durable store behind the buffer, and its error type.
+//! The [`Db`] trait (the durable store behind the buffer), its forwarding impls, and the
+//! backends: [`FileDb`](file::FileDb) (the embedded default), [`MemDb`](mem::MemDb), and Redis
+//! and PostgreSQL behind cargo features.
 
-use std::error::Error as StdError;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Why a [`Db`] call failed.
-///
-/// Cheap to clone (sources are shared), so the storage can report one Db failure to every
-/// caller it concerns.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum DbError {
-    /// An I/O operation failed; the item state is as the failing call documents.
-    #[error("database I/O failed: {0}; check the disk or connection and retry")]
-    Io(#[source] Arc<std::io::Error>),
-    /// The file at `path` is damaged at byte `offset`.
-    #[error(
-        "database file {path} is damaged at byte {offset}: {detail}; \
-         open it with salvage to keep the intact items"
-    )]
-    Corrupt {
-        /// The damaged file.
-        path: PathBuf,
-        /// Byte offset of the damage.
-        offset: u64,
-        /// What is wrong.
-        detail: String,
-    },
-    /// The file at `path` is not a lifostore database (wrong magic or header).
-    #[error("{path} is not a lifostore database: {detail}; pass the path of a lifostore file")]
-    NotADatabase {
-        /// The foreign file.
-        path: PathBuf,
-        /// What was found instead.
-        detail: String,
-    },
-    /// The file uses a format version this build cannot read.
-    #[error(
-        "database file {path} has format version {found}, this build reads up to {supported}; \
-         upgrade lifostore"
-    )]
-    UnsupportedVersion {
-        /// The file.
-        path: PathBuf,
-        /// The version in the file.
-        found: u32,
-        /// The newest version this build reads.
-        supported: u32,
-    },
-    /// An item is longer than the Db accepts.
-    #[error(
-        "item of {len} bytes exceeds the database limit of {max} bytes; split it or raise the limit"
-    )]
-    ItemTooLarge {
-        /// The item's length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The Db implementation panicked during a call; the storage caught it.
-    #[error("database panicked: {0}; the call's items were kept and will be retried")]
-    Panicked(String),
-    /// Any other failure of the backend.
-    #[error("database failed: {0}")]
-    Other(#[source] Arc<dyn StdError + Send + Sync>),
-}
+pub use crate::error::{DbError, PushBatchError};
 
-impl DbError {
-    /// Wraps any error as [`DbError::Other`].
-    pub fn other<E: StdError + Send + Sync + 'static>(err: E) -> Self {
-        DbError::Other(Arc::new(err))
-    }
-
-    /// A [`DbError::Other`] carrying just a message.
-    pub fn msg(message: impl Into<String>) -> Self {
-        DbError::Other(Arc::new(Message(message.into())))
-    }
-}
-
-impl From<std::io::Error> for DbError {
-    fn from(err: std::io::Error) -> Self {
-        DbError::Io(Arc::new(err))
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Message(String);
-
-/// A batch push that stored only a prefix of its items.
-///
-/// `stored` items, counted from the *oldest* (the start of the slice), are durably in the Db;
-/// the rest are not. Backends whose batches are atomic report `stored == 0` on failure. The
-/// storage keeps the unstored suffix buffered and retries it, so an honest `stored` count is
-/// what keeps a half-failed batch from being lost or written twice.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("batch push stored {stored} item(s) before failing: {source}")]
-pub struct PushBatchError {
-    /// How many items, from the oldest, were stored.
-    pub stored: usize,
-    /// Why the rest were not.
-    #[source]
-    pub source: DbError,
-}
+pub(crate) mod file;
+pub(crate) mod mem;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 
 /// A durable LIFO store: the database behind a [`Storage`](crate::Storage).
 ///
@@ -169,6 +78,13 @@ pub trait Db: Send + Sync {
         Ok(out)
     }
 
+    /// The largest item this Db can ever store, if it has a limit. A storage refuses a longer
+    /// item at `push` with [`Error::ItemTooLarge`](crate::Error::ItemTooLarge) instead of
+    /// accepting an item its Db would refuse in every batch. Default: `None` (no limit).
+    fn max_item_len(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether other processes may push to this Db too. A storage over a shared Db re-checks
     /// it periodically while a `pop` waits on an empty storage. Default: `false`.
     fn is_shared(&self) -> bool {
@@ -193,6 +109,9 @@ macro_rules! forward_db {
             }
             fn is_shared(&self) -> bool {
                 (**self).is_shared()
+            }
+            fn max_item_len(&self) -> Option<usize> {
+                (**self).max_item_len()
             }
         }
     )*};
