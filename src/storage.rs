@@ -150,7 +150,12 @@ impl StorageBuilder {
     /// If the OS refuses to start the thread, every call on the storage returns
     /// [`Error::FlusherUnavailable`].
     pub fn build<D: Db + 'static>(self, db: D) -> Storage<D> {
-        let core = Arc::new(Core::new(self.cfg));
+        let mut cfg = self.cfg;
+        // Never accept an item the Db states it could not store: it would fail every batch.
+        if let Some(limit) = db.max_item_len() {
+            cfg.max_item_len = cfg.max_item_len.min(limit);
+        }
+        let core = Arc::new(Core::new(cfg));
         let db = Arc::new(db);
         let (thread_core, thread_db) = (Arc::clone(&core), Arc::clone(&db));
         let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {

@@ -27,6 +27,10 @@ impl TempDir {
         TempDir(dir)
     }
 
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
     pub fn file(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
