@@ -24,10 +24,8 @@
 #![forbid(unsafe_code)]
 
 mod db;
+mod engine;
 mod error;
-mod flusher;
-mod stack;
-mod storage;
 mod sync;
 pub mod testing;
 mod token;
@@ -39,6 +37,6 @@ pub use db::mem::{MemDb, MemDbCalls};
 pub use db::postgres::PostgresDb;
 #[cfg(feature = "redis")]
 pub use db::redis::RedisDb;
+pub use engine::{Stats, Storage, StorageBuilder};
 pub use error::{DbError, Error, PushBatchError};
-pub use storage::{Stats, Storage, StorageBuilder};
 pub use token::{CancelReason, CancelToken};

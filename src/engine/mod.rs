@@ -1,4 +1,19 @@
-//! [`Storage`]: the public facade over the stack, the flusher and a [`Db`].
+//! The engine: [`Storage`] (a thin facade), [`StorageBuilder`] and [`Stats`].
+//!
+//! * [`state`]: the state behind the mutex, its invariants and every mutation of it;
+//! * [`policy`]: the settings and the pure rules (when to write, how much, capacity, backoff);
+//! * [`waiter`]: how a blocking call waits on its token and a condition variable;
+//! * [`writer`]: the writer role (a batch write, `close`'s drain, panic-safe Db calls);
+//! * [`flusher`]: the background thread's loop.
+//!
+//! `push`, `pop` and `flush` below are short loops over named steps of the state, with one
+//! [`Waiter`] per call.
+
+mod flusher;
+mod policy;
+mod state;
+mod waiter;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,13 +22,11 @@ use std::time::{Duration, Instant};
 use crate::db::Db;
 use crate::db::file::{FileDb, FileDbOptions};
 use crate::error::Error;
-use crate::flusher::{self, Written, call_db};
-use crate::stack::{Config, Core, Entry, State};
-use crate::sync::{Condvar, JoinHandle, Mutex, MutexGuard};
-use crate::token::{CancelToken, Registration, Wake};
-
-/// Default durability window: the most a crash may lose.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+use crate::sync::{JoinHandle, Mutex, MutexGuard};
+use crate::token::CancelToken;
+use policy::{Config, DEFAULT_WINDOW};
+use state::{Core, DbPopStep, DbPopTicket, State};
+use waiter::{Waiter, live};
 
 /// Smallest window accepted; shorter ones are raised to it.
 const MIN_WINDOW: Duration = Duration::from_millis(10);
@@ -265,33 +278,6 @@ impl Stats {
     }
 }
 
-/// Registers the storage's waker on `token` (once per call) and re-checks the token, then
-/// sleeps on `cv` until notified, the token's deadline, or `until`.
-fn wait_on<'a, 't>(
-    core: &Arc<Core>,
-    cv: &Condvar,
-    state: MutexGuard<'a, State>,
-    token: &'t CancelToken,
-    registration: &mut Option<Registration<'t>>,
-    until: Option<Instant>,
-) -> MutexGuard<'a, State> {
-    if registration.is_none() {
-        let waker: Arc<dyn Wake> = Arc::clone(core) as Arc<dyn Wake>;
-        *registration = Some(token.register(waker));
-        // A cancel that latched before the registration saw no waker: catch it here, still
-        // under the lock. One that latches after it will run our waker, which needs the lock
-        // we hold until the wait below releases it - so its notify cannot be lost.
-        if token.reason().is_some() {
-            return state;
-        }
-    }
-    let deadline = match (token.deadline(), until) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    cv.wait_until(state, deadline)
-}
-
 impl<D: Db + 'static> Storage<D> {
     /// A storage over `db` with the default settings (60 s window).
     pub fn new(db: D) -> Self {
@@ -326,57 +312,28 @@ impl<D: Db + 'static> Storage<D> {
             });
         }
         self.check_usable()?;
-        if let Some(reason) = token.reason() {
-            return Err(reason.into());
-        }
+        live(token)?;
+        let mut waiter = Waiter::new(&self.core, token, &self.core.pushers);
         let mut state = self.core.state.lock();
-        let mut registration = None;
-        let mut waited = false;
         loop {
-            if state.closed {
-                return Err(Error::Closed);
-            }
-            if let Some(reason) = token.reason() {
-                // We may have consumed a notify meant for room: hand it on.
-                self.core.pushers.notify_one();
-                return Err(reason.into());
-            }
+            waiter.check(&state)?;
             let now = Instant::now();
             if let Some(err) = state.refusing(cfg, now) {
                 return Err(Error::Db(err.clone()));
             }
             if state.has_room(cfg, data.len()) {
-                let seq = state.next_seq;
-                state.next_seq += 1;
-                state.bytes += data.len();
-                state.items.push_back(Entry {
-                    seq,
-                    pushed_at: now,
-                    data,
-                });
-                state.counters.pushes += 1;
-                if waited {
-                    state.counters.push_waits += 1;
-                }
-                if !state.writing && state.under_pressure(cfg) {
+                state.push(data, now, waiter.has_waited());
+                if state.wants_early_write(cfg) {
                     self.core.flusher.notify_one();
                 }
                 self.core.poppers.notify_one();
                 return Ok(());
             }
-            waited = true;
-            if !state.writing {
+            if !state.is_writing() {
                 self.core.flusher.notify_one(); // full: write early
             }
             let until = state.refusal_time(cfg);
-            state = wait_on(
-                &self.core,
-                &self.core.pushers,
-                state,
-                token,
-                &mut registration,
-                until,
-            );
+            state = waiter.wait(state, until);
         }
     }
 
@@ -401,104 +358,58 @@ impl<D: Db + 'static> Storage<D> {
         self.pop_inner(&CancelToken::new(), false)
     }
 
+    /// `pop` (`wait`) and `try_pop` (not `wait`): memory first, then the in-flight batch, then
+    /// the Db.
     fn pop_inner(&self, token: &CancelToken, wait: bool) -> Result<Option<Vec<u8>>, Error> {
         self.check_usable()?;
-        if let Some(reason) = token.reason() {
-            return Err(reason.into());
-        }
-        let cfg = &self.core.cfg;
+        live(token)?;
         let shared = self.db.is_shared();
+        let mut waiter = Waiter::new(&self.core, token, &self.core.poppers);
         let mut state = self.core.state.lock();
-        let mut registration = None;
         loop {
-            if state.closed {
-                return Err(Error::Closed);
-            }
-            if let Some(reason) = token.reason() {
-                if !state.items.is_empty() {
-                    self.core.poppers.notify_one(); // hand on a notify we may have consumed
-                }
-                return Err(reason.into());
-            }
-            if let Some(entry) = state.items.pop_back() {
-                state.bytes -= entry.data.len();
-                state.counters.pops_from_memory += 1;
+            waiter.check(&state)?;
+            if let Some(item) = state.take_newest() {
                 self.core.pushers.notify_one();
-                return Ok(Some(entry.data));
+                return Ok(Some(item));
             }
-            if state.writing {
+            if state.is_writing() {
                 // The newest items are in flight. Taking one from memory would let the Db keep
                 // a copy; skipping them would break LIFO. Wait for the batch to land.
-                state = wait_on(
-                    &self.core,
-                    &self.core.poppers,
-                    state,
-                    token,
-                    &mut registration,
-                    None,
-                );
+                state = waiter.wait(state, None);
                 continue;
             }
-            let recheck_at = state
-                .shared_db_empty_at
-                .and_then(|(epoch, at)| (epoch == state.db_epoch).then_some(at + cfg.shared_poll));
-            let db_empty = state.db_count == Some(0);
-            let due = recheck_at.is_none_or(|t| Instant::now() >= t);
-            if !db_empty && due && state.db_pop_allowed() {
-                let epoch = state.db_epoch;
-                state.db_pops += 1;
-                state.counters.db_pop_calls += 1;
-                drop(state);
-                let result = call_db(|| self.db.pop());
-                state = self.core.state.lock();
-                state.db_pops -= 1;
-                self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
-                match result {
-                    Ok(Some(item)) => {
-                        state.db_pop_window = (state.db_pop_window + 1).min(1024);
-                        if let Some(n) = state.db_count.as_mut() {
-                            *n = n.saturating_sub(1);
-                        }
-                        state.counters.pops_from_db += 1;
+            match state.db_pop_step(&self.core.cfg, Instant::now()) {
+                DbPopStep::Call(ticket) => {
+                    let (guard, answer) = self.pop_from_db(state, ticket, shared);
+                    state = guard;
+                    if let Some(item) = answer? {
                         return Ok(Some(item));
                     }
-                    Ok(None) => {
-                        state.db_pop_window = 1;
-                        if shared {
-                            state.shared_db_empty_at = Some((epoch, Instant::now()));
-                        } else if state.db_epoch == epoch {
-                            // Only if no batch landed meanwhile (see the invariants in stack.rs).
-                            state.db_count = Some(0);
-                        }
-                    }
-                    Err(e) => return Err(Error::Db(e)),
                 }
-                continue;
-            }
-            if !db_empty && state.db_pops > 0 && !wait {
                 // try_pop: other calls are asking the Db; wait for their answer, not for pushes.
-                state = wait_on(
-                    &self.core,
-                    &self.core.poppers,
-                    state,
-                    token,
-                    &mut registration,
-                    None,
-                );
-                continue;
+                DbPopStep::Wait {
+                    others_asking: true,
+                    ..
+                } if !wait => state = waiter.wait(state, None),
+                DbPopStep::Wait { .. } if !wait => return Ok(None),
+                DbPopStep::Wait { recheck_at, .. } => state = waiter.wait(state, recheck_at),
             }
-            if !wait {
-                return Ok(None);
-            }
-            state = wait_on(
-                &self.core,
-                &self.core.poppers,
-                state,
-                token,
-                &mut registration,
-                recheck_at,
-            );
         }
+    }
+
+    /// One Db pop, with the lock released during the call.
+    fn pop_from_db<'a>(
+        &'a self,
+        state: MutexGuard<'a, State>,
+        ticket: DbPopTicket,
+        shared: bool,
+    ) -> (MutexGuard<'a, State>, Result<Option<Vec<u8>>, Error>) {
+        drop(state);
+        let answer = writer::call_db(|| self.db.pop());
+        let mut state = self.core.state.lock();
+        let answer = state.end_db_pop(ticket, answer, shared, Instant::now());
+        self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
+        (state, answer.map_err(Error::Db))
     }
 
     /// Writes every item pushed before this call (and not yet popped) to the Db, on the
@@ -508,70 +419,29 @@ impl<D: Db + 'static> Storage<D> {
     /// for a failed write (its items stay buffered and the flusher retries them).
     pub fn flush(&self, token: &CancelToken) -> Result<(), Error> {
         self.check_usable()?;
-        if let Some(reason) = token.reason() {
-            return Err(reason.into());
-        }
+        live(token)?;
+        let mut waiter = Waiter::new(&self.core, token, &self.core.landed);
         let mut state = self.core.state.lock();
-        let target = state.next_seq - 1;
-        let mut registration = None;
+        let target = state.last_seq();
         loop {
-            if state.closed {
-                return Err(Error::Closed);
-            }
-            if let Some(reason) = token.reason() {
-                return Err(reason.into());
-            }
+            waiter.check(&state)?;
             if state.flushed_through(target) {
                 return Ok(());
             }
-            if state.writing {
-                state = wait_on(
-                    &self.core,
-                    &self.core.landed,
-                    state,
-                    token,
-                    &mut registration,
-                    None,
-                );
+            if state.is_writing() {
+                state = waiter.wait(state, None);
                 continue;
             }
             let n = state.count_through(target, &self.core.cfg);
-            let (guard, written) = flusher::write_batch(&self.core, &*self.db, state, n);
+            let (guard, written) = writer::write_batch(&self.core, &*self.db, state, n);
             state = guard;
-            if let Written::Failed(e) = written {
-                return Err(Error::Db(e));
-            }
+            written?;
         }
     }
 
     /// Counters and gauges; cheap (one lock).
     pub fn stats(&self) -> Stats {
-        let state = self.core.state.lock();
-        let now = Instant::now();
-        let c = &state.counters;
-        Stats {
-            pushes: c.pushes,
-            pops: c.pops_from_memory + c.pops_from_db,
-            pops_from_memory: c.pops_from_memory,
-            pops_from_db: c.pops_from_db,
-            db_push_calls: c.db_push_calls,
-            db_pop_calls: c.db_pop_calls,
-            items_flushed: c.items_flushed,
-            db_failures: c.db_failures,
-            push_waits: c.push_waits,
-            buffered_items: state.held(),
-            buffered_bytes: state.bytes,
-            in_flight_items: state.in_flight,
-            oldest_unflushed_age: state
-                .items
-                .front()
-                .map(|e| now.saturating_duration_since(e.pushed_at)),
-            db_items_per_sec: state.db_rate,
-            db_failing_for: state
-                .failing
-                .as_ref()
-                .map(|f| now.saturating_duration_since(f.since)),
-        }
+        self.core.state.lock().stats(Instant::now())
     }
 
     /// Stops the storage: wakes every blocked call with [`Error::Closed`], stops the flusher,
@@ -581,59 +451,14 @@ impl<D: Db + 'static> Storage<D> {
     /// If the Db keeps failing for `close_timeout`, returns [`Error::CloseIncomplete`]; the
     /// items stay buffered and calling `close` again retries.
     pub fn close(&self) -> Result<(), Error> {
-        {
-            let mut state = self.core.state.lock();
-            state.closed = true;
-            self.core.notify_everyone();
-        }
+        self.core.close();
         // The flusher sees `closed` and returns after any batch it is writing lands.
         if let Some(handle) = self.flusher.lock().take() {
             // A panic in the flusher would be a bug of ours (Db panics are caught); the drain
-            // below finishes its work either way.
+            // finishes its work either way.
             let _ = handle.join();
         }
-        let cfg = &self.core.cfg;
-        let started = Instant::now();
-        let give_up_at = started + cfg.close_timeout;
-        let mut state = self.core.state.lock();
-        loop {
-            if state.writing {
-                state = self.core.landed.wait(state);
-                continue;
-            }
-            if state.items.is_empty() {
-                return Ok(());
-            }
-            let now = Instant::now();
-            let retry_at = state.failing.as_ref().map(|f| f.retry_at);
-            if let Some(at) = retry_at.filter(|at| now < *at) {
-                if now >= give_up_at {
-                    return Err(self.close_incomplete(&state, started));
-                }
-                // A timed backoff between retries, not a poll for an event.
-                state = self.core.landed.wait_until(state, Some(at.min(give_up_at)));
-                continue;
-            }
-            let n = state.items.len().min(cfg.max_batch);
-            let (guard, written) = flusher::write_batch(&self.core, &*self.db, state, n);
-            state = guard;
-            if matches!(written, Written::Failed(_)) && Instant::now() >= give_up_at {
-                return Err(self.close_incomplete(&state, started));
-            }
-        }
-    }
-
-    fn close_incomplete(&self, state: &State, started: Instant) -> Error {
-        let source = state
-            .failing
-            .as_ref()
-            .map(|f| f.last.clone())
-            .unwrap_or_else(|| crate::db::DbError::msg("database kept failing"));
-        Error::CloseIncomplete {
-            unflushed: state.held(),
-            waited: started.elapsed(),
-            source,
-        }
+        writer::drain(&self.core, &*self.db)
     }
 }
 
