@@ -9,7 +9,7 @@
 //! use lifostore::{CancelToken, MemDb, Storage};
 //!
 //! # fn main() -> Result<(), lifostore::Error> {
-//! let storage = Storage::new(MemDb::new());
+//! let storage = Storage::new(MemDb::new())?;
 //! let token = CancelToken::new();
 //! storage.push(&token, b"first".to_vec())?;
 //! storage.push(&token, b"second".to_vec())?;
@@ -27,6 +27,7 @@ mod db;
 mod engine;
 mod error;
 mod sync;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod token;
 

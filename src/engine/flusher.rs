@@ -7,10 +7,9 @@ use std::time::Instant;
 use super::policy::Next;
 use super::state::Core;
 use super::writer::write_batch;
-use crate::db::Db;
 
 /// The background flusher's loop.
-pub(crate) fn run<D: Db + ?Sized>(core: Arc<Core>, db: Arc<D>) {
+pub(crate) fn run(core: Arc<Core>) {
     let mut state = core.state.lock();
     loop {
         if state.is_closed() {
@@ -19,7 +18,7 @@ pub(crate) fn run<D: Db + ?Sized>(core: Arc<Core>, db: Arc<D>) {
         match state.next(&core.cfg, Instant::now()) {
             // A failure is recorded in the state (with its retry time) and reported to pushers
             // by `State::refusing`; the loop simply goes on.
-            Next::Write(n) => state = write_batch(&core, &*db, state, n).0,
+            Next::Write(n) => state = write_batch(&core, state, n).0,
             Next::Sleep(until) => state = core.flusher.wait_until(state, until),
         }
     }

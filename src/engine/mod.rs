@@ -15,6 +15,7 @@ mod state;
 mod waiter;
 mod writer;
 
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,7 +68,7 @@ const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
 /// # fn main() -> Result<(), lifostore::Error> {
 /// let storage = Storage::builder()
 ///     .max_unflushed_age(Duration::from_secs(10))
-///     .build(MemDb::new());
+///     .build(MemDb::new())?;
 /// let token = CancelToken::new();
 /// storage.push(&token, "a")?;
 /// storage.push(&token, "b")?;
@@ -78,109 +79,146 @@ const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
 /// # Ok(())
 /// # }
 /// ```
-pub struct Storage<D: Db + 'static> {
+pub struct Storage<D> {
     core: Arc<Core>,
+    /// The same Db as `core.db`, with its own type, for [`Storage::db`].
     db: Arc<D>,
     flusher: Mutex<Option<JoinHandle<()>>>,
-    flusher_error: Option<String>,
 }
 
 /// Configures a [`Storage`]; from [`Storage::builder`].
-#[derive(Debug, Clone)]
-pub struct StorageBuilder {
-    cfg: Config,
+///
+/// Settings do not depend on the order they are given in: defaults that follow from other
+/// settings (`close_timeout` from the window, `max_item_len` from `max_buffered_bytes`) are
+/// derived when [`build`](Self::build) runs.
+pub struct StorageBuilder<D> {
+    window: Duration,
+    max_items: usize,
+    max_bytes: usize,
+    max_item_len: Option<usize>,
+    max_batch: usize,
+    shared_poll: Duration,
+    close_timeout: Option<Duration>,
+    /// The Db type the storage will have: fixed by `build(db)`, so `Storage::builder()` needs
+    /// no type annotation.
+    db: PhantomData<fn() -> D>,
 }
 
-impl Default for StorageBuilder {
+impl<D> Default for StorageBuilder<D> {
     fn default() -> Self {
         StorageBuilder {
-            cfg: Config {
-                window: DEFAULT_WINDOW,
-                max_items: 100_000,
-                max_bytes: 256 << 20,
-                max_item_len: 64 << 20,
-                max_batch: 1024,
-                shared_poll: Duration::from_millis(100),
-                close_timeout: DEFAULT_WINDOW,
-            },
+            window: DEFAULT_WINDOW,
+            max_items: 100_000,
+            max_bytes: 256 << 20,
+            max_item_len: None,
+            max_batch: 1024,
+            shared_poll: Duration::from_millis(100),
+            close_timeout: None,
+            db: PhantomData,
         }
     }
 }
 
-impl StorageBuilder {
+impl<D> Clone for StorageBuilder<D> {
+    fn clone(&self) -> Self {
+        StorageBuilder { ..*self }
+    }
+}
+
+impl<D> std::fmt::Debug for StorageBuilder<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageBuilder")
+            .field("config", &self.config())
+            .finish()
+    }
+}
+
+impl<D> StorageBuilder<D> {
     /// The durability window (default 60 s): the longest an acknowledged item stays only in
     /// memory, so the most a crash can lose. Also the default `close_timeout`.
     ///
     /// Windows under 10 ms are raised to 10 ms (the flusher needs some time to write); every
     /// duration setting is capped at one year.
     pub fn max_unflushed_age(mut self, window: Duration) -> Self {
-        self.cfg.window = window.clamp(MIN_WINDOW, MAX_SETTING);
-        self.cfg.close_timeout = self.cfg.window;
+        self.window = window.clamp(MIN_WINDOW, MAX_SETTING);
         self
     }
 
     /// Most items held in memory (buffered plus in flight); default 100 000, at least 1.
     pub fn max_buffered_items(mut self, n: usize) -> Self {
-        self.cfg.max_items = n.max(1);
+        self.max_items = n.max(1);
         self
     }
 
-    /// Most bytes held in memory; default 256 MiB. Lowers `max_item_len` to fit.
+    /// Most bytes held in memory; default 256 MiB, at least 1. `max_item_len` is lowered to
+    /// fit.
     pub fn max_buffered_bytes(mut self, n: usize) -> Self {
-        self.cfg.max_bytes = n.max(1);
-        self.cfg.max_item_len = self.cfg.max_item_len.min(self.cfg.max_bytes);
+        self.max_bytes = n.max(1);
         self
     }
 
     /// Largest item `push` accepts; default 64 MiB, at most `max_buffered_bytes`.
     pub fn max_item_len(mut self, n: usize) -> Self {
-        self.cfg.max_item_len = n.min(self.cfg.max_bytes);
+        self.max_item_len = Some(n);
         self
     }
 
     /// Most items per Db write; default 1024, at least 1.
     pub fn max_batch(mut self, n: usize) -> Self {
-        self.cfg.max_batch = n.max(1);
+        self.max_batch = n.max(1);
         self
     }
 
     /// How often a `pop` blocked on an empty storage re-checks a shared Db ([`Db::is_shared`])
     /// for items other processes pushed; default 100 ms.
     pub fn shared_poll_interval(mut self, every: Duration) -> Self {
-        self.cfg.shared_poll = every.clamp(Duration::from_micros(100), MAX_SETTING);
+        self.shared_poll = every.clamp(Duration::from_micros(100), MAX_SETTING);
         self
     }
 
     /// How long `close` (and `Drop`) keeps retrying a failing Db before giving up; default:
-    /// the window.
+    /// the window, whichever order the two are set in.
     pub fn close_timeout(mut self, limit: Duration) -> Self {
-        self.cfg.close_timeout = limit.min(MAX_SETTING);
+        self.close_timeout = Some(limit.min(MAX_SETTING));
         self
     }
 
-    /// Builds a storage over `db` and starts its flusher thread.
-    ///
-    /// If the OS refuses to start the thread, every call on the storage returns
-    /// [`Error::FlusherUnavailable`].
-    pub fn build<D: Db + 'static>(self, db: D) -> Storage<D> {
-        let core = Arc::new(Core::new(self.cfg));
-        let db = Arc::new(db);
-        let (thread_core, thread_db) = (Arc::clone(&core), Arc::clone(&db));
-        let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {
-            flusher::run(thread_core, thread_db)
-        });
-        let (handle, flusher_error) = match spawned {
-            Ok(h) => (Some(h), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        Storage {
-            core,
-            db,
-            flusher: Mutex::new(handle),
-            flusher_error,
+    /// The settings with their derived defaults filled in.
+    fn config(&self) -> Config {
+        Config {
+            window: self.window,
+            max_items: self.max_items,
+            max_bytes: self.max_bytes,
+            max_item_len: self.max_item_len.unwrap_or(64 << 20).min(self.max_bytes),
+            max_batch: self.max_batch,
+            shared_poll: self.shared_poll,
+            close_timeout: self.close_timeout.unwrap_or(self.window),
         }
     }
+}
 
+impl<D: Db + 'static> StorageBuilder<D> {
+    /// Builds a storage over `db` and starts its flusher thread.
+    ///
+    /// Fails with [`Error::FlusherUnavailable`] if the OS refuses to start the thread; `db`
+    /// is dropped then.
+    pub fn build(self, db: D) -> Result<Storage<D>, Error> {
+        let db = Arc::new(db);
+        let core = Arc::new(Core::new(self.config(), Arc::clone(&db) as Arc<dyn Db>));
+        let thread_core = Arc::clone(&core);
+        let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {
+            flusher::run(thread_core)
+        });
+        let handle = spawned.map_err(|e| Error::FlusherUnavailable(Arc::new(e)))?;
+        Ok(Storage {
+            core,
+            db,
+            flusher: Mutex::new(Some(handle)),
+        })
+    }
+}
+
+impl StorageBuilder<FileDb> {
     /// Opens (or creates) a [`FileDb`] at `path` with its default options and builds a
     /// storage over it.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Storage<FileDb>, Error> {
@@ -207,16 +245,11 @@ impl StorageBuilder {
         path: impl AsRef<Path>,
         options: FileDbOptions,
     ) -> Result<Storage<FileDb>, Error> {
-        Ok(self.build(FileDb::open_with(path, options)?))
+        self.build(FileDb::open_with(path, options)?)
     }
 }
 
 impl Storage<FileDb> {
-    /// A builder with the defaults (60 s window); finish with [`StorageBuilder::build`].
-    pub fn builder() -> StorageBuilder {
-        StorageBuilder::default()
-    }
-
     /// The embedded default: a storage over a [`FileDb`] at `path`, 60 s window.
     ///
     /// ```
@@ -232,6 +265,14 @@ impl Storage<FileDb> {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         StorageBuilder::default().open(path)
+    }
+}
+
+impl<D: Db + 'static> Storage<D> {
+    /// A storage over `db` with the default settings (60 s window); see
+    /// [`StorageBuilder::build`] for the error.
+    pub fn new(db: D) -> Result<Self, Error> {
+        StorageBuilder::default().build(db)
     }
 }
 
@@ -278,22 +319,16 @@ impl Stats {
     }
 }
 
-impl<D: Db + 'static> Storage<D> {
-    /// A storage over `db` with the default settings (60 s window).
-    pub fn new(db: D) -> Self {
-        StorageBuilder::default().build(db)
+impl<D> Storage<D> {
+    /// A builder with the defaults (60 s window); finish with [`StorageBuilder::build`], which
+    /// fixes the Db type.
+    pub fn builder() -> StorageBuilder<D> {
+        StorageBuilder::default()
     }
 
     /// The Db behind this storage (for its own counters or direct inspection).
     pub fn db(&self) -> &D {
         &self.db
-    }
-
-    fn check_usable(&self) -> Result<(), Error> {
-        match &self.flusher_error {
-            Some(e) => Err(Error::FlusherUnavailable(e.clone())),
-            None => Ok(()),
-        }
     }
 
     /// Pushes `data` on top. Returns once the item is buffered; it reaches the Db within the
@@ -311,7 +346,6 @@ impl<D: Db + 'static> Storage<D> {
                 max: cfg.max_item_len,
             });
         }
-        self.check_usable()?;
         live(token)?;
         let mut waiter = Waiter::new(&self.core, token, &self.core.pushers);
         let mut state = self.core.state.lock();
@@ -353,7 +387,16 @@ impl<D: Db + 'static> Storage<D> {
 
     /// Like [`pop`](Self::pop) but returns `Ok(None)` instead of waiting for a push.
     ///
-    /// It may still wait for an in-flight batch to land and for one Db call.
+    /// It never waits for a push (nor for a shared Db's poll interval). It waits only for
+    /// work already under way whose outcome decides which item is the newest:
+    /// * a batch being written, when memory holds nothing newer: until that one Db write
+    ///   returns (then its items are in the Db);
+    /// * its own Db pop, when memory is empty and the Db may hold items: one Db call;
+    /// * Db pops other callers have under way, when it may not start its own: until they
+    ///   return (they may have taken the last items).
+    ///
+    /// So it returns within a few Db round trips. Errors: [`Error::Closed`], [`Error::Db`];
+    /// on every error nothing was taken.
     pub fn try_pop(&self) -> Result<Option<Vec<u8>>, Error> {
         self.pop_inner(&CancelToken::new(), false)
     }
@@ -361,9 +404,8 @@ impl<D: Db + 'static> Storage<D> {
     /// `pop` (`wait`) and `try_pop` (not `wait`): memory first, then the in-flight batch, then
     /// the Db.
     fn pop_inner(&self, token: &CancelToken, wait: bool) -> Result<Option<Vec<u8>>, Error> {
-        self.check_usable()?;
         live(token)?;
-        let shared = self.db.is_shared();
+        let shared = self.core.db.is_shared();
         let mut waiter = Waiter::new(&self.core, token, &self.core.poppers);
         let mut state = self.core.state.lock();
         loop {
@@ -405,7 +447,7 @@ impl<D: Db + 'static> Storage<D> {
         shared: bool,
     ) -> (MutexGuard<'a, State>, Result<Option<Vec<u8>>, Error>) {
         drop(state);
-        let answer = writer::call_db(|| self.db.pop());
+        let answer = writer::call_db(|| self.core.db.pop());
         let mut state = self.core.state.lock();
         let answer = state.end_db_pop(ticket, answer, shared, Instant::now());
         self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
@@ -418,7 +460,6 @@ impl<D: Db + 'static> Storage<D> {
     /// Errors: the token's reason (items stay buffered), [`Error::Closed`], or [`Error::Db`]
     /// for a failed write (its items stay buffered and the flusher retries them).
     pub fn flush(&self, token: &CancelToken) -> Result<(), Error> {
-        self.check_usable()?;
         live(token)?;
         let mut waiter = Waiter::new(&self.core, token, &self.core.landed);
         let mut state = self.core.state.lock();
@@ -433,7 +474,7 @@ impl<D: Db + 'static> Storage<D> {
                 continue;
             }
             let n = state.count_through(target, &self.core.cfg);
-            let (guard, written) = writer::write_batch(&self.core, &*self.db, state, n);
+            let (guard, written) = writer::write_batch(&self.core, state, n);
             state = guard;
             written?;
         }
@@ -458,18 +499,18 @@ impl<D: Db + 'static> Storage<D> {
             // finishes its work either way.
             let _ = handle.join();
         }
-        writer::drain(&self.core, &*self.db)
+        writer::drain(&self.core)
     }
 }
 
-impl<D: Db + 'static> Drop for Storage<D> {
+impl<D> Drop for Storage<D> {
     /// Best-effort [`close`](Storage::close): bounded by `close_timeout`, errors ignored.
     fn drop(&mut self) {
         let _ = self.close();
     }
 }
 
-impl<D: Db + 'static> std::fmt::Debug for Storage<D> {
+impl<D> std::fmt::Debug for Storage<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Storage")
             .field("stats", &self.stats())

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use super::Stats;
 use super::policy::{self, Buffer, Config, Next, WriteRate};
-use crate::db::{DbError, PushBatchError};
+use std::sync::Arc;
+
+use crate::db::{Db, DbError, PushBatchError};
 use crate::error::Error;
 use crate::sync::{Condvar, Mutex};
 use crate::token::Wake;
@@ -461,6 +463,8 @@ impl State {
 pub(crate) struct Core {
     pub(crate) state: Mutex<State>,
     pub(crate) cfg: Config,
+    /// The Db, type-erased: the engine needs no type parameter (one vtable call per Db call).
+    pub(crate) db: Arc<dyn Db>,
     /// Poppers wait here: notified by pushes (one) and by landed batches (all).
     pub(crate) poppers: Condvar,
     /// Pushers wait here for room: notified by pops (one) and by landed batches (all).
@@ -472,10 +476,11 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(cfg: Config) -> Self {
+    pub(crate) fn new(cfg: Config, db: Arc<dyn Db>) -> Self {
         Core {
             state: Mutex::new(State::new()),
             cfg,
+            db,
             poppers: Condvar::new(),
             pushers: Condvar::new(),
             landed: Condvar::new(),

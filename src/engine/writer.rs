@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 use super::state::{Core, State};
-use crate::db::{Db, DbError, PushBatchError};
+use crate::db::{DbError, PushBatchError};
 use crate::error::Error;
 use crate::sync::MutexGuard;
 
@@ -34,9 +34,8 @@ fn panic_error(payload: Box<dyn std::any::Any + Send>) -> DbError {
 /// On a partial failure the stored prefix counts as landed and the rest stays buffered (see
 /// [`State::land`]). A panicking Db cannot say how far it got: its batch is treated as not
 /// stored at all (it may then be written twice, never lost).
-pub(crate) fn write_batch<'a, D: Db + ?Sized>(
+pub(crate) fn write_batch<'a>(
     core: &'a Core,
-    db: &D,
     mut state: MutexGuard<'a, State>,
     n: usize,
 ) -> (MutexGuard<'a, State>, Result<(), DbError>) {
@@ -46,7 +45,7 @@ pub(crate) fn write_batch<'a, D: Db + ?Sized>(
     let items = batch.items();
     let started = Instant::now();
     let result =
-        catch_unwind(AssertUnwindSafe(|| db.push_batch(&items))).unwrap_or_else(|payload| {
+        catch_unwind(AssertUnwindSafe(|| core.db.push_batch(&items))).unwrap_or_else(|payload| {
             Err(PushBatchError {
                 stored: 0,
                 source: panic_error(payload),
@@ -65,7 +64,7 @@ pub(crate) fn write_batch<'a, D: Db + ?Sized>(
 
 /// `close`'s part after the flusher thread stopped: writes every buffered item, retrying a
 /// failing Db with backoff until `close_timeout` has passed.
-pub(crate) fn drain<D: Db + ?Sized>(core: &Core, db: &D) -> Result<(), Error> {
+pub(crate) fn drain(core: &Core) -> Result<(), Error> {
     let started = Instant::now();
     let give_up_at = started + core.cfg.close_timeout;
     let mut state = core.state.lock();
@@ -87,7 +86,7 @@ pub(crate) fn drain<D: Db + ?Sized>(core: &Core, db: &D) -> Result<(), Error> {
             continue;
         }
         let n = state.buffered().min(core.cfg.max_batch);
-        let (guard, written) = write_batch(core, db, state, n);
+        let (guard, written) = write_batch(core, state, n);
         state = guard;
         if written.is_err() && Instant::now() >= give_up_at {
             return Err(state.close_incomplete(started));
