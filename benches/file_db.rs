@@ -93,7 +93,8 @@ fn storage_end_to_end(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n));
     let storage = Storage::builder()
         .max_unflushed_age(Duration::from_secs(3600))
-        .build(open_db("storage.lifo"));
+        .build(open_db("storage.lifo"))
+        .unwrap();
     let token = CancelToken::new();
     g.bench_function("push_1024_then_flush_100B", |b| {
         b.iter(|| {

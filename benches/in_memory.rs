@@ -86,7 +86,8 @@ fn contenders() -> Vec<(&'static str, Arc<dyn Stack>)> {
                 Storage::builder()
                     .max_unflushed_age(Duration::from_secs(3600))
                     .max_buffered_items(1 << 20)
-                    .build(MemDb::new()),
+                    .build(MemDb::new())
+                    .unwrap(),
                 CancelToken::new(),
             )),
         ),

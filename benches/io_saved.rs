@@ -30,7 +30,7 @@ const SEED_THREADS: usize = 1000;
 
 /// 1000 pushers and 1000 poppers, one item each; returns (wall, Db calls).
 fn seed_lifostore() -> (Duration, u64) {
-    let s = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(5))));
+    let s = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(5))).unwrap());
     let t = CancelToken::new();
     let wall = threads(
         SEED_THREADS,
@@ -99,7 +99,7 @@ const LATENCY: Duration = Duration::from_micros(100);
 
 /// N pushes, all flushed to the Db, then N pops; returns (wall, Db calls).
 fn burst_lifostore() -> (Duration, u64) {
-    let s = Storage::new(MemDb::with_latency(LATENCY));
+    let s = Storage::new(MemDb::with_latency(LATENCY)).unwrap();
     let t = CancelToken::new();
     let start = Instant::now();
     for i in 0..BURST {
@@ -126,7 +126,7 @@ fn burst_naive() -> (Duration, u64) {
 
 /// Pops keep up: push and pop interleaved within the window; returns (wall, Db calls).
 fn keep_up_lifostore() -> (Duration, u64) {
-    let s = Storage::new(MemDb::with_latency(LATENCY));
+    let s = Storage::new(MemDb::with_latency(LATENCY)).unwrap();
     let t = CancelToken::new();
     let start = Instant::now();
     for i in 0..BURST {

@@ -21,7 +21,8 @@ fn main() {
     let storage = Storage::builder()
         .max_unflushed_age(Duration::from_secs(3600))
         .max_buffered_items(2 * items) // the flusher writes early past half full
-        .build(MemDb::new());
+        .build(MemDb::new())
+        .unwrap();
     let token = CancelToken::new();
     // One flushed item teaches the storage the Db's speed, lifting the slow-start capacity, so
     // nothing below is written early.

@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let use_mem = std::env::args().any(|a| a == "--mem");
     if use_mem {
         println!("db: MemDb, 5 ms per call");
-        let storage = Storage::new(MemDb::with_latency(Duration::from_millis(5)));
+        let storage = Storage::new(MemDb::with_latency(Duration::from_millis(5)))?;
         run(storage)
     } else {
         let dir = std::env::temp_dir().join(format!("lifostore-seed-{}", std::process::id()));

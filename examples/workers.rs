@@ -41,7 +41,7 @@ fn worker(who: u64, spec: &str) -> Result<(), Box<dyn std::error::Error>> {
     let storage = Storage::builder()
         .max_unflushed_age(Duration::from_millis(100))
         .shared_poll_interval(Duration::from_millis(10))
-        .build(open(spec)?);
+        .build(open(spec)?)?;
     let token = CancelToken::new();
     let mut popped = Vec::new();
     for i in 0..PER_WORKER {

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use crate::token::CancelReason;
 
-/// Why a [`Storage`](crate::Storage) call failed. Every case says what happened to the call's
-/// item (nothing, for all of them: a failed push stores nothing, a failed pop takes nothing).
+/// Why a [`Storage`](crate::Storage) call failed.
+///
+/// A failed `push` stored nothing and a failed `pop` took nothing. Messages say what happened
+/// and what the caller can do; a cause ([`DbError`], an I/O error) is not repeated in the
+/// message but given as the [`source`](std::error::Error::source), so an error-chain printer
+/// shows each cause once.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -21,14 +25,18 @@ pub enum Error {
         "deadline exceeded before the operation could complete; nothing was stored or taken, retry with a later deadline"
     )]
     DeadlineExceeded,
-    /// The storage was closed; open a new one to continue.
-    #[error("storage is closed; items left are in the database, open a new storage to reach them")]
+    /// The storage was closed; open a new one to continue. Items `close` wrote are in the Db;
+    /// after [`Error::CloseIncomplete`] some are still only in memory, and calling `close`
+    /// again retries them.
+    #[error("storage is closed; open a new storage to continue")]
     Closed,
-    /// The database failed (or refused) and the storage cannot do what was asked.
+    /// The database failed (or refused) and the storage cannot do what was asked; the source
+    /// says why.
     ///
     /// For `push`: the Db has been failing long enough that the storage cannot keep a new
     /// item within the durability window, so it refuses it rather than accept it and risk it.
-    #[error("database error: {0}")]
+    /// For `flush`: the write failed; its items stay buffered and the flusher retries them.
+    #[error("the database failed; retry once it recovers")]
     Db(#[from] DbError),
     /// The item is larger than the storage's `max_item_len`.
     #[error("item of {len} bytes exceeds the limit of {max} bytes; split it or raise max_item_len")]
@@ -41,8 +49,8 @@ pub enum Error {
     /// `close` could not write every buffered item before its time limit because the Db kept
     /// failing; the items are still buffered and a later `close` retries.
     #[error(
-        "close gave up after {waited:?}: {unflushed} item(s) could not be written ({source}); \
-         they are still buffered, call close again once the database recovers"
+        "close gave up after {waited:?}: {unflushed} item(s) are still only in memory; \
+         call close again once the database recovers"
     )]
     CloseIncomplete {
         /// Items still in memory.
@@ -53,9 +61,10 @@ pub enum Error {
         #[source]
         source: DbError,
     },
-    /// The flusher thread could not be started; the storage accepts nothing.
-    #[error("could not start the flusher thread: {0}; the system is out of threads or memory")]
-    FlusherUnavailable(String),
+    /// The flusher thread could not be started, so [`StorageBuilder::build`](
+    /// crate::StorageBuilder::build) built no storage; the source is the OS's error.
+    #[error("could not start the flusher thread; free threads or memory, then build again")]
+    FlusherUnavailable(#[source] Arc<std::io::Error>),
 }
 
 impl From<CancelReason> for Error {

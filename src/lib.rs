@@ -9,7 +9,7 @@
 //! use lifostore::{CancelToken, MemDb, Storage};
 //!
 //! # fn main() -> Result<(), lifostore::Error> {
-//! let storage = Storage::new(MemDb::new());
+//! let storage = Storage::new(MemDb::new())?;
 //! let token = CancelToken::new();
 //! storage.push(&token, b"first".to_vec())?;
 //! storage.push(&token, b"second".to_vec())?;
@@ -24,11 +24,10 @@
 #![forbid(unsafe_code)]
 
 mod db;
+mod engine;
 mod error;
-mod flusher;
-mod stack;
-mod storage;
 mod sync;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod token;
 
@@ -39,6 +38,6 @@ pub use db::mem::{MemDb, MemDbCalls};
 pub use db::postgres::PostgresDb;
 #[cfg(feature = "redis")]
 pub use db::redis::RedisDb;
+pub use engine::{Stats, Storage, StorageBuilder};
 pub use error::{DbError, Error, PushBatchError};
-pub use storage::{Stats, Storage, StorageBuilder};
 pub use token::{CancelReason, CancelToken};

@@ -1,8 +1,10 @@
 //! The one place that chooses synchronization primitives.
 //!
-//! Normal builds use `parking_lot` locks and `std` threads. Under `--cfg loom` the same names
-//! resolve to loom's model-checked primitives, so the stack, the flusher hand-off and the token
-//! code that loom explores is the code that ships (the pattern of tokio's `src/loom/`).
+//! Normal builds use `parking_lot` locks and `std` threads. Under `--cfg lifostore_loom` the same
+//! names resolve to loom's model-checked primitives, so the engine's state, the flusher hand-off
+//! and the token code that loom explores is the code that ships (the pattern of tokio's
+//! `src/loom/`). The cfg is lifostore's own (as crossbeam uses `crossbeam_loom`), so a user
+//! loom-testing their own code with `--cfg loom` does not switch lifostore's internals.
 //!
 //! Two loom limits shape the API: loom has no clock, so [`Condvar::wait_until`] is a plain wait
 //! there (models drive time explicitly: a `flush` call instead of a timer tick), and loom's
@@ -46,7 +48,7 @@ impl Condvar {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(lifostore_loom))]
 mod imp {
     use std::time::Instant;
 
@@ -77,7 +79,7 @@ mod imp {
     }
 }
 
-#[cfg(loom)]
+#[cfg(lifostore_loom)]
 mod imp {
     use std::sync::PoisonError;
     use std::time::Instant;

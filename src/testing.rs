@@ -7,6 +7,10 @@
 //! * [`StampedDb`] wraps a Db and records the instant each item arrived in it, to measure how
 //!   long acknowledged items waited in memory (the loss window of promise 3).
 //! * [`quiet_injected_panics`] keeps the panics [`FaultyDb`] injects out of test output.
+//! * [`registrations`] and [`handles`] look inside a [`CancelToken`], for tests that check a
+//!   blocked call registered on its token and left nothing behind.
+//!
+//! This module exists only with the cargo feature `testing`.
 //!
 //! # What a failing or panicking Db does to a [`Storage`](crate::Storage)
 //! * A failed write keeps its items buffered; the flusher retries with exponential backoff
@@ -29,7 +33,7 @@
 //!
 //! quiet_injected_panics();
 //! // The first Db call (the flush's batch write) panics; the storage reports it and keeps the item.
-//! let storage = Storage::new(FaultyDb::new(MemDb::new(), 1).panic_on_call(1));
+//! let storage = Storage::new(FaultyDb::new(MemDb::new(), 1).panic_on_call(1)).unwrap();
 //! let token = CancelToken::new();
 //! storage.push(&token, "kept").unwrap();
 //! assert!(matches!(storage.flush(&token), Err(Error::Db(DbError::Panicked(_)))));
@@ -43,6 +47,34 @@ use std::time::{Duration, Instant};
 
 use crate::db::{Db, DbError, PushBatchError};
 use crate::sync::Mutex;
+use crate::token::CancelToken;
+
+/// How many blocked calls are registered on `token` itself right now (not on its ancestors).
+///
+/// A call registers when it first has to wait and removes its registration on every exit, so
+/// a test can wait until a call is blocked (`registrations(&t) > 0`) and check that none leaked
+/// (`registrations(&t) == 0` after the calls returned).
+///
+/// ```
+/// let token = lifostore::CancelToken::new();
+/// assert_eq!(lifostore::testing::registrations(&token), 0);
+/// ```
+pub fn registrations(token: &CancelToken) -> usize {
+    token.registrations()
+}
+
+/// How many handles (clones and children) keep `token` alive, itself included.
+///
+/// ```
+/// let root = lifostore::CancelToken::new();
+/// let child = root.child();
+/// assert_eq!(lifostore::testing::handles(&root), 2);
+/// drop(child);
+/// assert_eq!(lifostore::testing::handles(&root), 1);
+/// ```
+pub fn handles(token: &CancelToken) -> usize {
+    token.handles()
+}
 
 /// The message of every panic a [`FaultyDb`] injects (and of the [`DbError::Panicked`] the
 /// storage turns it into).

@@ -279,15 +279,17 @@ impl CancelToken {
         Registration { token: self, id }
     }
 
-    /// Number of live waiter registrations on this token alone (for leak tests).
-    #[doc(hidden)]
-    pub fn debug_registrations(&self) -> usize {
+    /// Number of live waiter registrations on this token alone (for leak tests, through
+    /// `testing::registrations`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn registrations(&self) -> usize {
         self.node.state.lock().waiters.len()
     }
 
-    /// Number of handles (clones and children) keeping this token alive (for leak tests).
-    #[doc(hidden)]
-    pub fn debug_handles(&self) -> usize {
+    /// Number of handles (clones and children) keeping this token alive (for leak tests,
+    /// through `testing::handles`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn handles(&self) -> usize {
         Arc::strong_count(&self.node)
     }
 }

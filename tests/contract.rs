@@ -87,7 +87,7 @@ fn drain(storage: &Storage<impl Db>) -> Vec<u64> {
 
 #[test]
 fn p1_newest_first_across_buffer_and_db() {
-    let s = Storage::new(MemDb::new());
+    let s = Storage::new(MemDb::new()).unwrap();
     let t = CancelToken::new();
     for i in 0..5 {
         s.push(&t, item(i)).unwrap();
@@ -104,9 +104,7 @@ fn p1_newest_first_across_buffer_and_db() {
 fn p1_newest_first_with_a_batch_in_flight() {
     // A slow Db keeps a batch in flight while we pop: the pop must return the newest in-flight
     // item (after it lands), never an older Db item and never a copy the Db also keeps.
-    let s = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(
-        100,
-    ))));
+    let s = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(100))).unwrap());
     let t = CancelToken::new();
     s.db().push(&item(100)).unwrap(); // an older item already in the Db
     for i in 0..3 {
@@ -133,7 +131,8 @@ fn p2_many_threads_every_item_exactly_once_and_close_keeps_the_rest() {
         Storage::builder()
             .max_unflushed_age(Duration::from_millis(30))
             .max_buffered_items(64)
-            .build(MemDb::with_latency(Duration::from_micros(200))),
+            .build(MemDb::with_latency(Duration::from_micros(200)))
+            .unwrap(),
     );
     let t = CancelToken::new();
     let popped = Arc::new(Mutex::new(Vec::new()));
@@ -173,7 +172,7 @@ fn p2_many_threads_every_item_exactly_once_and_close_keeps_the_rest() {
 fn p2_drop_leaves_every_unpopped_item_in_the_db() {
     let db = Arc::new(MemDb::new());
     {
-        let s = Storage::new(db.clone());
+        let s = Storage::new(db.clone()).unwrap();
         let t = CancelToken::new();
         for i in 0..100 {
             s.push(&t, item(i)).unwrap();
@@ -191,7 +190,8 @@ fn p3_every_unpopped_item_reaches_the_db_within_the_window_under_load() {
     let s = Arc::new(
         Storage::builder()
             .max_unflushed_age(window)
-            .build(TestDb::default()),
+            .build(TestDb::default())
+            .unwrap(),
     );
     let pushed_at = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -233,7 +233,7 @@ fn p3_every_unpopped_item_reaches_the_db_within_the_window_under_load() {
 
 #[test]
 fn p4_items_popped_within_the_window_never_touch_the_db() {
-    let s = Storage::new(MemDb::new());
+    let s = Storage::new(MemDb::new()).unwrap();
     let t = CancelToken::new();
     for round in 0..100 {
         for i in 0..10 {
@@ -250,7 +250,10 @@ fn p4_items_popped_within_the_window_never_touch_the_db() {
 
 #[test]
 fn p4_flushes_are_batched() {
-    let s = Storage::builder().max_batch(1024).build(MemDb::new());
+    let s = Storage::builder()
+        .max_batch(1024)
+        .build(MemDb::new())
+        .unwrap();
     let t = CancelToken::new();
     for i in 0..5000 {
         s.push(&t, item(i)).unwrap();
@@ -265,7 +268,7 @@ fn p4_flushes_are_batched() {
 
 #[test]
 fn p4_pop_calls_the_db_only_when_memory_holds_nothing_newer() {
-    let s = Storage::new(MemDb::new());
+    let s = Storage::new(MemDb::new()).unwrap();
     let t = CancelToken::new();
     s.push(&t, item(1)).unwrap();
     s.flush(&t).unwrap();
@@ -286,7 +289,8 @@ fn p4_pop_calls_the_db_only_when_memory_holds_nothing_newer() {
 fn p5_full_buffer_blocks_push_until_its_deadline_and_stores_nothing() {
     let s = Storage::builder()
         .max_buffered_items(4)
-        .build(MemDb::with_latency(Duration::from_millis(300)));
+        .build(MemDb::with_latency(Duration::from_millis(300)))
+        .unwrap();
     let t = CancelToken::new();
     for i in 0..4 {
         s.push(&t, item(i)).unwrap();
@@ -316,7 +320,12 @@ fn p5_slow_single_item_db_paces_pushers_within_the_window() {
     // storage must slow pushers down so that every item still reaches the Db in time.
     let window = Duration::from_secs(1);
     let db = MemDb::with_latency(Duration::from_millis(2)).single_item_only();
-    let s = Arc::new(Storage::builder().max_unflushed_age(window).build(db));
+    let s = Arc::new(
+        Storage::builder()
+            .max_unflushed_age(window)
+            .build(db)
+            .unwrap(),
+    );
     let t = CancelToken::new();
     let started = Instant::now();
     let mut pushed_at = Vec::new();
@@ -347,7 +356,8 @@ fn p6_a_db_failing_half_its_calls_loses_nothing() {
     let s = Storage::builder()
         .max_unflushed_age(Duration::from_millis(50))
         .max_batch(64)
-        .build(TestDb::default());
+        .build(TestDb::default())
+        .unwrap();
     s.db().flaky.store(true, Ordering::Relaxed);
     let t = CancelToken::new();
     for i in 0..2000 {
@@ -378,7 +388,8 @@ fn p6_push_is_refused_once_the_db_has_failed_for_a_window() {
     let s = Storage::builder()
         .max_unflushed_age(window)
         .close_timeout(Duration::from_secs(5))
-        .build(TestDb::default());
+        .build(TestDb::default())
+        .unwrap();
     s.db().down.store(true, Ordering::Relaxed);
     let t = CancelToken::new();
     s.push(&t, item(1)).unwrap();
@@ -397,7 +408,7 @@ fn p6_push_is_refused_once_the_db_has_failed_for_a_window() {
 
 #[test]
 fn p7_ended_tokens_have_no_side_effect() {
-    let s = Storage::new(MemDb::new());
+    let s = Storage::new(MemDb::new()).unwrap();
     let live = CancelToken::new();
     s.push(&live, item(1)).unwrap();
     let cancelled = CancelToken::new();
@@ -418,7 +429,7 @@ fn p7_ended_tokens_have_no_side_effect() {
 
 #[test]
 fn p7_blocked_pop_wakes_promptly_on_cancel_and_on_deadline() {
-    let s = Arc::new(Storage::new(MemDb::new()));
+    let s = Arc::new(Storage::new(MemDb::new()).unwrap());
     let t = CancelToken::new();
     let waiter = {
         let (s, t) = (s.clone(), t.clone());
@@ -450,7 +461,7 @@ fn p7_blocked_pop_wakes_promptly_on_cancel_and_on_deadline() {
 
 #[test]
 fn p7_parent_cancel_wakes_a_pop_blocked_on_a_child_token() {
-    let s = Arc::new(Storage::new(MemDb::new()));
+    let s = Arc::new(Storage::new(MemDb::new()).unwrap());
     let root = CancelToken::new();
     let child = root.child().with_timeout(Duration::from_secs(60));
     let waiter = {
@@ -461,7 +472,7 @@ fn p7_parent_cancel_wakes_a_pop_blocked_on_a_child_token() {
     root.cancel();
     assert!(matches!(waiter.join().unwrap(), Err(Error::Cancelled)));
     assert_eq!(
-        root.debug_registrations(),
+        lifostore::testing::registrations(&root),
         0,
         "the blocked pop left a registration behind"
     );
@@ -469,7 +480,7 @@ fn p7_parent_cancel_wakes_a_pop_blocked_on_a_child_token() {
 
 #[test]
 fn p7_blocked_pop_takes_a_push_and_close_wakes_the_rest() {
-    let s = Arc::new(Storage::new(MemDb::new()));
+    let s = Arc::new(Storage::new(MemDb::new()).unwrap());
     let t = CancelToken::new();
     let waiters: Vec<_> = (0..3)
         .map(|_| {
@@ -511,7 +522,10 @@ fn p8_errors_say_what_happened_and_what_to_do() {
     let io: DbError = std::io::Error::other("boom").into();
     let err = Error::from(io);
     assert!(std::error::Error::source(&err).is_some());
-    let s = Storage::builder().max_item_len(4).build(MemDb::new());
+    let s = Storage::builder()
+        .max_item_len(4)
+        .build(MemDb::new())
+        .unwrap();
     let t = CancelToken::new();
     assert!(matches!(
         s.push(&t, vec![0; 5]),
@@ -529,7 +543,7 @@ fn p8_errors_say_what_happened_and_what_to_do() {
 fn p4_a_crowd_of_poppers_makes_about_one_db_call_per_item() {
     // 20 items in the Db (count unknown to the storage), 200 poppers finding memory empty:
     // they must not make 200 Db calls to share 20 items.
-    let s = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(2))));
+    let s = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(2))).unwrap());
     let t = CancelToken::new();
     for i in 0..20 {
         s.db().push(&item(i)).unwrap();

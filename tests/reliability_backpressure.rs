@@ -29,7 +29,8 @@ fn buffered_items_never_exceed_the_capacity_and_pushes_wait_for_room() {
     let storage = Storage::builder()
         .max_buffered_items(cap)
         .max_batch(8)
-        .build(MemDb::with_latency(Duration::from_millis(5)));
+        .build(MemDb::with_latency(Duration::from_millis(5)))
+        .unwrap();
     let peak = AtomicUsize::new(0);
     let samples = AtomicUsize::new(0);
     let done = AtomicBool::new(false);
@@ -77,7 +78,8 @@ fn full_storage() -> Storage<FaultyDb<MemDb>> {
     let storage = Storage::builder()
         .max_buffered_items(2)
         .close_timeout(Duration::from_secs(5))
-        .build(FaultyDb::new(MemDb::new(), 1));
+        .build(FaultyDb::new(MemDb::new(), 1))
+        .unwrap();
     storage.db().set_down(true);
     let t = CancelToken::new();
     storage.push(&t, item(1)).unwrap();
@@ -154,7 +156,10 @@ fn a_slow_single_item_db_paces_pushers_within_the_window() {
     let window = Duration::from_secs(1);
     let db =
         StampedDb::new(MemDb::with_latency(Duration::from_millis(2)).single_item_only()).per_item();
-    let storage = Storage::builder().max_unflushed_age(window).build(db);
+    let storage = Storage::builder()
+        .max_unflushed_age(window)
+        .build(db)
+        .unwrap();
     let pushed_at = Mutex::new(HashMap::new());
     let run_for = Duration::from_millis(2500);
     let started = Instant::now();

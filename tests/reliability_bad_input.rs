@@ -29,7 +29,7 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
 
 fn wait_until_blocked(token: &CancelToken) {
     let until = Instant::now() + Duration::from_secs(5);
-    while token.debug_registrations() == 0 {
+    while lifostore::testing::registrations(token) == 0 {
         assert!(Instant::now() < until, "the call never blocked");
         std::thread::sleep(Duration::from_micros(100));
     }
@@ -59,14 +59,24 @@ fn check_zero_length_and_max_len<D: Db + 'static>(storage: Storage<D>, max: usiz
 
 #[test]
 fn zero_length_items_and_items_at_and_past_max_item_len() {
-    check_zero_length_and_max_len(Storage::builder().max_item_len(16).build(MemDb::new()), 16);
+    check_zero_length_and_max_len(
+        Storage::builder()
+            .max_item_len(16)
+            .build(MemDb::new())
+            .unwrap(),
+        16,
+    );
     let dir = TempDir::new("bad-input");
     let db = FileDb::open(dir.file("items.lifo")).unwrap();
-    check_zero_length_and_max_len(Storage::builder().max_item_len(4096).build(db), 4096);
+    check_zero_length_and_max_len(
+        Storage::builder().max_item_len(4096).build(db).unwrap(),
+        4096,
+    );
     // max_buffered_bytes lowers max_item_len to fit.
     let s = Storage::builder()
         .max_buffered_bytes(100)
-        .build(MemDb::new());
+        .build(MemDb::new())
+        .unwrap();
     assert!(matches!(
         s.push(&CancelToken::new(), vec![0; 101]),
         Err(Error::ItemTooLarge { len: 101, max: 100 })
@@ -76,7 +86,7 @@ fn zero_length_items_and_items_at_and_past_max_item_len() {
 
 #[test]
 fn ended_tokens_return_their_reason_with_no_side_effect() {
-    let storage = Storage::new(MemDb::new());
+    let storage = Storage::new(MemDb::new()).unwrap();
     let live = CancelToken::new();
     let cancelled = CancelToken::new();
     cancelled.cancel();
@@ -133,7 +143,7 @@ fn ended_tokens_return_their_reason_with_no_side_effect() {
 
 #[test]
 fn calls_after_close_return_closed_and_close_is_idempotent() {
-    let storage = Storage::new(MemDb::new());
+    let storage = Storage::new(MemDb::new()).unwrap();
     let t = CancelToken::new();
     storage.push(&t, item(1)).unwrap();
     storage.close().unwrap();
@@ -164,12 +174,13 @@ fn calls_after_close_return_closed_and_close_is_idempotent() {
 fn close_wakes_every_blocked_caller_with_closed_and_nothing_hangs() {
     let t = CancelToken::new();
     // Pops blocked on an empty storage.
-    let empty = Arc::new(Storage::new(MemDb::new()));
+    let empty = Arc::new(Storage::new(MemDb::new()).unwrap());
     // Pushes blocked on a full buffer over a slow Db.
     let full = Arc::new(
         Storage::builder()
             .max_buffered_items(1)
-            .build(MemDb::with_latency(Duration::from_millis(200))),
+            .build(MemDb::with_latency(Duration::from_millis(200)))
+            .unwrap(),
     );
     full.push(&t, item(1)).unwrap();
     let tokens: Vec<CancelToken> = (0..6).map(|_| t.child()).collect();
@@ -202,7 +213,11 @@ fn close_wakes_every_blocked_caller_with_closed_and_nothing_hangs() {
     }
     stored.sort();
     assert_eq!(sorted_ids(full.db()), stored, "close lost or duplicated");
-    assert!(tokens.iter().all(|t| t.debug_registrations() == 0));
+    assert!(
+        tokens
+            .iter()
+            .all(|t| lifostore::testing::registrations(t) == 0)
+    );
 }
 
 #[test]
@@ -212,7 +227,7 @@ fn dropping_a_storage_leaves_its_items_in_the_db() {
     // impossible; `close` from another thread (above) is that case. Here: drop with buffered
     // items, on a Db shared through an Arc, and drop of a storage whose callers gave up.
     let db = Arc::new(MemDb::with_latency(Duration::from_millis(1)));
-    let storage = Storage::new(Arc::clone(&db));
+    let storage = Storage::new(Arc::clone(&db)).unwrap();
     let t = CancelToken::new();
     for i in 0..20 {
         storage.push(&t, item(i)).unwrap();
@@ -222,7 +237,7 @@ fn dropping_a_storage_leaves_its_items_in_the_db() {
     assert_eq!(sorted_ids(&db), (0..19).collect::<Vec<_>>());
 
     let db = Arc::new(MemDb::new());
-    let storage = Arc::new(Storage::new(Arc::clone(&db)));
+    let storage = Arc::new(Storage::new(Arc::clone(&db)).unwrap());
     let token = CancelToken::new();
     let waiter = {
         let (s, token) = (storage.clone(), token.clone());
@@ -248,7 +263,8 @@ fn a_panicking_db_is_reported_on_the_call_and_loses_nothing() {
         FaultyDb::new(MemDb::new(), 1)
             .panic_on_call(1)
             .panic_on_call(3),
-    );
+    )
+    .unwrap();
     let t = CancelToken::new();
     storage.push(&t, item(1)).unwrap();
     storage.push(&t, item(2)).unwrap();
@@ -280,7 +296,8 @@ fn the_flusher_survives_a_panicking_db_and_nothing_is_lost_or_doubled() {
     // The flusher's first write panics; it must retry on its own (no flush, no close).
     let storage = Storage::builder()
         .max_unflushed_age(window)
-        .build(FaultyDb::new(MemDb::new(), 1).panic_on_call(1));
+        .build(FaultyDb::new(MemDb::new(), 1).panic_on_call(1))
+        .unwrap();
     let t = CancelToken::new();
     storage.push(&t, item(1)).unwrap();
     let until = Instant::now() + Duration::from_secs(5);
@@ -297,7 +314,8 @@ fn the_flusher_survives_a_panicking_db_and_nothing_is_lost_or_doubled() {
         .max_unflushed_age(window)
         .max_buffered_items(32)
         .close_timeout(Duration::from_secs(10))
-        .build(FaultyDb::new(MemDb::new(), 3).panic_rate(0.3));
+        .build(FaultyDb::new(MemDb::new(), 3).panic_rate(0.3))
+        .unwrap();
     let mut popped = Vec::new();
     let mut panicked_calls = 0;
     for i in 0..300 {

@@ -33,7 +33,7 @@ fn summary(name: &str, lat: &mut [Duration]) -> (Duration, Duration) {
 /// Spins (with short sleeps) until a call is blocked on `token`; false if `limit` passed first.
 fn wait_until_blocked(token: &CancelToken, limit: Duration) -> bool {
     let until = Instant::now() + limit;
-    while token.debug_registrations() == 0 {
+    while lifostore::testing::registrations(token) == 0 {
         if Instant::now() >= until {
             return false;
         }
@@ -86,7 +86,11 @@ where
                 let (r, woke) = results.recv().unwrap();
                 assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
                 lat.push(woke.saturating_duration_since(at));
-                assert_eq!(token.debug_registrations(), 0, "registration leaked");
+                assert_eq!(
+                    lifostore::testing::registrations(&token),
+                    0,
+                    "registration leaked"
+                );
             }
         }
         assert_eq!(skipped, 0, "the waiter never blocked");
@@ -97,7 +101,7 @@ where
 
 #[test]
 fn cancel_and_deadline_wake_a_blocked_pop_promptly() {
-    let storage = Storage::new(MemDb::new());
+    let storage = Storage::new(MemDb::new()).unwrap();
     let pop = |t: &CancelToken| storage.pop(t).map(|_| ());
     let (_, cancel_p99) = summary("pop, cancel", &mut measure(TRIALS, false, pop));
     let (_, deadline_p99) = summary("pop, deadline", &mut measure(TRIALS, true, pop));
@@ -114,7 +118,8 @@ fn cancel_and_deadline_wake_a_blocked_push_promptly() {
     let storage = Storage::builder()
         .max_buffered_items(1)
         .close_timeout(Duration::from_secs(5))
-        .build(FaultyDb::new(MemDb::new(), 1));
+        .build(FaultyDb::new(MemDb::new(), 1))
+        .unwrap();
     storage.db().set_down(true);
     storage.push(&CancelToken::new(), vec![0]).unwrap();
     let push = |t: &CancelToken| storage.push(t, vec![1]);
@@ -132,7 +137,7 @@ fn cancel_and_deadline_wake_a_blocked_push_promptly() {
 fn a_cancelled_pop_leaves_the_next_push_for_the_next_pop() {
     // Wake-ups are not lost to cancelled waiters: a push after many cancelled pops still wakes
     // the live popper that is blocked alongside them.
-    let storage = Storage::new(MemDb::new());
+    let storage = Storage::new(MemDb::new()).unwrap();
     let live = CancelToken::new().with_timeout(Duration::from_secs(10));
     let doomed: Vec<CancelToken> = (0..8).map(|_| CancelToken::new()).collect();
     std::thread::scope(|s| {

@@ -265,7 +265,8 @@ fn history_over_mem_db() {
         let storage = Storage::builder()
             .max_unflushed_age(Duration::from_millis(20))
             .max_buffered_items(64)
-            .build(MemDb::with_latency(Duration::from_micros(200)));
+            .build(MemDb::with_latency(Duration::from_micros(200)))
+            .unwrap();
         let log = run(&storage, threads, 600, seed, 40);
         storage.close().unwrap();
         let stats = storage.stats();
@@ -292,7 +293,8 @@ fn history_over_faulty_db() {
             .max_unflushed_age(Duration::from_millis(30))
             .max_buffered_items(128)
             .close_timeout(Duration::from_secs(10))
-            .build(db);
+            .build(db)
+            .unwrap();
         let log = run(&storage, threads, 400, seed, 40);
         storage.close().unwrap();
         let counts = storage.db().counts();
@@ -311,7 +313,8 @@ fn history_over_file_db() {
         let storage = Storage::builder()
             .max_unflushed_age(Duration::from_millis(50))
             .max_buffered_items(64)
-            .build(FileDb::open(&path).unwrap());
+            .build(FileDb::open(&path).unwrap())
+            .unwrap();
         let log = run(&storage, threads, 300, seed, 40);
         storage.close().unwrap();
         let stats = storage.stats();
@@ -423,7 +426,8 @@ fn history_through_outages_longer_than_the_window() {
         .max_unflushed_age(window)
         .max_buffered_items(128)
         .close_timeout(Duration::from_secs(10))
-        .build(db);
+        .build(db)
+        .unwrap();
     let done = std::sync::atomic::AtomicBool::new(false);
     let log = std::thread::scope(|s| {
         let (storage, done) = (&storage, &done);

@@ -47,7 +47,10 @@ fn loss_window_holds_under_mixed_load_with_faults() {
             .half_batch_rate(0.2)
             .latency_spikes(0.05, Duration::from_millis(10)),
     );
-    let storage = Storage::builder().max_unflushed_age(window).build(db);
+    let storage = Storage::builder()
+        .max_unflushed_age(window)
+        .build(db)
+        .unwrap();
     let pushed_at = Mutex::new(HashMap::new());
     let popped = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
@@ -127,7 +130,8 @@ fn an_outage_longer_than_the_window_refuses_pushes_then_recovers_losing_nothing(
     let storage = Storage::builder()
         .max_unflushed_age(window)
         .close_timeout(Duration::from_secs(5))
-        .build(StampedDb::new(FaultyDb::new(MemDb::new(), 1)));
+        .build(StampedDb::new(FaultyDb::new(MemDb::new(), 1)))
+        .unwrap();
     let faulty = storage.db().inner();
     let t = CancelToken::new();
     faulty.set_down(true);
@@ -186,7 +190,8 @@ fn a_push_blocked_on_a_full_buffer_during_an_outage_is_refused_once_the_window_p
         .max_unflushed_age(window)
         .max_buffered_items(4)
         .close_timeout(Duration::from_secs(5))
-        .build(db);
+        .build(db)
+        .unwrap();
     let t = CancelToken::new();
     let first_push = Instant::now();
     for i in 0..4 {
@@ -209,7 +214,7 @@ fn a_push_blocked_on_a_full_buffer_during_an_outage_is_refused_once_the_window_p
 #[test]
 fn a_failing_flush_keeps_its_items_and_a_later_one_writes_them_once() {
     let db = FaultyDb::new(MemDb::new(), 3);
-    let storage = Storage::new(db);
+    let storage = Storage::new(db).unwrap();
     let t = CancelToken::new();
     for i in 0..5 {
         storage.push(&t, item(i)).unwrap();
@@ -241,7 +246,8 @@ fn an_outage_with_slow_failing_calls_still_refuses_pushes_while_a_retry_is_in_fl
     let storage = Storage::builder()
         .max_unflushed_age(window)
         .close_timeout(Duration::from_secs(5))
-        .build(db);
+        .build(db)
+        .unwrap();
     let t = CancelToken::new();
     let start = Instant::now();
     storage.push(&t, item(0)).unwrap();
@@ -291,7 +297,8 @@ fn a_flaky_db_still_gets_every_item_within_the_window() {
         .max_unflushed_age(window)
         .max_batch(16)
         .close_timeout(Duration::from_secs(10))
-        .build(db);
+        .build(db)
+        .unwrap();
     let pushed_at = Mutex::new(HashMap::new());
     let refused = std::sync::atomic::AtomicU64::new(0);
     let started = Instant::now();

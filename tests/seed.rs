@@ -11,7 +11,7 @@ use lifostore::{CancelToken, MemDb, Storage};
 #[test]
 fn thousand_pushers_thousand_poppers_one_token() {
     const N: usize = 1000;
-    let storage = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(5))));
+    let storage = Arc::new(Storage::new(MemDb::with_latency(Duration::from_millis(5))).unwrap());
     let token = CancelToken::new().with_timeout(Duration::from_secs(120));
     let start = Arc::new(Barrier::new(2 * N));
     let pushers: Vec<_> = (0..N)

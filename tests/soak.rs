@@ -40,10 +40,11 @@ fn soak() {
         .max_buffered_items(5_000)
         .max_buffered_bytes(max_bytes)
         .close_timeout(Duration::from_secs(30))
-        .build(db);
+        .build(db)
+        .unwrap();
     // A second, idle storage under the same load: a pop blocked on it is cancelled to measure
     // the wake latency (pops on the busy storage rarely block).
-    let idle = Storage::new(MemDb::new());
+    let idle = Storage::new(MemDb::new()).unwrap();
 
     let stop = AtomicBool::new(false);
     let ops = AtomicU64::new(0);
@@ -213,7 +214,7 @@ fn s_pop_cancel(idle: &Storage<MemDb>, token: &CancelToken, lat: &Mutex<Vec<Dura
             (r, Instant::now())
         });
         let until = Instant::now() + Duration::from_secs(5);
-        while token.debug_registrations() == 0 && Instant::now() < until {
+        while lifostore::testing::registrations(token) == 0 && Instant::now() < until {
             std::thread::sleep(Duration::from_micros(50));
         }
         let at = Instant::now();

@@ -134,6 +134,6 @@ fn ten_million_dropped_children_leave_nothing_behind() {
     }
     // Nothing refers to the root but the root itself, and it holds no registrations:
     // its memory is what it was before the loop.
-    assert_eq!(root.debug_handles(), 1);
-    assert_eq!(root.debug_registrations(), 0);
+    assert_eq!(lifostore::testing::handles(&root), 1);
+    assert_eq!(lifostore::testing::registrations(&root), 0);
 }

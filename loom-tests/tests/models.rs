@@ -2,15 +2,15 @@
 //! explores. Run with:
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p loom-tests --release
+//! RUSTFLAGS="--cfg lifostore_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p loom-tests --release
 //! ```
 //!
-//! Under `--cfg loom` lifostore's `sync` shim swaps in loom's mutex, condvar, atomics and
+//! Under `--cfg lifostore_loom` lifostore's `sync` shim swaps in loom's mutex, condvar, atomics and
 //! threads, so the code checked here is the code that ships. loom has no clock: timed waits
 //! are plain waits, so the background flusher only acts when notified (close), and models
 //! drive writes explicitly with `flush` - the flusher hand-off is the writer role that
 //! `flush` and the flusher share. Each model uses at most 4 threads (including the flusher).
-#![cfg(loom)]
+#![cfg(lifostore_loom)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use lifostore::{CancelReason, CancelToken, Error, MemDb, Storage};
 
 fn storage() -> Arc<Storage<MemDb>> {
-    Arc::new(Storage::new(MemDb::new()))
+    Arc::new(Storage::new(MemDb::new()).unwrap())
 }
 
 /// A model thread blocked in `pop` on `s` with `token`.
@@ -89,7 +89,7 @@ fn blocked_pop_wakes_on_push() {
         let popper = spawn_pop(&s, &t);
         s.push(&t, vec![7]).unwrap();
         assert_eq!(popper.join().unwrap().unwrap(), vec![7]);
-        assert_eq!(t.debug_registrations(), 0);
+        assert_eq!(lifostore::testing::registrations(&t), 0);
         s.close().unwrap();
     });
 }
@@ -105,8 +105,8 @@ fn blocked_pop_wakes_on_cancel() {
         let popper = spawn_pop(&s, &child);
         root.cancel();
         assert!(matches!(popper.join().unwrap(), Err(Error::Cancelled)));
-        assert_eq!(root.debug_registrations(), 0);
-        assert_eq!(child.debug_registrations(), 0);
+        assert_eq!(lifostore::testing::registrations(&root), 0);
+        assert_eq!(lifostore::testing::registrations(&child), 0);
         s.close().unwrap();
     });
 }
@@ -120,7 +120,7 @@ fn close_wakes_a_blocked_pop() {
         let popper = spawn_pop(&s, &t);
         s.close().unwrap();
         assert!(matches!(popper.join().unwrap(), Err(Error::Closed)));
-        assert_eq!(t.debug_registrations(), 0);
+        assert_eq!(lifostore::testing::registrations(&t), 0);
     });
 }
 
@@ -142,7 +142,7 @@ fn cancel_racing_push_and_pop_loses_nothing() {
             (false, Err(Error::Cancelled), None) => {}
             other => panic!("item lost or duplicated: {other:?}"),
         }
-        assert_eq!(t.debug_registrations(), 0);
+        assert_eq!(lifostore::testing::registrations(&t), 0);
         s.close().unwrap();
     });
 }

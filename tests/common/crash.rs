@@ -66,7 +66,8 @@ pub fn child_main() {
     let base: u64 = base.parse().expect("base");
     let storage = Storage::builder()
         .max_unflushed_age(WINDOW)
-        .build(FileDb::open(path).expect("open in child"));
+        .build(FileDb::open(path).expect("open in child"))
+        .expect("build the storage");
     let token = CancelToken::new();
     let mut rng = Rng(base | 1);
     say(""); // end libtest's "test crash_child ... " line before our events

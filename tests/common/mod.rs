@@ -5,6 +5,41 @@ pub mod crash;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lifostore::CancelToken;
+
+/// An 8-byte test item carrying `id` (little endian).
+pub fn item(id: u64) -> Vec<u8> {
+    id.to_le_bytes().to_vec()
+}
+
+/// The id an [`item`] carries.
+pub fn id_of(item: &[u8]) -> u64 {
+    u64::from_le_bytes(item.try_into().expect("8-byte test item"))
+}
+
+/// Waits until a call is blocked on `token` (it registered on the token, which a call does
+/// only right before it sleeps); panics after 5 s. Short sleeps between looks: this waits for
+/// another thread to reach a state, there is no event to wait on.
+pub fn wait_until_blocked(token: &CancelToken) {
+    assert!(
+        blocked_within(token, Duration::from_secs(5)),
+        "the call never blocked"
+    );
+}
+
+/// Like [`wait_until_blocked`], but returns false if `limit` passes first.
+pub fn blocked_within(token: &CancelToken, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while lifostore::testing::registrations(token) == 0 {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    true
+}
 
 /// An error and all its causes, one per line, as an error-chain printer shows them.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

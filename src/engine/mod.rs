@@ -1,5 +1,21 @@
-//! [`Storage`]: the public facade over the stack, the flusher and a [`Db`].
+//! The engine: [`Storage`] (a thin facade), [`StorageBuilder`] and [`Stats`].
+//!
+//! * [`state`]: the state behind the mutex, its invariants and every mutation of it;
+//! * [`policy`]: the settings and the pure rules (when to write, how much, capacity, backoff);
+//! * [`waiter`]: how a blocking call waits on its token and a condition variable;
+//! * [`writer`]: the writer role (a batch write, `close`'s drain, panic-safe Db calls);
+//! * [`flusher`]: the background thread's loop.
+//!
+//! `push`, `pop` and `flush` below are short loops over named steps of the state, with one
+//! [`Waiter`] per call.
 
+mod flusher;
+mod policy;
+mod state;
+mod waiter;
+mod writer;
+
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,13 +23,11 @@ use std::time::{Duration, Instant};
 use crate::db::Db;
 use crate::db::file::{FileDb, FileDbOptions};
 use crate::error::Error;
-use crate::flusher::{self, Written, call_db};
-use crate::stack::{Config, Core, Entry, State};
-use crate::sync::{Condvar, JoinHandle, Mutex, MutexGuard};
-use crate::token::{CancelToken, Registration, Wake};
-
-/// Default durability window: the most a crash may lose.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+use crate::sync::{JoinHandle, Mutex, MutexGuard};
+use crate::token::CancelToken;
+use policy::{Config, DEFAULT_WINDOW};
+use state::{Core, DbPopStep, DbPopTicket, State};
+use waiter::{Waiter, live};
 
 /// Smallest window accepted; shorter ones are raised to it.
 const MIN_WINDOW: Duration = Duration::from_millis(10);
@@ -54,7 +68,7 @@ const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
 /// # fn main() -> Result<(), lifostore::Error> {
 /// let storage = Storage::builder()
 ///     .max_unflushed_age(Duration::from_secs(10))
-///     .build(MemDb::new());
+///     .build(MemDb::new())?;
 /// let token = CancelToken::new();
 /// storage.push(&token, "a")?;
 /// storage.push(&token, "b")?;
@@ -65,114 +79,151 @@ const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
 /// # Ok(())
 /// # }
 /// ```
-pub struct Storage<D: Db + 'static> {
+pub struct Storage<D> {
     core: Arc<Core>,
+    /// The same Db as `core.db`, with its own type, for [`Storage::db`].
     db: Arc<D>,
     flusher: Mutex<Option<JoinHandle<()>>>,
-    flusher_error: Option<String>,
 }
 
 /// Configures a [`Storage`]; from [`Storage::builder`].
-#[derive(Debug, Clone)]
-pub struct StorageBuilder {
-    cfg: Config,
+///
+/// Settings do not depend on the order they are given in: defaults that follow from other
+/// settings (`close_timeout` from the window, `max_item_len` from `max_buffered_bytes`) are
+/// derived when [`build`](Self::build) runs.
+pub struct StorageBuilder<D> {
+    window: Duration,
+    max_items: usize,
+    max_bytes: usize,
+    max_item_len: Option<usize>,
+    max_batch: usize,
+    shared_poll: Duration,
+    close_timeout: Option<Duration>,
+    /// The Db type the storage will have: fixed by `build(db)`, so `Storage::builder()` needs
+    /// no type annotation.
+    db: PhantomData<fn() -> D>,
 }
 
-impl Default for StorageBuilder {
+impl<D> Default for StorageBuilder<D> {
     fn default() -> Self {
         StorageBuilder {
-            cfg: Config {
-                window: DEFAULT_WINDOW,
-                max_items: 100_000,
-                max_bytes: 256 << 20,
-                max_item_len: 64 << 20,
-                max_batch: 1024,
-                shared_poll: Duration::from_millis(100),
-                close_timeout: DEFAULT_WINDOW,
-            },
+            window: DEFAULT_WINDOW,
+            max_items: 100_000,
+            max_bytes: 256 << 20,
+            max_item_len: None,
+            max_batch: 1024,
+            shared_poll: Duration::from_millis(100),
+            close_timeout: None,
+            db: PhantomData,
         }
     }
 }
 
-impl StorageBuilder {
+impl<D> Clone for StorageBuilder<D> {
+    fn clone(&self) -> Self {
+        StorageBuilder { ..*self }
+    }
+}
+
+impl<D> std::fmt::Debug for StorageBuilder<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageBuilder")
+            .field("config", &self.config())
+            .finish()
+    }
+}
+
+impl<D> StorageBuilder<D> {
     /// The durability window (default 60 s): the longest an acknowledged item stays only in
     /// memory, so the most a crash can lose. Also the default `close_timeout`.
     ///
     /// Windows under 10 ms are raised to 10 ms (the flusher needs some time to write); every
     /// duration setting is capped at one year.
     pub fn max_unflushed_age(mut self, window: Duration) -> Self {
-        self.cfg.window = window.clamp(MIN_WINDOW, MAX_SETTING);
-        self.cfg.close_timeout = self.cfg.window;
+        self.window = window.clamp(MIN_WINDOW, MAX_SETTING);
         self
     }
 
     /// Most items held in memory (buffered plus in flight); default 100 000, at least 1.
     pub fn max_buffered_items(mut self, n: usize) -> Self {
-        self.cfg.max_items = n.max(1);
+        self.max_items = n.max(1);
         self
     }
 
-    /// Most bytes held in memory; default 256 MiB. Lowers `max_item_len` to fit.
+    /// Most bytes held in memory; default 256 MiB, at least 1. `max_item_len` is lowered to
+    /// fit.
     pub fn max_buffered_bytes(mut self, n: usize) -> Self {
-        self.cfg.max_bytes = n.max(1);
-        self.cfg.max_item_len = self.cfg.max_item_len.min(self.cfg.max_bytes);
+        self.max_bytes = n.max(1);
         self
     }
 
     /// Largest item `push` accepts; default 64 MiB, at most `max_buffered_bytes`.
     pub fn max_item_len(mut self, n: usize) -> Self {
-        self.cfg.max_item_len = n.min(self.cfg.max_bytes);
+        self.max_item_len = Some(n);
         self
     }
 
     /// Most items per Db write; default 1024, at least 1.
     pub fn max_batch(mut self, n: usize) -> Self {
-        self.cfg.max_batch = n.max(1);
+        self.max_batch = n.max(1);
         self
     }
 
     /// How often a `pop` blocked on an empty storage re-checks a shared Db ([`Db::is_shared`])
     /// for items other processes pushed; default 100 ms.
     pub fn shared_poll_interval(mut self, every: Duration) -> Self {
-        self.cfg.shared_poll = every.clamp(Duration::from_micros(100), MAX_SETTING);
+        self.shared_poll = every.clamp(Duration::from_micros(100), MAX_SETTING);
         self
     }
 
     /// How long `close` (and `Drop`) keeps retrying a failing Db before giving up; default:
-    /// the window.
+    /// the window, whichever order the two are set in.
     pub fn close_timeout(mut self, limit: Duration) -> Self {
-        self.cfg.close_timeout = limit.min(MAX_SETTING);
+        self.close_timeout = Some(limit.min(MAX_SETTING));
         self
     }
 
-    /// Builds a storage over `db` and starts its flusher thread.
-    ///
-    /// If the OS refuses to start the thread, every call on the storage returns
-    /// [`Error::FlusherUnavailable`].
-    pub fn build<D: Db + 'static>(self, db: D) -> Storage<D> {
-        let mut cfg = self.cfg;
-        // Never accept an item the Db states it could not store: it would fail every batch.
-        if let Some(limit) = db.max_item_len() {
-            cfg.max_item_len = cfg.max_item_len.min(limit);
-        }
-        let core = Arc::new(Core::new(cfg));
-        let db = Arc::new(db);
-        let (thread_core, thread_db) = (Arc::clone(&core), Arc::clone(&db));
-        let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {
-            flusher::run(thread_core, thread_db)
-        });
-        let (handle, flusher_error) = match spawned {
-            Ok(h) => (Some(h), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        Storage {
-            core,
-            db,
-            flusher: Mutex::new(handle),
-            flusher_error,
+    /// The settings with their derived defaults filled in.
+    fn config(&self) -> Config {
+        Config {
+            window: self.window,
+            max_items: self.max_items,
+            max_bytes: self.max_bytes,
+            max_item_len: self.max_item_len.unwrap_or(64 << 20).min(self.max_bytes),
+            max_batch: self.max_batch,
+            shared_poll: self.shared_poll,
+            close_timeout: self.close_timeout.unwrap_or(self.window),
         }
     }
+}
 
+impl<D: Db + 'static> StorageBuilder<D> {
+    /// Builds a storage over `db` and starts its flusher thread.
+    ///
+    /// Fails with [`Error::FlusherUnavailable`] if the OS refuses to start the thread; `db`
+    /// is dropped then.
+    pub fn build(self, db: D) -> Result<Storage<D>, Error> {
+        let mut config = self.config();
+        // Never accept an item the Db states it could not store: it would fail every batch.
+        if let Some(limit) = db.max_item_len() {
+            config.max_item_len = config.max_item_len.min(limit);
+        }
+        let db = Arc::new(db);
+        let core = Arc::new(Core::new(config, Arc::clone(&db) as Arc<dyn Db>));
+        let thread_core = Arc::clone(&core);
+        let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {
+            flusher::run(thread_core)
+        });
+        let handle = spawned.map_err(|e| Error::FlusherUnavailable(Arc::new(e)))?;
+        Ok(Storage {
+            core,
+            db,
+            flusher: Mutex::new(Some(handle)),
+        })
+    }
+}
+
+impl StorageBuilder<FileDb> {
     /// Opens (or creates) a [`FileDb`] at `path` with its default options and builds a
     /// storage over it.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Storage<FileDb>, Error> {
@@ -199,16 +250,11 @@ impl StorageBuilder {
         path: impl AsRef<Path>,
         options: FileDbOptions,
     ) -> Result<Storage<FileDb>, Error> {
-        Ok(self.build(FileDb::open_with(path, options)?))
+        self.build(FileDb::open_with(path, options)?)
     }
 }
 
 impl Storage<FileDb> {
-    /// A builder with the defaults (60 s window); finish with [`StorageBuilder::build`].
-    pub fn builder() -> StorageBuilder {
-        StorageBuilder::default()
-    }
-
     /// The embedded default: a storage over a [`FileDb`] at `path`, 60 s window.
     ///
     /// ```
@@ -224,6 +270,14 @@ impl Storage<FileDb> {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         StorageBuilder::default().open(path)
+    }
+}
+
+impl<D: Db + 'static> Storage<D> {
+    /// A storage over `db` with the default settings (60 s window); see
+    /// [`StorageBuilder::build`] for the error.
+    pub fn new(db: D) -> Result<Self, Error> {
+        StorageBuilder::default().build(db)
     }
 }
 
@@ -270,49 +324,16 @@ impl Stats {
     }
 }
 
-/// Registers the storage's waker on `token` (once per call) and re-checks the token, then
-/// sleeps on `cv` until notified, the token's deadline, or `until`.
-fn wait_on<'a, 't>(
-    core: &Arc<Core>,
-    cv: &Condvar,
-    state: MutexGuard<'a, State>,
-    token: &'t CancelToken,
-    registration: &mut Option<Registration<'t>>,
-    until: Option<Instant>,
-) -> MutexGuard<'a, State> {
-    if registration.is_none() {
-        let waker: Arc<dyn Wake> = Arc::clone(core) as Arc<dyn Wake>;
-        *registration = Some(token.register(waker));
-        // A cancel that latched before the registration saw no waker: catch it here, still
-        // under the lock. One that latches after it will run our waker, which needs the lock
-        // we hold until the wait below releases it - so its notify cannot be lost.
-        if token.reason().is_some() {
-            return state;
-        }
-    }
-    let deadline = match (token.deadline(), until) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    cv.wait_until(state, deadline)
-}
-
-impl<D: Db + 'static> Storage<D> {
-    /// A storage over `db` with the default settings (60 s window).
-    pub fn new(db: D) -> Self {
-        StorageBuilder::default().build(db)
+impl<D> Storage<D> {
+    /// A builder with the defaults (60 s window); finish with [`StorageBuilder::build`], which
+    /// fixes the Db type.
+    pub fn builder() -> StorageBuilder<D> {
+        StorageBuilder::default()
     }
 
     /// The Db behind this storage (for its own counters or direct inspection).
     pub fn db(&self) -> &D {
         &self.db
-    }
-
-    fn check_usable(&self) -> Result<(), Error> {
-        match &self.flusher_error {
-            Some(e) => Err(Error::FlusherUnavailable(e.clone())),
-            None => Ok(()),
-        }
     }
 
     /// Pushes `data` on top. Returns once the item is buffered; it reaches the Db within the
@@ -330,58 +351,28 @@ impl<D: Db + 'static> Storage<D> {
                 max: cfg.max_item_len,
             });
         }
-        self.check_usable()?;
-        if let Some(reason) = token.reason() {
-            return Err(reason.into());
-        }
+        live(token)?;
+        let mut waiter = Waiter::new(&self.core, token, &self.core.pushers);
         let mut state = self.core.state.lock();
-        let mut registration = None;
-        let mut waited = false;
         loop {
-            if state.closed {
-                return Err(Error::Closed);
-            }
-            if let Some(reason) = token.reason() {
-                // We may have consumed a notify meant for room: hand it on.
-                self.core.pushers.notify_one();
-                return Err(reason.into());
-            }
+            waiter.check(&state)?;
             let now = Instant::now();
             if let Some(err) = state.refusing(cfg, now) {
                 return Err(Error::Db(err.clone()));
             }
             if state.has_room(cfg, data.len()) {
-                let seq = state.next_seq;
-                state.next_seq += 1;
-                state.bytes += data.len();
-                state.items.push_back(Entry {
-                    seq,
-                    pushed_at: now,
-                    data,
-                });
-                state.counters.pushes += 1;
-                if waited {
-                    state.counters.push_waits += 1;
-                }
-                if !state.writing && state.under_pressure(cfg) {
+                state.push(data, now, waiter.has_waited());
+                if state.wants_early_write(cfg) {
                     self.core.flusher.notify_one();
                 }
                 self.core.poppers.notify_one();
                 return Ok(());
             }
-            waited = true;
-            if !state.writing {
+            if !state.is_writing() {
                 self.core.flusher.notify_one(); // full: write early
             }
             let until = state.refusal_time(cfg);
-            state = wait_on(
-                &self.core,
-                &self.core.pushers,
-                state,
-                token,
-                &mut registration,
-                until,
-            );
+            state = waiter.wait(state, until);
         }
     }
 
@@ -401,109 +392,71 @@ impl<D: Db + 'static> Storage<D> {
 
     /// Like [`pop`](Self::pop) but returns `Ok(None)` instead of waiting for a push.
     ///
-    /// It may still wait for an in-flight batch to land and for one Db call.
+    /// It never waits for a push (nor for a shared Db's poll interval). It waits only for
+    /// work already under way whose outcome decides which item is the newest:
+    /// * a batch being written, when memory holds nothing newer: until that one Db write
+    ///   returns (then its items are in the Db);
+    /// * its own Db pop, when memory is empty and the Db may hold items: one Db call;
+    /// * Db pops other callers have under way, when it may not start its own: until they
+    ///   return (they may have taken the last items).
+    ///
+    /// So it returns within a few Db round trips. Errors: [`Error::Closed`], [`Error::Db`];
+    /// on every error nothing was taken.
     pub fn try_pop(&self) -> Result<Option<Vec<u8>>, Error> {
         self.pop_inner(&CancelToken::new(), false)
     }
 
+    /// `pop` (`wait`) and `try_pop` (not `wait`): memory first, then the in-flight batch, then
+    /// the Db.
     fn pop_inner(&self, token: &CancelToken, wait: bool) -> Result<Option<Vec<u8>>, Error> {
-        self.check_usable()?;
-        if let Some(reason) = token.reason() {
-            return Err(reason.into());
-        }
-        let cfg = &self.core.cfg;
-        let shared = self.db.is_shared();
+        live(token)?;
+        let shared = self.core.db.is_shared();
+        let mut waiter = Waiter::new(&self.core, token, &self.core.poppers);
         let mut state = self.core.state.lock();
-        let mut registration = None;
         loop {
-            if state.closed {
-                return Err(Error::Closed);
-            }
-            if let Some(reason) = token.reason() {
-                if !state.items.is_empty() {
-                    self.core.poppers.notify_one(); // hand on a notify we may have consumed
-                }
-                return Err(reason.into());
-            }
-            if let Some(entry) = state.items.pop_back() {
-                state.bytes -= entry.data.len();
-                state.counters.pops_from_memory += 1;
+            waiter.check(&state)?;
+            if let Some(item) = state.take_newest() {
                 self.core.pushers.notify_one();
-                return Ok(Some(entry.data));
+                return Ok(Some(item));
             }
-            if state.writing {
+            if state.is_writing() {
                 // The newest items are in flight. Taking one from memory would let the Db keep
                 // a copy; skipping them would break LIFO. Wait for the batch to land.
-                state = wait_on(
-                    &self.core,
-                    &self.core.poppers,
-                    state,
-                    token,
-                    &mut registration,
-                    None,
-                );
+                state = waiter.wait(state, None);
                 continue;
             }
-            let recheck_at = state
-                .shared_db_empty_at
-                .and_then(|(epoch, at)| (epoch == state.db_epoch).then_some(at + cfg.shared_poll));
-            let db_empty = state.db_count == Some(0);
-            let due = recheck_at.is_none_or(|t| Instant::now() >= t);
-            if !db_empty && due && state.db_pop_allowed() {
-                let epoch = state.db_epoch;
-                state.db_pops += 1;
-                state.counters.db_pop_calls += 1;
-                drop(state);
-                let result = call_db(|| self.db.pop());
-                state = self.core.state.lock();
-                state.db_pops -= 1;
-                self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
-                match result {
-                    Ok(Some(item)) => {
-                        state.db_pop_window = (state.db_pop_window + 1).min(1024);
-                        if let Some(n) = state.db_count.as_mut() {
-                            *n = n.saturating_sub(1);
-                        }
-                        state.counters.pops_from_db += 1;
+            match state.db_pop_step(&self.core.cfg, Instant::now()) {
+                DbPopStep::Call(ticket) => {
+                    let (guard, answer) = self.pop_from_db(state, ticket, shared);
+                    state = guard;
+                    if let Some(item) = answer? {
                         return Ok(Some(item));
                     }
-                    Ok(None) => {
-                        state.db_pop_window = 1;
-                        if shared {
-                            state.shared_db_empty_at = Some((epoch, Instant::now()));
-                        } else if state.db_epoch == epoch {
-                            // Only if no batch landed meanwhile (see the invariants in stack.rs).
-                            state.db_count = Some(0);
-                        }
-                    }
-                    Err(e) => return Err(Error::Db(e)),
                 }
-                continue;
-            }
-            if !db_empty && state.db_pops > 0 && !wait {
                 // try_pop: other calls are asking the Db; wait for their answer, not for pushes.
-                state = wait_on(
-                    &self.core,
-                    &self.core.poppers,
-                    state,
-                    token,
-                    &mut registration,
-                    None,
-                );
-                continue;
+                DbPopStep::Wait {
+                    others_asking: true,
+                    ..
+                } if !wait => state = waiter.wait(state, None),
+                DbPopStep::Wait { .. } if !wait => return Ok(None),
+                DbPopStep::Wait { recheck_at, .. } => state = waiter.wait(state, recheck_at),
             }
-            if !wait {
-                return Ok(None);
-            }
-            state = wait_on(
-                &self.core,
-                &self.core.poppers,
-                state,
-                token,
-                &mut registration,
-                recheck_at,
-            );
         }
+    }
+
+    /// One Db pop, with the lock released during the call.
+    fn pop_from_db<'a>(
+        &'a self,
+        state: MutexGuard<'a, State>,
+        ticket: DbPopTicket,
+        shared: bool,
+    ) -> (MutexGuard<'a, State>, Result<Option<Vec<u8>>, Error>) {
+        drop(state);
+        let answer = writer::call_db(|| self.core.db.pop());
+        let mut state = self.core.state.lock();
+        let answer = state.end_db_pop(ticket, answer, shared, Instant::now());
+        self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
+        (state, answer.map_err(Error::Db))
     }
 
     /// Writes every item pushed before this call (and not yet popped) to the Db, on the
@@ -512,71 +465,29 @@ impl<D: Db + 'static> Storage<D> {
     /// Errors: the token's reason (items stay buffered), [`Error::Closed`], or [`Error::Db`]
     /// for a failed write (its items stay buffered and the flusher retries them).
     pub fn flush(&self, token: &CancelToken) -> Result<(), Error> {
-        self.check_usable()?;
-        if let Some(reason) = token.reason() {
-            return Err(reason.into());
-        }
+        live(token)?;
+        let mut waiter = Waiter::new(&self.core, token, &self.core.landed);
         let mut state = self.core.state.lock();
-        let target = state.next_seq - 1;
-        let mut registration = None;
+        let target = state.last_seq();
         loop {
-            if state.closed {
-                return Err(Error::Closed);
-            }
-            if let Some(reason) = token.reason() {
-                return Err(reason.into());
-            }
+            waiter.check(&state)?;
             if state.flushed_through(target) {
                 return Ok(());
             }
-            if state.writing {
-                state = wait_on(
-                    &self.core,
-                    &self.core.landed,
-                    state,
-                    token,
-                    &mut registration,
-                    None,
-                );
+            if state.is_writing() {
+                state = waiter.wait(state, None);
                 continue;
             }
             let n = state.count_through(target, &self.core.cfg);
-            let (guard, written) = flusher::write_batch(&self.core, &*self.db, state, n);
+            let (guard, written) = writer::write_batch(&self.core, state, n);
             state = guard;
-            if let Written::Failed(e) = written {
-                return Err(Error::Db(e));
-            }
+            written?;
         }
     }
 
     /// Counters and gauges; cheap (one lock).
     pub fn stats(&self) -> Stats {
-        let state = self.core.state.lock();
-        let now = Instant::now();
-        let c = &state.counters;
-        Stats {
-            pushes: c.pushes,
-            pops: c.pops_from_memory + c.pops_from_db,
-            pops_from_memory: c.pops_from_memory,
-            pops_from_db: c.pops_from_db,
-            db_push_calls: c.db_push_calls,
-            db_pop_calls: c.db_pop_calls,
-            items_flushed: c.items_flushed,
-            db_failures: c.db_failures,
-            push_waits: c.push_waits,
-            buffered_items: state.held(),
-            buffered_bytes: state.bytes,
-            in_flight_items: state.in_flight,
-            oldest_unflushed_age: state
-                .items
-                .front()
-                .map(|e| now.saturating_duration_since(e.pushed_at)),
-            db_items_per_sec: state.db_rate,
-            db_failing_for: state
-                .failing
-                .as_ref()
-                .map(|f| now.saturating_duration_since(f.since)),
-        }
+        self.core.state.lock().stats(Instant::now())
     }
 
     /// Stops the storage: wakes every blocked call with [`Error::Closed`], stops the flusher,
@@ -586,70 +497,25 @@ impl<D: Db + 'static> Storage<D> {
     /// If the Db keeps failing for `close_timeout`, returns [`Error::CloseIncomplete`]; the
     /// items stay buffered and calling `close` again retries.
     pub fn close(&self) -> Result<(), Error> {
-        {
-            let mut state = self.core.state.lock();
-            state.closed = true;
-            self.core.notify_everyone();
-        }
+        self.core.close();
         // The flusher sees `closed` and returns after any batch it is writing lands.
         if let Some(handle) = self.flusher.lock().take() {
             // A panic in the flusher would be a bug of ours (Db panics are caught); the drain
-            // below finishes its work either way.
+            // finishes its work either way.
             let _ = handle.join();
         }
-        let cfg = &self.core.cfg;
-        let started = Instant::now();
-        let give_up_at = started + cfg.close_timeout;
-        let mut state = self.core.state.lock();
-        loop {
-            if state.writing {
-                state = self.core.landed.wait(state);
-                continue;
-            }
-            if state.items.is_empty() {
-                return Ok(());
-            }
-            let now = Instant::now();
-            let retry_at = state.failing.as_ref().map(|f| f.retry_at);
-            if let Some(at) = retry_at.filter(|at| now < *at) {
-                if now >= give_up_at {
-                    return Err(self.close_incomplete(&state, started));
-                }
-                // A timed backoff between retries, not a poll for an event.
-                state = self.core.landed.wait_until(state, Some(at.min(give_up_at)));
-                continue;
-            }
-            let n = state.items.len().min(cfg.max_batch);
-            let (guard, written) = flusher::write_batch(&self.core, &*self.db, state, n);
-            state = guard;
-            if matches!(written, Written::Failed(_)) && Instant::now() >= give_up_at {
-                return Err(self.close_incomplete(&state, started));
-            }
-        }
-    }
-
-    fn close_incomplete(&self, state: &State, started: Instant) -> Error {
-        let source = state
-            .failing
-            .as_ref()
-            .map(|f| f.last.clone())
-            .unwrap_or_else(|| crate::db::DbError::msg("database kept failing"));
-        Error::CloseIncomplete {
-            unflushed: state.held(),
-            waited: started.elapsed(),
-            source,
-        }
+        writer::drain(&self.core)
     }
 }
 
-impl<D: Db + 'static> Drop for Storage<D> {
+impl<D> Drop for Storage<D> {
     /// Best-effort [`close`](Storage::close): bounded by `close_timeout`, errors ignored.
     fn drop(&mut self) {
         let _ = self.close();
     }
 }
 
-impl<D: Db + 'static> std::fmt::Debug for Storage<D> {
+impl<D> std::fmt::Debug for Storage<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Storage")
             .field("stats", &self.stats())

@@ -1,0 +1,25 @@
+//! The flusher thread's loop: sleep until the policy says write, take the writer role, repeat.
+//! It returns when the storage closes (`close` drains the rest on its own thread).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::policy::Next;
+use super::state::Core;
+use super::writer::write_batch;
+
+/// The background flusher's loop.
+pub(crate) fn run(core: Arc<Core>) {
+    let mut state = core.state.lock();
+    loop {
+        if state.is_closed() {
+            return;
+        }
+        match state.next(&core.cfg, Instant::now()) {
+            // A failure is recorded in the state (with its retry time) and reported to pushers
+            // by `State::refusing`; the loop simply goes on.
+            Next::Write(n) => state = write_batch(&core, state, n).0,
+            Next::Sleep(until) => state = core.flusher.wait_until(state, until),
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! [`Config`] and the pure rules of the engine: when the flusher writes and how much, how many
+//! items the buffer may hold, how a failing Db is retried, and how many Db pops may run at once.
+//!
+//! Nothing here locks, sleeps or reads the clock: every rule takes the instant it decides at
+//! (`now`) and the numbers it decides on, so the rules are unit-tested below with an injected
+//! clock. [`State`](super::state::State) feeds them its numbers and applies their answers.
+
+use std::time::{Duration, Instant};
+
+/// Default durability window: the most a crash may lose.
+pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Item capacity before the Db's write speed has been measured.
+const INITIAL_CAPACITY: usize = 256;
+
+/// Batch size of flusher writes before the Db's write speed has been measured.
+const SLOW_START_BATCH: usize = 16;
+
+/// Most Db pops that may run at once while the Db's item count is unknown.
+const MAX_DB_POP_LIMIT: usize = 1024;
+
+/// Limits and timings fixed when the storage is built.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The durability window (`max_unflushed_age`).
+    pub(crate) window: Duration,
+    pub(crate) max_items: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) max_item_len: usize,
+    pub(crate) max_batch: usize,
+    pub(crate) shared_poll: Duration,
+    pub(crate) close_timeout: Duration,
+}
+
+impl Config {
+    /// Age at which an item is due for writing: three quarters of the window, leaving a
+    /// quarter for the write itself and for retries of a failing Db.
+    pub(crate) fn flush_after(&self) -> Duration {
+        self.window.mul_f64(0.75)
+    }
+
+    /// Items due within this much of the oldest ride along in its batch (fewer, larger writes).
+    pub(crate) fn group_slack(&self) -> Duration {
+        self.window / 8
+    }
+
+    /// Longest pause between retries of a failing Db.
+    pub(crate) fn max_backoff(&self) -> Duration {
+        (self.window / 8).clamp(Duration::from_millis(1), Duration::from_secs(1))
+    }
+
+    /// Pause before retry number `attempts + 1` of a failing Db: doubling from 2 ms, capped at
+    /// [`max_backoff`](Self::max_backoff).
+    pub(crate) fn backoff(&self, attempts: u32) -> Duration {
+        Duration::from_millis(1u64 << attempts.min(20)).min(self.max_backoff())
+    }
+
+    /// The item-count capacity now: the configured one, lowered to what the Db can absorb in
+    /// half a window at its learned speed `rate` (items per second), so a slow Db slows pushers
+    /// instead of letting a backlog grow that cannot reach the Db in time.
+    pub(crate) fn capacity(&self, rate: Option<f64>) -> usize {
+        match rate {
+            Some(rate) => {
+                let pace = (rate * self.window.as_secs_f64() * 0.5) as usize;
+                self.max_items.min(pace.max(1))
+            }
+            // Slow start: until a first write shows how fast the Db is, hold no more than a
+            // Db taking milliseconds per item could write within a short window.
+            None => self.max_items.min(INITIAL_CAPACITY),
+        }
+    }
+
+    /// Largest batch the flusher takes now: small until the Db's speed is known, so the first
+    /// measurement comes back quickly even from a slow Db.
+    pub(crate) fn batch_limit(&self, rate: Option<f64>) -> usize {
+        match rate {
+            Some(_) => self.max_batch,
+            None => self.max_batch.min(SLOW_START_BATCH),
+        }
+    }
+
+    /// Whether an item of `len` bytes fits beside `held` items of `bytes` bytes.
+    pub(crate) fn has_room(
+        &self,
+        rate: Option<f64>,
+        held: usize,
+        bytes: usize,
+        len: usize,
+    ) -> bool {
+        if held == 0 {
+            return true; // an item within max_item_len always fits an empty buffer
+        }
+        held < self.capacity(rate) && bytes.saturating_add(len) <= self.max_bytes
+    }
+
+    /// Half full: the flusher writes early instead of waiting for items to come due.
+    pub(crate) fn under_pressure(&self, rate: Option<f64>, held: usize, bytes: usize) -> bool {
+        held * 2 >= self.capacity(rate) || bytes * 2 >= self.max_bytes
+    }
+
+    /// Whether an item pushed at `oldest` has outlived the window at `now`.
+    pub(crate) fn past_window(&self, oldest: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(oldest) >= self.window
+    }
+}
+
+/// What the flusher should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Write the oldest `n` items now.
+    Write(usize),
+    /// Sleep until this instant, or until notified (`None`).
+    Sleep(Option<Instant>),
+}
+
+/// What the flusher's decision looks at: the buffer as the state sees it.
+pub(crate) struct Buffer<I> {
+    /// Push instants of the buffered items, oldest first.
+    pub(crate) pushed_at: I,
+    /// A batch is being written.
+    pub(crate) writing: bool,
+    /// When a failing Db may be tried again, if it is failing.
+    pub(crate) retry_at: Option<Instant>,
+    /// The buffer is half full ([`Config::under_pressure`]).
+    pub(crate) pressure: bool,
+    /// [`Config::batch_limit`] now.
+    pub(crate) batch_limit: usize,
+}
+
+/// The flusher's decision: write now (full or due items), or sleep until the oldest item comes
+/// due, a retry is allowed, or someone notifies.
+pub(crate) fn next<I>(cfg: &Config, now: Instant, buffer: Buffer<I>) -> Next
+where
+    I: Iterator<Item = Instant> + ExactSizeIterator + Clone,
+{
+    let Some(oldest) = buffer.pushed_at.clone().next() else {
+        // Nothing buffered: look again one flush age from now. An item pushed meanwhile is not
+        // due before then, so pushes never need to wake the flusher to arm its timer (which
+        // would cost a futex wake per push on an idle storage).
+        return Next::Sleep(Some(now + cfg.flush_after()));
+    };
+    if buffer.writing {
+        return Next::Sleep(None); // the writer notifies when its batch lands
+    }
+    if let Some(at) = buffer.retry_at.filter(|at| now < *at) {
+        return Next::Sleep(Some(at));
+    }
+    if buffer.pressure {
+        return Next::Write(buffer.pushed_at.len().min(buffer.batch_limit));
+    }
+    let due_at = oldest + cfg.flush_after();
+    if now < due_at {
+        return Next::Sleep(Some(due_at));
+    }
+    let horizon = now + cfg.group_slack();
+    let n = buffer
+        .pushed_at
+        .take(buffer.batch_limit)
+        .take_while(|at| *at + cfg.flush_after() <= horizon)
+        .count();
+    Next::Write(n.max(1))
+}
+
+/// The Db's learned write speed: items stored over time spent writing (failed calls and their
+/// backoff included), both summed with exponential decay, so it follows a Db whose speed
+/// changes and is not inflated by fast calls between failures.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct WriteRate {
+    items: f64,
+    secs: f64,
+    rate: Option<f64>,
+}
+
+impl WriteRate {
+    /// Items per second, once a write has been measured.
+    pub(crate) fn get(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// Records a write that stored `n` items in `elapsed`.
+    pub(crate) fn learn(&mut self, n: usize, elapsed: Duration) {
+        const DECAY: f64 = 0.8;
+        self.items = self.items * DECAY + n as f64;
+        self.secs = self.secs * DECAY + elapsed.as_secs_f64().max(1e-6);
+        self.rate = Some(self.items / self.secs);
+    }
+}
+
+/// How many Db pops may run at once: with a known item count, no more calls than there are
+/// items (1000 poppers finding memory empty must not make 1000 calls for 16 items); with an
+/// unknown count, no more than the slow-start `limit`.
+pub(crate) fn db_pop_allowed(known_count: Option<u64>, running: usize, limit: usize) -> bool {
+    match known_count {
+        Some(n) => (running as u64) < n,
+        None => running < limit,
+    }
+}
+
+/// The slow-start limit after a Db pop that returned an item: one more (doubling per round
+/// trip, like TCP's slow start). A pop that finds the Db empty resets the limit to 1.
+pub(crate) fn grow_db_pop_limit(limit: usize) -> usize {
+    (limit + 1).min(MAX_DB_POP_LIMIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(window_ms: u64) -> Config {
+        Config {
+            window: Duration::from_millis(window_ms),
+            max_items: 100_000,
+            max_bytes: 1 << 20,
+            max_item_len: 1 << 20,
+            max_batch: 64,
+            shared_poll: Duration::from_millis(100),
+            close_timeout: Duration::from_millis(window_ms),
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn buffer(
+        pushed_at: &[Instant],
+        pressure: bool,
+    ) -> Buffer<std::iter::Copied<std::slice::Iter<'_, Instant>>> {
+        Buffer {
+            pushed_at: pushed_at.iter().copied(),
+            writing: false,
+            retry_at: None,
+            pressure,
+            batch_limit: 16,
+        }
+    }
+
+    #[test]
+    fn an_empty_buffer_sleeps_one_flush_age() {
+        let (c, now) = (cfg(800), Instant::now());
+        assert_eq!(
+            next(&c, now, buffer(&[], false)),
+            Next::Sleep(Some(now + ms(600)))
+        );
+    }
+
+    #[test]
+    fn items_are_written_at_three_quarters_of_the_window() {
+        let (c, t0) = (cfg(800), Instant::now());
+        let items = [t0];
+        assert_eq!(
+            next(&c, t0 + ms(599), buffer(&items, false)),
+            Next::Sleep(Some(t0 + ms(600)))
+        );
+        assert_eq!(
+            next(&c, t0 + ms(600), buffer(&items, false)),
+            Next::Write(1)
+        );
+    }
+
+    #[test]
+    fn items_due_within_the_slack_ride_along() {
+        let (c, t0) = (cfg(800), Instant::now()); // slack: 100 ms
+        let items = [t0, t0 + ms(50), t0 + ms(100), t0 + ms(101), t0 + ms(300)];
+        assert_eq!(
+            next(&c, t0 + ms(600), buffer(&items, false)),
+            Next::Write(3)
+        );
+    }
+
+    #[test]
+    fn pressure_writes_early_up_to_the_batch_limit() {
+        let (c, t0) = (cfg(800), Instant::now());
+        let items: Vec<Instant> = (0..40).map(|_| t0).collect();
+        assert_eq!(next(&c, t0, buffer(&items, true)), Next::Write(16));
+    }
+
+    #[test]
+    fn a_batch_in_flight_or_a_pending_retry_makes_the_flusher_sleep() {
+        let (c, t0) = (cfg(800), Instant::now());
+        let items = [t0];
+        let writing = Buffer {
+            writing: true,
+            ..buffer(&items, true)
+        };
+        assert_eq!(next(&c, t0 + ms(700), writing), Next::Sleep(None));
+        let retry = Buffer {
+            retry_at: Some(t0 + ms(710)),
+            ..buffer(&items, true)
+        };
+        assert_eq!(
+            next(&c, t0 + ms(700), retry),
+            Next::Sleep(Some(t0 + ms(710)))
+        );
+        let retry_passed = Buffer {
+            retry_at: Some(t0 + ms(690)),
+            ..buffer(&items, true)
+        };
+        assert_eq!(next(&c, t0 + ms(700), retry_passed), Next::Write(1));
+    }
+
+    #[test]
+    fn capacity_starts_small_then_follows_the_learned_rate() {
+        let c = cfg(1000);
+        assert_eq!(c.capacity(None), INITIAL_CAPACITY);
+        assert_eq!(c.batch_limit(None), SLOW_START_BATCH);
+        // 500 items/s over half a 1 s window: 250 items.
+        assert_eq!(c.capacity(Some(500.0)), 250);
+        assert_eq!(c.capacity(Some(1e9)), c.max_items);
+        assert_eq!(c.capacity(Some(0.0)), 1);
+        assert_eq!(c.batch_limit(Some(1.0)), c.max_batch);
+    }
+
+    #[test]
+    fn room_and_pressure_follow_items_and_bytes() {
+        let c = Config {
+            max_bytes: 100,
+            ..cfg(1000)
+        };
+        assert!(
+            c.has_room(Some(500.0), 0, 0, 100),
+            "an empty buffer takes any allowed item"
+        );
+        assert!(c.has_room(Some(500.0), 249, 0, 1));
+        assert!(!c.has_room(Some(500.0), 250, 0, 1));
+        assert!(!c.has_room(Some(500.0), 1, 90, 11));
+        assert!(!c.under_pressure(Some(500.0), 124, 49));
+        assert!(c.under_pressure(Some(500.0), 125, 0));
+        assert!(c.under_pressure(Some(500.0), 1, 50));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_an_eighth_of_the_window() {
+        let c = cfg(800); // max backoff: 100 ms
+        assert_eq!(c.backoff(1), ms(2));
+        assert_eq!(c.backoff(2), ms(4));
+        assert_eq!(c.backoff(6), ms(64));
+        assert_eq!(c.backoff(7), ms(100));
+        assert_eq!(c.backoff(u32::MAX), ms(100));
+        assert_eq!(cfg(100_000).max_backoff(), Duration::from_secs(1));
+        assert_eq!(cfg(4).max_backoff(), ms(1));
+    }
+
+    #[test]
+    fn the_window_is_passed_at_its_full_length() {
+        let (c, t0) = (cfg(800), Instant::now());
+        assert!(!c.past_window(t0, t0 + ms(799)));
+        assert!(c.past_window(t0, t0 + ms(800)));
+        assert!(
+            !c.past_window(t0 + ms(5), t0),
+            "a clock read before the push is not past"
+        );
+    }
+
+    #[test]
+    fn the_learned_rate_follows_a_changing_db() {
+        let mut r = WriteRate::default();
+        assert_eq!(r.get(), None);
+        r.learn(100, Duration::from_secs(1));
+        assert_eq!(r.get(), Some(100.0));
+        for _ in 0..50 {
+            r.learn(10, Duration::from_secs(1));
+        }
+        let rate = r.get().expect("measured");
+        assert!(
+            (rate - 10.0).abs() < 0.1,
+            "rate {rate} did not follow the slower Db"
+        );
+    }
+
+    #[test]
+    fn db_pops_are_limited_by_the_known_count_or_the_slow_start_limit() {
+        assert!(db_pop_allowed(Some(2), 1, 1));
+        assert!(!db_pop_allowed(Some(2), 2, 1000));
+        assert!(!db_pop_allowed(Some(0), 0, 1000));
+        assert!(db_pop_allowed(None, 0, 1));
+        assert!(!db_pop_allowed(None, 1, 1));
+        assert_eq!(grow_db_pop_limit(1), 2);
+        assert_eq!(grow_db_pop_limit(MAX_DB_POP_LIMIT), MAX_DB_POP_LIMIT);
+    }
+}

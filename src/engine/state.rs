@@ -1,0 +1,519 @@
+//! [`State`]: buffered items, the in-flight batch and what the storage knows about its Db, all
+//! behind one mutex in [`Core`], with the condition variables its callers wait on.
+//!
+//! Every field of `State` is private to this file: the engine changes it only through the
+//! methods below, named after what happens (`push`, `take_newest`, `begin_write`, `land`,
+//! `begin_db_pop`, `end_db_pop`, `close`), so the invariants are kept in one place.
+//!
+//! # Invariants (hold whenever the lock is free)
+//! * `items` is ordered by push order: front = oldest, back = newest (the top of the stack).
+//! * The in-flight batch, when there is one, is older than every entry of `items`: writers
+//!   always take from the front, pushes go to the back, pops take from the back. So "newest
+//!   first" across memory and Db is: the back of `items`, then the in-flight batch, then the Db.
+//! * At most one batch is in flight (`in_flight` is `Some`): whoever begins it (the flusher
+//!   thread, a `flush` or `close` caller) is the only writer until it lands.
+//! * `bytes` counts the bytes of `items` plus the in-flight batch.
+//! * `db_count` (the exact number of items in a non-shared Db) is only learned by a pop whose
+//!   Db call returned `None` while `db_epoch` (bumped by every write that stored something)
+//!   did not move, so it never hides a landed batch.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::Stats;
+use super::policy::{self, Buffer, Config, Next, WriteRate};
+use std::sync::Arc;
+
+use crate::db::{Db, DbError, PushBatchError};
+use crate::error::Error;
+use crate::sync::{Condvar, Mutex};
+use crate::token::Wake;
+
+/// One buffered item.
+struct Entry {
+    seq: u64,
+    pushed_at: Instant,
+    data: Vec<u8>,
+}
+
+/// The batch a writer took with [`State::begin_write`]; handed back to [`State::land`].
+pub(crate) struct Batch(Vec<Entry>);
+
+impl Batch {
+    /// The items, oldest first, as the Db's `push_batch` takes them.
+    pub(crate) fn items(&self) -> Vec<&[u8]> {
+        self.0.iter().map(|e| e.data.as_slice()).collect()
+    }
+}
+
+/// The batch being written (there is at most one).
+struct InFlight {
+    len: usize,
+    /// Sequence number of its oldest item.
+    first_seq: u64,
+    /// Push instant of its oldest item: while a write is under way the oldest held items are
+    /// in flight, not in `items`.
+    oldest: Option<Instant>,
+}
+
+/// The Db has been failing since `since`; the last error and when to try again.
+struct Failure {
+    since: Instant,
+    last: DbError,
+    attempts: u32,
+    retry_at: Instant,
+}
+
+/// Raw counters behind [`Stats`].
+#[derive(Default, Clone)]
+struct Counters {
+    pushes: u64,
+    pops_from_memory: u64,
+    pops_from_db: u64,
+    db_push_calls: u64,
+    db_pop_calls: u64,
+    items_flushed: u64,
+    db_failures: u64,
+    push_waits: u64,
+}
+
+/// What a pop that found memory empty (and no batch in flight) does about the Db.
+pub(crate) enum DbPopStep {
+    /// Call the Db's `pop` now, then hand the ticket to [`State::end_db_pop`].
+    Call(DbPopTicket),
+    /// Do not call the Db now.
+    Wait {
+        /// Other calls are asking the Db: their answers will notify.
+        others_asking: bool,
+        /// When a shared Db may be asked again.
+        recheck_at: Option<Instant>,
+    },
+}
+
+/// A Db pop under way: the Db epoch it started at.
+pub(crate) struct DbPopTicket {
+    epoch: u64,
+}
+
+/// Everything behind the storage's mutex.
+pub(crate) struct State {
+    items: VecDeque<Entry>,
+    bytes: usize,
+    in_flight: Option<InFlight>,
+    next_seq: u64,
+    db_epoch: u64,
+    /// Exactly how many items a non-shared Db holds, once a pop found it empty: every write
+    /// adds what it stored, every Db pop that returned an item subtracts one. `None` while
+    /// unknown (and always for a shared Db, which other processes change).
+    db_count: Option<u64>,
+    /// A shared Db last answered "empty" at this epoch and instant: no pop asks it again
+    /// before `shared_poll` has passed or a write of ours has landed (one re-check per interval
+    /// for the whole storage, however many poppers wait).
+    shared_db_empty_at: Option<(u64, Instant)>,
+    /// Db pop calls under way.
+    db_pops: usize,
+    /// While `db_count` is unknown: how many Db pops may run at once. Starts at 1 (a probe),
+    /// grows by one with every pop that returns an item, falls back to 1 when one finds the
+    /// Db empty: a crowd of poppers never makes many more calls than there are items.
+    db_pop_limit: usize,
+    closed: bool,
+    failing: Option<Failure>,
+    rate: WriteRate,
+    counters: Counters,
+}
+
+impl State {
+    pub(crate) fn new() -> Self {
+        State {
+            items: VecDeque::new(),
+            bytes: 0,
+            in_flight: None,
+            next_seq: 1,
+            db_epoch: 0,
+            db_count: None,
+            shared_db_empty_at: None,
+            db_pops: 0,
+            db_pop_limit: 1,
+            closed: false,
+            failing: None,
+            rate: WriteRate::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Marks the storage closed: every call re-checking the state returns `Closed`.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Whether a batch is in flight.
+    pub(crate) fn is_writing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Items buffered, not counting an in-flight batch.
+    pub(crate) fn buffered(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Items held in memory, buffered plus in flight.
+    fn held(&self) -> usize {
+        self.items.len() + self.in_flight.as_ref().map_or(0, |f| f.len)
+    }
+
+    /// Sequence number of the newest item pushed so far (0 before the first push).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    // ---- push ---------------------------------------------------------------------------
+
+    /// Whether an item of `len` bytes fits now.
+    pub(crate) fn has_room(&self, cfg: &Config, len: usize) -> bool {
+        cfg.has_room(self.rate.get(), self.held(), self.bytes, len)
+    }
+
+    /// Puts `data` on top; `waited` says whether the push had to wait for room.
+    pub(crate) fn push(&mut self, data: Vec<u8>, now: Instant, waited: bool) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += data.len();
+        self.items.push_back(Entry {
+            seq,
+            pushed_at: now,
+            data,
+        });
+        self.counters.pushes += 1;
+        if waited {
+            self.counters.push_waits += 1;
+        }
+    }
+
+    /// No batch is in flight and the buffer is half full: the flusher should write early.
+    pub(crate) fn wants_early_write(&self, cfg: &Config) -> bool {
+        !self.is_writing() && cfg.under_pressure(self.rate.get(), self.held(), self.bytes)
+    }
+
+    /// Whether a Db that keeps failing already broke the window for a held item: then a new
+    /// push cannot be promised either, and is refused with the Db's error.
+    pub(crate) fn refusing(&self, cfg: &Config, now: Instant) -> Option<&DbError> {
+        let failure = self.failing.as_ref()?;
+        let oldest = self.oldest_held()?;
+        cfg.past_window(oldest, now).then_some(&failure.last)
+    }
+
+    /// When a blocked push should re-check [`refusing`](Self::refusing) on its own.
+    pub(crate) fn refusal_time(&self, cfg: &Config) -> Option<Instant> {
+        self.failing.as_ref()?;
+        self.oldest_held().map(|at| at + cfg.window)
+    }
+
+    /// Push instant of the oldest item held in memory, in flight or buffered.
+    fn oldest_held(&self) -> Option<Instant> {
+        let in_flight = self.in_flight.as_ref().and_then(|f| f.oldest);
+        match (in_flight, self.items.front().map(|e| e.pushed_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---- pop ----------------------------------------------------------------------------
+
+    /// Removes and returns the newest buffered item.
+    pub(crate) fn take_newest(&mut self) -> Option<Vec<u8>> {
+        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        self.counters.pops_from_memory += 1;
+        Some(entry.data)
+    }
+
+    /// Whether a pop that found memory empty should call the Db now.
+    pub(crate) fn db_pop_step(&mut self, cfg: &Config, now: Instant) -> DbPopStep {
+        let recheck_at = self
+            .shared_db_empty_at
+            .and_then(|(epoch, at)| (epoch == self.db_epoch).then_some(at + cfg.shared_poll));
+        let db_empty = self.db_count == Some(0);
+        let due = recheck_at.is_none_or(|t| now >= t);
+        if !db_empty
+            && due
+            && policy::db_pop_allowed(self.db_count, self.db_pops, self.db_pop_limit)
+        {
+            return DbPopStep::Call(self.begin_db_pop());
+        }
+        DbPopStep::Wait {
+            others_asking: !db_empty && self.db_pops > 0,
+            recheck_at,
+        }
+    }
+
+    fn begin_db_pop(&mut self) -> DbPopTicket {
+        self.db_pops += 1;
+        self.counters.db_pop_calls += 1;
+        DbPopTicket {
+            epoch: self.db_epoch,
+        }
+    }
+
+    /// Records the answer of the Db pop `ticket` stands for and passes it on. `shared` says
+    /// whether other processes may push to the Db; `now` is when the answer came.
+    pub(crate) fn end_db_pop(
+        &mut self,
+        ticket: DbPopTicket,
+        answer: Result<Option<Vec<u8>>, DbError>,
+        shared: bool,
+        now: Instant,
+    ) -> Result<Option<Vec<u8>>, DbError> {
+        self.db_pops -= 1;
+        match &answer {
+            Ok(Some(_)) => {
+                self.db_pop_limit = policy::grow_db_pop_limit(self.db_pop_limit);
+                if let Some(n) = self.db_count.as_mut() {
+                    *n = n.saturating_sub(1);
+                }
+                self.counters.pops_from_db += 1;
+            }
+            Ok(None) => {
+                self.db_pop_limit = 1;
+                if shared {
+                    self.shared_db_empty_at = Some((ticket.epoch, now));
+                } else if self.db_epoch == ticket.epoch {
+                    // Only if no batch landed meanwhile (see the invariants above).
+                    self.db_count = Some(0);
+                }
+            }
+            Err(_) => {}
+        }
+        answer
+    }
+
+    // ---- write --------------------------------------------------------------------------
+
+    /// Whether every item pushed with a sequence number <= `seq` has left memory.
+    pub(crate) fn flushed_through(&self, seq: u64) -> bool {
+        let in_flight_old = self.in_flight.as_ref().is_some_and(|f| f.first_seq <= seq);
+        let buffered_old = self.items.front().is_some_and(|e| e.seq <= seq);
+        !in_flight_old && !buffered_old
+    }
+
+    /// How many of the oldest items, up to `max_batch`, have a sequence number <= `seq`.
+    pub(crate) fn count_through(&self, seq: u64, cfg: &Config) -> usize {
+        self.items
+            .iter()
+            .take(cfg.max_batch)
+            .take_while(|e| e.seq <= seq)
+            .count()
+    }
+
+    /// The flusher's decision ([`policy::next`]) on this state.
+    pub(crate) fn next(&self, cfg: &Config, now: Instant) -> Next {
+        let rate = self.rate.get();
+        let buffer = Buffer {
+            pushed_at: self.items.iter().map(|e| e.pushed_at),
+            writing: self.is_writing(),
+            retry_at: self.failing.as_ref().map(|f| f.retry_at),
+            pressure: cfg.under_pressure(rate, self.held(), self.bytes),
+            batch_limit: cfg.batch_limit(rate),
+        };
+        policy::next(cfg, now, buffer)
+    }
+
+    /// When a failing Db may be tried again, if it is failing.
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        self.failing.as_ref().map(|f| f.retry_at)
+    }
+
+    /// Takes the writer role and the oldest `n` buffered items as the in-flight batch. The
+    /// caller must have checked that no batch is in flight.
+    pub(crate) fn begin_write(&mut self, n: usize) -> Batch {
+        debug_assert!(self.in_flight.is_none(), "two batches in flight");
+        let n = n.min(self.items.len());
+        let batch: Vec<Entry> = self.items.drain(..n).collect();
+        self.in_flight = Some(InFlight {
+            len: batch.len(),
+            first_seq: batch.first().map_or(u64::MAX, |e| e.seq),
+            oldest: batch.first().map(|e| e.pushed_at),
+        });
+        Batch(batch)
+    }
+
+    /// Lands the in-flight `batch`: the prefix the Db stored (all of it on `Ok`) leaves memory,
+    /// the rest goes back to the front of the stack (still the oldest), so nothing is dropped
+    /// and nothing written twice. Learns the Db's speed from `elapsed`; on failure schedules a
+    /// retry with backoff from `now`. Releases the writer role.
+    pub(crate) fn land(
+        &mut self,
+        batch: Batch,
+        result: Result<(), PushBatchError>,
+        elapsed: Duration,
+        cfg: &Config,
+        now: Instant,
+    ) -> Result<(), DbError> {
+        let mut batch = batch.0;
+        self.in_flight = None;
+        self.counters.db_push_calls += 1;
+        let (stored, outcome) = match result {
+            Ok(()) => (batch.len(), Ok(())),
+            Err(e) => (e.stored.min(batch.len()), Err(e.source)),
+        };
+        let unstored = batch.split_off(stored);
+        self.bytes -= batch.iter().map(|e| e.data.len()).sum::<usize>();
+        self.counters.items_flushed += stored as u64;
+        if stored > 0 {
+            self.db_epoch += 1;
+            if let Some(n) = self.db_count.as_mut() {
+                *n += stored as u64;
+            }
+        }
+        // Unstored items are older than everything still buffered: they go back to the front.
+        for entry in unstored.into_iter().rev() {
+            self.items.push_front(entry);
+        }
+        match &outcome {
+            Ok(()) => {
+                self.failing = None;
+                self.rate.learn(stored, elapsed);
+            }
+            Err(err) => self.record_failure(cfg, err.clone(), now, stored, elapsed),
+        }
+        outcome
+    }
+
+    /// Records a failed Db write (that stored `stored` items in `elapsed`) and schedules the
+    /// next try with exponential backoff. The failure also feeds the learned rate, as `stored`
+    /// items over the call plus the backoff: the pace rule must reflect the throughput a
+    /// flaky Db really gives, not only the speed of its successful calls.
+    fn record_failure(
+        &mut self,
+        cfg: &Config,
+        err: DbError,
+        now: Instant,
+        stored: usize,
+        elapsed: Duration,
+    ) {
+        self.counters.db_failures += 1;
+        let (since, attempts) = match &self.failing {
+            Some(f) => (f.since, f.attempts.saturating_add(1)),
+            None => (now, 1),
+        };
+        let backoff = cfg.backoff(attempts);
+        if self.rate.get().is_some() {
+            self.rate.learn(stored, elapsed + backoff);
+        }
+        self.failing = Some(Failure {
+            since,
+            last: err,
+            attempts,
+            retry_at: now + backoff,
+        });
+    }
+
+    // ---- close and stats ----------------------------------------------------------------
+
+    /// The error of a `close` that gave up after trying since `started`.
+    pub(crate) fn close_incomplete(&self, started: Instant) -> Error {
+        let source = self
+            .failing
+            .as_ref()
+            .map(|f| f.last.clone())
+            .unwrap_or_else(|| DbError::msg("database kept failing"));
+        Error::CloseIncomplete {
+            unflushed: self.held(),
+            waited: started.elapsed(),
+            source,
+        }
+    }
+
+    /// Counters and gauges at `now`.
+    pub(crate) fn stats(&self, now: Instant) -> Stats {
+        let c = &self.counters;
+        Stats {
+            pushes: c.pushes,
+            pops: c.pops_from_memory + c.pops_from_db,
+            pops_from_memory: c.pops_from_memory,
+            pops_from_db: c.pops_from_db,
+            db_push_calls: c.db_push_calls,
+            db_pop_calls: c.db_pop_calls,
+            items_flushed: c.items_flushed,
+            db_failures: c.db_failures,
+            push_waits: c.push_waits,
+            buffered_items: self.held(),
+            buffered_bytes: self.bytes,
+            in_flight_items: self.in_flight.as_ref().map_or(0, |f| f.len),
+            oldest_unflushed_age: self
+                .items
+                .front()
+                .map(|e| now.saturating_duration_since(e.pushed_at)),
+            db_items_per_sec: self.rate.get(),
+            db_failing_for: self
+                .failing
+                .as_ref()
+                .map(|f| now.saturating_duration_since(f.since)),
+        }
+    }
+}
+
+/// The state and the condition variables its waiters sleep on.
+///
+/// One mutex guards all state, so every decision (room? newest item? in flight?) is made on a
+/// consistent snapshot; Db calls always happen with the lock released.
+pub(crate) struct Core {
+    pub(crate) state: Mutex<State>,
+    pub(crate) cfg: Config,
+    /// The Db, type-erased: the engine needs no type parameter (one vtable call per Db call).
+    pub(crate) db: Arc<dyn Db>,
+    /// Poppers wait here: notified by pushes (one) and by landed batches (all).
+    pub(crate) poppers: Condvar,
+    /// Pushers wait here for room: notified by pops (one) and by landed batches (all).
+    pub(crate) pushers: Condvar,
+    /// `flush` and `close` callers wait here for an in-flight batch to land.
+    pub(crate) landed: Condvar,
+    /// The flusher thread sleeps here.
+    pub(crate) flusher: Condvar,
+}
+
+impl Core {
+    pub(crate) fn new(cfg: Config, db: Arc<dyn Db>) -> Self {
+        Core {
+            state: Mutex::new(State::new()),
+            cfg,
+            db,
+            poppers: Condvar::new(),
+            pushers: Condvar::new(),
+            landed: Condvar::new(),
+            flusher: Condvar::new(),
+        }
+    }
+
+    /// Wakes every kind of waiter (close, a landed batch).
+    pub(crate) fn notify_everyone(&self) {
+        self.poppers.notify_all();
+        self.pushers.notify_all();
+        self.landed.notify_all();
+        self.flusher.notify_all();
+    }
+
+    /// Closes the state and wakes everyone, so every blocked call returns `Closed` and the
+    /// flusher thread stops.
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock();
+        state.close();
+        self.notify_everyone();
+    }
+}
+
+impl Wake for Core {
+    /// A token ended: wake every blocked call so each re-checks its own token. Taking the lock
+    /// first closes the gap between a waiter's token check and its wait: the waiter holds the
+    /// lock from its check until the condvar releases it, so this notify cannot fall in
+    /// between and be lost.
+    fn wake(&self) {
+        let _guard = self.state.lock();
+        self.poppers.notify_all();
+        self.pushers.notify_all();
+        self.landed.notify_all();
+    }
+}
