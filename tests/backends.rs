@@ -91,7 +91,8 @@ fn storage_end_to_end(kind: &str, url: &str) {
     let name = unique("e2e");
     let storage = Storage::builder()
         .max_unflushed_age(Duration::from_millis(100))
-        .build(open(kind, url, &name));
+        .build(open(kind, url, &name))
+        .unwrap();
     let t = CancelToken::new();
     for i in 0..500u64 {
         storage.push(&t, i.to_le_bytes().to_vec()).unwrap();
@@ -119,7 +120,8 @@ fn backend_worker() {
     let storage = Storage::builder()
         .max_unflushed_age(Duration::from_millis(50))
         .shared_poll_interval(Duration::from_millis(10))
-        .build(open(kind, url, name));
+        .build(open(kind, url, name))
+        .unwrap();
     let t = CancelToken::new();
     println!();
     for i in 0..PER_WORKER {
@@ -166,7 +168,8 @@ fn blocked_pop_sees_other_process(kind: &str, url: &str) {
     let storage = Arc::new(
         Storage::builder()
             .shared_poll_interval(Duration::from_millis(20))
-            .build(open(kind, url, &name)),
+            .build(open(kind, url, &name))
+            .unwrap(),
     );
     let waiter = {
         let s = storage.clone();
@@ -188,7 +191,8 @@ fn survives_restart(kind: &str, url: &str, restart_var: &str) {
     let storage = Storage::builder()
         .max_unflushed_age(Duration::from_secs(30))
         .close_timeout(Duration::from_secs(30))
-        .build(open(kind, url, &name));
+        .build(open(kind, url, &name))
+        .unwrap();
     let t = CancelToken::new();
     let mut n = 0u64;
     let mut restarted = false;

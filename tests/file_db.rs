@@ -5,7 +5,7 @@ use std::path::Path;
 mod common;
 use common::TempDir;
 
-use lifostore::{CancelToken, Db, DbError, FileDb, FileDbOptions, Storage};
+use lifostore::{CancelToken, Db, DbError, Error, FileDb, FileDbOptions, SalvageReport, Storage};
 
 fn all(db: &FileDb) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -171,6 +171,13 @@ fn truncation_at_every_offset_recovers_exactly_or_reports_damage() {
     for cut in 0..=bytes.len() {
         std::fs::write(&cut_path, &bytes[..cut]).unwrap();
         match read_back(&cut_path) {
+            // A zero-length file is a new, empty database.
+            Ok((items, None)) if cut == 0 => assert!(items.is_empty()),
+            // Fewer bytes than the magic: not a lifostore file, and left alone.
+            Err(DbError::NotADatabase { .. }) if cut < 8 => {
+                assert_eq!(std::fs::read(&cut_path).unwrap(), &bytes[..cut]);
+                reported += 1;
+            }
             Ok((items, None)) => {
                 assert_eq!(items, expected, "cut at {cut}: wrong items");
                 exact += 1;
@@ -366,4 +373,187 @@ fn push_batches_whose_commit_slots_never_reached_the_disk_are_rolled_forward() {
         expected,
         "the popped a2 must not come back either"
     );
+}
+
+/// The bytes of every file in `dir`, by name.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn foreign_files_of_any_size_are_never_written_with_or_without_salvage() {
+    let dir = TempDir::new("foreign-any");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "config.toml",
+            b"[server]\nport = 8080\nname = 'x'\n".to_vec(),
+        ),
+        ("tiny", vec![7]),
+        ("zeros", vec![0; 100]),
+        ("big.bin", vec![b'x'; 5000]),
+        (
+            "huge.bin",
+            (0..200_000u32).map(|i| (i % 251) as u8).collect(),
+        ),
+    ];
+    for (name, bytes) in &cases {
+        let path = dir.file(name);
+        std::fs::write(&path, bytes).unwrap();
+        let before = snapshot(dir.path());
+        for salvage in [false, true] {
+            let opts = FileDbOptions::default().salvage(salvage);
+            match FileDb::open_with(&path, opts) {
+                Err(DbError::NotADatabase { path: p, .. }) => assert_eq!(p, path),
+                other => panic!("{name} (salvage {salvage}): {other:?}"),
+            }
+            match FileDb::salvage(&path) {
+                Err(e @ DbError::NotADatabase { .. }) => {
+                    assert!(e.to_string().contains(name), "{e}")
+                }
+                other => panic!("{name}: salvage gave {other:?}"),
+            }
+            match Storage::builder().open_with(&path, FileDbOptions::default().salvage(true)) {
+                Err(Error::Db(DbError::NotADatabase { .. })) => {}
+                other => panic!("{name}: builder gave {other:?}"),
+            }
+        }
+        assert_eq!(
+            snapshot(dir.path()),
+            before,
+            "{name}: a foreign file was written"
+        );
+    }
+}
+
+#[test]
+fn an_empty_file_is_initialised_as_an_empty_database() {
+    let dir = TempDir::new("empty-file");
+    let path = dir.file("empty.lifo");
+    std::fs::write(&path, b"").unwrap();
+    assert_eq!(FileDb::salvage(&path).unwrap(), SalvageReport::default());
+    let db = FileDb::open(&path).unwrap();
+    assert_eq!(db.len().unwrap(), 0);
+    db.push(b"first").unwrap();
+    drop(db);
+    let db = FileDb::open(&path).unwrap();
+    assert_eq!(db.pop().unwrap(), Some(b"first".to_vec()));
+}
+
+#[test]
+fn salvage_writes_a_checked_copy_and_keeps_the_original() {
+    let dir = TempDir::new("salvage-copy");
+    let path = dir.file("q.lifo");
+    build(&path, false);
+    let mut damaged = std::fs::read(&path).unwrap();
+    let len = damaged.len();
+    damaged[len - 3] ^= 0xff; // the newest record's trailer
+    std::fs::write(&path, &damaged).unwrap();
+    assert!(matches!(FileDb::open(&path), Err(DbError::Corrupt { .. })));
+    let report = FileDb::salvage(&path).unwrap();
+    assert_eq!(report.kept, 3, "{report:?}");
+    let original = report.original.clone().expect("the original is kept");
+    assert_eq!(original.parent(), path.parent());
+    assert!(
+        original
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("q.lifo.damaged-")
+    );
+    assert_eq!(
+        std::fs::read(&original).unwrap(),
+        damaged,
+        "the original is kept as it was"
+    );
+    let names: Vec<String> = snapshot(dir.path()).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "only the database and its original remain: {names:?}"
+    );
+    let (items, err) = read_back(&path).unwrap();
+    assert!(err.is_none());
+    assert_eq!(
+        items,
+        vec![
+            b"charlie-item".to_vec(),
+            b"bravo-item".to_vec(),
+            b"alpha-item".to_vec()
+        ]
+    );
+}
+
+#[test]
+fn the_salvage_hint_can_be_followed_through_the_builder() {
+    let dir = TempDir::new("salvage-hint");
+    let path = dir.file("q.lifo");
+    build(&path, true);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let top = 4096 + 3 * 20 + b"alpha-itembravo-itemcharlie-item".len();
+    bytes[top - 3] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Storage::builder().open(&path).unwrap_err();
+    let text = common::error_chain(&err);
+    assert!(
+        text.contains("salvage") && text.contains("open_with"),
+        "{text}"
+    );
+    let storage = Storage::builder()
+        .open_with(&path, FileDbOptions::default().salvage(true))
+        .unwrap();
+    let report = storage.db().salvage_report().cloned().expect("it salvaged");
+    assert_eq!(report.kept, 2, "{report:?}");
+    let t = lifostore::CancelToken::new();
+    assert_eq!(storage.pop(&t).unwrap(), b"bravo-item");
+    storage.close().unwrap();
+}
+
+#[test]
+fn io_errors_name_the_path_and_the_operation_with_advice_that_fits() {
+    let dir = TempDir::new("io-errors");
+    let cases = [
+        (dir.path().to_path_buf(), "directory"),
+        (dir.file("missing/sub/q.lifo"), "does not exist"),
+    ];
+    for (path, advice) in cases {
+        let err = FileDb::open(&path).unwrap_err();
+        assert!(matches!(err, DbError::Io { op: "open", .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&*path.to_string_lossy()), "{text}");
+        assert!(text.contains(advice), "{text}");
+        assert!(
+            !text.contains("os error"),
+            "the source is not repeated: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_storage_refuses_at_push_what_its_file_db_could_never_store() {
+    let dir = TempDir::new("limit-mismatch");
+    let opts = FileDbOptions::default().max_item_len(100);
+    let storage = Storage::builder()
+        .max_item_len(1 << 20)
+        .open_with(dir.file("q.lifo"), opts)
+        .unwrap();
+    let t = lifostore::CancelToken::new();
+    match storage.push(&t, vec![0u8; 101]) {
+        Err(Error::ItemTooLarge { len: 101, max: 100 }) => {}
+        other => panic!("expected ItemTooLarge from push, got {other:?}"),
+    }
+    storage.push(&t, vec![1u8; 100]).unwrap();
+    storage.flush(&t).unwrap();
+    assert_eq!(storage.db().len().unwrap(), 1);
+    storage.close().unwrap();
 }

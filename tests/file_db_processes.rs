@@ -100,7 +100,8 @@ fn blocked_pop_sees_items_another_handle_flushed() {
     let storage = Arc::new(
         Storage::builder()
             .shared_poll_interval(Duration::from_millis(20))
-            .build(FileDb::open(&path).unwrap()),
+            .build(FileDb::open(&path).unwrap())
+            .unwrap(),
     );
     let other = FileDb::open(&path).unwrap(); // a second handle, as another process would have
     let waiter = {

@@ -203,8 +203,13 @@ impl<D: Db + 'static> StorageBuilder<D> {
     /// Fails with [`Error::FlusherUnavailable`] if the OS refuses to start the thread; `db`
     /// is dropped then.
     pub fn build(self, db: D) -> Result<Storage<D>, Error> {
+        let mut config = self.config();
+        // Never accept an item the Db states it could not store: it would fail every batch.
+        if let Some(limit) = db.max_item_len() {
+            config.max_item_len = config.max_item_len.min(limit);
+        }
         let db = Arc::new(db);
-        let core = Arc::new(Core::new(self.config(), Arc::clone(&db) as Arc<dyn Db>));
+        let core = Arc::new(Core::new(config, Arc::clone(&db) as Arc<dyn Db>));
         let thread_core = Arc::clone(&core);
         let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {
             flusher::run(thread_core)

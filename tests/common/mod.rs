@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (each test file is its own crate and uses a part).
 #![allow(dead_code)]
 
+pub mod crash;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,6 +82,10 @@ impl TempDir {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
