@@ -8,16 +8,7 @@ use lifostore::testing::FaultyDb;
 use lifostore::{CancelToken, Db, DbError, Error, MemDb, Storage};
 
 mod common;
-
-/// Runs `f` on its own thread; fails the test instead of hanging if it takes over `limit`.
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("hung for more than {limit:?}"))
-}
+use common::{wait_until_blocked, within};
 
 /// How long `close` keeps retrying a Db that is down, for a builder configured by `configure`.
 fn close_wait(
@@ -93,7 +84,7 @@ fn try_pop_on_an_empty_storage_does_not_wait_for_a_push() {
         let (s, t) = (storage.clone(), t.clone());
         std::thread::spawn(move || s.pop(&t))
     };
-    common::wait_until_blocked(&t);
+    wait_until_blocked(&t);
     let s = storage.clone();
     assert_eq!(
         within(Duration::from_secs(10), move || s.try_pop()).unwrap(),

@@ -1,84 +1,21 @@
-//! One test (or a few) per numbered promise of CONTRACT.md, on real threads.
+//! One test (or a few) per numbered promise of docs/CONTRACT.md, on real threads; test names
+//! start with the promise's number (`p1_` .. `p8_`). docs/CONTRACT.md maps every promise to
+//! the tests that check it, here and in the other files.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lifostore::{CancelToken, Db, DbError, Error, MemDb, PushBatchError, Storage};
+use lifostore::testing::{FaultyDb, INJECTED_FAILURE, StampedDb};
+use lifostore::{CancelToken, Db, DbError, Error, MemDb, Storage};
 
 mod common;
-
-fn item(i: u64) -> Vec<u8> {
-    i.to_le_bytes().to_vec()
-}
-
-fn id(bytes: &[u8]) -> u64 {
-    u64::from_le_bytes(bytes.try_into().expect("8-byte test item"))
-}
-
-/// A MemDb that records when each item arrived, and can be switched to fail.
-#[derive(Default)]
-struct TestDb {
-    inner: MemDb,
-    arrivals: Mutex<Vec<(u64, Instant)>>,
-    down: AtomicBool,
-    /// Fail every call whose number is odd (half the calls) when set.
-    flaky: AtomicBool,
-    calls: AtomicU64,
-}
-
-impl TestDb {
-    fn check(&self) -> Result<(), DbError> {
-        let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        if self.down.load(Ordering::Relaxed) {
-            return Err(DbError::msg("test db is down"));
-        }
-        if self.flaky.load(Ordering::Relaxed) && n % 2 == 1 {
-            return Err(DbError::msg("test db flaked"));
-        }
-        Ok(())
-    }
-}
-
-impl Db for TestDb {
-    fn push(&self, data: &[u8]) -> Result<(), DbError> {
-        self.push_batch(&[data]).map_err(|e| e.source)
-    }
-    fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
-        self.check()?;
-        self.inner.pop()
-    }
-    fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
-        // A flaky batch stores half of its items, then fails: the storage must keep the rest.
-        let stored = if self.flaky.load(Ordering::Relaxed) {
-            items.len() / 2
-        } else {
-            0
-        };
-        if let Err(source) = self.check() {
-            self.inner.push_batch(&items[..stored])?;
-            self.stamp(&items[..stored]);
-            return Err(PushBatchError { stored, source });
-        }
-        self.inner.push_batch(items)?;
-        self.stamp(items);
-        Ok(())
-    }
-}
-
-impl TestDb {
-    fn stamp(&self, items: &[&[u8]]) {
-        let now = Instant::now();
-        let mut a = self.arrivals.lock().unwrap();
-        a.extend(items.iter().filter(|i| i.len() == 8).map(|i| (id(i), now)));
-    }
-}
+use common::{id_of, item, wait_until_blocked, wait_until_blocked_n};
 
 fn drain(storage: &Storage<impl Db>) -> Vec<u64> {
     let mut out = Vec::new();
     while let Some(x) = storage.try_pop().unwrap() {
-        out.push(id(&x));
+        out.push(id_of(&x));
     }
     out
 }
@@ -117,7 +54,7 @@ fn p1_newest_first_with_a_batch_in_flight() {
     while s.stats().in_flight_items == 0 {
         std::thread::yield_now();
     }
-    assert_eq!(id(&s.pop(&t).unwrap()), 2);
+    assert_eq!(id_of(&s.pop(&t).unwrap()), 2);
     flusher.join().unwrap().unwrap();
     s.push(&t, item(3)).unwrap();
     assert_eq!(drain(&s), vec![3, 1, 0, 100]);
@@ -151,7 +88,7 @@ fn p2_many_threads_every_item_exactly_once_and_close_keeps_the_rest() {
                 let t = CancelToken::new();
                 for _ in 0..400 {
                     let x = s.pop(&t).unwrap();
-                    popped.lock().unwrap().push(id(&x));
+                    popped.lock().unwrap().push(id_of(&x));
                 }
             });
         }
@@ -159,7 +96,7 @@ fn p2_many_threads_every_item_exactly_once_and_close_keeps_the_rest() {
     s.close().unwrap();
     let mut all: Vec<u64> = popped.lock().unwrap().clone();
     assert_eq!(all.len(), 1200);
-    all.extend(s.db().snapshot().iter().map(|x| id(x)));
+    all.extend(s.db().snapshot().iter().map(|x| id_of(x)));
     let unique: HashSet<u64> = all.iter().copied().collect();
     assert_eq!(unique.len(), all.len(), "an item came out twice");
     let pushed: HashSet<u64> = (0..4)
@@ -190,7 +127,7 @@ fn p3_every_unpopped_item_reaches_the_db_within_the_window_under_load() {
     let s = Arc::new(
         Storage::builder()
             .max_unflushed_age(window)
-            .build(TestDb::default())
+            .build(StampedDb::new(MemDb::new()))
             .unwrap(),
     );
     let pushed_at = Mutex::new(Vec::new());
@@ -212,8 +149,12 @@ fn p3_every_unpopped_item_reaches_the_db_within_the_window_under_load() {
     });
     // Wait a window for the last items, without popping anything.
     std::thread::sleep(window + Duration::from_millis(50));
-    let arrivals: std::collections::HashMap<u64, Instant> =
-        s.db().arrivals.lock().unwrap().iter().copied().collect();
+    let arrivals: std::collections::HashMap<u64, Instant> = s
+        .db()
+        .arrivals()
+        .iter()
+        .map(|(x, at)| (id_of(x), *at))
+        .collect();
     let pushed = pushed_at.lock().unwrap();
     let mut worst = Duration::ZERO;
     for (i, at) in pushed.iter() {
@@ -273,9 +214,9 @@ fn p4_pop_calls_the_db_only_when_memory_holds_nothing_newer() {
     s.push(&t, item(1)).unwrap();
     s.flush(&t).unwrap();
     s.push(&t, item(2)).unwrap();
-    assert_eq!(id(&s.pop(&t).unwrap()), 2);
+    assert_eq!(id_of(&s.pop(&t).unwrap()), 2);
     assert_eq!(s.db().calls().pop_calls, 0);
-    assert_eq!(id(&s.pop(&t).unwrap()), 1);
+    assert_eq!(id_of(&s.pop(&t).unwrap()), 1);
     assert_eq!(s.db().calls().pop_calls, 1);
     // Once the Db said "empty", pops on an empty storage stop asking it.
     assert_eq!(s.try_pop().unwrap(), None);
@@ -305,7 +246,7 @@ fn p5_full_buffer_blocks_push_until_its_deadline_and_stores_nothing() {
     assert!(started.elapsed() >= Duration::from_millis(45));
     assert!(s.stats().buffered_items <= 4);
     s.close().unwrap();
-    let mut left: Vec<u64> = s.db().snapshot().iter().map(|x| id(x)).collect();
+    let mut left: Vec<u64> = s.db().snapshot().iter().map(|x| id_of(x)).collect();
     left.sort();
     assert_eq!(
         left,
@@ -356,9 +297,14 @@ fn p6_a_db_failing_half_its_calls_loses_nothing() {
     let s = Storage::builder()
         .max_unflushed_age(Duration::from_millis(50))
         .max_batch(64)
-        .build(TestDb::default())
+        // A third of the calls fail; half the batch writes store their first half, then fail:
+        // the storage must keep exactly the rest.
+        .build(
+            FaultyDb::new(MemDb::new(), 6)
+                .fail_rate(0.3)
+                .half_batch_rate(0.5),
+        )
         .unwrap();
-    s.db().flaky.store(true, Ordering::Relaxed);
     let t = CancelToken::new();
     for i in 0..2000 {
         s.push(&t, item(i)).unwrap();
@@ -373,7 +319,7 @@ fn p6_a_db_failing_half_its_calls_loses_nothing() {
     let mut popped = Vec::new();
     loop {
         match s.try_pop() {
-            Ok(Some(x)) => popped.push(id(&x)),
+            Ok(Some(x)) => popped.push(id_of(&x)),
             Ok(None) => break,
             Err(Error::Db(_)) => continue, // a failed pop takes nothing; try again
             Err(e) => panic!("{e}"),
@@ -388,19 +334,19 @@ fn p6_push_is_refused_once_the_db_has_failed_for_a_window() {
     let s = Storage::builder()
         .max_unflushed_age(window)
         .close_timeout(Duration::from_secs(5))
-        .build(TestDb::default())
+        .build(FaultyDb::new(MemDb::new(), 1))
         .unwrap();
-    s.db().down.store(true, Ordering::Relaxed);
+    s.db().set_down(true);
     let t = CancelToken::new();
     s.push(&t, item(1)).unwrap();
     std::thread::sleep(window + Duration::from_millis(50));
     match s.push(&t, item(2)) {
-        Err(Error::Db(e)) => assert!(common::error_chain(&e).contains("down"), "{e}"),
+        Err(Error::Db(e)) => assert!(common::error_chain(&e).contains(INJECTED_FAILURE), "{e}"),
         other => panic!("expected a Db error, got {other:?}"),
     }
-    s.db().down.store(false, Ordering::Relaxed);
+    s.db().set_down(false);
     s.close().unwrap();
-    let left: Vec<u64> = s.db().inner.snapshot().iter().map(|x| id(x)).collect();
+    let left: Vec<u64> = s.db().inner().snapshot().iter().map(|x| id_of(x)).collect();
     assert_eq!(left, vec![1], "item 1 kept, item 2 never stored");
 }
 
@@ -423,7 +369,7 @@ fn p7_ended_tokens_have_no_side_effect() {
     assert!(matches!(s.pop(&expired), Err(Error::DeadlineExceeded)));
     assert!(matches!(s.flush(&cancelled), Err(Error::Cancelled)));
     assert_eq!(s.stats().pushes, 1);
-    assert_eq!(id(&s.pop(&live).unwrap()), 1);
+    assert_eq!(id_of(&s.pop(&live).unwrap()), 1);
     assert_eq!(s.try_pop().unwrap(), None);
 }
 
@@ -438,7 +384,7 @@ fn p7_blocked_pop_wakes_promptly_on_cancel_and_on_deadline() {
             (r, Instant::now())
         })
     };
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until_blocked(&t);
     let cancelled_at = Instant::now();
     t.cancel();
     let (r, woke_at) = waiter.join().unwrap();
@@ -468,7 +414,7 @@ fn p7_parent_cancel_wakes_a_pop_blocked_on_a_child_token() {
         let s = s.clone();
         std::thread::spawn(move || s.pop(&child))
     };
-    std::thread::sleep(Duration::from_millis(30));
+    wait_until_blocked(&root); // a blocked call registers on its token's ancestors too
     root.cancel();
     assert!(matches!(waiter.join().unwrap(), Err(Error::Cancelled)));
     assert_eq!(
@@ -488,9 +434,12 @@ fn p7_blocked_pop_takes_a_push_and_close_wakes_the_rest() {
             std::thread::spawn(move || s.pop(&t))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(30));
+    wait_until_blocked_n(&t, 3);
     s.push(&t, item(7)).unwrap();
-    std::thread::sleep(Duration::from_millis(30));
+    // One of them takes it (a state to reach, not an event anyone signals).
+    while s.stats().pops == 0 {
+        std::thread::yield_now();
+    }
     s.close().unwrap();
     let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
     let got: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -555,7 +504,7 @@ fn p4_a_crowd_of_poppers_makes_about_one_db_call_per_item() {
                 let (s, t) = (&s, &t);
                 scope.spawn(move || {
                     let short = t.with_timeout(Duration::from_millis(300));
-                    s.pop(&short).ok().map(|x| id(&x))
+                    s.pop(&short).ok().map(|x| id_of(&x))
                 })
             })
             .collect();

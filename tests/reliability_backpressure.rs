@@ -13,15 +13,7 @@ use lifostore::testing::{FaultyDb, StampedDb};
 use lifostore::{CancelToken, Error, MemDb, Storage};
 
 mod common;
-use common::sorted_ids;
-
-fn item(i: u64) -> Vec<u8> {
-    i.to_le_bytes().to_vec()
-}
-
-fn id_of(item: &[u8]) -> u64 {
-    u64::from_le_bytes(item.try_into().expect("8-byte item"))
-}
+use common::{id_of, item, sorted_ids, wait_until_blocked};
 
 #[test]
 fn buffered_items_never_exceed_the_capacity_and_pushes_wait_for_room() {
@@ -91,12 +83,13 @@ fn full_storage() -> Storage<FaultyDb<MemDb>> {
 fn a_blocked_push_unblocks_when_a_pop_makes_room() {
     let storage = full_storage();
     let popped_at = Mutex::new(None);
+    let t = CancelToken::new();
     std::thread::scope(|s| {
         let pusher = s.spawn(|| {
-            let r = storage.push(&CancelToken::new(), item(3));
+            let r = storage.push(&t, item(3));
             (r, Instant::now())
         });
-        std::thread::sleep(Duration::from_millis(50));
+        wait_until_blocked(&t);
         assert!(!pusher.is_finished(), "push did not block on a full buffer");
         assert_eq!(storage.try_pop().unwrap(), Some(item(2)));
         *popped_at.lock().unwrap() = Some(Instant::now());
@@ -119,7 +112,7 @@ fn a_blocked_push_returns_its_tokens_reason_and_stores_nothing() {
     let t = CancelToken::new();
     std::thread::scope(|s| {
         let pusher = s.spawn(|| storage.push(&t, item(3)));
-        std::thread::sleep(Duration::from_millis(30));
+        wait_until_blocked(&t);
         assert!(!pusher.is_finished(), "push did not block on a full buffer");
         t.cancel();
         assert!(matches!(pusher.join().unwrap(), Err(Error::Cancelled)));
@@ -137,7 +130,7 @@ fn a_blocked_push_returns_its_tokens_reason_and_stores_nothing() {
     let child = root.child().with_timeout(Duration::from_secs(60));
     std::thread::scope(|s| {
         let pusher = s.spawn(|| storage.push(&child, item(5)));
-        std::thread::sleep(Duration::from_millis(20));
+        wait_until_blocked(&root);
         root.cancel();
         assert!(matches!(pusher.join().unwrap(), Err(Error::Cancelled)));
     });

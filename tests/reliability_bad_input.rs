@@ -10,30 +10,7 @@ use lifostore::testing::{FaultyDb, INJECTED_PANIC, quiet_injected_panics};
 use lifostore::{CancelReason, CancelToken, Db, DbError, Error, FileDb, MemDb, Storage};
 
 mod common;
-use common::{TempDir, sorted_ids};
-
-fn item(i: u64) -> Vec<u8> {
-    i.to_le_bytes().to_vec()
-}
-
-/// Runs `f` on its own thread and fails the test if it does not finish within `limit`: a hang
-/// fails the test instead of blocking CI.
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("hung for more than {limit:?}"))
-}
-
-fn wait_until_blocked(token: &CancelToken) {
-    let until = Instant::now() + Duration::from_secs(5);
-    while lifostore::testing::registrations(token) == 0 {
-        assert!(Instant::now() < until, "the call never blocked");
-        std::thread::sleep(Duration::from_micros(100));
-    }
-}
+use common::{TempDir, item, sorted_ids, wait_until_blocked, within};
 
 fn check_zero_length_and_max_len<D: Db + 'static>(storage: Storage<D>, max: usize) {
     let t = CancelToken::new();
@@ -195,7 +172,17 @@ fn close_wakes_every_blocked_caller_with_closed_and_nothing_hangs() {
             }
         }));
     }
-    std::thread::sleep(Duration::from_millis(50));
+    // Every waiter blocked (registered on its token) or already done (a push may find room
+    // once the flusher wrote item 1).
+    let until = Instant::now() + Duration::from_secs(5);
+    while !tokens
+        .iter()
+        .zip(&waiters)
+        .all(|(token, w)| lifostore::testing::registrations(token) > 0 || w.is_finished())
+    {
+        assert!(Instant::now() < until, "the waiters never blocked");
+        std::thread::sleep(Duration::from_micros(50));
+    }
     let (e, f) = (empty.clone(), full.clone());
     within(Duration::from_secs(10), move || {
         e.close().unwrap();

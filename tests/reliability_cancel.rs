@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use lifostore::testing::FaultyDb;
 use lifostore::{CancelToken, Error, MemDb, Storage};
 
+mod common;
+use common::blocked_within;
+
 const TRIALS: usize = 1000;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -28,18 +31,6 @@ fn summary(name: &str, lat: &mut [Duration]) -> (Duration, Duration) {
         lat[lat.len() - 1]
     );
     (p50, p99)
-}
-
-/// Spins (with short sleeps) until a call is blocked on `token`; false if `limit` passed first.
-fn wait_until_blocked(token: &CancelToken, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
-    while lifostore::testing::registrations(token) == 0 {
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_micros(50));
-    }
-    true
 }
 
 /// Runs `trials` of: hand a token to a waiter blocked in `call`, end it, measure the wake-up.
@@ -74,7 +65,7 @@ where
             } else {
                 let token = parent.child();
                 to_waiter.send(token.clone()).unwrap();
-                if !wait_until_blocked(&token, Duration::from_secs(5)) {
+                if !blocked_within(&token, Duration::from_secs(5)) {
                     skipped += 1;
                 }
                 let at = Instant::now();
@@ -144,9 +135,9 @@ fn a_cancelled_pop_leaves_the_next_push_for_the_next_pop() {
         let popper = s.spawn(|| storage.pop(&live));
         let waiters: Vec<_> = doomed.iter().map(|t| s.spawn(|| storage.pop(t))).collect();
         for t in &doomed {
-            assert!(wait_until_blocked(t, Duration::from_secs(5)));
+            assert!(blocked_within(t, Duration::from_secs(5)));
         }
-        assert!(wait_until_blocked(&live, Duration::from_secs(5)));
+        assert!(blocked_within(&live, Duration::from_secs(5)));
         for t in &doomed {
             t.cancel();
         }

@@ -20,7 +20,7 @@ use lifostore::testing::{FaultyDb, quiet_injected_panics};
 use lifostore::{CancelToken, Db, Error, FileDb, MemDb, Storage};
 
 mod common;
-use common::{Rng, TempDir};
+use common::{Rng, TempDir, id_of};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -43,10 +43,6 @@ struct Event {
     op: Op,
     start: Instant,
     end: Instant,
-}
-
-fn id_of(item: &[u8]) -> u64 {
-    u64::from_le_bytes(item.try_into().expect("8-byte item"))
 }
 
 /// Runs `threads` workers doing `ops` random operations each; returns the log.

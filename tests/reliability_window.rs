@@ -15,15 +15,7 @@ use lifostore::testing::{FaultyDb, INJECTED_FAILURE, StampedDb};
 use lifostore::{CancelToken, Error, MemDb, Storage};
 
 mod common;
-use common::sorted_ids;
-
-fn item(i: u64) -> Vec<u8> {
-    i.to_le_bytes().to_vec()
-}
-
-fn id_of(item: &[u8]) -> u64 {
-    u64::from_le_bytes(item.try_into().expect("8-byte item"))
-}
+use common::{id_of, item, sorted_ids};
 
 /// Waits up to `limit` for `cond`, checking every few milliseconds (a test-side observer; the
 /// library itself never polls).

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use lifostore::testing::{FaultyDb, StampedDb, quiet_injected_panics};
 use lifostore::{CancelToken, Error, MemDb, Storage};
 
-fn id_of(item: &[u8]) -> u64 {
-    u64::from_le_bytes(item.try_into().expect("8-byte item"))
-}
+mod common;
+use common::id_of;
 
 #[test]
 #[ignore = "soak: 60 s, run on demand"]

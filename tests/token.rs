@@ -54,6 +54,8 @@ fn first_reason_wins_and_never_changes() {
     t.cancel();
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(t.reason(), Some(CancelReason::Cancelled));
+    t.cancel(); // again, after the deadline passed: the first end stays
+    assert_eq!(t.reason(), Some(CancelReason::Cancelled));
 
     let d = CancelToken::new().with_deadline(Instant::now());
     assert_eq!(d.reason(), Some(CancelReason::DeadlineExceeded));

@@ -1,24 +1,31 @@
-//! loom models: lifostore's stack, flusher hand-off and tokens under every interleaving loom
-//! explores. Run with:
+//! loom models: lifostore's engine state, flusher hand-off and tokens under every interleaving
+//! loom explores. Run with:
 //!
 //! ```text
 //! RUSTFLAGS="--cfg lifostore_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p loom-tests --release
 //! ```
 //!
-//! Under `--cfg lifostore_loom` lifostore's `sync` shim swaps in loom's mutex, condvar, atomics and
-//! threads, so the code checked here is the code that ships. loom has no clock: timed waits
-//! are plain waits, so the background flusher only acts when notified (close), and models
-//! drive writes explicitly with `flush` - the flusher hand-off is the writer role that
-//! `flush` and the flusher share. Each model uses at most 4 threads (including the flusher).
+//! Under `--cfg lifostore_loom` lifostore's `sync` shim swaps in loom's mutex, condvar, atomics
+//! and threads, so the code checked here is the code that ships (MemDb included: its lock is
+//! the shim's too). loom has no clock: timed waits are plain waits, so the background flusher
+//! only acts when notified (close), and models drive writes explicitly with `flush` - the
+//! flusher hand-off is the writer role that `flush` and the flusher share. Each model uses at
+//! most 4 threads (including the flusher). loom-tests/README.md lists the mutants each model
+//! kills.
 #![cfg(lifostore_loom)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use lifostore::{CancelReason, CancelToken, Error, MemDb, Storage};
+use lifostore::testing::registrations;
+use lifostore::{CancelReason, CancelToken, Db, Error, MemDb, Storage};
 
 fn storage() -> Arc<Storage<MemDb>> {
-    Arc::new(Storage::new(MemDb::new()).unwrap())
+    storage_over(MemDb::new())
+}
+
+fn storage_over(db: MemDb) -> Arc<Storage<MemDb>> {
+    Arc::new(Storage::new(db).unwrap())
 }
 
 /// A model thread blocked in `pop` on `s` with `token`.
@@ -30,25 +37,103 @@ fn spawn_pop(
     loom::thread::spawn(move || s.pop(&token))
 }
 
-/// Items already pushed are popped newest first while a flush races the pops: the pops must
-/// see the in-flight batch in LIFO order, never skip it, never take an item the Db keeps.
+/// A model thread running `flush` on `s`.
+fn spawn_flush(s: &Arc<Storage<MemDb>>) -> loom::thread::JoinHandle<()> {
+    let s = s.clone();
+    loom::thread::spawn(move || s.flush(&CancelToken::new()).unwrap())
+}
+
+/// Items already pushed are popped newest first while a flush races the pops, over a Db that
+/// already holds an older item: the pops must wait for the in-flight batch (never take the
+/// older Db item first), never skip it, never take an item the Db keeps.
 #[test]
 fn pops_racing_a_flush_are_lifo_and_exactly_once() {
     loom::model(|| {
-        let s = storage();
+        let db = MemDb::new();
+        db.push(&[0]).unwrap(); // older than anything pushed below
+        let s = storage_over(db);
         let t = CancelToken::new();
         for i in 1..=3u8 {
             s.push(&t, vec![i]).unwrap();
         }
-        let flusher = {
-            let (s, t) = (s.clone(), t.clone());
-            loom::thread::spawn(move || s.flush(&t).unwrap())
-        };
-        let got: Vec<u8> = (0..3).map(|_| s.pop(&t).unwrap()[0]).collect();
+        let flusher = spawn_flush(&s);
+        let got: Vec<u8> = (0..4).map(|_| s.pop(&t).unwrap()[0]).collect();
         flusher.join().unwrap();
-        assert_eq!(got, vec![3, 2, 1]);
+        assert_eq!(got, vec![3, 2, 1, 0]);
         assert!(s.db().is_empty(), "a popped item stayed in the Db");
         s.close().unwrap();
+    });
+}
+
+/// A `try_pop` whose Db call finds the Db empty races a push and a flush that land an item:
+/// the storage must not conclude "the Db is empty" from the stale answer, so the item can
+/// still be popped afterwards.
+#[test]
+fn a_db_pop_racing_a_landing_batch_never_hides_it() {
+    loom::model(|| {
+        let s = storage();
+        let writer = {
+            let s = s.clone();
+            loom::thread::spawn(move || {
+                s.push(&CancelToken::new(), vec![1]).unwrap();
+                s.flush(&CancelToken::new()).unwrap();
+            })
+        };
+        let first = s.try_pop().unwrap();
+        writer.join().unwrap();
+        let second = s.try_pop().unwrap();
+        let got: Vec<Vec<u8>> = first.into_iter().chain(second).collect();
+        assert_eq!(
+            got,
+            vec![vec![1]],
+            "the flushed item was hidden or duplicated"
+        );
+        s.close().unwrap();
+    });
+}
+
+/// Two flushes at once: each returns only when the items pushed before it are in the Db, even
+/// when the other one is writing them.
+#[test]
+fn flush_returns_only_once_its_items_are_in_the_db() {
+    loom::model(|| {
+        let s = storage();
+        let t = CancelToken::new();
+        s.push(&t, vec![1]).unwrap();
+        s.push(&t, vec![2]).unwrap();
+        let other = spawn_flush(&s);
+        s.flush(&t).unwrap();
+        assert_eq!(
+            s.db().len(),
+            2,
+            "flush returned before its items were in the Db"
+        );
+        other.join().unwrap();
+        s.close().unwrap();
+    });
+}
+
+/// `close` while a flush is writing: close returns only once that batch has landed.
+#[test]
+fn close_waits_for_a_batch_in_flight() {
+    loom::model(|| {
+        let s = storage();
+        s.push(&CancelToken::new(), vec![1]).unwrap();
+        let flusher = {
+            let s = s.clone();
+            loom::thread::spawn(move || s.flush(&CancelToken::new()))
+        };
+        s.close().unwrap();
+        assert_eq!(
+            s.db().len(),
+            1,
+            "close returned before the batch in flight landed"
+        );
+        // The flush ran first (Ok) or found the storage closed (close wrote the item).
+        assert!(matches!(
+            flusher.join().unwrap(),
+            Ok(()) | Err(Error::Closed)
+        ));
     });
 }
 
@@ -64,10 +149,7 @@ fn concurrent_push_pop_flush_keeps_every_item_once() {
             let (s, t) = (s.clone(), t.clone());
             loom::thread::spawn(move || s.push(&t, vec![2]).unwrap())
         };
-        let flusher = {
-            let (s, t) = (s.clone(), t.clone());
-            loom::thread::spawn(move || s.flush(&t).unwrap())
-        };
+        let flusher = spawn_flush(&s);
         let first = s.pop(&t).unwrap()[0];
         pusher.join().unwrap();
         flusher.join().unwrap();
@@ -89,7 +171,7 @@ fn blocked_pop_wakes_on_push() {
         let popper = spawn_pop(&s, &t);
         s.push(&t, vec![7]).unwrap();
         assert_eq!(popper.join().unwrap().unwrap(), vec![7]);
-        assert_eq!(lifostore::testing::registrations(&t), 0);
+        assert_eq!(registrations(&t), 0);
         s.close().unwrap();
     });
 }
@@ -105,8 +187,8 @@ fn blocked_pop_wakes_on_cancel() {
         let popper = spawn_pop(&s, &child);
         root.cancel();
         assert!(matches!(popper.join().unwrap(), Err(Error::Cancelled)));
-        assert_eq!(lifostore::testing::registrations(&root), 0);
-        assert_eq!(lifostore::testing::registrations(&child), 0);
+        assert_eq!(registrations(&root), 0);
+        assert_eq!(registrations(&child), 0);
         s.close().unwrap();
     });
 }
@@ -120,7 +202,7 @@ fn close_wakes_a_blocked_pop() {
         let popper = spawn_pop(&s, &t);
         s.close().unwrap();
         assert!(matches!(popper.join().unwrap(), Err(Error::Closed)));
-        assert_eq!(lifostore::testing::registrations(&t), 0);
+        assert_eq!(registrations(&t), 0);
     });
 }
 
@@ -142,7 +224,7 @@ fn cancel_racing_push_and_pop_loses_nothing() {
             (false, Err(Error::Cancelled), None) => {}
             other => panic!("item lost or duplicated: {other:?}"),
         }
-        assert_eq!(lifostore::testing::registrations(&t), 0);
+        assert_eq!(registrations(&t), 0);
         s.close().unwrap();
     });
 }

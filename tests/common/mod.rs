@@ -29,6 +29,26 @@ pub fn wait_until_blocked(token: &CancelToken) {
     );
 }
 
+/// Runs `f` on its own thread and fails the test if it does not finish within `limit`: a hang
+/// fails the test instead of blocking CI.
+pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("hung for more than {limit:?}"))
+}
+
+/// Waits until `n` calls are blocked on `token` (see [`wait_until_blocked`]); panics after 5 s.
+pub fn wait_until_blocked_n(token: &CancelToken, n: usize) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while lifostore::testing::registrations(token) < n {
+        assert!(Instant::now() < until, "{n} calls never blocked");
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
 /// Like [`wait_until_blocked`], but returns false if `limit` passes first.
 pub fn blocked_within(token: &CancelToken, limit: Duration) -> bool {
     let until = Instant::now() + limit;
