@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (each test file is its own crate and uses a part).
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
