@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use lifostore::{CancelToken, Db, Storage};
 
 mod common;
-use common::{batch_rates, run_children};
+use common::{batch_rates, error_chain, run_children};
 
 /// Restart tests take this for writing; every other test for reading, so no test runs while
 /// its server is being restarted.
@@ -247,8 +247,16 @@ fn bad_url_fails_clearly(kind: &str) {
         "postgres" => lifostore::PostgresDb::open(url).map(|_| ()).unwrap_err(),
         _ => return,
     };
-    let text = err.to_string();
-    assert!(text.contains(kind), "{text}");
+    // The message says what to do; its source chain names the backend and the address.
+    let text = error_chain(&err);
+    assert!(
+        text.contains(kind) && text.contains("127.0.0.1:1"),
+        "{text:?}"
+    );
+    assert!(
+        !err.is_permanent(),
+        "an unreachable server may come back: {text}"
+    );
 }
 
 /// Figures, not assertions: Db-level batch push and pop rates for 100-byte items.

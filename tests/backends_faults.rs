@@ -247,3 +247,4 @@ macro_rules! fault_tests {
 }
 
 fault_tests!("redis", redis, "redis", "LIFOSTORE_REDIS_URL");
+fault_tests!("postgres", postgres, "postgres", "LIFOSTORE_POSTGRES_URL");

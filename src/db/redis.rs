@@ -1,11 +1,15 @@
 //! [`RedisDb`]: a Redis list as the stack (feature `redis`), with retries that a lost reply
 //! cannot turn into duplicates or losses.
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use crate::db::{Db, DbError, PushBatchError};
 use crate::sync::Mutex;
+
+// Shared with the PostgreSQL backend, which uses this copy when both are compiled.
+#[path = "lost_reply.rs"]
+pub(crate) mod lost_reply;
+use lost_reply::{InDoubt, client_id};
 
 /// How long connecting, reading and writing may take before a call fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -16,9 +20,6 @@ const MAX_ITEM_LEN: usize = 512 << 20;
 /// How long the server keeps a client's markers and its last popped batch after its last call:
 /// a retry after a lost reply must come within this time to be recognised.
 const MARKER_TTL_SECS: u64 = 24 * 3600;
-
-/// Most in-doubt attempts remembered for one unacknowledged batch (each failed retry adds one).
-const MAX_ATTEMPTS: usize = 16;
 
 /// Push: `LPUSH` the items, skipping the leading ones an earlier attempt of this client already
 /// stored. KEYS: list, client hash. ARGV: batch id, ttl, attempt count, (attempt id, stored)
@@ -123,49 +124,12 @@ pub struct RedisDb {
 struct Session {
     conn: Option<redis::Connection>,
     /// Last batch id used.
-    batch: u64,
+    batch: i64,
     /// A batch whose push failed after it may have reached the server.
     in_doubt: Option<InDoubt>,
     /// Last pop sequence number used, and the last one whose reply arrived.
-    pop_seq: u64,
-    pop_acked: u64,
-}
-
-/// The items of a push that may have been stored, and every attempt that may have stored a
-/// leading part of them: (batch id, how many of `items` from the oldest it stored).
-struct InDoubt {
-    items: Vec<Vec<u8>>,
-    attempts: Vec<(u64, usize)>,
-}
-
-impl InDoubt {
-    /// The attempts that apply to `items`: each stored at most the part of its items that
-    /// `items` starts with.
-    fn attempts_for(&self, items: &[&[u8]]) -> Vec<(u64, usize)> {
-        let common = self
-            .items
-            .iter()
-            .zip(items)
-            .take_while(|(a, b)| a.as_slice() == **b)
-            .count();
-        self.attempts
-            .iter()
-            .map(|&(id, stored)| (id, stored.min(common)))
-            .filter(|&(_, stored)| stored > 0)
-            .collect()
-    }
-
-    /// After attempt `id` of `items` failed in doubt, with `attempts` the earlier ones.
-    fn after(mut attempts: Vec<(u64, usize)>, id: u64, items: &[&[u8]]) -> InDoubt {
-        attempts.push((id, items.len()));
-        if attempts.len() > MAX_ATTEMPTS {
-            attempts.remove(0);
-        }
-        InDoubt {
-            items: items.iter().map(|i| i.to_vec()).collect(),
-            attempts,
-        }
-    }
+    pop_seq: i64,
+    pop_acked: i64,
 }
 
 impl std::fmt::Debug for RedisDb {
@@ -177,44 +141,32 @@ impl std::fmt::Debug for RedisDb {
     }
 }
 
-fn db_error(url_or_key: &str, err: redis::RedisError) -> DbError {
+fn db_error(context: &str, err: redis::RedisError) -> DbError {
     if err.code() == Some("WRONGTYPE") {
         return DbError::Rejected {
-            reason: format!("redis key {url_or_key} holds a value that is not a list ({err})"),
+            reason: format!("redis: {context}: the key holds a value that is not a list ({err})"),
         };
     }
     DbError::Other(std::sync::Arc::new(RedisFailure {
-        context: url_or_key.to_string(),
+        context: context.to_string(),
         source: err,
     }))
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("redis ({context}): {source}")]
+#[error("redis: {context}")]
 struct RedisFailure {
     context: String,
     #[source]
     source: redis::RedisError,
 }
 
-/// A random client id (std's hasher keys are random per process; the time and a counter make
-/// ids of one process differ).
-fn client_id() -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    format!("{:016x}", h.finish())
-}
-
 impl RedisDb {
     /// Connects to the server at `url` (`redis://host:port/db`); the list key is `lifostore`.
     pub fn open(url: &str) -> Result<Self, DbError> {
-        let client = redis::Client::open(url).map_err(|e| db_error(url, e))?;
-        let conn = connect(&client).map_err(|e| db_error(url, e))?;
+        let client =
+            redis::Client::open(url).map_err(|e| db_error(&format!("opening {url}"), e))?;
+        let conn = connect(&client).map_err(|e| db_error(&format!("connecting to {url}"), e))?;
         Ok(RedisDb {
             client,
             key: "lifostore".to_string(),
@@ -265,7 +217,10 @@ impl RedisDb {
         let conn = match session.conn.as_mut() {
             Some(c) => c,
             None => {
-                let c = connect(&self.client).map_err(|e| (db_error(&self.key, e), false))?;
+                let c = connect(&self.client).map_err(|e| {
+                    let context = format!("reconnecting for key {}", self.key);
+                    (db_error(&context, e), false)
+                })?;
                 session.conn.insert(c)
             }
         };
@@ -273,7 +228,7 @@ impl RedisDb {
             if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                 session.conn = None; // reconnect on the next call
             }
-            (db_error(&self.key, e), true)
+            (db_error(&format!("a call on key {}", self.key), e), true)
         })
     }
 
@@ -344,10 +299,7 @@ impl Db for RedisDb {
         let mut session = self.session.lock();
         session.batch += 1;
         let id = session.batch;
-        let attempts = session
-            .in_doubt
-            .as_ref()
-            .map_or_else(Vec::new, |d| d.attempts_for(items));
+        let attempts = InDoubt::attempts_for(session.in_doubt.as_ref(), items);
         let (hash, _) = self.client_keys();
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(PUSH_SCRIPT).arg(2).arg(&self.key).arg(&hash);
