@@ -107,11 +107,12 @@ struct PgFailure {
     source: postgres::Error,
 }
 
-/// A data exception (class 22, e.g. a value too long) or a program limit (class 54) is the
-/// server refusing the values for good: [`DbError::Rejected`]. Everything else may pass.
+/// A data exception (class 22, e.g. a value too long), an integrity constraint the values
+/// break (class 23, e.g. a CHECK on the table) or a program limit (class 54) is the server
+/// refusing the values for good: [`DbError::Rejected`]. Everything else may pass.
 fn db_error(context: &str, err: postgres::Error) -> DbError {
     let class = err.code().map(|c| &c.code()[..2]);
-    if matches!(class, Some("22" | "54")) {
+    if matches!(class, Some("22" | "23" | "54")) {
         return DbError::Rejected {
             reason: format!("postgres: {context}: {err}"),
         };

@@ -14,8 +14,9 @@ use lost_reply::{InDoubt, client_id};
 /// How long connecting, reading and writing may take before a call fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Redis's largest bulk string (`proto-max-bulk-len`, 512 MB by default).
-const MAX_ITEM_LEN: usize = 512 << 20;
+/// Redis's largest bulk string by default (`proto-max-bulk-len`, 512 MB): the item limit when
+/// the server does not tell its own (`CONFIG GET` may be disabled).
+const DEFAULT_MAX_ITEM_LEN: usize = 512 << 20;
 
 /// How long the server keeps a client's markers and its last popped batch after its last call:
 /// a retry after a lost reply must come within this time to be recognised.
@@ -117,6 +118,8 @@ pub struct RedisDb {
     client: redis::Client,
     key: String,
     id: String,
+    /// The server's `proto-max-bulk-len`, read at open.
+    max_item_len: usize,
     session: Mutex<Session>,
 }
 
@@ -166,11 +169,13 @@ impl RedisDb {
     pub fn open(url: &str) -> Result<Self, DbError> {
         let client =
             redis::Client::open(url).map_err(|e| db_error(&format!("opening {url}"), e))?;
-        let conn = connect(&client).map_err(|e| db_error(&format!("connecting to {url}"), e))?;
+        let mut conn =
+            connect(&client).map_err(|e| db_error(&format!("connecting to {url}"), e))?;
         Ok(RedisDb {
             client,
             key: "lifostore".to_string(),
             id: client_id(),
+            max_item_len: server_max_item_len(&mut conn),
             session: Mutex::new(Session {
                 conn: Some(conn),
                 batch: 0,
@@ -266,6 +271,18 @@ impl RedisDb {
     }
 }
 
+/// The server's largest bulk string, or Redis's default when `CONFIG GET` is not allowed.
+fn server_max_item_len(conn: &mut redis::Connection) -> usize {
+    let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("proto-max-bulk-len")
+        .query(conn);
+    reply
+        .ok()
+        .and_then(|pair| pair.get(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(DEFAULT_MAX_ITEM_LEN)
+}
+
 fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
     let conn = client.get_connection_with_timeout(IO_TIMEOUT)?;
     conn.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -289,10 +306,10 @@ impl Db for RedisDb {
         if items.is_empty() {
             return Ok(());
         }
-        if let Some(big) = items.iter().find(|i| i.len() > MAX_ITEM_LEN) {
+        if let Some(big) = items.iter().find(|i| i.len() > self.max_item_len) {
             let source = DbError::ItemTooLarge {
                 len: big.len(),
-                max: MAX_ITEM_LEN,
+                max: self.max_item_len,
             };
             return Err(PushBatchError { stored: 0, source });
         }
@@ -333,8 +350,10 @@ impl Db for RedisDb {
         self.pop_script(&mut self.session.lock(), max, false)
     }
 
+    /// The server's `proto-max-bulk-len` as read at open (512 MB unless configured): Redis
+    /// refuses a longer value, and closes the connection.
     fn max_item_len(&self) -> Option<usize> {
-        Some(MAX_ITEM_LEN)
+        Some(self.max_item_len)
     }
 
     fn is_shared(&self) -> bool {
