@@ -19,7 +19,9 @@
 //! # }
 //! ```
 //!
-//! See the README for the promises, the design and the backends.
+//! The promises are in `docs/CONTRACT.md` (with the tests that check each); the README has
+//! the design and the backends. `lifostore::testing` (cargo feature `testing`) has
+//! fault-injecting Db wrappers for testing code built on lifostore.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -49,7 +49,9 @@ const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
 ///   by `close_timeout`) leaves every unpopped item in the Db.
 /// * **Bounded loss**: an unpopped item is in the Db at most `max_unflushed_age` after its
 ///   push returned, whenever the Db accepts writes. Items are written once three quarters of
-///   the window have passed; items popped before that never touch the Db.
+///   the window have passed, or earlier when the buffer is half full (which includes one
+///   slow-start write of the oldest 16 items when 128 or more are buffered before the Db's
+///   speed is known); items popped before that never touch the Db.
 /// * **Bounded memory**: at most `max_buffered_items` / `max_buffered_bytes` are held; a full
 ///   buffer makes the flusher write early and `push` block. The item capacity also shrinks to
 ///   what the Db can absorb in half a window at its measured speed, so a slow Db paces pushers.
@@ -167,7 +169,8 @@ impl<D> StorageBuilder<D> {
         self
     }
 
-    /// Largest item `push` accepts; default 64 MiB, at most `max_buffered_bytes`.
+    /// Largest item `push` accepts; default 64 MiB, at most `max_buffered_bytes` and at most
+    /// the Db's own limit ([`Db::max_item_len`]).
     pub fn max_item_len(mut self, n: usize) -> Self {
         self.max_item_len = Some(n);
         self
