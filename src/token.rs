@@ -259,7 +259,16 @@ impl CancelToken {
     }
 
     /// Why the token ended, or `None` while it is live. Once `Some`, it never changes.
+    #[inline]
     pub fn reason(&self) -> Option<CancelReason> {
+        // The hot path of every storage call: a root token with no deadline that has not been
+        // cancelled answers with one atomic load, without the call into `end`.
+        if self.node.parent.is_none()
+            && self.node.chain_deadline.is_none()
+            && !self.node.ended.load(Ordering::Acquire)
+        {
+            return None;
+        }
         self.node.end().map(|e| e.reason)
     }
 

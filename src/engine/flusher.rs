@@ -1,5 +1,6 @@
 //! The flusher thread's loop: sleep until the policy says write, take the writer role, repeat.
-//! It returns when the storage closes (`close` drains the rest on its own thread).
+//! It also ticks the coarse clock pushes stamp items with, while pushes come. It returns when
+//! the storage closes (`close` drains the rest on its own thread).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,11 +16,19 @@ pub(crate) fn run(core: Arc<Core>) {
         if state.is_closed() {
             return;
         }
-        match state.next(&core.cfg, Instant::now()) {
+        let now = Instant::now();
+        let tick = state.tick(&core.cfg, now);
+        match state.next(&core.cfg, now) {
             // A failure is recorded in the state (with its retry time) and reported to pushers
             // by `State::refusing`; the loop simply goes on.
             Next::Write(n) => state = write_batch(&core, state, n).0,
-            Next::Sleep(until) => state = core.flusher.wait_until(state, until),
+            Next::Sleep(until) => {
+                let until = match (until, tick) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                state = core.flusher.wait_until(state, until);
+            }
         }
     }
 }

@@ -434,20 +434,45 @@ impl<D> Storage<D> {
             });
         }
         live(token)?;
-        let mut waiter = Waiter::new(&self.core, token, &self.core.pushers);
         let mut state = self.core.state.lock();
+        if state.accepts(cfg, data.len()) {
+            // The common case, straight through: no waiter, no loop.
+            self.push_locked(&mut state, data, false);
+            return Ok(());
+        }
+        self.push_waiting(token, state, data)
+    }
+
+    /// Puts `data` on top and wakes whoever it concerns: a popper, and the flusher when the
+    /// buffer wants an early write or the coarse clock needs its ticks again.
+    fn push_locked(&self, state: &mut State, data: Vec<u8>, waited: bool) {
+        let clock_idle = state.push(data, waited);
+        if clock_idle || state.wants_early_write(&self.core.cfg) {
+            self.core.flusher.notify_one();
+        }
+        self.core.poppers.notify_one();
+    }
+
+    /// `push` when the fast path could not take the item: waits for room, or reports why not.
+    fn push_waiting(
+        &self,
+        token: &CancelToken,
+        mut state: MutexGuard<'_, State>,
+        data: Vec<u8>,
+    ) -> Result<(), Error> {
+        let cfg = &self.core.cfg;
+        let mut waiter = Waiter::new(&self.core, token, &self.core.pushers);
         loop {
             waiter.check(&state)?;
-            let now = Instant::now();
-            if let Some(err) = state.refusing(cfg, now) {
+            // The system clock only when the Db is failing: a push's own stamp comes from the
+            // coarse clock (`State::push`).
+            if state.is_failing()
+                && let Some(err) = state.refusing(cfg, Instant::now())
+            {
                 return Err(Error::Db(err.clone()));
             }
             if state.has_room(cfg, data.len()) {
-                state.push(data, now, waiter.has_waited());
-                if state.wants_early_write(cfg) {
-                    self.core.flusher.notify_one();
-                }
-                self.core.poppers.notify_one();
+                self.push_locked(&mut state, data, waiter.has_waited());
                 return Ok(());
             }
             if !state.is_writing() {
@@ -492,9 +517,27 @@ impl<D> Storage<D> {
     /// the Db.
     fn pop_inner(&self, token: &CancelToken, wait: bool) -> Result<Option<Vec<u8>>, Error> {
         live(token)?;
-        let shared = self.core.db.is_shared();
-        let mut waiter = Waiter::new(&self.core, token, &self.core.poppers);
         let mut state = self.core.state.lock();
+        if !state.is_closed()
+            && let Some(item) = state.take_newest()
+        {
+            // The common case, straight through: the newest item is in memory.
+            self.core.pushers.notify_one();
+            return Ok(Some(item));
+        }
+        self.pop_waiting(token, wait, state)
+    }
+
+    /// `pop_inner` when memory had nothing to give at once: the in-flight batch, the Db, or
+    /// a wait for a push.
+    fn pop_waiting<'a>(
+        &'a self,
+        token: &CancelToken,
+        wait: bool,
+        mut state: MutexGuard<'a, State>,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let shared = self.core.shared;
+        let mut waiter = Waiter::new(&self.core, token, &self.core.poppers);
         loop {
             waiter.check(&state)?;
             if let Some(item) = state.take_newest() {

@@ -16,6 +16,14 @@ const INITIAL_CAPACITY: usize = 256;
 /// Batch size of flusher writes before the Db's write speed has been measured.
 const SLOW_START_BATCH: usize = 16;
 
+/// How much slower than its slowest recent write the Db may suddenly become while the buffer
+/// still drains within half a window: the capacity keeps this much headroom, so a latency jump
+/// (an `fdatasync` that turns slow) paces pushers before the window breaks, not after.
+const JUMP_HEADROOM: u32 = 5;
+
+/// How many recent writes the tail of write times is taken over.
+const TAIL_WRITES: usize = 16;
+
 /// Most Db pops that may run at once while the Db's item count is unknown.
 const MAX_DB_POP_LIMIT: usize = 1024;
 
@@ -35,10 +43,22 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// Age at which an item is due for writing: three quarters of the window, leaving a
-    /// quarter for the write itself and for retries of a failing Db.
-    pub(crate) fn flush_after(&self) -> Duration {
-        self.window.mul_f64(0.75)
+    /// Age at which an item is due for writing, given `tail`, the slowest recent write: at most
+    /// three quarters of the window (a quarter is left for the write itself and for retries of
+    /// a failing Db), and early enough that a batch already in flight plus the item's own
+    /// write, each as slow as the tail with half again as margin, land within the window.
+    pub(crate) fn flush_after(&self, tail: Duration) -> Duration {
+        let margin = tail.saturating_mul(3) + self.window / 16;
+        self.window
+            .saturating_sub(margin)
+            .min(self.window.mul_f64(0.75))
+    }
+
+    /// How often the flusher refreshes the coarse clock pushes stamp items with, while pushes
+    /// come: an item's stamp is at most this much older than its push, so it is written at
+    /// most this much early, never late.
+    pub(crate) fn clock_tick(&self) -> Duration {
+        (self.window / 16).clamp(Duration::from_millis(1), Duration::from_secs(1))
     }
 
     /// Items due within this much of the oldest ride along in its batch (fewer, larger writes).
@@ -58,18 +78,26 @@ impl Config {
     }
 
     /// The item-count capacity now: the configured one, lowered to what the Db can absorb in
-    /// half a window at its learned speed `rate` (items per second), so a slow Db slows pushers
-    /// instead of letting a backlog grow that cannot reach the Db in time.
-    pub(crate) fn capacity(&self, rate: Option<f64>) -> usize {
-        match rate {
-            Some(rate) => {
-                let pace = (rate * self.window.as_secs_f64() * 0.5) as usize;
-                self.max_items.min(pace.max(1))
-            }
+    /// half a window at its learned speed `rate` (items per second), and to the full batches
+    /// it could write in half a window if every write became [`JUMP_HEADROOM`] times slower
+    /// than `tail`, the slowest recent one. So a slow Db slows pushers instead of letting a
+    /// backlog grow that cannot reach the Db in time, and so does a Db whose latency jumps.
+    pub(crate) fn capacity(&self, rate: Option<f64>, tail: Duration) -> usize {
+        let Some(rate) = rate else {
             // Slow start: until a first write shows how fast the Db is, hold no more than a
             // Db taking milliseconds per item could write within a short window.
-            None => self.max_items.min(INITIAL_CAPACITY),
-        }
+            return self.max_items.min(INITIAL_CAPACITY);
+        };
+        let half = self.window.as_secs_f64() * 0.5;
+        let pace = (rate * half) as usize;
+        let slow_write = tail.saturating_mul(JUMP_HEADROOM).as_secs_f64();
+        let batches = if slow_write > 0.0 {
+            ((half / slow_write) as usize).max(1)
+        } else {
+            usize::MAX
+        };
+        let jump_safe = self.max_batch.saturating_mul(batches);
+        self.max_items.min(pace.max(1)).min(jump_safe)
     }
 
     /// Largest batch the flusher takes now: small until the Db's speed is known, so the first
@@ -81,23 +109,18 @@ impl Config {
         }
     }
 
-    /// Whether an item of `len` bytes fits beside `held` items of `bytes` bytes.
-    pub(crate) fn has_room(
-        &self,
-        rate: Option<f64>,
-        held: usize,
-        bytes: usize,
-        len: usize,
-    ) -> bool {
+    /// Whether an item of `len` bytes fits beside `held` items of `bytes` bytes, with
+    /// `capacity` items allowed ([`Config::capacity`]).
+    pub(crate) fn has_room(&self, capacity: usize, held: usize, bytes: usize, len: usize) -> bool {
         if held == 0 {
             return true; // an item within max_item_len always fits an empty buffer
         }
-        held < self.capacity(rate) && bytes.saturating_add(len) <= self.max_bytes
+        held < capacity && bytes.saturating_add(len) <= self.max_bytes
     }
 
     /// Half full: the flusher writes early instead of waiting for items to come due.
-    pub(crate) fn under_pressure(&self, rate: Option<f64>, held: usize, bytes: usize) -> bool {
-        held * 2 >= self.capacity(rate) || bytes * 2 >= self.max_bytes
+    pub(crate) fn under_pressure(&self, capacity: usize, held: usize, bytes: usize) -> bool {
+        held * 2 >= capacity || bytes * 2 >= self.max_bytes
     }
 
     /// Whether an item pushed at `oldest` has outlived the window at `now`.
@@ -127,6 +150,8 @@ pub(crate) struct Buffer<I> {
     pub(crate) pressure: bool,
     /// [`Config::batch_limit`] now.
     pub(crate) batch_limit: usize,
+    /// [`Config::flush_after`] now.
+    pub(crate) flush_after: Duration,
 }
 
 /// The flusher's decision: write now (full or due items), or sleep until the oldest item comes
@@ -139,7 +164,7 @@ where
         // Nothing buffered: look again one flush age from now. An item pushed meanwhile is not
         // due before then, so pushes never need to wake the flusher to arm its timer (which
         // would cost a futex wake per push on an idle storage).
-        return Next::Sleep(Some(now + cfg.flush_after()));
+        return Next::Sleep(Some(now + buffer.flush_after));
     };
     if buffer.writing {
         return Next::Sleep(None); // the writer notifies when its batch lands
@@ -150,7 +175,7 @@ where
     if buffer.pressure {
         return Next::Write(buffer.pushed_at.len().min(buffer.batch_limit));
     }
-    let due_at = oldest + cfg.flush_after();
+    let due_at = oldest + buffer.flush_after;
     if now < due_at {
         return Next::Sleep(Some(due_at));
     }
@@ -158,7 +183,7 @@ where
     let n = buffer
         .pushed_at
         .take(buffer.batch_limit)
-        .take_while(|at| *at + cfg.flush_after() <= horizon)
+        .take_while(|at| *at + buffer.flush_after <= horizon)
         .count();
     Next::Write(n.max(1))
 }
@@ -185,6 +210,27 @@ impl WriteRate {
         self.items = self.items * DECAY + n as f64;
         self.secs = self.secs * DECAY + elapsed.as_secs_f64().max(1e-6);
         self.rate = Some(self.items / self.secs);
+    }
+}
+
+/// The slowest of the last [`TAIL_WRITES`] Db writes: the flusher schedules and the capacity
+/// is sized so that writes this slow (and [`JUMP_HEADROOM`] times slower) keep the window.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct WriteTail {
+    recent: [Duration; TAIL_WRITES],
+    next: usize,
+}
+
+impl WriteTail {
+    /// The slowest recent write (zero before the first).
+    pub(crate) fn get(&self) -> Duration {
+        self.recent.iter().copied().max().unwrap_or_default()
+    }
+
+    /// Records a write (successful or not) that took `elapsed`.
+    pub(crate) fn record(&mut self, elapsed: Duration) {
+        self.recent[self.next] = elapsed;
+        self.next = (self.next + 1) % TAIL_WRITES;
     }
 }
 
@@ -235,6 +281,8 @@ mod tests {
             retry_at: None,
             pressure,
             batch_limit: 16,
+            // cfg(800) with fast writes: three quarters of the window.
+            flush_after: ms(600),
         }
     }
 
@@ -305,12 +353,13 @@ mod tests {
     #[test]
     fn capacity_starts_small_then_follows_the_learned_rate() {
         let c = cfg(1000);
-        assert_eq!(c.capacity(None), INITIAL_CAPACITY);
+        let fast = Duration::ZERO;
+        assert_eq!(c.capacity(None, fast), INITIAL_CAPACITY);
         assert_eq!(c.batch_limit(None), SLOW_START_BATCH);
         // 500 items/s over half a 1 s window: 250 items.
-        assert_eq!(c.capacity(Some(500.0)), 250);
-        assert_eq!(c.capacity(Some(1e9)), c.max_items);
-        assert_eq!(c.capacity(Some(0.0)), 1);
+        assert_eq!(c.capacity(Some(500.0), fast), 250);
+        assert_eq!(c.capacity(Some(1e9), fast), c.max_items);
+        assert_eq!(c.capacity(Some(0.0), fast), 1);
         assert_eq!(c.batch_limit(Some(1.0)), c.max_batch);
     }
 
@@ -320,16 +369,65 @@ mod tests {
             max_bytes: 100,
             ..cfg(1000)
         };
+        let cap = c.capacity(Some(500.0), Duration::ZERO);
         assert!(
-            c.has_room(Some(500.0), 0, 0, 100),
+            c.has_room(cap, 0, 0, 100),
             "an empty buffer takes any allowed item"
         );
-        assert!(c.has_room(Some(500.0), 249, 0, 1));
-        assert!(!c.has_room(Some(500.0), 250, 0, 1));
-        assert!(!c.has_room(Some(500.0), 1, 90, 11));
-        assert!(!c.under_pressure(Some(500.0), 124, 49));
-        assert!(c.under_pressure(Some(500.0), 125, 0));
-        assert!(c.under_pressure(Some(500.0), 1, 50));
+        assert!(c.has_room(cap, 249, 0, 1));
+        assert!(!c.has_room(cap, 250, 0, 1));
+        assert!(!c.has_room(cap, 1, 90, 11));
+        assert!(!c.under_pressure(cap, 124, 49));
+        assert!(c.under_pressure(cap, 125, 0));
+        assert!(c.under_pressure(cap, 1, 50));
+    }
+
+    #[test]
+    fn slow_writes_bring_the_flush_age_forward() {
+        let c = cfg(800);
+        assert_eq!(
+            c.flush_after(Duration::ZERO),
+            ms(600),
+            "fast writes: 3/4 of the window"
+        );
+        // 100 ms writes: a batch in flight and the item's own, with half again as margin
+        // (300 ms), and a sixteenth of the window (50 ms) for scheduling.
+        assert_eq!(c.flush_after(ms(100)), ms(450));
+        assert_eq!(c.flush_after(ms(300)), Duration::ZERO, "write at once");
+    }
+
+    #[test]
+    fn capacity_keeps_headroom_for_a_five_fold_latency_jump() {
+        let c = Config {
+            max_batch: 1000,
+            ..cfg(100)
+        };
+        let rate = Some(1e9); // the throughput term alone would allow everything
+        // 1 ms writes: five times slower is 5 ms, half a 100 ms window holds 10 such writes.
+        assert_eq!(c.capacity(rate, ms(1)), 10_000);
+        assert_eq!(c.capacity(rate, ms(2)), 5_000);
+        // A write five times slower than the tail takes longer than half the window: one batch.
+        assert_eq!(c.capacity(rate, ms(20)), 1000);
+    }
+
+    #[test]
+    fn the_write_tail_is_the_slowest_of_the_recent_writes() {
+        let mut tail = WriteTail::default();
+        assert_eq!(tail.get(), Duration::ZERO);
+        tail.record(ms(5));
+        tail.record(ms(1));
+        assert_eq!(tail.get(), ms(5));
+        for _ in 0..TAIL_WRITES {
+            tail.record(ms(2));
+        }
+        assert_eq!(tail.get(), ms(2), "an old slow write ages out");
+    }
+
+    #[test]
+    fn the_clock_ticks_a_sixteenth_of_the_window_within_limits() {
+        assert_eq!(cfg(800).clock_tick(), ms(50));
+        assert_eq!(cfg(10).clock_tick(), ms(1));
+        assert_eq!(cfg(60_000).clock_tick(), ms(1000));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::Stats;
-use super::policy::{self, Buffer, Config, Next, WriteRate};
+use super::policy::{self, Buffer, Config, Next, WriteRate, WriteTail};
 use std::sync::Arc;
 
 use super::poison::{DeadLetter, DeadLetterHook, Written};
@@ -68,7 +68,6 @@ struct Failure {
 /// Raw counters behind [`Stats`].
 #[derive(Default, Clone)]
 struct Counters {
-    pushes: u64,
     pops_from_memory: u64,
     pops_from_db: u64,
     db_push_calls: u64,
@@ -122,6 +121,17 @@ pub(crate) struct State {
     closed: bool,
     failing: Option<Failure>,
     rate: WriteRate,
+    tail: WriteTail,
+    /// The item capacity ([`Config::capacity`]), recomputed whenever a write teaches the
+    /// storage something about the Db's speed, so a push compares two integers.
+    capacity: usize,
+    /// The coarse clock pushes stamp items with: the flusher's last reading of the system
+    /// clock while pushes keep coming ([`State::tick`]), `None` once they stopped, so the next
+    /// push reads the system clock itself (and wakes the flusher to tick). A stamp is never
+    /// later than its push, so items are at most one tick early, never late.
+    clock: Option<Instant>,
+    /// `next_seq` when the flusher last ticked: pushes since then are `next_seq - seq_at_tick`.
+    seq_at_tick: u64,
     counters: Counters,
     /// Poison items kept aside (no dead-letter hook set), oldest first, at most
     /// `cfg.max_dead_letters`: when full, the oldest is dropped and counted.
@@ -129,7 +139,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(cfg: &Config) -> Self {
         State {
             items: VecDeque::new(),
             bytes: 0,
@@ -143,6 +153,10 @@ impl State {
             closed: false,
             failing: None,
             rate: WriteRate::default(),
+            tail: WriteTail::default(),
+            capacity: cfg.capacity(None, Duration::ZERO),
+            clock: None,
+            seq_at_tick: 1,
             counters: Counters::default(),
             dead_letters: VecDeque::new(),
         }
@@ -181,11 +195,21 @@ impl State {
 
     /// Whether an item of `len` bytes fits now.
     pub(crate) fn has_room(&self, cfg: &Config, len: usize) -> bool {
-        cfg.has_room(self.rate.get(), self.held(), self.bytes, len)
+        cfg.has_room(self.capacity, self.held(), self.bytes, len)
     }
 
-    /// Puts `data` on top; `waited` says whether the push had to wait for room.
-    pub(crate) fn push(&mut self, data: Vec<u8>, now: Instant, waited: bool) {
+    /// Puts `data` on top, stamped with the coarse clock; `waited` says whether the push had
+    /// to wait for room. Returns `true` when the clock was idle: the push read the system
+    /// clock and the flusher must be woken to keep the clock ticking.
+    pub(crate) fn push(&mut self, data: Vec<u8>, waited: bool) -> bool {
+        let (now, idle) = match self.clock {
+            Some(now) => (now, false),
+            None => {
+                let now = Instant::now();
+                self.clock = Some(now);
+                (now, true)
+            }
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += data.len();
@@ -194,15 +218,44 @@ impl State {
             pushed_at: now,
             data,
         });
-        self.counters.pushes += 1;
         if waited {
             self.counters.push_waits += 1;
         }
+        idle
+    }
+
+    /// The flusher's clock tick at `now`: while pushes came within the last
+    /// [`Config::clock_tick`], the coarse clock reads `now` and the next tick is due one tick
+    /// later (returned); after a whole tick without a push the clock goes idle (`None`): the
+    /// next push reads the system clock.
+    pub(crate) fn tick(&mut self, cfg: &Config, now: Instant) -> Option<Instant> {
+        let recent = self.clock.is_some_and(|at| now < at + cfg.clock_tick());
+        let pushed = self.next_seq != self.seq_at_tick;
+        if pushed || recent {
+            if pushed || self.clock.is_none() {
+                self.clock = Some(now);
+            }
+            self.seq_at_tick = self.next_seq;
+        } else {
+            self.clock = None;
+        }
+        self.clock.map(|at| at + cfg.clock_tick())
+    }
+
+    /// The common case of a push, decided at once: the storage is open, the Db is not failing
+    /// and there is room for an item of `len` bytes.
+    pub(crate) fn accepts(&self, cfg: &Config, len: usize) -> bool {
+        !self.closed && self.failing.is_none() && self.has_room(cfg, len)
+    }
+
+    /// Whether the Db is failing (then `push` checks [`refusing`](Self::refusing)).
+    pub(crate) fn is_failing(&self) -> bool {
+        self.failing.is_some()
     }
 
     /// No batch is in flight and the buffer is half full: the flusher should write early.
     pub(crate) fn wants_early_write(&self, cfg: &Config) -> bool {
-        !self.is_writing() && cfg.under_pressure(self.rate.get(), self.held(), self.bytes)
+        !self.is_writing() && cfg.under_pressure(self.capacity, self.held(), self.bytes)
     }
 
     /// Whether a Db that keeps failing already broke the window for a held item: then a new
@@ -322,8 +375,9 @@ impl State {
             pushed_at: self.items.iter().map(|e| e.pushed_at),
             writing: self.is_writing(),
             retry_at: self.failing.as_ref().map(|f| f.retry_at),
-            pressure: cfg.under_pressure(rate, self.held(), self.bytes),
+            pressure: cfg.under_pressure(self.capacity, self.held(), self.bytes),
             batch_limit: cfg.batch_limit(rate),
+            flush_after: cfg.flush_after(self.tail.get()),
         };
         policy::next(cfg, now, buffer)
     }
@@ -392,6 +446,7 @@ impl State {
             None => {
                 self.failing = None;
                 self.rate.learn(stored, elapsed);
+                self.learned(cfg, elapsed);
                 Ok(())
             }
             Some(err) => {
@@ -400,6 +455,12 @@ impl State {
             }
         };
         (outcome, poison)
+    }
+
+    /// Records a write that took `elapsed` in the tail and recomputes the capacity.
+    fn learned(&mut self, cfg: &Config, elapsed: Duration) {
+        self.tail.record(elapsed);
+        self.capacity = cfg.capacity(self.rate.get(), self.tail.get());
     }
 
     /// Keeps poison items aside for [`Storage::take_dead_letters`](crate::Storage::take_dead_letters),
@@ -446,6 +507,7 @@ impl State {
         if self.rate.get().is_some() {
             self.rate.learn(stored, elapsed + backoff);
         }
+        self.learned(cfg, elapsed);
         self.failing = Some(Failure {
             since,
             last: err,
@@ -474,7 +536,7 @@ impl State {
     pub(crate) fn stats(&self, now: Instant) -> Stats {
         let c = &self.counters;
         Stats {
-            pushes: c.pushes,
+            pushes: self.next_seq - 1,
             pops: c.pops_from_memory + c.pops_from_db,
             pops_from_memory: c.pops_from_memory,
             pops_from_db: c.pops_from_db,
@@ -511,6 +573,8 @@ pub(crate) struct Core {
     pub(crate) cfg: Config,
     /// The Db, type-erased: the engine needs no type parameter (one vtable call per Db call).
     pub(crate) db: Arc<dyn Db>,
+    /// `db.is_shared()`, asked once: a pop needs it, and a virtual call per pop is not free.
+    pub(crate) shared: bool,
     /// Where poison items go, if the user set a hook.
     pub(crate) dead_letter: Option<DeadLetterHook>,
     /// Poppers wait here: notified by pushes (one) and by landed batches (all).
@@ -526,8 +590,9 @@ pub(crate) struct Core {
 impl Core {
     pub(crate) fn new(cfg: Config, db: Arc<dyn Db>, dead_letter: Option<DeadLetterHook>) -> Self {
         Core {
-            state: Mutex::new(State::new()),
+            state: Mutex::new(State::new(&cfg)),
             cfg,
+            shared: db.is_shared(),
             db,
             dead_letter,
             poppers: Condvar::new(),

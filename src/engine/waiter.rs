@@ -13,6 +13,7 @@ use crate::token::{CancelToken, Registration, Wake};
 
 /// `Err` with the token's reason if it has ended: the check every call makes before it takes
 /// the lock, so an ended token has no side effect at all.
+#[inline]
 pub(crate) fn live(token: &CancelToken) -> Result<(), Error> {
     match token.reason() {
         Some(reason) => Err(reason.into()),
@@ -44,11 +45,17 @@ impl<'a> Waiter<'a> {
 
     /// `Err(Closed)` once the storage is closed, the token's reason once it has ended.
     ///
+    /// The token is checked only after a wait: every call checks it with [`live`] before it
+    /// takes the lock, and nothing but a wait lets time pass in between.
+    ///
     /// A call leaving on its token may have consumed a notify meant for another caller of its
     /// kind (room for a pusher, an item for a popper): it hands one on.
     pub(crate) fn check(&self, state: &State) -> Result<(), Error> {
         if state.is_closed() {
             return Err(Error::Closed);
+        }
+        if !self.waited {
+            return Ok(());
         }
         if let Err(e) = live(self.token) {
             self.cv.notify_one();
