@@ -45,7 +45,11 @@ M = {
  'M9 pop takes the oldest buffered item': ('src/engine/state.rs',
    'let entry = self.items.pop_back()?;', 'let entry = self.items.pop_front()?;'),
  'M10 a landed batch wakes nobody': ('src/engine/writer.rs',
-   '    core.notify_everyone();\n    (state, outcome)', '    (state, outcome)'),
+   '    core.notify_everyone();\n    if !poison.is_empty()', '    if !poison.is_empty()'),
+ 'M12 a poison item is retried like a transient failure': ('src/engine/poison.rs',
+   'Err(e) if !e.source.is_permanent() => {', 'Err(e) if e.stored == 0 || !e.source.is_permanent() => {'),
+ 'M13 poison kept aside without a hook is dropped': ('src/engine/writer.rs',
+   '        state.set_aside(&core.cfg, poison);\n        return state;', '        return state;'),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {

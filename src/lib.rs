@@ -40,6 +40,6 @@ pub use db::mem::{MemDb, MemDbCalls};
 pub use db::postgres::PostgresDb;
 #[cfg(feature = "redis")]
 pub use db::redis::RedisDb;
-pub use engine::{Stats, Storage, StorageBuilder};
+pub use engine::{DeadLetter, Stats, Storage, StorageBuilder};
 pub use error::{DbError, Error, PushBatchError};
 pub use token::{CancelReason, CancelToken};

@@ -213,6 +213,7 @@ pub struct FaultyDb<D> {
     panic_rate: f64,
     panic_on: Vec<u64>,
     writes_only: bool,
+    reject: Option<Rejector>,
     rng: AtomicU64,
     down: AtomicBool,
     calls: AtomicU64,
@@ -220,6 +221,24 @@ pub struct FaultyDb<D> {
     half_batches: AtomicU64,
     spikes: AtomicU64,
     panics: AtomicU64,
+}
+
+/// Picks the items a [`FaultyDb`] refuses.
+type Refuse = dyn Fn(&[u8]) -> bool + Send + Sync;
+
+/// Which items a [`FaultyDb`] refuses for good, and whether a batch holding one stores its
+/// prefix first.
+struct Rejector {
+    refuse: Box<Refuse>,
+    prefix: bool,
+}
+
+impl std::fmt::Debug for Rejector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rejector")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 fn rate(r: f64) -> f64 {
@@ -247,6 +266,7 @@ impl<D: Db> FaultyDb<D> {
             panic_rate: 0.0,
             panic_on: Vec::new(),
             writes_only: false,
+            reject: None,
             // xorshift64 must not start at 0; mix the seed so nearby seeds diverge at once.
             rng: AtomicU64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             down: AtomicBool::new(false),
@@ -365,6 +385,39 @@ impl<D: Db> FaultyDb<D> {
     pub fn writes_only(mut self) -> Self {
         self.writes_only = true;
         self
+    }
+
+    /// Refuses for good every item `refuse` picks, with [`DbError::Rejected`] (a permanent
+    /// error), as a server rejects a value. A batch holding such an item stores nothing
+    /// (an atomic backend), unless `prefix_stored` is set: then it stores the items before
+    /// the first refused one and reports them in [`PushBatchError::stored`].
+    ///
+    /// ```
+    /// use lifostore::testing::FaultyDb;
+    /// use lifostore::{Db, MemDb};
+    ///
+    /// let db = FaultyDb::new(MemDb::new(), 1).reject_items(|item| item == b"bad", false);
+    /// assert!(db.push(b"bad").unwrap_err().is_permanent());
+    /// let err = db.push_batch(&[b"ok", b"bad"]).unwrap_err();
+    /// assert_eq!(err.stored, 0);
+    /// db.push(b"ok").unwrap();
+    /// ```
+    pub fn reject_items(
+        mut self,
+        refuse: impl Fn(&[u8]) -> bool + Send + Sync + 'static,
+        prefix_stored: bool,
+    ) -> Self {
+        self.reject = Some(Rejector {
+            refuse: Box::new(refuse),
+            prefix: prefix_stored,
+        });
+        self
+    }
+
+    /// The index of the first item this Db refuses for good, if any.
+    fn first_refused(&self, items: &[&[u8]]) -> Option<usize> {
+        let r = self.reject.as_ref()?;
+        items.iter().position(|item| (r.refuse)(item))
     }
 
     /// While `down`, every call fails with [`INJECTED_FAILURE`] without reaching the inner Db
@@ -496,6 +549,9 @@ impl<D: Db> FaultyDb<D> {
 impl<D: Db> Db for FaultyDb<D> {
     fn push(&self, data: &[u8]) -> Result<(), DbError> {
         self.before_call(true)?;
+        if self.first_refused(&[data]).is_some() {
+            return Err(rejected());
+        }
         self.inner.push(data)
     }
 
@@ -507,6 +563,17 @@ impl<D: Db> Db for FaultyDb<D> {
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
         self.before_call(true)
             .map_err(|source| PushBatchError { stored: 0, source })?;
+        if let Some(bad) = self.first_refused(items) {
+            let prefix = self.reject.as_ref().is_some_and(|r| r.prefix);
+            let stored = if prefix { bad } else { 0 };
+            if stored > 0 {
+                self.inner.push_batch(&items[..stored])?;
+            }
+            return Err(PushBatchError {
+                stored,
+                source: rejected(),
+            });
+        }
         if items.len() >= 2 && self.chance(self.half_batch_rate) {
             let half = items.len() / 2;
             // If the inner Db fails part way, its own error (and count) is the honest answer.
@@ -530,6 +597,13 @@ impl<D: Db> Db for FaultyDb<D> {
 
     fn is_shared(&self) -> bool {
         self.inner.is_shared()
+    }
+}
+
+/// The permanent error a [`FaultyDb`] gives for an item it refuses.
+fn rejected() -> DbError {
+    DbError::Rejected {
+        reason: "FaultyDb: item refused for good".into(),
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use lifostore::{CancelToken, Db, Storage};
 
 mod common;
-use common::{batch_rates, run_children};
+use common::{batch_rates, error_chain, run_children};
 
 /// Restart tests take this for writing; every other test for reading, so no test runs while
 /// its server is being restarted.
@@ -251,8 +251,16 @@ fn bad_url_fails_clearly(kind: &str) {
         "postgres" => lifostore::PostgresDb::open(url).map(|_| ()).unwrap_err(),
         _ => return,
     };
-    let text = err.to_string();
-    assert!(text.contains(kind), "{text}");
+    // The message says what to do; its source chain names the backend and the address.
+    let text = error_chain(&err);
+    assert!(
+        text.contains(kind) && text.contains("127.0.0.1:1"),
+        "{text:?}"
+    );
+    assert!(
+        !err.is_permanent(),
+        "an unreachable server may come back: {text}"
+    );
 }
 
 /// Figures, not assertions: Db-level batch push and pop rates for 100-byte items.
@@ -262,6 +270,103 @@ fn rates(kind: &str, url: &str) {
         let (push, pop) = batch_rates(&*db, batch, (2048 / batch).max(4));
         println!("{kind} 100-byte items, batch {batch:>4}: push {push:>9.0}/s, pop {pop:>9.0}/s");
     }
+}
+
+/// A key holding a string: Redis answers WRONGTYPE to every call, which no retry can mend.
+#[cfg(feature = "redis")]
+fn redis_wrong_type_is_rejected(url: &str) {
+    let key = unique("wrongtype");
+    let mut raw = ::redis::Client::open(url)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    ::redis::cmd("SET")
+        .arg(&key)
+        .arg("not a list")
+        .exec(&mut raw)
+        .unwrap();
+    let db = lifostore::RedisDb::open(url).unwrap().with_key(&key);
+    let err = db.push_batch(&[b"a", b"b"]).unwrap_err();
+    assert!(
+        matches!(err.source, lifostore::DbError::Rejected { .. }),
+        "{}",
+        error_chain(&err.source)
+    );
+    assert!(err.source.is_permanent());
+    assert!(db.pop().unwrap_err().is_permanent());
+    ::redis::cmd("DEL").arg(&key).exec(&mut raw).unwrap();
+    db.push(b"a").expect("a list again");
+}
+
+/// The item limit is the server's `proto-max-bulk-len`, read at open; a longer item is refused
+/// before it is sent (Redis itself would refuse it and drop the connection).
+#[cfg(feature = "redis")]
+fn redis_item_limit_is_the_servers(url: &str) {
+    struct Restore(::redis::Connection);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = ::redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("proto-max-bulk-len")
+                .arg("536870912")
+                .exec(&mut self.0);
+        }
+    }
+    let raw = ::redis::Client::open(url)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut raw = Restore(raw);
+    ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("proto-max-bulk-len")
+        .arg("1048576")
+        .exec(&mut raw.0)
+        .unwrap();
+    let key = unique("limit");
+    let db = lifostore::RedisDb::open(url).unwrap().with_key(&key);
+    assert_eq!(db.max_item_len(), Some(1 << 20));
+    let big = vec![7u8; (1 << 20) + 1];
+    let refused = ::redis::cmd("SET").arg(&key).arg(&big).exec(&mut raw.0);
+    assert!(
+        refused.is_err(),
+        "the server accepts longer values than it says"
+    );
+    let err = db.push(&big).unwrap_err();
+    assert!(
+        matches!(err, lifostore::DbError::ItemTooLarge { len, max } if len == big.len() && max == 1 << 20),
+        "{err}"
+    );
+    db.push(&big[..1 << 20])
+        .expect("an item of exactly the limit");
+    assert_eq!(db.pop().unwrap().map(|x| x.len()), Some(1 << 20));
+}
+
+/// A table whose CHECK the item breaks: class 23, refused for good; other items still pass.
+#[cfg(feature = "postgres")]
+fn postgres_constraint_is_rejected(url: &str) {
+    let table = unique("checked");
+    let mut raw = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    raw.batch_execute(&format!(
+        "CREATE TABLE {table} (id bigserial PRIMARY KEY, data bytea NOT NULL \
+         CHECK (octet_length(data) <= 8), pushed_at timestamptz NOT NULL DEFAULT now())"
+    ))
+    .unwrap();
+    let db = lifostore::PostgresDb::open(url)
+        .unwrap()
+        .with_table(&table)
+        .unwrap();
+    let err = db.push_batch(&[b"ok", b"too long!"]).unwrap_err();
+    assert_eq!(err.stored, 0);
+    assert!(
+        matches!(err.source, lifostore::DbError::Rejected { .. }),
+        "{}",
+        error_chain(&err.source)
+    );
+    assert!(err.source.is_permanent());
+    db.push_batch(&[b"ok"]).unwrap();
+    assert_eq!(db.pop_batch(5).unwrap(), vec![b"ok".to_vec()]);
+    assert_eq!(db.max_item_len(), Some((1 << 30) - 1024));
 }
 
 macro_rules! backend_tests {
@@ -325,6 +430,33 @@ macro_rules! backend_tests {
             }
         }
     };
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_wrong_type_key_is_rejected_for_good() {
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(url) = server("LIFOSTORE_REDIS_URL") {
+        redis_wrong_type_is_rejected(&url);
+    }
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_item_limit_is_the_servers_bulk_limit() {
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(url) = server("LIFOSTORE_REDIS_URL") {
+        redis_item_limit_is_the_servers(&url);
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_constraint_violation_is_rejected_for_good() {
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(url) = server("LIFOSTORE_POSTGRES_URL") {
+        postgres_constraint_is_rejected(&url);
+    }
 }
 
 backend_tests!(

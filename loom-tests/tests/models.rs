@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use lifostore::testing::registrations;
+use lifostore::testing::{FaultyDb, registrations};
 use lifostore::{CancelReason, CancelToken, Db, Error, MemDb, Storage};
 
 fn storage() -> Arc<Storage<MemDb>> {
@@ -159,6 +159,56 @@ fn concurrent_push_pop_flush_keeps_every_item_once() {
         let unique: HashSet<u8> = all.iter().copied().collect();
         assert_eq!(unique.len(), all.len(), "an item came out twice: {all:?}");
         assert_eq!(unique, HashSet::from([1, 2]), "an item was lost: {all:?}");
+    });
+}
+
+/// A flush whose batch holds an item the Db refuses for good races a pop: the writer isolates
+/// the poison item (several Db calls inside the writer role) while the pop waits for the batch
+/// in flight. Every item comes out exactly once: popped, in the Db, or kept aside as a dead
+/// letter; the poison item never reaches the Db; the pop takes the newest item.
+#[test]
+fn poison_isolation_racing_a_pop_keeps_every_item_once() {
+    loom::model(|| {
+        let db = FaultyDb::new(MemDb::new(), 1).reject_items(|item| item == [9], false);
+        let s = Arc::new(Storage::new(db).unwrap());
+        let t = CancelToken::new();
+        for i in [1u8, 9, 2, 3] {
+            s.push(&t, vec![i]).unwrap();
+        }
+        let flusher = {
+            let s = s.clone();
+            loom::thread::spawn(move || s.flush(&CancelToken::new()).unwrap())
+        };
+        let popped = s.pop(&t).unwrap()[0];
+        flusher.join().unwrap();
+        assert_eq!(popped, 3, "the pop took an older item than the newest");
+        let in_db: Vec<u8> = s
+            .db()
+            .inner()
+            .snapshot()
+            .into_iter()
+            .map(|x| x[0])
+            .collect();
+        let letters: Vec<u8> = s
+            .take_dead_letters()
+            .into_iter()
+            .map(|l| l.item[0])
+            .collect();
+        assert!(
+            !in_db.contains(&9),
+            "the poison item reached the Db: {in_db:?}"
+        );
+        let mut all = vec![popped];
+        all.extend(&in_db);
+        all.extend(&letters);
+        all.sort();
+        assert_eq!(
+            all,
+            vec![1, 2, 3, 9],
+            "lost or twice: db {in_db:?}, letters {letters:?}"
+        );
+        assert_eq!(letters, vec![9]);
+        s.close().unwrap();
     });
 }
 

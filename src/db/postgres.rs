@@ -5,10 +5,27 @@ use std::time::Duration;
 use crate::db::{Db, DbError, PushBatchError};
 use crate::sync::Mutex;
 
+// One copy of the shared module: the Redis backend's when it is compiled too.
+#[cfg(feature = "redis")]
+use crate::db::redis::lost_reply::{InDoubt, client_id};
+#[cfg(not(feature = "redis"))]
+#[path = "lost_reply.rs"]
+mod lost_reply;
+#[cfg(not(feature = "redis"))]
+use lost_reply::{InDoubt, client_id};
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The largest bytea value is 1 GB including headers; a batch's items travel in one `bytea[]`
+/// parameter, which has the same limit, so leave room for the array's and message's headers.
+const MAX_ITEM_LEN: usize = (1 << 30) - 1024;
+
+/// Longest table name: PostgreSQL's 63-byte identifiers, less the side tables' `_clients`.
+const MAX_TABLE_LEN: usize = 63 - "_clients".len();
+
 /// A [`Db`] over a PostgreSQL table `(id bigserial primary key, data bytea not null,
-/// pushed_at timestamptz not null default now())`, created if missing.
+/// pushed_at timestamptz not null default now())`, created if missing, with two side tables
+/// `<table>_clients` and `<table>_taken` (see below).
 ///
 /// A batch push is one `INSERT ... SELECT FROM unnest($1) WITH ORDINALITY` statement (one
 /// transaction; ids grow oldest to newest). A batch pop is one
@@ -19,8 +36,33 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// One connection per `PostgresDb`, opened by [`open`](Self::open) (a bad URL or unreachable
 /// server fails there) and re-opened lazily after it breaks, so a restarted server is picked
-/// up by the next call. A commit whose reply is lost to a broken connection may have stored its
-/// batch; it is reported as not stored, so the storage may write it twice, never lose it.
+/// up by the next call.
+///
+/// # When the connection breaks during a call
+///
+/// Each call is one statement in its own transaction. A connection cut before the server
+/// commits rolls the transaction back: nothing was stored, nothing was taken, and the call's
+/// error is the whole truth. Only a cut after the commit, before its reply arrives, leaves the
+/// outcome in doubt. For that case each `PostgresDb` is a client with a random id:
+///
+/// * **Push.** Every batch carries a batch id, and the same statement records it as the
+///   client's last stored batch in `<table>_clients` (an upsert, so a retry waits for a
+///   still-running earlier attempt and sees its outcome). When a push fails with its outcome in
+///   doubt, the `PostgresDb` keeps the batch's id and items; if the next push starts with the
+///   same items (the storage retries a failed batch first), the statement skips the ones that
+///   batch stored. So a retried batch is stored **once**. Left over: if the retry no longer
+///   contains some items of the lost batch (a `pop` took them from memory in between), those
+///   items exist twice: in the Db and in the caller's hands.
+/// * **Pop.** The same statement that deletes the rows copies them into `<table>_taken`, and
+///   every call says which pop's reply arrived. The next call deletes the copies when the reply
+///   arrived and returns them again when it did not. So an item whose reply was lost is **not
+///   lost**: this client's next pop returns it. Left over: a client that never calls again
+///   keeps its last pop in `<table>_taken`; dropping the `PostgresDb` puts lost items back into
+///   the table (reconnecting for it if needed), and `open` deletes copies and client rows older
+///   than a day (a retry after more than a day is not recognised).
+///
+/// Cost: one upsert per push; per pop, a copy of the popped rows and its deletion by the next
+/// call (the README's backend section has the figures).
 ///
 /// ```no_run
 /// use lifostore::{PostgresDb, Storage};
@@ -32,44 +74,85 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PostgresDb {
     config: postgres::Config,
     table: String,
-    client: Mutex<Option<postgres::Client>>,
+    id: String,
+    session: Mutex<Session>,
+}
+
+/// The connection and what this client must remember across calls.
+struct Session {
+    client: Option<postgres::Client>,
+    /// Last batch id used.
+    batch: i64,
+    /// A batch whose push failed after it may have been committed.
+    in_doubt: Option<InDoubt>,
+    /// Last pop sequence number used, and the last one whose reply arrived.
+    pop_seq: i64,
+    pop_acked: i64,
 }
 
 impl std::fmt::Debug for PostgresDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresDb")
             .field("table", &self.table)
+            .field("client", &self.id)
             .finish_non_exhaustive()
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("postgres ({context}): {source}")]
+#[error("postgres: {context}")]
 struct PgFailure {
     context: String,
     #[source]
     source: postgres::Error,
 }
 
+/// A data exception (class 22, e.g. a value too long), an integrity constraint the values
+/// break (class 23, e.g. a CHECK on the table) or a program limit (class 54) is the server
+/// refusing the values for good: [`DbError::Rejected`]. Everything else may pass.
 fn db_error(context: &str, err: postgres::Error) -> DbError {
+    let class = err.code().map(|c| &c.code()[..2]);
+    if matches!(class, Some("22" | "23" | "54")) {
+        return DbError::Rejected {
+            reason: format!("postgres: {context}: {err}"),
+        };
+    }
     DbError::Other(std::sync::Arc::new(PgFailure {
         context: context.to_string(),
         source: err,
     }))
 }
 
+/// The server's `host:port` list, for messages.
+fn address(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    hosts.join(",")
+}
+
 /// Accepts plain SQL identifiers only: a letter or `_`, then letters, digits or `_`, at most
-/// 63 bytes. The table name is spliced into SQL, so nothing else may pass.
+/// [`MAX_TABLE_LEN`] bytes. The table name is spliced into SQL, so nothing else may pass.
 fn valid_table(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
+        && name.len() <= MAX_TABLE_LEN
 }
 
 impl PostgresDb {
     /// Connects to `url` (`postgres://user[:password]@host[:port]/dbname`) and creates the
-    /// table `lifostore` if missing.
+    /// table `lifostore` (and its side tables) if missing.
     pub fn open(url: &str) -> Result<Self, DbError> {
         let mut config: postgres::Config =
             url.parse().map_err(|e| db_error("parsing the URL", e))?;
@@ -77,24 +160,32 @@ impl PostgresDb {
         let db = PostgresDb {
             config,
             table: "lifostore".to_string(),
-            client: Mutex::new(None),
+            id: client_id(),
+            session: Mutex::new(Session {
+                client: None,
+                batch: 0,
+                in_doubt: None,
+                pop_seq: 0,
+                pop_acked: 0,
+            }),
         };
-        db.create_table()?;
+        db.create_tables()?;
         Ok(db)
     }
 
     /// Uses (and creates if missing) the table `table` instead.
     ///
-    /// Errors with a clear message for a name that is not a plain SQL identifier.
+    /// Errors with a clear message for a name that is not a plain SQL identifier of at most
+    /// 55 bytes (the side table `<table>_clients` must fit PostgreSQL's 63).
     pub fn with_table(mut self, table: &str) -> Result<Self, DbError> {
         if !valid_table(table) {
             return Err(DbError::msg(format!(
                 "{table:?} is not a valid table name: use letters, digits and _ (starting with a \
-                 letter or _), at most 63 bytes"
+                 letter or _), at most {MAX_TABLE_LEN} bytes"
             )));
         }
         self.table = table.to_string();
-        self.create_table()?;
+        self.create_tables()?;
         Ok(self)
     }
 
@@ -103,10 +194,15 @@ impl PostgresDb {
         &self.table
     }
 
-    /// Number of rows in the table.
+    /// Number of rows in the table. Rows a client popped and has not yet acknowledged (see
+    /// the type's docs) are not counted.
     pub fn len(&self) -> Result<u64, DbError> {
         let sql = format!("SELECT count(*) FROM {}", self.table);
-        let n: i64 = self.call(|c| c.query_one(&sql, &[])?.try_get(0))?;
+        let n: i64 = self
+            .call(&mut self.session.lock(), |c| {
+                c.query_one(&sql, &[])?.try_get(0)
+            })
+            .map_err(|(e, _)| e)?;
         Ok(n.max(0) as u64)
     }
 
@@ -115,13 +211,22 @@ impl PostgresDb {
         Ok(self.len()? == 0)
     }
 
-    fn create_table(&self) -> Result<(), DbError> {
+    /// Creates the table and its side tables if missing, and deletes side rows of clients
+    /// gone for more than a day.
+    fn create_tables(&self) -> Result<(), DbError> {
         let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, data bytea NOT NULL, \
-             pushed_at timestamptz NOT NULL DEFAULT now())",
-            self.table
+            "CREATE TABLE IF NOT EXISTS {t} (id bigserial PRIMARY KEY, data bytea NOT NULL, \
+             pushed_at timestamptz NOT NULL DEFAULT now()); \
+             CREATE TABLE IF NOT EXISTS {t}_clients (client text PRIMARY KEY, \
+             batch bigint NOT NULL, prev bigint, touched_at timestamptz NOT NULL DEFAULT now()); \
+             CREATE TABLE IF NOT EXISTS {t}_taken (client text NOT NULL, seq bigint NOT NULL, \
+             id bigint NOT NULL, data bytea NOT NULL, pushed_at timestamptz NOT NULL, \
+             taken_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (client, id)); \
+             DELETE FROM {t}_clients WHERE touched_at < now() - interval '1 day'; \
+             DELETE FROM {t}_taken WHERE taken_at < now() - interval '1 day';",
+            t = self.table
         );
-        self.call(|c| match c.batch_execute(&sql) {
+        self.call(&mut self.session.lock(), |c| match c.batch_execute(&sql) {
             // Two processes creating the same table at once: one wins, the other sees a
             // duplicate; either way the table exists now.
             Err(e)
@@ -133,30 +238,77 @@ impl PostgresDb {
             }
             other => other,
         })
+        .map_err(|(e, _)| e)
     }
 
-    /// Runs `f` on the connection, connecting first if there is none or the last one broke.
+    /// Runs `f` on the session's connection, connecting first if there is none or the last one
+    /// broke. On error, also says whether the outcome is in doubt: the statement may have been
+    /// committed although no reply says so (the connection broke while it ran).
     fn call<T>(
         &self,
+        session: &mut Session,
         f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, DbError> {
-        let mut slot = self.client.lock();
-        if slot.as_ref().is_none_or(|c| c.is_closed()) {
-            *slot = None;
-            let client = self
-                .config
-                .connect(postgres::NoTls)
-                .map_err(|e| db_error("connecting", e))?;
-            *slot = Some(client);
+    ) -> Result<T, (DbError, bool)> {
+        if session.client.as_ref().is_none_or(|c| c.is_closed()) {
+            session.client = None;
+            let client = self.config.connect(postgres::NoTls).map_err(|e| {
+                (
+                    db_error(&format!("connecting to {}", address(&self.config)), e),
+                    false,
+                )
+            })?;
+            session.client = Some(client);
         }
-        let Some(client) = slot.as_mut() else {
-            return Err(DbError::msg("postgres: no connection"));
+        let Some(client) = session.client.as_mut() else {
+            return Err((DbError::msg("postgres: no connection"), false));
         };
         let result = f(client);
         if result.is_err() && client.is_closed() {
-            *slot = None;
+            session.client = None;
         }
-        result.map_err(|e| db_error(&self.table, e))
+        result.map_err(|e| {
+            // A server error means the statement failed and its transaction rolled back.
+            let in_doubt = e.as_db_error().is_none();
+            (
+                db_error(&format!("a call on table {}", self.table), e),
+                in_doubt,
+            )
+        })
+    }
+
+    /// The pop statement: settles this client's previous pop (its reply arrived: delete the
+    /// copies; it did not: return them again, up to `$4`), then takes up to `$4` in all.
+    /// `$1` client, `$2` acknowledged pop, `$3` this pop, `$4` max.
+    fn pop_sql(&self) -> String {
+        format!(
+            "WITH lost AS (UPDATE {t}_taken SET seq = $3 WHERE client = $1 AND id IN \
+               (SELECT id FROM {t}_taken WHERE client = $1 AND seq <> $2 \
+                ORDER BY id DESC LIMIT $4) RETURNING id, data), \
+             done AS (DELETE FROM {t}_taken WHERE client = $1 AND seq = $2), \
+             took AS (DELETE FROM {t} WHERE id IN (SELECT id FROM {t} ORDER BY id DESC \
+               LIMIT greatest($4 - (SELECT count(*) FROM lost), 0) FOR UPDATE SKIP LOCKED) \
+               RETURNING id, data, pushed_at), \
+             kept AS (INSERT INTO {t}_taken (client, seq, id, data, pushed_at) \
+               SELECT $1, $3, id, data, pushed_at FROM took) \
+             SELECT id, data FROM lost UNION ALL SELECT id, data FROM took",
+            t = self.table
+        )
+    }
+
+    /// Settles the last pop for good (deletes the copies if its reply arrived, puts them back
+    /// into the table if not) and deletes this client's row.
+    fn release(&self, session: &mut Session) -> Result<(), DbError> {
+        let sql = format!(
+            "WITH done AS (DELETE FROM {t}_taken WHERE client = $1 AND seq = $2), \
+             lost AS (DELETE FROM {t}_taken WHERE client = $1 AND seq <> $2 \
+               RETURNING id, data, pushed_at), \
+             back AS (INSERT INTO {t} (id, data, pushed_at) SELECT * FROM lost) \
+             DELETE FROM {t}_clients WHERE client = $1",
+            t = self.table
+        );
+        let (id, acked) = (self.id.clone(), session.pop_acked);
+        self.call(session, |c| c.execute(&sql, &[&id, &acked]).map(|_| ()))
+            .map_err(|(e, _)| e)
     }
 }
 
@@ -169,43 +321,94 @@ impl Db for PostgresDb {
         Ok(self.pop_batch(1)?.pop())
     }
 
-    /// One statement, one transaction: on error nothing is stored.
+    /// One statement, one transaction: on error nothing of this attempt is stored, unless
+    /// the connection broke after the commit; then a retry of the same items stores only what
+    /// is missing (see the type's docs).
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
         if items.is_empty() {
             return Ok(());
         }
+        if let Some(big) = items.iter().find(|i| i.len() > MAX_ITEM_LEN) {
+            let source = DbError::ItemTooLarge {
+                len: big.len(),
+                max: MAX_ITEM_LEN,
+            };
+            return Err(PushBatchError { stored: 0, source });
+        }
         let sql = format!(
-            "INSERT INTO {} (data) SELECT d FROM unnest($1::bytea[]) WITH ORDINALITY AS u(d, n) \
-             ORDER BY n",
-            self.table
+            "WITH c AS (INSERT INTO {t}_clients AS k (client, batch) VALUES ($1, $2) \
+               ON CONFLICT (client) DO UPDATE SET prev = k.batch, batch = EXCLUDED.batch, \
+               touched_at = now() RETURNING k.prev), \
+             s AS (SELECT coalesce(max(a.stored), 0) AS skip FROM c, \
+               unnest($3::int8[], $4::int8[]) AS a(id, stored) WHERE a.id = c.prev) \
+             INSERT INTO {t} (data) SELECT u.d FROM unnest($5::bytea[]) WITH ORDINALITY \
+               AS u(d, n), s WHERE u.n > s.skip ORDER BY u.n",
+            t = self.table
         );
+        let mut session = self.session.lock();
+        session.batch += 1;
+        let batch = session.batch;
+        let attempts = InDoubt::attempts_for(session.in_doubt.as_ref(), items);
+        let (ids, stored): (Vec<i64>, Vec<i64>) = attempts.iter().copied().unzip();
         let values: Vec<&[u8]> = items.to_vec();
-        self.call(|c| c.execute(&sql, &[&values]).map(|_| ()))
-            .map_err(|source| PushBatchError { stored: 0, source })
+        let id = self.id.clone();
+        let params: [&(dyn postgres::types::ToSql + Sync); 5] =
+            [&id, &batch, &ids, &stored, &values];
+        match self.call(&mut session, |c| c.execute(&sql, &params)) {
+            Ok(_) => {
+                session.in_doubt = None;
+                Ok(())
+            }
+            Err((source, in_doubt)) => {
+                if in_doubt {
+                    session.in_doubt = Some(InDoubt::after(attempts, batch, items));
+                }
+                Err(PushBatchError { stored: 0, source })
+            }
+        }
     }
 
-    /// One `DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING`, newest first.
+    /// One statement (`DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING` inside), newest first.
+    /// Items of an earlier pop whose reply was lost come first (see the type's docs).
     fn pop_batch(&self, max: usize) -> Result<Vec<Vec<u8>>, DbError> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} ORDER BY id DESC LIMIT $1 \
-             FOR UPDATE SKIP LOCKED) RETURNING id, data",
-            t = self.table
-        );
+        let sql = self.pop_sql();
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        let mut rows: Vec<(i64, Vec<u8>)> = self.call(|c| {
-            c.query(&sql, &[&limit])?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect()
-        })?;
+        let mut session = self.session.lock();
+        session.pop_seq += 1;
+        let (seq, acked, id) = (session.pop_seq, session.pop_acked, self.id.clone());
+        let mut rows: Vec<(i64, Vec<u8>)> = self
+            .call(&mut session, |c| {
+                c.query(&sql, &[&id, &acked, &seq, &limit])?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect()
+            })
+            .map_err(|(e, _)| e)?;
+        session.pop_acked = seq;
         rows.sort_by_key(|row| std::cmp::Reverse(row.0));
         Ok(rows.into_iter().map(|(_, d)| d).collect())
     }
 
+    fn max_item_len(&self) -> Option<usize> {
+        Some(MAX_ITEM_LEN)
+    }
+
     fn is_shared(&self) -> bool {
         true
+    }
+}
+
+impl Drop for PostgresDb {
+    /// Best effort: settles the last pop (puts its rows back if its reply was lost) and
+    /// deletes this client's row. Reconnects for it only when a pop's reply was lost.
+    fn drop(&mut self) {
+        let mut session = self.session.lock();
+        let live = session.client.as_ref().is_some_and(|c| !c.is_closed());
+        if live || session.pop_seq != session.pop_acked {
+            let _ = self.release(&mut session);
+        }
     }
 }

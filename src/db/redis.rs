@@ -1,17 +1,80 @@
-//! [`RedisDb`]: a Redis list as the stack (feature `redis`).
+//! [`RedisDb`]: a Redis list as the stack (feature `redis`), with retries that a lost reply
+//! cannot turn into duplicates or losses.
 
 use std::time::Duration;
 
 use crate::db::{Db, DbError, PushBatchError};
 use crate::sync::Mutex;
 
+// Shared with the PostgreSQL backend, which uses this copy when both are compiled.
+#[path = "lost_reply.rs"]
+pub(crate) mod lost_reply;
+use lost_reply::{InDoubt, client_id};
+
 /// How long connecting, reading and writing may take before a call fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A [`Db`] over a Redis list: `LPUSH` to push (a batch is one `LPUSH` of many values, oldest
-/// first, so the newest ends at the head), `LPOP` to pop (a batch is one `LPOP key count`).
+/// Redis's largest bulk string by default (`proto-max-bulk-len`, 512 MB): the item limit when
+/// the server does not tell its own (`CONFIG GET` may be disabled).
+const DEFAULT_MAX_ITEM_LEN: usize = 512 << 20;
+
+/// How long the server keeps a client's markers and its last popped batch after its last call:
+/// a retry after a lost reply must come within this time to be recognised.
+const MARKER_TTL_SECS: u64 = 24 * 3600;
+
+/// Push: `LPUSH` the items, skipping the leading ones an earlier attempt of this client already
+/// stored. KEYS: list, client hash. ARGV: batch id, ttl, attempt count, (attempt id, stored)
+/// pairs, items. The client hash's `batch` field names the last batch this client stored.
+const PUSH_SCRIPT: &str = r"
+local last = redis.call('HGET', KEYS[2], 'batch')
+local n = tonumber(ARGV[3])
+local skip = 0
+for i = 0, n - 1 do
+  if last == ARGV[4 + 2 * i] then skip = tonumber(ARGV[5 + 2 * i]) end
+end
+for i = 4 + 2 * n + skip, #ARGV, 4096 do
+  redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 4095, #ARGV)))
+end
+redis.call('HSET', KEYS[2], 'batch', ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return skip
+";
+
+/// Pop: first settle the client's previous pop (its reply arrived: forget its items; it did
+/// not: put them back on top), then `LPOP` and keep a copy of what was taken until the next
+/// call says the reply arrived. KEYS: list, client hash, taken list. ARGV: acknowledged pop
+/// sequence, this pop's sequence, max, ttl, "release" (drop the client's keys when max is 0).
+const POP_SCRIPT: &str = r"
+local seq = redis.call('HGET', KEYS[2], 'pop')
+if seq then
+  if seq ~= ARGV[1] then
+    local lost = redis.call('LRANGE', KEYS[3], 0, -1)
+    for i = #lost, 1, -1 do redis.call('LPUSH', KEYS[1], lost[i]) end
+  end
+  redis.call('DEL', KEYS[3])
+  redis.call('HDEL', KEYS[2], 'pop')
+end
+local max = tonumber(ARGV[3])
+if max == 0 then
+  if ARGV[5] == 'release' then redis.call('DEL', KEYS[2]) end
+  return {}
+end
+local items = redis.call('LPOP', KEYS[1], max)
+if not items then return {} end
+for i = 1, #items, 4096 do
+  redis.call('RPUSH', KEYS[3], unpack(items, i, math.min(i + 4095, #items)))
+end
+redis.call('HSET', KEYS[2], 'pop', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+return items
+";
+
+/// A [`Db`] over a Redis list: a batch push is one `LPUSH` of many values, oldest first, so the
+/// newest ends at the head; a batch pop is one `LPOP key count`. Both run inside a Lua script
+/// (`EVAL`, one round trip, atomic) that makes a lost reply harmless, see below.
 ///
-/// Any number of processes may share one key: Redis runs each command atomically, so every
+/// Any number of processes may share one key: Redis runs each script atomically, so every
 /// item is popped by exactly one of them. Durability is Redis's: run it with
 /// `appendonly yes` and `appendfsync always` (or `everysec`, accepting a second of loss) if
 /// items that reached the Db must survive a server crash.
@@ -20,9 +83,29 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// unreachable server fails there, clearly) and re-opened lazily after a connection error, so a
 /// restarted server is picked up by the next call.
 ///
-/// A connection that breaks after `LPUSH` was sent but before its reply leaves it unknown
-/// whether the items were stored; `push_batch` then reports `stored: 0` and the storage writes
-/// them again: an item may be duplicated in that case, never lost.
+/// # When the connection breaks after the server executed a call
+///
+/// Each `RedisDb` is a client with a random id and two keys of its own next to the list:
+/// `<key>:client:<id>` (a hash) and `<key>:taken:<id>` (a list).
+///
+/// * **Push.** Every batch carries a batch id; the script stores the id of the last batch it
+///   stored in the client's hash. When a push fails after its request may have reached the
+///   server, the `RedisDb` keeps the batch's id and items. If the next push starts with the
+///   same items (the storage retries a failed batch first), the script skips the ones that
+///   batch already stored. So a retried batch is stored **once**, not twice. Left over: if the
+///   retry no longer contains some items of the lost batch (a `pop` took them from memory in
+///   between), those items exist twice: in the Db and in the caller's hands.
+/// * **Pop.** The script keeps a copy of what it took in the client's taken list, and every
+///   call says which pop's reply arrived. The next call forgets the copy when the reply
+///   arrived and puts the items back on top of the list when it did not, then pops. So an
+///   item whose reply was lost is **not lost**: the next pop (of any process, once it is back
+///   on the list) returns it. Left over: back on top means above items other processes pushed
+///   in between; and a client that never calls again leaves its last pop in the taken list
+///   until the keys expire (24 h after its last call; dropping the `RedisDb` releases them at
+///   once when it still has a connection). A retry after more than 24 h is not recognised.
+///
+/// Cost: one hash write per push; per pop, a copy of the popped items into the taken list and
+/// its deletion by the next call (the README's backend section has the figures).
 ///
 /// ```no_run
 /// use lifostore::{RedisDb, Storage};
@@ -34,26 +117,47 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct RedisDb {
     client: redis::Client,
     key: String,
-    conn: Mutex<Option<redis::Connection>>,
+    id: String,
+    /// The server's `proto-max-bulk-len`, read at open.
+    max_item_len: usize,
+    session: Mutex<Session>,
+}
+
+/// The connection and what this client must remember across calls.
+struct Session {
+    conn: Option<redis::Connection>,
+    /// Last batch id used.
+    batch: i64,
+    /// A batch whose push failed after it may have reached the server.
+    in_doubt: Option<InDoubt>,
+    /// Last pop sequence number used, and the last one whose reply arrived.
+    pop_seq: i64,
+    pop_acked: i64,
 }
 
 impl std::fmt::Debug for RedisDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisDb")
             .field("key", &self.key)
+            .field("client", &self.id)
             .finish_non_exhaustive()
     }
 }
 
-fn db_error(url_or_key: &str, err: redis::RedisError) -> DbError {
+fn db_error(context: &str, err: redis::RedisError) -> DbError {
+    if err.code() == Some("WRONGTYPE") {
+        return DbError::Rejected {
+            reason: format!("redis: {context}: the key holds a value that is not a list ({err})"),
+        };
+    }
     DbError::Other(std::sync::Arc::new(RedisFailure {
-        context: url_or_key.to_string(),
+        context: context.to_string(),
         source: err,
     }))
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("redis ({context}): {source}")]
+#[error("redis: {context}")]
 struct RedisFailure {
     context: String,
     #[source]
@@ -63,12 +167,22 @@ struct RedisFailure {
 impl RedisDb {
     /// Connects to the server at `url` (`redis://host:port/db`); the list key is `lifostore`.
     pub fn open(url: &str) -> Result<Self, DbError> {
-        let client = redis::Client::open(url).map_err(|e| db_error(url, e))?;
-        let conn = connect(&client).map_err(|e| db_error(url, e))?;
+        let client =
+            redis::Client::open(url).map_err(|e| db_error(&format!("opening {url}"), e))?;
+        let mut conn =
+            connect(&client).map_err(|e| db_error(&format!("connecting to {url}"), e))?;
         Ok(RedisDb {
             client,
             key: "lifostore".to_string(),
-            conn: Mutex::new(Some(conn)),
+            id: client_id(),
+            max_item_len: server_max_item_len(&mut conn),
+            session: Mutex::new(Session {
+                conn: Some(conn),
+                batch: 0,
+                in_doubt: None,
+                pop_seq: 0,
+                pop_acked: 0,
+            }),
         })
     }
 
@@ -83,9 +197,14 @@ impl RedisDb {
         &self.key
     }
 
-    /// Number of items in the list (`LLEN`).
+    /// Number of items in the list (`LLEN`). Items a client popped and has not yet
+    /// acknowledged (see the type's docs) are not counted.
     pub fn len(&self) -> Result<u64, DbError> {
-        self.call(|c, key| redis::cmd("LLEN").arg(key).query(c))
+        let key = self.key.clone();
+        self.call(&mut self.session.lock(), |c| {
+            redis::cmd("LLEN").arg(&key).query(c)
+        })
+        .map_err(|(e, _)| e)
     }
 
     /// Whether the list is empty.
@@ -93,26 +212,75 @@ impl RedisDb {
         Ok(self.len()? == 0)
     }
 
-    /// Runs a command on the connection, reconnecting first if the last call broke it.
+    /// Runs a command on the session's connection, reconnecting first if the last call broke
+    /// it. On error, also says whether the command may have reached the server.
     fn call<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection, &str) -> redis::RedisResult<T>,
-    ) -> Result<T, DbError> {
-        let mut slot = self.conn.lock();
-        let conn = match slot.as_mut() {
+        session: &mut Session,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, (DbError, bool)> {
+        let conn = match session.conn.as_mut() {
             Some(c) => c,
-            None => slot.insert(connect(&self.client).map_err(|e| db_error(&self.key, e))?),
-        };
-        match f(conn, &self.key) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                    *slot = None; // reconnect on the next call
-                }
-                Err(db_error(&self.key, e))
+            None => {
+                let c = connect(&self.client).map_err(|e| {
+                    let context = format!("reconnecting for key {}", self.key);
+                    (db_error(&context, e), false)
+                })?;
+                session.conn.insert(c)
             }
-        }
+        };
+        f(conn).map_err(|e| {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                session.conn = None; // reconnect on the next call
+            }
+            (db_error(&format!("a call on key {}", self.key), e), true)
+        })
     }
+
+    fn client_keys(&self) -> (String, String) {
+        (
+            format!("{}:client:{}", self.key, self.id),
+            format!("{}:taken:{}", self.key, self.id),
+        )
+    }
+
+    /// One `EVAL` of the pop script taking up to `max` items (0: only settle the last pop).
+    fn pop_script(
+        &self,
+        session: &mut Session,
+        max: usize,
+        release: bool,
+    ) -> Result<Vec<Vec<u8>>, DbError> {
+        session.pop_seq += 1;
+        let (seq, acked) = (session.pop_seq, session.pop_acked);
+        let (hash, taken) = self.client_keys();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(POP_SCRIPT)
+            .arg(3)
+            .arg(&self.key)
+            .arg(&hash)
+            .arg(&taken)
+            .arg(acked)
+            .arg(seq)
+            .arg(max)
+            .arg(MARKER_TTL_SECS)
+            .arg(if release { "release" } else { "" });
+        let items: Vec<Vec<u8>> = self.call(session, |c| cmd.query(c)).map_err(|(e, _)| e)?;
+        session.pop_acked = seq;
+        Ok(items)
+    }
+}
+
+/// The server's largest bulk string, or Redis's default when `CONFIG GET` is not allowed.
+fn server_max_item_len(conn: &mut redis::Connection) -> usize {
+    let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("proto-max-bulk-len")
+        .query(conn);
+    reply
+        .ok()
+        .and_then(|pair| pair.get(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(DEFAULT_MAX_ITEM_LEN)
 }
 
 fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
@@ -128,37 +296,78 @@ impl Db for RedisDb {
     }
 
     fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
-        self.call(|c, key| redis::cmd("LPOP").arg(key).query(c))
+        Ok(self.pop_batch(1)?.pop())
     }
 
-    /// One `LPUSH` of all items: atomic, so on error nothing is stored (see the type's docs
-    /// for a connection broken mid-call).
+    /// One `EVAL` of the push script: atomic, so on error nothing of this attempt is stored,
+    /// unless the reply was lost; then a retry of the same items stores only what is missing
+    /// (see the type's docs).
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
         if items.is_empty() {
             return Ok(());
         }
-        self.call(|c, key| {
-            let mut cmd = redis::cmd("LPUSH");
-            cmd.arg(key);
-            for item in items {
-                cmd.arg(*item);
+        if let Some(big) = items.iter().find(|i| i.len() > self.max_item_len) {
+            let source = DbError::ItemTooLarge {
+                len: big.len(),
+                max: self.max_item_len,
+            };
+            return Err(PushBatchError { stored: 0, source });
+        }
+        let mut session = self.session.lock();
+        session.batch += 1;
+        let id = session.batch;
+        let attempts = InDoubt::attempts_for(session.in_doubt.as_ref(), items);
+        let (hash, _) = self.client_keys();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(PUSH_SCRIPT).arg(2).arg(&self.key).arg(&hash);
+        cmd.arg(id).arg(MARKER_TTL_SECS).arg(attempts.len());
+        for (attempt, stored) in &attempts {
+            cmd.arg(attempt).arg(stored);
+        }
+        for item in items {
+            cmd.arg(*item);
+        }
+        match self.call(&mut session, |c| cmd.query::<i64>(c)) {
+            Ok(_) => {
+                session.in_doubt = None;
+                Ok(())
             }
-            cmd.query::<i64>(c).map(|_| ())
-        })
-        .map_err(|source| PushBatchError { stored: 0, source })
+            Err((source, sent)) => {
+                if sent && !source.is_permanent() {
+                    session.in_doubt = Some(InDoubt::after(attempts, id, items));
+                }
+                Err(PushBatchError { stored: 0, source })
+            }
+        }
     }
 
-    /// One `LPOP key count`, newest first.
+    /// One `EVAL` of the pop script (`LPOP key count` inside), newest first. Items of an
+    /// earlier pop whose reply was lost are put back on top first (see the type's docs).
     fn pop_batch(&self, max: usize) -> Result<Vec<Vec<u8>>, DbError> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let got: Option<Vec<Vec<u8>>> =
-            self.call(|c, key| redis::cmd("LPOP").arg(key).arg(max).query(c))?;
-        Ok(got.unwrap_or_default())
+        self.pop_script(&mut self.session.lock(), max, false)
+    }
+
+    /// The server's `proto-max-bulk-len` as read at open (512 MB unless configured): Redis
+    /// refuses a longer value, and closes the connection.
+    fn max_item_len(&self) -> Option<usize> {
+        Some(self.max_item_len)
     }
 
     fn is_shared(&self) -> bool {
         true
+    }
+}
+
+impl Drop for RedisDb {
+    /// Best effort: settles the last pop (puts its items back if its reply was lost) and
+    /// deletes this client's keys. Reconnects for it only when a pop's reply was lost.
+    fn drop(&mut self) {
+        let mut session = self.session.lock();
+        if session.conn.is_some() || session.pop_seq != session.pop_acked {
+            let _ = self.pop_script(&mut session, 0, true);
+        }
     }
 }

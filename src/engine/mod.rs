@@ -10,6 +10,7 @@
 //! [`Waiter`] per call.
 
 mod flusher;
+mod poison;
 mod policy;
 mod state;
 mod waiter;
@@ -25,6 +26,8 @@ use crate::db::file::{FileDb, FileDbOptions};
 use crate::error::Error;
 use crate::sync::{JoinHandle, Mutex, MutexGuard};
 use crate::token::CancelToken;
+pub use poison::DeadLetter;
+use poison::DeadLetterHook;
 use policy::{Config, DEFAULT_WINDOW};
 use state::{Core, DbPopStep, DbPopTicket, State};
 use waiter::{Waiter, live};
@@ -101,6 +104,8 @@ pub struct StorageBuilder<D> {
     max_batch: usize,
     shared_poll: Duration,
     close_timeout: Option<Duration>,
+    max_dead_letters: usize,
+    dead_letter: Option<DeadLetterHook>,
     /// The Db type the storage will have: fixed by `build(db)`, so `Storage::builder()` needs
     /// no type annotation.
     db: PhantomData<fn() -> D>,
@@ -116,6 +121,8 @@ impl<D> Default for StorageBuilder<D> {
             max_batch: 1024,
             shared_poll: Duration::from_millis(100),
             close_timeout: None,
+            max_dead_letters: 1024,
+            dead_letter: None,
             db: PhantomData,
         }
     }
@@ -123,7 +130,10 @@ impl<D> Default for StorageBuilder<D> {
 
 impl<D> Clone for StorageBuilder<D> {
     fn clone(&self) -> Self {
-        StorageBuilder { ..*self }
+        StorageBuilder {
+            dead_letter: self.dead_letter.clone(),
+            ..*self
+        }
     }
 }
 
@@ -179,6 +189,47 @@ impl<D> StorageBuilder<D> {
         self
     }
 
+    /// Where poison items go: items the Db refuses for good ([`DbError::is_permanent`](crate::DbError::is_permanent), e.g.
+    /// a value the server rejects). The writer isolates such an item by splitting its batch,
+    /// stores everything else, and calls `hook` once with the item and the reason. Without a
+    /// hook the storage keeps poison items aside for [`Storage::take_dead_letters`] (at most
+    /// [`max_dead_letters`](Self::max_dead_letters)), counted in [`Stats::dead_letters`].
+    ///
+    /// The hook runs on the thread that wrote the batch (the flusher, or a caller of `flush` or
+    /// `close`) while that thread holds the writer role: keep it short, and do not call this
+    /// storage's blocking methods from it. A hook that panics is caught; its item is then
+    /// kept aside.
+    ///
+    /// ```
+    /// use lifostore::{CancelToken, DeadLetter, MemDb, Storage};
+    /// use std::sync::mpsc;
+    ///
+    /// # fn main() -> Result<(), lifostore::Error> {
+    /// let (tx, rx) = mpsc::sync_channel::<DeadLetter>(64);
+    /// let storage = Storage::builder()
+    ///     .dead_letter(move |letter| {
+    ///         let _ = tx.try_send(letter); // never block the writer
+    ///     })
+    ///     .build(MemDb::new())?;
+    /// storage.push(&CancelToken::new(), "fine")?;
+    /// storage.close()?;
+    /// assert!(rx.try_recv().is_err(), "MemDb refuses nothing");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn dead_letter(mut self, hook: impl Fn(DeadLetter) + Send + Sync + 'static) -> Self {
+        self.dead_letter = Some(Arc::new(hook));
+        self
+    }
+
+    /// Most poison items kept aside when no [`dead_letter`](Self::dead_letter) hook is set;
+    /// default 1024. Beyond it the oldest is dropped and counted in
+    /// [`Stats::dead_letters_dropped`], so memory stays bounded.
+    pub fn max_dead_letters(mut self, n: usize) -> Self {
+        self.max_dead_letters = n;
+        self
+    }
+
     /// How long `close` (and `Drop`) keeps retrying a failing Db before giving up; default:
     /// the window, whichever order the two are set in.
     pub fn close_timeout(mut self, limit: Duration) -> Self {
@@ -196,6 +247,7 @@ impl<D> StorageBuilder<D> {
             max_batch: self.max_batch,
             shared_poll: self.shared_poll,
             close_timeout: self.close_timeout.unwrap_or(self.window),
+            max_dead_letters: self.max_dead_letters,
         }
     }
 }
@@ -212,7 +264,8 @@ impl<D: Db + 'static> StorageBuilder<D> {
             config.max_item_len = config.max_item_len.min(limit);
         }
         let db = Arc::new(db);
-        let core = Arc::new(Core::new(config, Arc::clone(&db) as Arc<dyn Db>));
+        let hook = self.dead_letter.clone();
+        let core = Arc::new(Core::new(config, Arc::clone(&db) as Arc<dyn Db>, hook));
         let thread_core = Arc::clone(&core);
         let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {
             flusher::run(thread_core)
@@ -306,6 +359,14 @@ pub struct Stats {
     pub db_failures: u64,
     /// Pushes that had to wait for room.
     pub push_waits: u64,
+    /// Poison items: items the Db refused for good ([`DbError::is_permanent`](crate::DbError::is_permanent)), isolated from
+    /// their batch and handed to the dead-letter hook or kept aside.
+    pub dead_letters: u64,
+    /// Poison items kept aside now (no hook set), for [`Storage::take_dead_letters`].
+    pub dead_letters_held: usize,
+    /// Poison items dropped because more than
+    /// [`max_dead_letters`](StorageBuilder::max_dead_letters) were kept aside.
+    pub dead_letters_dropped: u64,
     /// Items in memory now (buffered plus in flight).
     pub buffered_items: usize,
     /// Bytes in memory now.
@@ -328,6 +389,24 @@ impl Stats {
 }
 
 impl<D> Storage<D> {
+    /// Hands over the poison items kept aside (oldest first): items the Db refused for good,
+    /// isolated from their batches while everything else was stored. Only used when no
+    /// [`dead_letter`](StorageBuilder::dead_letter) hook is set (or the hook panicked).
+    ///
+    /// ```
+    /// # use lifostore::{MemDb, Storage};
+    /// # fn main() -> Result<(), lifostore::Error> {
+    /// let storage = Storage::builder().build(MemDb::new())?;
+    /// for letter in storage.take_dead_letters() {
+    ///     eprintln!("refused for good ({}): {} bytes", letter.error, letter.item.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn take_dead_letters(&self) -> Vec<DeadLetter> {
+        self.core.state.lock().take_dead_letters()
+    }
+
     /// A builder with the defaults (60 s window); finish with [`StorageBuilder::build`], which
     /// fixes the Db type.
     pub fn builder() -> StorageBuilder<D> {

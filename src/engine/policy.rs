@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub(crate) max_batch: usize,
     pub(crate) shared_poll: Duration,
     pub(crate) close_timeout: Duration,
+    /// Most poison items kept aside without a dead-letter hook.
+    pub(crate) max_dead_letters: usize,
 }
 
 impl Config {
@@ -215,6 +217,7 @@ mod tests {
             max_batch: 64,
             shared_poll: Duration::from_millis(100),
             close_timeout: Duration::from_millis(window_ms),
+            max_dead_letters: 16,
         }
     }
 

@@ -24,7 +24,8 @@ use super::Stats;
 use super::policy::{self, Buffer, Config, Next, WriteRate};
 use std::sync::Arc;
 
-use crate::db::{Db, DbError, PushBatchError};
+use super::poison::{DeadLetter, DeadLetterHook, Written};
+use crate::db::{Db, DbError};
 use crate::error::Error;
 use crate::sync::{Condvar, Mutex};
 use crate::token::Wake;
@@ -75,6 +76,8 @@ struct Counters {
     items_flushed: u64,
     db_failures: u64,
     push_waits: u64,
+    dead_letters: u64,
+    dead_letters_dropped: u64,
 }
 
 /// What a pop that found memory empty (and no batch in flight) does about the Db.
@@ -120,6 +123,9 @@ pub(crate) struct State {
     failing: Option<Failure>,
     rate: WriteRate,
     counters: Counters,
+    /// Poison items kept aside (no dead-letter hook set), oldest first, at most
+    /// `cfg.max_dead_letters`: when full, the oldest is dropped and counted.
+    dead_letters: VecDeque<DeadLetter>,
 }
 
 impl State {
@@ -138,6 +144,7 @@ impl State {
             failing: None,
             rate: WriteRate::default(),
             counters: Counters::default(),
+            dead_letters: VecDeque::new(),
         }
     }
 
@@ -340,27 +347,36 @@ impl State {
         Batch(batch)
     }
 
-    /// Lands the in-flight `batch`: the prefix the Db stored (all of it on `Ok`) leaves memory,
-    /// the rest goes back to the front of the stack (still the oldest), so nothing is dropped
-    /// and nothing written twice. Learns the Db's speed from `elapsed`; on failure schedules a
-    /// retry with backoff from `now`. Releases the writer role.
+    /// Lands the in-flight `batch` as `written` says: the settled prefix leaves memory (its
+    /// stored items are in the Db; its poison items are returned, for the dead-letter hook or
+    /// [`State::set_aside`]); the rest goes back to the front of the stack (still the oldest),
+    /// so nothing is dropped and nothing written twice. Learns the Db's speed from `elapsed`;
+    /// on failure schedules a retry with backoff from `now`. Releases the writer role.
     pub(crate) fn land(
         &mut self,
         batch: Batch,
-        result: Result<(), PushBatchError>,
+        written: Written,
         elapsed: Duration,
         cfg: &Config,
         now: Instant,
-    ) -> Result<(), DbError> {
+    ) -> (Result<(), DbError>, Vec<DeadLetter>) {
         let mut batch = batch.0;
         self.in_flight = None;
-        self.counters.db_push_calls += 1;
-        let (stored, outcome) = match result {
-            Ok(()) => (batch.len(), Ok(())),
-            Err(e) => (e.stored.min(batch.len()), Err(e.source)),
-        };
-        let unstored = batch.split_off(stored);
+        self.counters.db_push_calls += written.calls;
+        let settled = written.settled.min(batch.len());
+        let stored = written.stored();
+        let unstored = batch.split_off(settled);
         self.bytes -= batch.iter().map(|e| e.data.len()).sum::<usize>();
+        let mut settled_items: Vec<Option<Vec<u8>>> =
+            batch.into_iter().map(|e| Some(e.data)).collect();
+        let poison = written
+            .poisoned
+            .into_iter()
+            .filter_map(|(i, error)| {
+                let item = settled_items.get_mut(i)?.take()?;
+                Some(DeadLetter { item, error })
+            })
+            .collect();
         self.counters.items_flushed += stored as u64;
         if stored > 0 {
             self.db_epoch += 1;
@@ -372,14 +388,41 @@ impl State {
         for entry in unstored.into_iter().rev() {
             self.items.push_front(entry);
         }
-        match &outcome {
-            Ok(()) => {
+        let outcome = match written.error {
+            None => {
                 self.failing = None;
                 self.rate.learn(stored, elapsed);
+                Ok(())
             }
-            Err(err) => self.record_failure(cfg, err.clone(), now, stored, elapsed),
+            Some(err) => {
+                self.record_failure(cfg, err.clone(), now, stored, elapsed);
+                Err(err)
+            }
+        };
+        (outcome, poison)
+    }
+
+    /// Keeps poison items aside for [`Storage::take_dead_letters`](crate::Storage::take_dead_letters),
+    /// dropping (and counting) the oldest beyond `cfg.max_dead_letters`.
+    pub(crate) fn set_aside(&mut self, cfg: &Config, letters: Vec<DeadLetter>) {
+        for letter in letters {
+            self.counters.dead_letters += 1;
+            self.dead_letters.push_back(letter);
         }
-        outcome
+        while self.dead_letters.len() > cfg.max_dead_letters {
+            self.dead_letters.pop_front();
+            self.counters.dead_letters_dropped += 1;
+        }
+    }
+
+    /// Counts poison items a dead-letter hook took.
+    pub(crate) fn count_dead_letters(&mut self, n: usize) {
+        self.counters.dead_letters += n as u64;
+    }
+
+    /// Hands over the poison items kept aside, oldest first.
+    pub(crate) fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        self.dead_letters.drain(..).collect()
     }
 
     /// Records a failed Db write (that stored `stored` items in `elapsed`) and schedules the
@@ -440,6 +483,9 @@ impl State {
             items_flushed: c.items_flushed,
             db_failures: c.db_failures,
             push_waits: c.push_waits,
+            dead_letters: c.dead_letters,
+            dead_letters_held: self.dead_letters.len(),
+            dead_letters_dropped: c.dead_letters_dropped,
             buffered_items: self.held(),
             buffered_bytes: self.bytes,
             in_flight_items: self.in_flight.as_ref().map_or(0, |f| f.len),
@@ -465,6 +511,8 @@ pub(crate) struct Core {
     pub(crate) cfg: Config,
     /// The Db, type-erased: the engine needs no type parameter (one vtable call per Db call).
     pub(crate) db: Arc<dyn Db>,
+    /// Where poison items go, if the user set a hook.
+    pub(crate) dead_letter: Option<DeadLetterHook>,
     /// Poppers wait here: notified by pushes (one) and by landed batches (all).
     pub(crate) poppers: Condvar,
     /// Pushers wait here for room: notified by pops (one) and by landed batches (all).
@@ -476,11 +524,12 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(cfg: Config, db: Arc<dyn Db>) -> Self {
+    pub(crate) fn new(cfg: Config, db: Arc<dyn Db>, dead_letter: Option<DeadLetterHook>) -> Self {
         Core {
             state: Mutex::new(State::new()),
             cfg,
             db,
+            dead_letter,
             poppers: Condvar::new(),
             pushers: Condvar::new(),
             landed: Condvar::new(),

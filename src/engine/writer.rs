@@ -8,8 +8,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
+use super::poison::{DeadLetter, write_isolating};
 use super::state::{Core, State};
-use crate::db::{DbError, PushBatchError};
+use crate::db::DbError;
 use crate::error::Error;
 use crate::sync::MutexGuard;
 
@@ -19,7 +20,7 @@ pub(crate) fn call_db<T>(f: impl FnOnce() -> Result<T, DbError>) -> Result<T, Db
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload)))
 }
 
-fn panic_error(payload: Box<dyn std::any::Any + Send>) -> DbError {
+pub(super) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> DbError {
     let msg = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
@@ -44,22 +45,47 @@ pub(crate) fn write_batch<'a>(
 
     let items = batch.items();
     let started = Instant::now();
-    let result =
-        catch_unwind(AssertUnwindSafe(|| core.db.push_batch(&items))).unwrap_or_else(|payload| {
-            Err(PushBatchError {
-                stored: 0,
-                source: panic_error(payload),
-            })
-        });
+    let written = write_isolating(&*core.db, &items);
     let elapsed = started.elapsed();
     drop(items);
 
     let mut state = core.state.lock();
-    let outcome = state.land(batch, result, elapsed, &core.cfg, Instant::now());
+    let (outcome, poison) = state.land(batch, written, elapsed, &core.cfg, Instant::now());
     // Poppers waiting on the in-flight batch may now find it in the Db; pushers may have room;
     // flush/close callers re-check; the flusher may take the next batch.
     core.notify_everyone();
+    if !poison.is_empty() {
+        state = dead_letter(core, state, poison);
+    }
     (state, outcome)
+}
+
+/// Hands poison items to the user's hook (with the lock released, so the hook may take its
+/// time without stalling pushers and poppers), or keeps them aside when there is no hook or
+/// it panicked.
+fn dead_letter<'a>(
+    core: &'a Core,
+    mut state: MutexGuard<'a, State>,
+    poison: Vec<DeadLetter>,
+) -> MutexGuard<'a, State> {
+    let Some(hook) = core.dead_letter.as_ref() else {
+        state.set_aside(&core.cfg, poison);
+        return state;
+    };
+    drop(state);
+    let mut unhandled = Vec::new();
+    let mut handled = 0;
+    for letter in poison {
+        let kept = letter.clone();
+        match catch_unwind(AssertUnwindSafe(|| hook(letter))) {
+            Ok(()) => handled += 1,
+            Err(_) => unhandled.push(kept),
+        }
+    }
+    let mut state = core.state.lock();
+    state.count_dead_letters(handled);
+    state.set_aside(&core.cfg, unhandled);
+    state
 }
 
 /// `close`'s part after the flusher thread stopped: writes every buffered item, retrying a

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod proxy;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

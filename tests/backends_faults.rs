@@ -1,0 +1,288 @@
+//! Redis and PostgreSQL under the worst connection fault: the server executed a push or a pop,
+//! and its reply never reached the client (a proxy drops it and closes both sides). What
+//! becomes of a push that is retried, and of the items a lost pop took?
+//!
+//! Servers as in tests/backends.rs: LIFOSTORE_REDIS_URL / LIFOSTORE_POSTGRES_URL (started by
+//! `.ci/with-servers`); skipped without them, except under CI.
+#![cfg(any(feature = "redis", feature = "postgres"))]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lifostore::{CancelToken, Db, Storage};
+
+mod common;
+use common::proxy::{Protocol, Proxy};
+
+/// The server URL for `var`, or `None` (with a message) when the test should be skipped.
+fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set: CI must provide the server")
+        }
+        _ => {
+            eprintln!("skipped: no server (set {var}, or run through .ci/with-servers)");
+            None
+        }
+    }
+}
+
+/// A name no other test or run uses.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// The `127.0.0.1:port` in `url`.
+fn host_port(url: &str) -> &str {
+    let start = url.find("127.0.0.1:").expect("a loopback URL");
+    let rest = &url[start..];
+    let end = rest[10..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(rest.len(), |i| i + 10);
+    &rest[..end]
+}
+
+/// A proxy in front of the server of `url`, and the URL that goes through it.
+fn proxied(kind: &str, url: &str) -> (Proxy, String) {
+    let protocol = if kind == "redis" {
+        Protocol::Redis
+    } else {
+        Protocol::Postgres
+    };
+    let upstream = host_port(url);
+    let proxy = Proxy::start(upstream, protocol);
+    let via = url.replace(upstream, &proxy.addr().to_string());
+    (proxy, via)
+}
+
+fn open(kind: &str, url: &str, name: &str) -> Box<dyn Db> {
+    match kind {
+        #[cfg(feature = "redis")]
+        "redis" => Box::new(lifostore::RedisDb::open(url).expect("redis").with_key(name)),
+        #[cfg(feature = "postgres")]
+        "postgres" => Box::new(
+            lifostore::PostgresDb::open(url)
+                .expect("postgres")
+                .with_table(name)
+                .expect("table"),
+        ),
+        other => panic!("unknown backend {other}"),
+    }
+}
+
+fn item(id: u64) -> [u8; 8] {
+    id.to_le_bytes()
+}
+
+fn id(item: &[u8]) -> u64 {
+    u64::from_le_bytes(item.try_into().expect("8-byte item"))
+}
+
+/// Pops everything (newest first) through `db`.
+fn drain(db: &dyn Db) -> Vec<u64> {
+    let mut out = Vec::new();
+    loop {
+        let batch = db.pop_batch(500).expect("drain");
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch.iter().map(|x| id(x)));
+    }
+}
+
+/// How many items, of those expected once each, came back twice or never.
+fn tally(expected: impl IntoIterator<Item = u64>, got: &[u64]) -> (usize, usize) {
+    let mut counts: BTreeMap<u64, usize> = expected.into_iter().map(|i| (i, 0)).collect();
+    let mut foreign = 0;
+    for g in got {
+        match counts.get_mut(g) {
+            Some(n) => *n += 1,
+            None => foreign += 1,
+        }
+    }
+    assert_eq!(foreign, 0, "items nobody pushed came back: {got:?}");
+    let twice = counts.values().map(|&n| n.saturating_sub(1)).sum();
+    let lost = counts.values().filter(|&&n| n == 0).count();
+    (twice, lost)
+}
+
+/// A push whose reply is lost, retried as the storage does (the same items first, then the
+/// same items with newer ones behind): every item is stored once.
+fn push_reply_lost(kind: &str, url: &str) {
+    let name = unique("push_lost");
+    let (proxy, via) = proxied(kind, url);
+    let db = open(kind, &via, &name);
+    let direct = open(kind, url, &name);
+    db.push_batch(&[&item(1), &item(2)])
+        .expect("push before the fault");
+
+    proxy.cut_next_reply();
+    let err = db.push_batch(&[&item(3), &item(4), &item(5)]).unwrap_err();
+    assert_eq!(proxy.cuts(), 1, "the reply was not cut");
+    assert_eq!(err.stored, 0, "a lost reply reports nothing stored: {err}");
+    assert!(!err.source.is_permanent(), "a lost connection is transient");
+    db.push_batch(&[&item(3), &item(4), &item(5)])
+        .expect("retry");
+
+    proxy.cut_next_reply();
+    assert!(db.push_batch(&[&item(6), &item(7)]).is_err());
+    assert_eq!(proxy.cuts(), 2);
+    db.push_batch(&[&item(6), &item(7), &item(8)])
+        .expect("retry with a newer item");
+
+    let got = drain(&*direct);
+    let (twice, lost) = tally(1..=8, &got);
+    println!("{kind}: 2 push replies lost and retried: {twice} stored twice, {lost} lost");
+    assert_eq!(got, vec![8, 7, 6, 5, 4, 3, 2, 1]);
+}
+
+/// A pop whose reply is lost: the server took the items; the client's next pop gets them.
+fn pop_reply_lost(kind: &str, url: &str) {
+    let name = unique("pop_lost");
+    let (proxy, via) = proxied(kind, url);
+    let db = open(kind, &via, &name);
+    let direct = open(kind, url, &name);
+    direct
+        .push_batch(&[&item(1), &item(2), &item(3), &item(4)])
+        .unwrap();
+
+    proxy.cut_next_reply();
+    assert!(db.pop_batch(2).is_err(), "the pop's reply was cut");
+    assert_eq!(proxy.cuts(), 1);
+    // The server executed the pop: another client sees only the two older items.
+    assert_eq!(direct.pop().unwrap().map(|x| id(&x)), Some(2));
+
+    let mut got = vec![2];
+    got.extend(db.pop_batch(10).unwrap().iter().map(|x| id(x)));
+    got.extend(drain(&*direct));
+    let (twice, lost) = tally(1..=4, &got);
+    println!("{kind}: 1 pop reply lost: {twice} popped twice, {lost} lost");
+    assert_eq!(
+        got,
+        vec![2, 4, 3, 1],
+        "the lost pop's items come back on top"
+    );
+
+    // A client dropped after a lost pop reply gives the items back at once.
+    direct.push_batch(&[&item(5), &item(6)]).unwrap();
+    proxy.cut_next_reply();
+    assert!(db.pop_batch(1).is_err());
+    assert_eq!(proxy.cuts(), 2);
+    drop(db);
+    assert_eq!(
+        drain(&*direct),
+        vec![6, 5],
+        "the dropped client gave item 6 back"
+    );
+}
+
+/// Through a Storage: a flush whose reply is lost is retried by the storage; a pop whose reply
+/// is lost fails and the next pop returns its items. Everything comes out exactly once.
+fn storage_reply_lost(kind: &str, url: &str) {
+    let name = unique("storage_lost");
+    let (proxy, via) = proxied(kind, url);
+    let storage = Storage::builder()
+        .max_unflushed_age(Duration::from_secs(30))
+        .build(open(kind, &via, &name))
+        .expect("build the storage");
+    let t = CancelToken::new();
+    for i in 0..100 {
+        storage.push(&t, item(i).to_vec()).unwrap();
+    }
+    proxy.cut_next_reply();
+    assert!(storage.flush(&t).is_err(), "the flush's reply was cut");
+    assert_eq!(proxy.cuts(), 1);
+    storage.flush(&t).expect("the retried flush");
+
+    proxy.cut_next_reply();
+    assert!(storage.try_pop().is_err(), "the pop's reply was cut");
+    assert_eq!(proxy.cuts(), 2);
+    let mut got = Vec::new();
+    while let Some(x) = storage.try_pop().unwrap() {
+        got.push(id(&x));
+    }
+    let stats = storage.stats();
+    storage.close().unwrap();
+    got.extend(drain(&*open(kind, url, &name)));
+    let (twice, lost) = tally(0..100, &got);
+    println!(
+        "{kind}: storage, 1 flush and 1 pop reply lost: {twice} twice, {lost} lost, {} Db failures",
+        stats.db_failures
+    );
+    assert_eq!((twice, lost), (0, 0));
+    assert_eq!(got, (0..100).rev().collect::<Vec<_>>(), "newest first");
+}
+
+/// What stays: a pop takes, from memory, an item of a batch whose push reply was lost; the
+/// storage's retry no longer contains it, but the lost attempt stored it. That item is in the
+/// Db and in the caller's hands: delivered twice, exactly that one.
+fn popped_from_memory_after_lost_push(kind: &str, url: &str) {
+    let name = unique("residual");
+    let (proxy, via) = proxied(kind, url);
+    let storage = Storage::builder()
+        .max_unflushed_age(Duration::from_secs(30))
+        .build(open(kind, &via, &name))
+        .expect("build the storage");
+    let t = CancelToken::new();
+    for i in 0..10 {
+        storage.push(&t, item(i).to_vec()).unwrap();
+    }
+    proxy.cut_next_reply();
+    assert!(storage.flush(&t).is_err());
+    assert_eq!(proxy.cuts(), 1);
+    // The failed batch is buffered again; the newest item comes from memory.
+    let mut got = vec![id(&storage.try_pop().unwrap().expect("item 9"))];
+    storage.flush(&t).expect("the retry, without item 9");
+    while let Some(x) = storage.try_pop().unwrap() {
+        got.push(id(&x));
+    }
+    storage.close().unwrap();
+    got.extend(drain(&*open(kind, url, &name)));
+    let (twice, lost) = tally(0..10, &got);
+    println!("{kind}: item popped from memory after a lost push reply: {twice} twice, {lost} lost");
+    assert_eq!(got, vec![9, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+}
+
+macro_rules! fault_tests {
+    ($feature:literal, $module:ident, $kind:literal, $url_var:literal) => {
+        #[cfg(feature = $feature)]
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn push_reply_lost_then_retried_is_stored_once() {
+                if let Some(url) = server($url_var) {
+                    push_reply_lost($kind, &url);
+                }
+            }
+
+            #[test]
+            fn pop_reply_lost_items_come_back() {
+                if let Some(url) = server($url_var) {
+                    pop_reply_lost($kind, &url);
+                }
+            }
+
+            #[test]
+            fn item_popped_from_memory_after_a_lost_push_is_delivered_twice() {
+                if let Some(url) = server($url_var) {
+                    popped_from_memory_after_lost_push($kind, &url);
+                }
+            }
+
+            #[test]
+            fn storage_with_lost_replies_keeps_every_item_once() {
+                if let Some(url) = server($url_var) {
+                    storage_reply_lost($kind, &url);
+                }
+            }
+        }
+    };
+}
+
+fault_tests!("redis", redis, "redis", "LIFOSTORE_REDIS_URL");
+fault_tests!("postgres", postgres, "postgres", "LIFOSTORE_POSTGRES_URL");

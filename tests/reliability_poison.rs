@@ -1,0 +1,251 @@
+//! Promise 12: one bad item never stops the rest. An item the Db refuses for good is isolated
+//! from its batch, everything else is stored in order and keeps flowing within the window, and
+//! the item reaches the dead-letter hook or is kept aside, counted in `Stats`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lifostore::testing::FaultyDb;
+use lifostore::{
+    CancelToken, Db, DbError, DeadLetter, Error, FileDb, FileDbOptions, MemDb, PushBatchError,
+    Storage,
+};
+
+mod common;
+use common::TempDir;
+
+/// A token with a deadline, so a storage that retried a poisoned batch forever fails the test
+/// instead of hanging it.
+fn token() -> CancelToken {
+    CancelToken::new().with_timeout(Duration::from_secs(20))
+}
+
+fn item(i: u64) -> Vec<u8> {
+    i.to_le_bytes().to_vec()
+}
+
+/// Items whose id is a multiple of 7 are poison.
+fn poison(data: &[u8]) -> bool {
+    data.len() == 8 && u64::from_le_bytes(data.try_into().unwrap_or([0; 8])) % 7 == 0
+}
+
+fn ids(items: &[Vec<u8>]) -> Vec<u64> {
+    items
+        .iter()
+        .map(|x| u64::from_le_bytes(x.as_slice().try_into().expect("8-byte item")))
+        .collect()
+}
+
+/// Pushes 1..=100 (poison: 7, 14, ..., 98) through a storage over a FaultyDb that refuses
+/// poison, flushes, and checks the Db holds exactly the rest, in push order.
+fn isolates_poison(prefix_stored: bool) {
+    let db = FaultyDb::new(MemDb::new(), 3).reject_items(poison, prefix_stored);
+    let storage = Storage::builder()
+        .max_unflushed_age(Duration::from_millis(200))
+        .max_batch(32)
+        .build(db)
+        .unwrap();
+    let t = token();
+    for i in 1..=100 {
+        storage.push(&t, item(i)).unwrap();
+    }
+    storage.flush(&t).unwrap();
+    let stored = ids(&storage.db().inner().snapshot());
+    let want: Vec<u64> = (1..=100).filter(|i| i % 7 != 0).collect();
+    assert_eq!(stored, want, "everything else stored once, in push order");
+    let letters = storage.take_dead_letters();
+    assert_eq!(
+        ids(&letters.iter().map(|l| l.item.clone()).collect::<Vec<_>>()),
+        (1..=100).filter(|i| i % 7 == 0).collect::<Vec<u64>>()
+    );
+    assert!(letters.iter().all(|l| l.error.is_permanent()));
+    let stats = storage.stats();
+    assert_eq!(stats.dead_letters, 14, "{stats:?}");
+    assert_eq!(stats.dead_letters_held, 0, "taken above");
+    assert_eq!(stats.items_flushed, 86, "{stats:?}");
+    // One call per batch of 32, plus at most log2(32) + 2 per poison item: never one call per
+    // item (100), nor a retry loop.
+    assert!(stats.db_push_calls <= 4 + 14 * 7, "{stats:?}");
+    // The storage keeps accepting and flushing pushes afterwards.
+    storage.push(&t, item(1000)).unwrap();
+    storage.flush(&t).unwrap();
+    assert_eq!(storage.pop(&t).unwrap(), item(1000));
+    storage.close().unwrap();
+}
+
+#[test]
+fn a_poison_item_in_an_atomic_batch_is_isolated_and_the_rest_stored_in_order() {
+    isolates_poison(false);
+}
+
+#[test]
+fn a_poison_item_after_a_stored_prefix_is_isolated_and_the_rest_stored_in_order() {
+    isolates_poison(true);
+}
+
+#[test]
+fn the_dead_letter_hook_receives_each_poison_item_once() {
+    let got: Arc<Mutex<Vec<DeadLetter>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    let db = FaultyDb::new(MemDb::new(), 5).reject_items(poison, false);
+    let storage = Storage::builder()
+        .dead_letter(move |letter| sink.lock().unwrap().push(letter))
+        .build(db)
+        .unwrap();
+    let t = token();
+    for i in 1..=30 {
+        storage.push(&t, item(i)).unwrap();
+    }
+    storage.flush(&t).unwrap();
+    let letters = got.lock().unwrap().clone();
+    assert_eq!(
+        ids(&letters.iter().map(|l| l.item.clone()).collect::<Vec<_>>()),
+        vec![7, 14, 21, 28]
+    );
+    assert!(matches!(letters[0].error, DbError::Rejected { .. }));
+    assert!(storage.take_dead_letters().is_empty(), "the hook took them");
+    assert_eq!(storage.stats().dead_letters, 4);
+    storage.close().unwrap();
+}
+
+#[test]
+fn a_panicking_hook_leaves_its_items_aside() {
+    lifostore::testing::quiet_injected_panics();
+    let db = FaultyDb::new(MemDb::new(), 5).reject_items(poison, false);
+    let storage = Storage::builder()
+        .dead_letter(|_| panic!("{}: hook", lifostore::testing::INJECTED_PANIC))
+        .build(db)
+        .unwrap();
+    let t = token();
+    for i in 1..=10 {
+        storage.push(&t, item(i)).unwrap();
+    }
+    storage.flush(&t).unwrap();
+    let kept = storage.take_dead_letters();
+    assert_eq!(
+        ids(&kept.iter().map(|l| l.item.clone()).collect::<Vec<_>>()),
+        vec![7]
+    );
+    assert_eq!(storage.db().inner().len(), 9);
+    storage.close().unwrap();
+}
+
+#[test]
+fn poison_kept_aside_is_bounded() {
+    let db = FaultyDb::new(MemDb::new(), 5).reject_items(poison, false);
+    let storage = Storage::builder().max_dead_letters(2).build(db).unwrap();
+    let t = token();
+    for i in 1..=35 {
+        storage.push(&t, item(i)).unwrap(); // poison: 7 14 21 28 35
+    }
+    storage.flush(&t).unwrap();
+    let stats = storage.stats();
+    assert_eq!(
+        (
+            stats.dead_letters,
+            stats.dead_letters_held,
+            stats.dead_letters_dropped
+        ),
+        (5, 2, 3),
+        "{stats:?}"
+    );
+    let kept = storage.take_dead_letters();
+    assert_eq!(
+        ids(&kept.iter().map(|l| l.item.clone()).collect::<Vec<_>>()),
+        vec![28, 35]
+    );
+    storage.close().unwrap();
+}
+
+#[test]
+fn poison_never_blocks_the_window_for_the_other_items() {
+    // Without isolation the flusher retried the poisoned batch forever and, one window later,
+    // every push was refused. Now pushes keep flowing and reach the Db within the window.
+    let window = Duration::from_millis(100);
+    let db = FaultyDb::new(MemDb::new(), 9).reject_items(poison, false);
+    let storage = Storage::builder()
+        .max_unflushed_age(window)
+        .build(db)
+        .unwrap();
+    let t = token();
+    let started = Instant::now();
+    let mut i = 1;
+    while started.elapsed() < window * 4 {
+        storage
+            .push(&t, item(i))
+            .expect("pushes are never refused because of poison");
+        i += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let stats = storage.stats();
+    assert!(stats.db_failing_for.is_none(), "{stats:?}");
+    assert!(stats.dead_letters > 0, "{stats:?}");
+    storage.close().unwrap();
+    let stats = storage.stats();
+    let stored = storage.db().inner().len() as u64;
+    assert_eq!(stored + stats.dead_letters_held as u64, i - 1);
+}
+
+/// A user's Db over a FileDb that does not state the file's item limit: the storage accepts
+/// items the file will refuse, as a Db whose limit is unknown would.
+struct Unstated(FileDb);
+
+impl Db for Unstated {
+    fn push(&self, data: &[u8]) -> Result<(), DbError> {
+        self.0.push(data)
+    }
+    fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
+        self.0.pop()
+    }
+    fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
+        self.0.push_batch(items)
+    }
+}
+
+#[test]
+fn a_real_file_db_limit_mismatch_is_isolated_not_retried_forever() {
+    let dir = TempDir::new("poison-file");
+    let file = FileDb::open_with(
+        dir.file("q.lifo"),
+        FileDbOptions::default().max_item_len(64),
+    )
+    .unwrap();
+    let storage = Storage::builder()
+        .max_item_len(1 << 20)
+        .build(Unstated(file))
+        .unwrap();
+    let t = token();
+    storage.push(&t, b"small-1".to_vec()).unwrap();
+    storage.push(&t, vec![b'x'; 1000]).unwrap(); // accepted: the Db stated no limit
+    storage.push(&t, b"small-2".to_vec()).unwrap();
+    storage.flush(&t).unwrap();
+    let letters = storage.take_dead_letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].item.len(), 1000);
+    assert!(matches!(
+        letters[0].error,
+        DbError::ItemTooLarge { len: 1000, max: 64 }
+    ));
+    storage.close().unwrap();
+    let file = &storage.db().0;
+    assert_eq!(file.pop().unwrap(), Some(b"small-2".to_vec()));
+    assert_eq!(file.pop().unwrap(), Some(b"small-1".to_vec()));
+    assert_eq!(file.pop().unwrap(), None);
+}
+
+#[test]
+fn the_same_mismatch_through_file_db_directly_is_refused_at_push() {
+    let dir = TempDir::new("poison-file-direct");
+    let storage = Storage::builder()
+        .max_item_len(1 << 20)
+        .open_with(
+            dir.file("q.lifo"),
+            FileDbOptions::default().max_item_len(64),
+        )
+        .unwrap();
+    match storage.push(&token(), vec![b'x'; 1000]) {
+        Err(Error::ItemTooLarge { len: 1000, max: 64 }) => {}
+        other => panic!("{other:?}"),
+    }
+    storage.close().unwrap();
+}
