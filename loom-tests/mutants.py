@@ -22,8 +22,8 @@ M = {
  'M2 lost wakeup: wake notifies without taking the state lock': ('src/engine/state.rs',
    '        let _guard = self.state.lock();\n', ''),
  'M3 push does not notify a waiting popper': ('src/engine/mod.rs',
-   '''                self.core.poppers.notify_one();
-                return Ok(());''', '''                return Ok(());'''),
+   '''        self.core.poppers.notify_one();
+    }''', '''    }'''),
  'M4 a landed batch does not bump db_epoch': ('src/engine/state.rs',
    '            self.db_epoch += 1;\n', ''),
  'M5 flushed_through ignores the batch in flight': ('src/engine/state.rs',
@@ -50,6 +50,8 @@ M = {
    'Err(e) if !e.source.is_permanent() => {', 'Err(e) if e.stored == 0 || !e.source.is_permanent() => {'),
  'M13 poison kept aside without a hook is dropped': ('src/engine/writer.rs',
    '        state.set_aside(&core.cfg, poison);\n        return state;', '        return state;'),
+ 'M14 a popper spins without bound instead of parking': ('src/engine/mod.rs',
+   'DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {', 'DbPopStep::Wait { .. } if spins < u32::MAX => {'),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {

@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-pub(crate) use imp::{AtomicBool, JoinHandle, Mutex, MutexGuard, spawn};
+pub(crate) use imp::{AtomicBool, JoinHandle, Mutex, MutexGuard, SPIN_ROUNDS, backoff, spawn};
 
 /// A condition variable with one API over parking_lot and loom.
 pub(crate) struct Condvar(imp::RawCondvar);
@@ -77,6 +77,21 @@ mod imp {
     {
         std::thread::Builder::new().name(name).spawn(f)
     }
+
+    /// How many times a caller about to sleep for an event that is likely microseconds away
+    /// re-checks first: six rounds of spinning, then four of yielding (crossbeam's Backoff).
+    pub(crate) const SPIN_ROUNDS: u32 = 10;
+
+    /// Round `round` (from 1) of that backoff: `2^round` spin hints, then yields.
+    pub(crate) fn backoff(round: u32) {
+        if round <= 6 {
+            for _ in 0..1u32 << round {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
 #[cfg(lifostore_loom)]
@@ -127,5 +142,14 @@ mod imp {
         F: FnOnce() + Send + 'static,
     {
         Ok(loom::thread::spawn(f))
+    }
+
+    /// One round under loom: enough to explore "the item arrived during the spin" and "the
+    /// spin ended and the caller parked", without multiplying the models' interleavings.
+    pub(crate) const SPIN_ROUNDS: u32 = 1;
+
+    /// A yield, so loom schedules the other threads during the spin.
+    pub(crate) fn backoff(_round: u32) {
+        loom::thread::yield_now();
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::db::Db;
 use crate::db::file::{FileDb, FileDbOptions};
 use crate::error::Error;
-use crate::sync::{JoinHandle, Mutex, MutexGuard};
+use crate::sync::{JoinHandle, Mutex, MutexGuard, SPIN_ROUNDS, backoff};
 use crate::token::CancelToken;
 pub use poison::DeadLetter;
 use poison::DeadLetterHook;
@@ -538,6 +538,7 @@ impl<D> Storage<D> {
     ) -> Result<Option<Vec<u8>>, Error> {
         let shared = self.core.shared;
         let mut waiter = Waiter::new(&self.core, token, &self.core.poppers);
+        let mut spins = 0;
         loop {
             waiter.check(&state)?;
             if let Some(item) = state.take_newest() {
@@ -564,6 +565,14 @@ impl<D> Storage<D> {
                     ..
                 } if !wait => state = waiter.wait(state, None),
                 DbPopStep::Wait { .. } if !wait => return Ok(None),
+                // A push is likely microseconds away under load: re-check a few times before
+                // parking, since a park and its wakeup cost more than a whole hand-off.
+                DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {
+                    spins += 1;
+                    drop(state);
+                    backoff(spins);
+                    state = self.core.state.lock();
+                }
                 DbPopStep::Wait { recheck_at, .. } => state = waiter.wait(state, recheck_at),
             }
         }
