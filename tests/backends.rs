@@ -15,6 +15,9 @@ use lifostore::{CancelToken, Db, Storage};
 mod common;
 use common::{batch_rates, error_chain, run_children};
 
+#[path = "backends/faults.rs"]
+mod faults;
+
 /// Restart tests take this for writing; every other test for reading, so no test runs while
 /// its server is being restarted.
 static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
@@ -263,11 +266,12 @@ fn bad_url_fails_clearly(kind: &str) {
     );
 }
 
-/// Figures, not assertions: Db-level batch push and pop rates for 100-byte items.
+/// Figures, not assertions: Db-level batch push and pop rates for 100-byte items (2048 calls
+/// of batch 1, 32 of batch 1024: long enough to be more than noise).
 fn rates(kind: &str, url: &str) {
     let db = open(kind, url, &unique("rates"));
     for batch in [1usize, 1024] {
-        let (push, pop) = batch_rates(&*db, batch, (2048 / batch).max(4));
+        let (push, pop) = batch_rates(&*db, batch, (2048 / batch).max(32));
         println!("{kind} 100-byte items, batch {batch:>4}: push {push:>9.0}/s, pop {pop:>9.0}/s");
     }
 }

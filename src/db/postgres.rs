@@ -80,7 +80,7 @@ pub struct PostgresDb {
 
 /// The connection and what this client must remember across calls.
 struct Session {
-    client: Option<postgres::Client>,
+    conn: Option<Conn>,
     /// Last batch id used.
     batch: i64,
     /// A batch whose push failed after it may have been committed.
@@ -88,6 +88,31 @@ struct Session {
     /// Last pop sequence number used, and the last one whose reply arrived.
     pop_seq: i64,
     pop_acked: i64,
+}
+
+/// A connection and the statements prepared on it (a prepared statement saves the round trip
+/// and the planning of a prepare on every call).
+struct Conn {
+    client: postgres::Client,
+    statements: Vec<(String, postgres::Statement)>,
+}
+
+/// Most statements kept prepared on one connection (push and pop, per table used).
+const MAX_STATEMENTS: usize = 8;
+
+impl Conn {
+    /// `sql`, prepared on this connection the first time it is used.
+    fn prepared(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some((_, st)) = self.statements.iter().find(|(text, _)| text == sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare(sql)?;
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.push((sql.to_string(), st.clone()));
+        Ok(st)
+    }
 }
 
 impl std::fmt::Debug for PostgresDb {
@@ -162,7 +187,7 @@ impl PostgresDb {
             table: "lifostore".to_string(),
             id: client_id(),
             session: Mutex::new(Session {
-                client: None,
+                conn: None,
                 batch: 0,
                 in_doubt: None,
                 pop_seq: 0,
@@ -200,7 +225,7 @@ impl PostgresDb {
         let sql = format!("SELECT count(*) FROM {}", self.table);
         let n: i64 = self
             .call(&mut self.session.lock(), |c| {
-                c.query_one(&sql, &[])?.try_get(0)
+                c.client.query_one(&sql, &[])?.try_get(0)
             })
             .map_err(|(e, _)| e)?;
         Ok(n.max(0) as u64)
@@ -226,17 +251,19 @@ impl PostgresDb {
              DELETE FROM {t}_taken WHERE taken_at < now() - interval '1 day';",
             t = self.table
         );
-        self.call(&mut self.session.lock(), |c| match c.batch_execute(&sql) {
-            // Two processes creating the same table at once: one wins, the other sees a
-            // duplicate; either way the table exists now.
-            Err(e)
-                if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
-                    || e.code() == Some(&postgres::error::SqlState::DUPLICATE_TABLE)
-                    || e.code() == Some(&postgres::error::SqlState::DUPLICATE_OBJECT) =>
-            {
-                Ok(())
+        self.call(&mut self.session.lock(), |c| {
+            match c.client.batch_execute(&sql) {
+                // Two processes creating the same table at once: one wins, the other sees a
+                // duplicate; either way the table exists now.
+                Err(e)
+                    if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+                        || e.code() == Some(&postgres::error::SqlState::DUPLICATE_TABLE)
+                        || e.code() == Some(&postgres::error::SqlState::DUPLICATE_OBJECT) =>
+                {
+                    Ok(())
+                }
+                other => other,
             }
-            other => other,
         })
         .map_err(|(e, _)| e)
     }
@@ -247,24 +274,27 @@ impl PostgresDb {
     fn call<T>(
         &self,
         session: &mut Session,
-        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
+        f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>,
     ) -> Result<T, (DbError, bool)> {
-        if session.client.as_ref().is_none_or(|c| c.is_closed()) {
-            session.client = None;
+        if session.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            session.conn = None;
             let client = self.config.connect(postgres::NoTls).map_err(|e| {
                 (
                     db_error(&format!("connecting to {}", address(&self.config)), e),
                     false,
                 )
             })?;
-            session.client = Some(client);
+            session.conn = Some(Conn {
+                client,
+                statements: Vec::new(),
+            });
         }
-        let Some(client) = session.client.as_mut() else {
+        let Some(conn) = session.conn.as_mut() else {
             return Err((DbError::msg("postgres: no connection"), false));
         };
-        let result = f(client);
-        if result.is_err() && client.is_closed() {
-            session.client = None;
+        let result = f(conn);
+        if result.is_err() && conn.client.is_closed() {
+            session.conn = None;
         }
         result.map_err(|e| {
             // A server error means the statement failed and its transaction rolled back.
@@ -307,8 +337,10 @@ impl PostgresDb {
             t = self.table
         );
         let (id, acked) = (self.id.clone(), session.pop_acked);
-        self.call(session, |c| c.execute(&sql, &[&id, &acked]).map(|_| ()))
-            .map_err(|(e, _)| e)
+        self.call(session, |c| {
+            c.client.execute(&sql, &[&id, &acked]).map(|_| ())
+        })
+        .map_err(|(e, _)| e)
     }
 }
 
@@ -354,7 +386,10 @@ impl Db for PostgresDb {
         let id = self.id.clone();
         let params: [&(dyn postgres::types::ToSql + Sync); 5] =
             [&id, &batch, &ids, &stored, &values];
-        match self.call(&mut session, |c| c.execute(&sql, &params)) {
+        match self.call(&mut session, |c| {
+            let statement = c.prepared(&sql)?;
+            c.client.execute(&statement, &params)
+        }) {
             Ok(_) => {
                 session.in_doubt = None;
                 Ok(())
@@ -381,7 +416,9 @@ impl Db for PostgresDb {
         let (seq, acked, id) = (session.pop_seq, session.pop_acked, self.id.clone());
         let mut rows: Vec<(i64, Vec<u8>)> = self
             .call(&mut session, |c| {
-                c.query(&sql, &[&id, &acked, &seq, &limit])?
+                let statement = c.prepared(&sql)?;
+                c.client
+                    .query(&statement, &[&id, &acked, &seq, &limit])?
                     .iter()
                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                     .collect()
@@ -406,7 +443,7 @@ impl Drop for PostgresDb {
     /// deletes this client's row. Reconnects for it only when a pop's reply was lost.
     fn drop(&mut self) {
         let mut session = self.session.lock();
-        let live = session.client.as_ref().is_some_and(|c| !c.is_closed());
+        let live = session.conn.as_ref().is_some_and(|c| !c.client.is_closed());
         if live || session.pop_seq != session.pop_acked {
             let _ = self.release(&mut session);
         }

@@ -9,7 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -36,7 +36,9 @@ struct Shared {
     armed: AtomicBool,
     cuts: AtomicUsize,
     stop: AtomicBool,
-    conns: Mutex<Vec<(TcpStream, TcpStream)>>,
+    /// Open connections (id, client side, server side), so drop can close them.
+    conns: Mutex<Vec<(u64, TcpStream, TcpStream)>>,
+    next_id: AtomicU64,
 }
 
 /// A running proxy; stops (closing every connection) on drop.
@@ -63,6 +65,7 @@ impl Proxy {
             cuts: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
         });
         let acceptor = {
             let shared = shared.clone();
@@ -101,7 +104,7 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr); // wakes the acceptor
-        for (a, b) in self
+        for (_, a, b) in self
             .shared
             .conns
             .lock()
@@ -127,20 +130,20 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue; // the client sees its connection closed, as with a dead server
         };
         let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|(c, _)| c.peer_addr().is_ok());
         if conns.len() >= MAX_CONNS {
             continue; // dropping both streams closes them
         }
         let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
             continue;
         };
-        conns.push((c2, s2));
+        let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+        conns.push((id, c2, s2));
         drop(conns);
-        spawn_pumps(client, server, shared.clone());
+        spawn_pumps(id, client, server, shared.clone());
     }
 }
 
-fn spawn_pumps(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
+fn spawn_pumps(id: u64, client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let (Ok(client_in), Ok(server_out)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
@@ -154,7 +157,16 @@ fn spawn_pumps(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
         }
         let _ = to.shutdown(Shutdown::Write);
     });
-    std::thread::spawn(move || replies(server, client, &shared));
+    std::thread::spawn(move || {
+        let (c, s) = (client.try_clone(), server.try_clone());
+        replies(server, client, &shared);
+        // The server's side ended (or was cut): end the client's too, and forget the pair.
+        for stream in [c, s].into_iter().flatten() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|(i, _, _)| *i != id);
+    });
 }
 
 /// Forwards the server's replies to the client, withholding and cutting an armed one.

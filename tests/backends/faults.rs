@@ -2,39 +2,16 @@
 //! and its reply never reached the client (a proxy drops it and closes both sides). What
 //! becomes of a push that is retried, and of the items a lost pop took?
 //!
-//! Servers as in tests/backends.rs: LIFOSTORE_REDIS_URL / LIFOSTORE_POSTGRES_URL (started by
-//! `.ci/with-servers`); skipped without them, except under CI.
-#![cfg(any(feature = "redis", feature = "postgres"))]
+//! A module of tests/backends.rs: same servers, same skipping rules, same lock against the
+//! restart tests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lifostore::{CancelToken, Db, Storage};
+use lifostore::{CancelToken, Storage};
 
-mod common;
-use common::proxy::{Protocol, Proxy};
-
-/// The server URL for `var`, or `None` (with a message) when the test should be skipped.
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set: CI must provide the server")
-        }
-        _ => {
-            eprintln!("skipped: no server (set {var}, or run through .ci/with-servers)");
-            None
-        }
-    }
-}
-
-/// A name no other test or run uses.
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
+use super::{SERVER, drain, id, open, server, unique};
+use crate::common::proxy::{Protocol, Proxy};
 
 /// The `127.0.0.1:port` in `url`.
 fn host_port(url: &str) -> &str {
@@ -59,39 +36,8 @@ fn proxied(kind: &str, url: &str) -> (Proxy, String) {
     (proxy, via)
 }
 
-fn open(kind: &str, url: &str, name: &str) -> Box<dyn Db> {
-    match kind {
-        #[cfg(feature = "redis")]
-        "redis" => Box::new(lifostore::RedisDb::open(url).expect("redis").with_key(name)),
-        #[cfg(feature = "postgres")]
-        "postgres" => Box::new(
-            lifostore::PostgresDb::open(url)
-                .expect("postgres")
-                .with_table(name)
-                .expect("table"),
-        ),
-        other => panic!("unknown backend {other}"),
-    }
-}
-
 fn item(id: u64) -> [u8; 8] {
     id.to_le_bytes()
-}
-
-fn id(item: &[u8]) -> u64 {
-    u64::from_le_bytes(item.try_into().expect("8-byte item"))
-}
-
-/// Pops everything (newest first) through `db`.
-fn drain(db: &dyn Db) -> Vec<u64> {
-    let mut out = Vec::new();
-    loop {
-        let batch = db.pop_batch(500).expect("drain");
-        if batch.is_empty() {
-            return out;
-        }
-        out.extend(batch.iter().map(|x| id(x)));
-    }
 }
 
 /// How many items, of those expected once each, came back twice or never.
@@ -255,6 +201,7 @@ macro_rules! fault_tests {
 
             #[test]
             fn push_reply_lost_then_retried_is_stored_once() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     push_reply_lost($kind, &url);
                 }
@@ -262,6 +209,7 @@ macro_rules! fault_tests {
 
             #[test]
             fn pop_reply_lost_items_come_back() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     pop_reply_lost($kind, &url);
                 }
@@ -269,6 +217,7 @@ macro_rules! fault_tests {
 
             #[test]
             fn item_popped_from_memory_after_a_lost_push_is_delivered_twice() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     popped_from_memory_after_lost_push($kind, &url);
                 }
@@ -276,6 +225,7 @@ macro_rules! fault_tests {
 
             #[test]
             fn storage_with_lost_replies_keeps_every_item_once() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     storage_reply_lost($kind, &url);
                 }
