@@ -1,0 +1,2 @@
+//! `orders-load`: paced HTTP load generator (placeholder until the bench lands).
+fn main() {}
