@@ -13,13 +13,16 @@ use parking_lot::{Mutex, RwLock};
 
 const SHARDS: usize = 32;
 
+/// One shard: order id to the order's JSON.
+type Shard = RwLock<HashMap<Box<str>, Arc<[u8]>>>;
+
 /// How many of the newest ids [`Cache::newest`] can return.
 pub const NEWEST_KEPT: usize = 1000;
 
 /// The in-memory copy of the orders table.
 pub struct Cache {
     hasher: RandomState,
-    shards: Vec<RwLock<HashMap<Box<str>, Arc<[u8]>>>>,
+    shards: Vec<Shard>,
     len: AtomicUsize,
     newest: Mutex<BTreeSet<(DateTime<Utc>, Box<str>)>>,
     ready: AtomicBool,
@@ -38,7 +41,7 @@ impl Default for Cache {
 }
 
 impl Cache {
-    fn shard(&self, uid: &str) -> &RwLock<HashMap<Box<str>, Arc<[u8]>>> {
+    fn shard(&self, uid: &str) -> &Shard {
         let i = self.hasher.hash_one(uid) as usize % SHARDS;
         &self.shards[i]
     }

@@ -53,7 +53,8 @@ pub enum ConfigError {
 }
 
 fn env_url(vars: [&str; 2]) -> Option<String> {
-    vars.iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+    vars.iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, ConfigError> {

@@ -253,10 +253,7 @@ async fn pump(
     }
 }
 
-fn take(
-    message: Result<jetstream::Message, pull::MessagesError>,
-    batch: &mut Vec<Delivery>,
-) {
+fn take(message: Result<jetstream::Message, pull::MessagesError>, batch: &mut Vec<Delivery>) {
     let message = match message {
         Ok(m) => m,
         Err(e) => return eprintln!("orders: JetStream pull: {e}"),
@@ -275,7 +272,10 @@ fn take(
 
 /// Blocking send on the bounded channel, off the runtime's thread. `false` once the workers
 /// are gone.
-async fn hand_over(batch: Vec<Delivery>, deliveries: &crossbeam_channel::Sender<Vec<Delivery>>) -> bool {
+async fn hand_over(
+    batch: Vec<Delivery>,
+    deliveries: &crossbeam_channel::Sender<Vec<Delivery>>,
+) -> bool {
     let tx = deliveries.clone();
     matches!(
         tokio::task::spawn_blocking(move || tx.send(batch)).await,
@@ -283,7 +283,11 @@ async fn hand_over(batch: Vec<Delivery>, deliveries: &crossbeam_channel::Sender<
     )
 }
 
-async fn settle_loop(cfg: &EdgeConfig, js: &jetstream::Context, mut settled: mpsc::Receiver<Settled>) {
+async fn settle_loop(
+    cfg: &EdgeConfig,
+    js: &jetstream::Context,
+    mut settled: mpsc::Receiver<Settled>,
+) {
     let subject = cfg.invalid_subject();
     while let Some(batch) = settled.recv().await {
         settle(&subject, js, batch).await;
@@ -298,7 +302,10 @@ async fn settle(subject: &str, js: &jetstream::Context, batch: Settled) {
     let mut pending = Vec::with_capacity(batch.invalid.len());
     for (delivery, reason) in batch.invalid {
         let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, format!("orders-invalid-{}", delivery.seq).as_str());
+        headers.insert(
+            NATS_MESSAGE_ID,
+            format!("orders-invalid-{}", delivery.seq).as_str(),
+        );
         let body = serde_json::json!({
             "stream_sequence": delivery.seq,
             "bytes": delivery.payload.len(),
@@ -320,7 +327,10 @@ async fn settle(subject: &str, js: &jetstream::Context, batch: Settled) {
     }
     for delivery in acks {
         if let Err(e) = delivery.acker.ack().await {
-            eprintln!("orders: ack of message {} failed ({e}); it will be redelivered", delivery.seq);
+            eprintln!(
+                "orders: ack of message {} failed ({e}); it will be redelivered",
+                delivery.seq
+            );
         }
     }
 }

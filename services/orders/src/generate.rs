@@ -8,7 +8,13 @@ pub struct Generator {
     seed: u64,
 }
 
-const NAMES: &[&str] = &["Test Testov", "Ivan Petrov", "Anna Smith", "Li Wei", "Jo Brown"];
+const NAMES: &[&str] = &[
+    "Test Testov",
+    "Ivan Petrov",
+    "Anna Smith",
+    "Li Wei",
+    "Jo Brown",
+];
 const CITIES: &[&str] = &["Kiryat Mozkin", "Berlin", "Lisbon", "Oslo", "Kyoto"];
 const BRANDS: &[&str] = &["Vivienne Sabo", "Acme", "Nordwind", "Blue Fox", "Kite"];
 const PRODUCTS: &[&str] = &["Mascaras", "Socks", "Kettle", "Lamp", "Notebook", "Scarf"];
@@ -118,7 +124,9 @@ impl Generator {
         let valid = self.order(u64::MAX - index);
         let mut value = serde_json::to_value(&valid).unwrap_or_default();
         match index % JUNK_KINDS as u64 {
-            0 => (0..self.rng.usize(1..512)).map(|_| self.rng.u8(..)).collect(),
+            0 => (0..self.rng.usize(1..512))
+                .map(|_| self.rng.u8(..))
+                .collect(),
             1 => b"{\"order_uid\": \"abc\", \"items\": [".to_vec(),
             2 => b"[1, 2, 3]".to_vec(),
             3 => {

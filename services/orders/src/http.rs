@@ -103,7 +103,10 @@ fn route(shared: &Shared, method: &Method, url: &str) -> Reply {
         "/" => reply(200, "text/html; charset=utf-8", PAGE.as_bytes().into()),
         "/stats" => {
             let stats = shared.storage.stats();
-            json(200, stats_json(&shared.counters, shared.cache.len(), &stats))
+            json(
+                200,
+                stats_json(&shared.counters, shared.cache.len(), &stats),
+            )
         }
         "/orders" => newest(shared, query),
         _ => match path.strip_prefix("/orders/") {
@@ -115,7 +118,10 @@ fn route(shared: &Shared, method: &Method, url: &str) -> Reply {
 
 fn by_id(shared: &Shared, uid: &str) -> Reply {
     if check_uid(uid).is_err() {
-        return error(400, "an order_uid is 1 to 64 characters of A-Z a-z 0-9 . _ -");
+        return error(
+            400,
+            "an order_uid is 1 to 64 characters of A-Z a-z 0-9 . _ -",
+        );
     }
     match shared.cache.get(uid) {
         Some(body) => reply(200, "application/json", body),

@@ -29,7 +29,12 @@ impl Ingest<'_> {
     ///
     /// Every delivery of a batch is handed to the committer only after each valid order in it
     /// was pushed into the storage, so the committer's next `flush` covers it.
-    pub fn run(&self, batches: Receiver<Vec<Delivery>>, done: Sender<Settled>, mut backoff: Backoff) {
+    pub fn run(
+        &self,
+        batches: Receiver<Vec<Delivery>>,
+        done: Sender<Settled>,
+        mut backoff: Backoff,
+    ) {
         for batch in batches {
             add(&self.counters.received, batch.len() as u64);
             let mut settled = Settled::default();

@@ -5,18 +5,18 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod cache;
-pub mod generate;
-pub mod order;
-pub mod orders_db;
-pub mod rebuild;
-pub mod record;
 pub mod backoff;
+pub mod cache;
 pub mod commit;
 pub mod config;
 pub mod counters;
 pub mod edge;
+pub mod generate;
 pub mod http;
 pub mod ingest;
-pub mod service;
+pub mod order;
+pub mod orders_db;
 pub mod publish;
+pub mod rebuild;
+pub mod record;
+pub mod service;

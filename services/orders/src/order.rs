@@ -166,7 +166,10 @@ impl Order {
         if self.items.is_empty() || self.items.len() > MAX_ITEMS {
             return Err(field_error(
                 "items",
-                format!("has {} items, an order has 1 to {MAX_ITEMS}", self.items.len()),
+                format!(
+                    "has {} items, an order has 1 to {MAX_ITEMS}",
+                    self.items.len()
+                ),
             ));
         }
         for (i, item) in self.items.iter().enumerate() {

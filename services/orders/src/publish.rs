@@ -76,7 +76,9 @@ fn shuffled_kinds(plan: &PublishPlan) -> Vec<bool> {
 }
 
 async fn publish_all(plan: &PublishPlan, sent: &mut dyn Write) -> Result<Duration, PublishError> {
-    let client = async_nats::connect(&plan.url).await.map_err(nats("connecting"))?;
+    let client = async_nats::connect(&plan.url)
+        .await
+        .map_err(nats("connecting"))?;
     let js = jetstream::new(client);
     js.get_or_create_stream(stream::Config {
         name: plan.stream.clone(),
@@ -122,7 +124,7 @@ async fn publish_all(plan: &PublishPlan, sent: &mut dyn Write) -> Result<Duratio
 /// Holds the publisher to `rate` messages per second, a sleep every 50 messages.
 async fn pace(rate: Option<f64>, started: Instant, done: u64) {
     if let Some(rate) = rate.filter(|r| *r > 0.0)
-        && done % 50 == 0
+        && done.is_multiple_of(50)
     {
         let due = started + Duration::from_secs_f64(done as f64 / rate);
         tokio::time::sleep_until(due.into()).await;

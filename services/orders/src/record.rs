@@ -67,9 +67,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, MalformedRecord> {
 }
 
 fn take<'a>(bytes: &'a [u8], at: &mut usize, n: usize) -> Result<&'a [u8], MalformedRecord> {
-    let slice = bytes
-        .get(*at..*at + n)
-        .ok_or(MalformedRecord { at: *at })?;
+    let slice = bytes.get(*at..*at + n).ok_or(MalformedRecord { at: *at })?;
     *at += n;
     Ok(slice)
 }

@@ -86,7 +86,11 @@ fn ingest(cfg: &Config, shared: &Shared) -> Result<(), ServiceError> {
     };
     thread::scope(|s| {
         for _ in 0..cfg.workers {
-            let (rx, tx, stop) = (batches_rx.clone(), processed_tx.clone(), stopping_rx.clone());
+            let (rx, tx, stop) = (
+                batches_rx.clone(),
+                processed_tx.clone(),
+                stopping_rx.clone(),
+            );
             let work = &work;
             s.spawn(move || work.run(rx, tx, Backoff::new(stop)));
         }
