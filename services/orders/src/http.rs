@@ -4,6 +4,7 @@
 //! endpoint `503`; then `/health` is `200 {"status":"ready"}`.
 
 use std::io::Cursor;
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 use lifostore::Storage;
@@ -36,12 +37,31 @@ pub struct HttpError {
     pub detail: String,
 }
 
+/// A listener with `TCP_NODELAY` set, which Linux passes on to every accepted socket:
+/// tiny_http writes a response's headers and body separately, and without it Nagle's
+/// algorithm holds the body until the client's delayed ACK (40 ms per request).
+fn listener(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("the address resolves to nothing"))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// Binds `addr` and serves on `threads` threads (detached: they live as long as the process).
 pub fn serve(addr: &str, threads: usize, shared: Arc<Shared>) -> Result<(), HttpError> {
-    let server = Server::http(addr).map_err(|e| HttpError {
+    let failed = |detail: String| HttpError {
         addr: addr.to_string(),
-        detail: e.to_string(),
-    })?;
+        detail,
+    };
+    let listener = listener(addr).map_err(|e| failed(e.to_string()))?;
+    let server = Server::from_listener(listener, None).map_err(|e| failed(e.to_string()))?;
     let server = Arc::new(server);
     for i in 0..threads.max(1) {
         let (server, shared) = (Arc::clone(&server), Arc::clone(&shared));
@@ -53,10 +73,7 @@ pub fn serve(addr: &str, threads: usize, shared: Arc<Shared>) -> Result<(), Http
                 }
             });
         if let Err(e) = spawned {
-            return Err(HttpError {
-                addr: addr.to_string(),
-                detail: format!("cannot start a thread: {e}"),
-            });
+            return Err(failed(format!("cannot start a thread: {e}")));
         }
     }
     Ok(())
