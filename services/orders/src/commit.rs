@@ -11,7 +11,10 @@ use crate::edge::Settled;
 use crate::orders_db::OrdersDb;
 
 /// Runs until every worker has hung up. A flush that fails (PostgreSQL down) is retried with
-/// backoff while the batches stay unacked; batches that arrive meanwhile join the next flush.
+/// backoff while the batches stay unacked; batches that arrive meanwhile join the next flush,
+/// up to `max_held` messages. Past that the committer stops taking batches, the bounded
+/// channels fill and the edge stops fetching: redeliveries (which skip the storage's own
+/// backpressure, their ids being cached already) cannot pile up during a long outage.
 /// On shutdown with PostgreSQL still down, the unflushed batches are left unacked:
 /// JetStream redelivers them to the next process.
 pub fn run(
@@ -20,13 +23,20 @@ pub fn run(
     counters: &Counters,
     processed: Receiver<Settled>,
     edge: mpsc::Sender<Settled>,
-    mut backoff: Backoff,
+    (max_held, mut backoff): (usize, Backoff),
 ) {
     let mut pending: Vec<Settled> = Vec::new();
     while let Ok(first) = processed.recv() {
+        let mut held = first.len();
         pending.push(first);
         loop {
-            pending.extend(processed.try_iter());
+            while held < max_held {
+                let Ok(more) = processed.try_recv() else {
+                    break;
+                };
+                held += more.len();
+                pending.push(more);
+            }
             match storage.flush(token) {
                 Ok(()) => break,
                 Err(Error::Db(e)) => {

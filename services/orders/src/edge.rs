@@ -92,6 +92,18 @@ pub struct Settled {
     pub invalid: Vec<(Delivery, String)>,
 }
 
+impl Settled {
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.valid.len() + self.invalid.len()
+    }
+
+    /// Whether the batch holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Ensures the streams exist (creating them if missing) and returns the durable consumer.
 async fn setup(cfg: &EdgeConfig) -> Result<(jetstream::Context, PullConsumer), EdgeError> {
     let client = async_nats::connect(&cfg.url)

@@ -95,9 +95,9 @@ fn ingest(cfg: &Config, shared: &Shared) -> Result<(), ServiceError> {
             s.spawn(move || work.run(rx, tx, Backoff::new(stop)));
         }
         drop((batches_rx, processed_tx));
-        let stop = Backoff::new(stopping_rx);
+        let hold = (cfg.buffer_items, Backoff::new(stopping_rx));
         let (storage, counters, token) = (&shared.storage, &shared.counters, &token);
-        s.spawn(move || commit::run(storage, token, counters, processed_rx, settled_tx, stop));
+        s.spawn(move || commit::run(storage, token, counters, processed_rx, settled_tx, hold));
     });
     edge.join();
     Ok(())
