@@ -22,6 +22,8 @@ pub struct Config {
     pub insert_mode: InsertMode,
     /// lifostore buffer capacity in orders (`--buffer`, default 50 000).
     pub buffer_items: usize,
+    /// Most orders per INSERT statement (`--db-batch`, default 1000).
+    pub db_batch: usize,
     /// lifostore durability window (`--window-secs`, default 60).
     pub window: Duration,
 }
@@ -89,6 +91,7 @@ impl Config {
                 "--workers" => cfg.workers = number(&flag, args.next())?,
                 "--batch" => cfg.edge.batch = number(&flag, args.next())?,
                 "--buffer" => cfg.buffer_items = number(&flag, args.next())?,
+                "--db-batch" => cfg.db_batch = number(&flag, args.next())?,
                 "--ack-wait-secs" => cfg.edge.ack_wait = secs(number(&flag, args.next())?),
                 "--window-secs" => cfg.window = secs(number(&flag, args.next())?),
                 "--row-by-row" => cfg.insert_mode = InsertMode::RowByRow,
@@ -116,6 +119,7 @@ impl Config {
             workers: 2,
             insert_mode: InsertMode::Batched,
             buffer_items: 50_000,
+            db_batch: 1000,
             window: Duration::from_secs(60),
         }
     }
@@ -125,6 +129,7 @@ impl Config {
         self.workers = self.workers.max(1);
         self.edge.batch = self.edge.batch.max(1);
         self.buffer_items = self.buffer_items.max(1);
+        self.db_batch = self.db_batch.max(1);
         if self.postgres_url.is_empty() {
             return Err(ConfigError::Missing {
                 what: "PostgreSQL",

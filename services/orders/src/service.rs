@@ -44,7 +44,7 @@ pub fn run(cfg: Config) -> Result<(), ServiceError> {
     let storage = Storage::builder()
         .max_unflushed_age(cfg.window)
         .max_buffered_items(cfg.buffer_items)
-        .max_batch(cfg.edge.batch)
+        .max_batch(cfg.db_batch)
         .build(db);
     let shared = Arc::new(Shared {
         cache: Cache::default(),
