@@ -14,6 +14,7 @@ use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 /// How long the fetcher waits for more messages before handing over a partial batch.
@@ -148,6 +149,31 @@ pub struct Edge {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// The edge's private runtime, made first thing at start so that SIGINT/SIGTERM are caught
+/// from then on (a signal during the cache rebuild is kept and acted on once ingest starts).
+pub struct EdgeRuntime {
+    runtime: tokio::runtime::Runtime,
+    signals: [Signal; 2],
+}
+
+impl EdgeRuntime {
+    /// Builds the runtime and registers the signal handlers.
+    pub fn new() -> Result<EdgeRuntime, EdgeError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(EdgeError::Runtime)?;
+        let _entered = runtime.enter();
+        let watch = |kind| signal(kind).map_err(EdgeError::Runtime);
+        let signals = [
+            watch(SignalKind::terminate())?,
+            watch(SignalKind::interrupt())?,
+        ];
+        drop(_entered);
+        Ok(EdgeRuntime { runtime, signals })
+    }
+}
+
 impl Edge {
     /// Connects and sets up JetStream (errors surface here), then starts the edge thread.
     ///
@@ -155,21 +181,19 @@ impl Edge {
     /// ends the workers' and committer's retry waits); it returns once every sender of
     /// `settled` is gone and what they sent is acked.
     pub fn start(
+        edge: EdgeRuntime,
         cfg: EdgeConfig,
         deliveries: crossbeam_channel::Sender<Vec<Delivery>>,
         settled: mpsc::Receiver<Settled>,
         stopping: crossbeam_channel::Sender<()>,
     ) -> Result<Edge, EdgeError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(EdgeError::Runtime)?;
+        let EdgeRuntime { runtime, signals } = edge;
         let (js, consumer) = runtime.block_on(setup(&cfg))?;
         let thread = std::thread::Builder::new()
             .name("orders-nats-edge".into())
             .spawn(move || {
                 runtime.block_on(async {
-                    let fetching = fetch_loop(&cfg, consumer, deliveries, stopping);
+                    let fetching = fetch_loop(&cfg, consumer, deliveries, (stopping, signals));
                     let settling = settle_loop(&cfg, &js, settled);
                     tokio::join!(fetching, settling);
                 })
@@ -186,22 +210,12 @@ impl Edge {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                eprintln!("orders: cannot watch SIGTERM ({e}); stop with SIGINT");
-                std::future::pending::<()>().await
-            }
-        }
-    };
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal(signals: [Signal; 2]) {
+    let [mut term, mut int] = signals;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }
 
@@ -209,7 +223,7 @@ async fn fetch_loop(
     cfg: &EdgeConfig,
     consumer: PullConsumer,
     deliveries: crossbeam_channel::Sender<Vec<Delivery>>,
-    stopping: crossbeam_channel::Sender<()>,
+    (stopping, signals): (crossbeam_channel::Sender<()>, [Signal; 2]),
 ) {
     let fetching = async {
         loop {
@@ -231,7 +245,7 @@ async fn fetch_loop(
         }
     };
     tokio::select! {
-        _ = shutdown_signal() => eprintln!("orders: shutdown signal; draining"),
+        _ = shutdown_signal(signals) => eprintln!("orders: shutdown signal; draining"),
         _ = fetching => {}
     }
     // Dropping `deliveries` lets the workers finish and hang up; dropping `stopping` ends

@@ -14,7 +14,7 @@ use crate::cache::Cache;
 use crate::commit;
 use crate::config::Config;
 use crate::counters::Counters;
-use crate::edge::{Edge, EdgeError};
+use crate::edge::{Edge, EdgeError, EdgeRuntime};
 use crate::http::{self, HttpError, Shared};
 use crate::ingest::Ingest;
 use crate::orders_db::OrdersDb;
@@ -40,6 +40,7 @@ pub enum ServiceError {
 
 /// Runs the service until a shutdown signal has been handled.
 pub fn run(cfg: Config) -> Result<(), ServiceError> {
+    let edge = EdgeRuntime::new()?;
     let db = OrdersDb::open(&cfg.postgres_url, cfg.insert_mode)?;
     let storage = Storage::builder()
         .max_unflushed_age(cfg.window)
@@ -60,19 +61,19 @@ pub fn run(cfg: Config) -> Result<(), ServiceError> {
         rebuilt.orders,
         rebuilt.took.as_secs_f64()
     );
-    ingest(&cfg, &shared)?;
+    ingest(edge, &cfg, &shared)?;
     shared.storage.close().map_err(ServiceError::Close)?;
     eprintln!("orders: stopped cleanly");
     Ok(())
 }
 
 /// Starts the edge, the workers and the committer; returns when they have all finished.
-fn ingest(cfg: &Config, shared: &Shared) -> Result<(), ServiceError> {
+fn ingest(edge: EdgeRuntime, cfg: &Config, shared: &Shared) -> Result<(), ServiceError> {
     let (batches_tx, batches_rx) = crossbeam_channel::bounded(cfg.workers * 2);
     let (processed_tx, processed_rx) = crossbeam_channel::bounded(64);
     let (settled_tx, settled_rx) = mpsc::channel(64);
     let (stopping_tx, stopping_rx) = crossbeam_channel::bounded::<()>(0);
-    let edge = Edge::start(cfg.edge.clone(), batches_tx, settled_rx, stopping_tx)?;
+    let edge = Edge::start(edge, cfg.edge.clone(), batches_tx, settled_rx, stopping_tx)?;
     eprintln!(
         "orders: consuming {} (stream {}, consumer {})",
         cfg.edge.subject, cfg.edge.stream, cfg.edge.consumer

@@ -121,7 +121,9 @@ impl Sandbox {
         if let Some(rate) = rate {
             cmd.args(["--rate", &rate.to_string()]);
         }
-        cmd.spawn().expect("spawn orders-publish")
+        cmd.stdout(Stdio::null())
+            .spawn()
+            .expect("spawn orders-publish")
     }
 
     pub fn sent_path(&self) -> PathBuf {
