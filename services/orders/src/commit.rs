@@ -1,0 +1,59 @@
+//! The committer (one blocking thread): makes every processed batch durable with ONE
+//! `Storage::flush` for all batches waiting, then hands them to the edge to ack.
+
+use crossbeam_channel::Receiver;
+use lifostore::{CancelToken, Error, Storage};
+use tokio::sync::mpsc;
+
+use crate::backoff::Backoff;
+use crate::counters::{Counters, add};
+use crate::edge::Settled;
+use crate::orders_db::OrdersDb;
+
+/// Runs until every worker has hung up. A flush that fails (PostgreSQL down) is retried with
+/// backoff while the batches stay unacked; batches that arrive meanwhile join the next flush,
+/// up to `max_held` messages. Past that the committer stops taking batches, the bounded
+/// channels fill and the edge stops fetching: redeliveries (which skip the storage's own
+/// backpressure, their ids being cached already) cannot pile up during a long outage.
+/// On shutdown with PostgreSQL still down, the unflushed batches are left unacked:
+/// JetStream redelivers them to the next process.
+pub fn run(
+    storage: &Storage<OrdersDb>,
+    token: &CancelToken,
+    counters: &Counters,
+    processed: Receiver<Settled>,
+    edge: mpsc::Sender<Settled>,
+    (max_held, mut backoff): (usize, Backoff),
+) {
+    let mut pending: Vec<Settled> = Vec::new();
+    while let Ok(first) = processed.recv() {
+        let mut held = first.len();
+        pending.push(first);
+        loop {
+            while held < max_held {
+                let Ok(more) = processed.try_recv() else {
+                    break;
+                };
+                held += more.len();
+                pending.push(more);
+            }
+            match storage.flush(token) {
+                Ok(()) => break,
+                Err(Error::Db(e)) => {
+                    eprintln!("orders: flush to PostgreSQL failed ({e}); retrying");
+                    if !backoff.wait() {
+                        return;
+                    }
+                }
+                Err(e) => return eprintln!("orders: committer stops: {e}"),
+            }
+        }
+        backoff.reset();
+        for settled in pending.drain(..) {
+            add(&counters.stored, settled.valid.len() as u64);
+            if edge.blocking_send(settled).is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! `orders`: the order service. See the README; `bash services/orders/run` starts everything.
+
+use std::error::Error;
+use std::process::ExitCode;
+
+use orders::config::Config;
+
+fn main() -> ExitCode {
+    let result = Config::parse(std::env::args().skip(1))
+        .map_err(|e| Box::new(e) as Box<dyn Error>)
+        .and_then(|cfg| orders::service::run(cfg).map_err(|e| Box::new(e) as Box<dyn Error>));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut message = format!("orders: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}

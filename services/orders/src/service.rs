@@ -1,0 +1,105 @@
+//! [`run`]: wires the parts together in start-up order.
+//!
+//! PostgreSQL table -> storage -> HTTP (answering "loading") -> cache rebuild -> ready ->
+//! NATS edge -> ingest workers and committer. Returns after a SIGINT/SIGTERM has drained.
+
+use std::sync::Arc;
+use std::thread;
+
+use lifostore::{CancelToken, DbError, Storage};
+use tokio::sync::mpsc;
+
+use crate::backoff::Backoff;
+use crate::cache::Cache;
+use crate::commit;
+use crate::config::Config;
+use crate::counters::Counters;
+use crate::edge::{Edge, EdgeError, EdgeRuntime};
+use crate::http::{self, HttpError, Shared};
+use crate::ingest::Ingest;
+use crate::orders_db::OrdersDb;
+use crate::rebuild::rebuild;
+
+/// Why the service could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// PostgreSQL could not be reached at start, or the cache rebuild failed.
+    #[error("PostgreSQL is not usable")]
+    Postgres(#[from] DbError),
+    /// The HTTP server could not start.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The NATS edge could not start.
+    #[error(transparent)]
+    Edge(#[from] EdgeError),
+    /// Closing the storage at shutdown failed: unflushed orders stay unacked and JetStream
+    /// redelivers them to the next process.
+    #[error("closing the write-behind buffer failed; unacked orders will be redelivered")]
+    Close(#[source] lifostore::Error),
+}
+
+/// Runs the service until a shutdown signal has been handled.
+pub fn run(cfg: Config) -> Result<(), ServiceError> {
+    let edge = EdgeRuntime::new()?;
+    let db = OrdersDb::open(&cfg.postgres_url, cfg.insert_mode)?;
+    let storage = Storage::builder()
+        .max_unflushed_age(cfg.window)
+        .max_buffered_items(cfg.buffer_items)
+        .max_batch(cfg.db_batch)
+        .build(db);
+    let shared = Arc::new(Shared {
+        cache: Cache::default(),
+        counters: Counters::default(),
+        storage,
+    });
+    http::serve(&cfg.http, cfg.http_threads, Arc::clone(&shared))?;
+    eprintln!("orders: http on {} (loading the cache)", cfg.http);
+    let rebuilt = rebuild(&cfg.postgres_url, &shared.cache)?;
+    shared.cache.set_ready();
+    eprintln!(
+        "orders: cache rebuilt: {} orders in {:.3} s; ready",
+        rebuilt.orders,
+        rebuilt.took.as_secs_f64()
+    );
+    ingest(edge, &cfg, &shared)?;
+    shared.storage.close().map_err(ServiceError::Close)?;
+    eprintln!("orders: stopped cleanly");
+    Ok(())
+}
+
+/// Starts the edge, the workers and the committer; returns when they have all finished.
+fn ingest(edge: EdgeRuntime, cfg: &Config, shared: &Shared) -> Result<(), ServiceError> {
+    let (batches_tx, batches_rx) = crossbeam_channel::bounded(cfg.workers * 2);
+    let (processed_tx, processed_rx) = crossbeam_channel::bounded(64);
+    let (settled_tx, settled_rx) = mpsc::channel(64);
+    let (stopping_tx, stopping_rx) = crossbeam_channel::bounded::<()>(0);
+    let edge = Edge::start(edge, cfg.edge.clone(), batches_tx, settled_rx, stopping_tx)?;
+    eprintln!(
+        "orders: consuming {} (stream {}, consumer {})",
+        cfg.edge.subject, cfg.edge.stream, cfg.edge.consumer
+    );
+    let token = CancelToken::new();
+    let work = Ingest {
+        storage: &shared.storage,
+        cache: &shared.cache,
+        counters: &shared.counters,
+        token: &token,
+    };
+    thread::scope(|s| {
+        for _ in 0..cfg.workers {
+            let (rx, tx, stop) = (
+                batches_rx.clone(),
+                processed_tx.clone(),
+                stopping_rx.clone(),
+            );
+            let work = &work;
+            s.spawn(move || work.run(rx, tx, Backoff::new(stop)));
+        }
+        drop((batches_rx, processed_tx));
+        let hold = (cfg.buffer_items, Backoff::new(stopping_rx));
+        let (storage, counters, token) = (&shared.storage, &shared.counters, &token);
+        s.spawn(move || commit::run(storage, token, counters, processed_rx, settled_tx, hold));
+    });
+    edge.join();
+    Ok(())
+}

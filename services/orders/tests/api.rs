@@ -1,0 +1,67 @@
+//! The HTTP API against a real service: 503 while the cache loads, then lookups, newest ids,
+//! errors as JSON, stats.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Sandbox, wait_for};
+
+/// 300 000 rows made in SQL, so the rebuild takes long enough to be seen loading.
+const SEEDED: &str = "INSERT INTO orders (order_uid, date_created, customer_id, body)
+    SELECT 'seed-' || g, '2020-01-01'::timestamptz + g * interval '1 second', 'c' || g,
+           jsonb_build_object('order_uid', 'seed-' || g, 'n', g)
+    FROM generate_series(1, 300000) AS g";
+
+#[test]
+fn http_api_answers_loading_then_orders() {
+    let sb = Sandbox::new("api");
+    let first = sb.start_service(&[]);
+    first.wait_ready();
+    first.stop();
+    sb.pg().batch_execute(SEEDED).expect("seed rows");
+
+    let service = sb.start_service(&[]);
+    let (status, body) = wait_for(Duration::from_secs(30), "the first answer", || {
+        service.get("/health")
+    });
+    assert_eq!((status, body.as_str()), (503, r#"{"status":"loading"}"#));
+    let lookup = service.get("/orders/seed-1").expect("answer").0;
+    let still_loading = service.get("/health").expect("answer").0 == 503;
+    if still_loading {
+        assert_eq!(lookup, 503, "lookups wait for the cache");
+    }
+    service.wait_ready();
+    assert_eq!(service.stat("cached"), 300_000);
+
+    let (status, body) = service.get("/orders/seed-42").expect("answer");
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).expect("json"),
+        serde_json::json!({"order_uid": "seed-42", "n": 42})
+    );
+    let (status, body) = service.get("/orders/no-such-order").expect("answer");
+    assert_eq!(status, 404);
+    assert!(body.contains("\"error\""), "{body}");
+    let (status, _) = service.get("/orders/bad%00id").expect("answer");
+    assert_eq!(status, 400);
+
+    let (status, body) = service.get("/orders?limit=3").expect("answer");
+    assert_eq!(status, 200);
+    let ids: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        ids["order_uids"],
+        serde_json::json!(["seed-300000", "seed-299999", "seed-299998"])
+    );
+    assert_eq!(service.get("/orders?limit=0").expect("answer").0, 400);
+    assert_eq!(service.get("/orders?limit=abc").expect("answer").0, 400);
+    assert_eq!(service.get("/nope").expect("answer").0, 404);
+    let (status, page) = service.get("/").expect("answer");
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>Orders</title>"));
+    let stats = service.stats();
+    for key in ["received", "invalid", "stored", "cached", "lifostore"] {
+        assert!(stats.get(key).is_some(), "/stats lacks {key}: {stats}");
+    }
+    service.stop();
+}

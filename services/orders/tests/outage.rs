@@ -1,0 +1,65 @@
+//! PostgreSQL stopped for a few seconds during ingest: the service keeps taking orders into
+//! the cache and the lifostore buffer, and once the server is back everything lands.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Sandbox, env_url, wait_for};
+
+fn sh(command: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .expect("sh");
+    assert!(ok.success(), "{command} failed");
+}
+
+#[test]
+fn postgres_outage_mid_ingest_loses_nothing() {
+    let stop = env_url("LIFOSTORE_POSTGRES_STOP");
+    let start = env_url("LIFOSTORE_POSTGRES_START");
+    let sb = Sandbox::new("outage");
+    let service = sb.start_service(&["--ack-wait-secs", "30"]);
+    service.wait_ready();
+    let mut publisher = sb.publish(6_000, 100, Some(1_500), 77);
+
+    wait_for(Duration::from_secs(60), "1 000 orders stored", || {
+        (service.stat("stored") >= 1_000).then_some(())
+    });
+    sh(&stop);
+    let cached_at_stop = service.stat("cached");
+    std::thread::sleep(Duration::from_secs(3));
+    let stats = service.stats();
+    let cached_in_outage = stats["cached"].as_u64().unwrap_or(0);
+    sh(&start);
+    println!("outage: cached {cached_at_stop} at stop, {cached_in_outage} after 3 s down");
+    assert!(
+        cached_in_outage > cached_at_stop,
+        "ingest must go on into the cache while PostgreSQL is down: {stats}"
+    );
+
+    assert!(
+        publisher.wait().expect("publisher").success(),
+        "publisher failed"
+    );
+    let sent = sb.sent();
+    wait_for(
+        Duration::from_secs(120),
+        "all 6 000 orders in PostgreSQL",
+        || (sb.counts().0 == 6_000).then_some(()),
+    );
+    let stats = service.stats();
+    assert!(
+        stats["lifostore"]["db_failures"].as_u64().unwrap_or(0) > 0,
+        "the outage was not seen by the storage: {stats}"
+    );
+    sb.assert_pg_holds(&sent);
+    service.assert_serves(&sent);
+    wait_for(Duration::from_secs(60), "every order acked", || {
+        (service.stat("stored") >= 6_000).then_some(())
+    });
+    service.stop();
+    println!("outage: 6000 of 6000 orders in PostgreSQL after a 3 s outage");
+}
