@@ -36,6 +36,9 @@ pub enum ServiceError {
     /// redelivers them to the next process.
     #[error("closing the write-behind buffer failed; unacked orders will be redelivered")]
     Close(#[source] lifostore::Error),
+    /// The write-behind buffer could not start (its flusher thread could not be spawned).
+    #[error("the write-behind buffer could not start; the system is out of threads or memory")]
+    Storage(#[source] lifostore::Error),
 }
 
 /// Runs the service until a shutdown signal has been handled.
@@ -46,7 +49,8 @@ pub fn run(cfg: Config) -> Result<(), ServiceError> {
         .max_unflushed_age(cfg.window)
         .max_buffered_items(cfg.buffer_items)
         .max_batch(cfg.db_batch)
-        .build(db);
+        .build(db)
+        .map_err(ServiceError::Storage)?;
     let shared = Arc::new(Shared {
         cache: Cache::default(),
         counters: Counters::default(),
