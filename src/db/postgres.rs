@@ -59,10 +59,13 @@ const MAX_TABLE_LEN: usize = 63 - "_clients".len();
 ///   lost**: this client's next pop returns it. Left over: a client that never calls again
 ///   keeps its last pop in `<table>_taken`; dropping the `PostgresDb` puts lost items back into
 ///   the table (reconnecting for it if needed), and `open` deletes copies and client rows older
-///   than a day (a retry after more than a day is not recognised).
+///   than a day (a retry after more than a day, or after more than 16 in-doubt attempts in a
+///   row, is not recognised: its items are stored twice).
 ///
 /// Cost: one upsert per push; per pop, a copy of the popped rows and its deletion by the next
-/// call (the README's backend section has the figures).
+/// call, so a 1024-row pop runs at about 0.4 of its former rate; single-item calls are no
+/// slower, as push and pop are prepared once per connection (the README's backend section has
+/// the figures).
 ///
 /// ```no_run
 /// use lifostore::{PostgresDb, Storage};

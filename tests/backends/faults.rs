@@ -86,6 +86,36 @@ fn push_reply_lost(kind: &str, url: &str) {
     assert_eq!(got, vec![8, 7, 6, 5, 4, 3, 2, 1]);
 }
 
+/// A push whose request never reached the server fails like one whose reply was lost; the
+/// retry must then store every item (the mitigation skips only what the server recorded).
+fn push_request_lost(kind: &str, url: &str) {
+    let name = unique("request_lost");
+    let (proxy, via) = proxied(kind, url);
+    let db = open(kind, &via, &name);
+    let direct = open(kind, url, &name);
+    db.push_batch(&[&item(1)]).expect("push before the fault");
+
+    proxy.cut_next_request();
+    assert!(db.push_batch(&[&item(2), &item(3)]).is_err());
+    assert_eq!(proxy.cuts(), 1, "the request was not cut");
+    assert_eq!(
+        direct.pop_batch(10).unwrap().len(),
+        1,
+        "the server saw the cut push"
+    );
+    db.push_batch(&[&item(2), &item(3), &item(4)])
+        .expect("retry");
+
+    proxy.cut_next_request();
+    assert!(db.pop_batch(10).is_err());
+    assert_eq!(proxy.cuts(), 2);
+    let got: Vec<u64> = db.pop_batch(10).unwrap().iter().map(|x| id(x)).collect();
+    let (twice, lost) = tally(2..=4, &got);
+    println!("{kind}: push and pop requests lost: {twice} stored twice, {lost} lost");
+    assert_eq!(got, vec![4, 3, 2]);
+    assert_eq!(drain(&*direct), Vec::<u64>::new());
+}
+
 /// A pop whose reply is lost: the server took the items; the client's next pop gets them.
 fn pop_reply_lost(kind: &str, url: &str) {
     let name = unique("pop_lost");
@@ -204,6 +234,14 @@ macro_rules! fault_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     push_reply_lost($kind, &url);
+                }
+            }
+
+            #[test]
+            fn request_lost_before_the_server_then_retried_is_stored_once() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    push_request_lost($kind, &url);
                 }
             }
 

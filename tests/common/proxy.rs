@@ -1,7 +1,8 @@
 //! A TCP proxy for fault tests: forwards connections from 127.0.0.1 to a server, and can be
 //! armed to cut a connection at the worst moment for a client: after the server executed a
 //! request and sent its reply, before the client got any of it. The reply is dropped and both
-//! sides are closed.
+//! sides are closed. It can also cut a request before the server sees it, a fault the client
+//! cannot tell apart from the first.
 //!
 //! Bounded: at most [`MAX_CONNS`] connections at once (more are refused by closing them), two
 //! threads and two 16 KiB buffers per connection, and the reply being withheld is parsed as it
@@ -34,6 +35,8 @@ struct Shared {
     protocol: Protocol,
     /// Set by [`Proxy::cut_next_reply`]; taken by the first connection that sees a reply.
     armed: AtomicBool,
+    /// Set by [`Proxy::cut_next_request`]; taken by the first connection that sees a request.
+    request_armed: AtomicBool,
     cuts: AtomicUsize,
     stop: AtomicBool,
     /// Open connections (id, client side, server side), so drop can close them.
@@ -62,6 +65,7 @@ impl Proxy {
             upstream,
             protocol,
             armed: AtomicBool::new(false),
+            request_armed: AtomicBool::new(false),
             cuts: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
@@ -87,6 +91,13 @@ impl Proxy {
     /// its connection closed on both sides. Arm only while the client is idle.
     pub fn cut_next_reply(&self) {
         self.shared.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Arms the proxy: the next request a client sends is dropped before the server sees any
+    /// of it, and its connection closed on both sides (the call never ran; the client cannot
+    /// tell this from a lost reply). Arm only while the client is idle.
+    pub fn cut_next_request(&self) {
+        self.shared.request_armed.store(true, Ordering::SeqCst);
     }
 
     /// Whether the armed cut is still waiting for its reply.
@@ -147,16 +158,8 @@ fn spawn_pumps(id: u64, client: TcpStream, server: TcpStream, shared: Arc<Shared
     let (Ok(client_in), Ok(server_out)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
-        let (mut from, mut to) = (client_in, server_out);
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Write);
-    });
+    let for_requests = shared.clone();
+    std::thread::spawn(move || requests(client_in, server_out, &for_requests));
     std::thread::spawn(move || {
         let (c, s) = (client.try_clone(), server.try_clone());
         replies(server, client, &shared);
@@ -167,6 +170,26 @@ fn spawn_pumps(id: u64, client: TcpStream, server: TcpStream, shared: Arc<Shared
         let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
         conns.retain(|(i, _, _)| *i != id);
     });
+}
+
+/// Forwards the client's requests to the server, cutting an armed one.
+fn requests(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n) = client.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if shared.request_armed.swap(false, Ordering::SeqCst) {
+            shared.cuts.fetch_add(1, Ordering::SeqCst);
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+            return;
+        }
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(Shutdown::Write);
 }
 
 /// Forwards the server's replies to the client, withholding and cutting an armed one.
