@@ -7,6 +7,9 @@ use std::sync::Arc;
 pub use crate::error::{DbError, PushBatchError};
 
 pub(crate) mod file;
+/// What the server backends remember about a call whose reply was lost.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) mod lost_reply;
 pub(crate) mod mem;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

@@ -5,14 +5,7 @@ use std::time::Duration;
 use crate::db::{Db, DbError, PushBatchError};
 use crate::sync::Mutex;
 
-// One copy of the shared module: the Redis backend's when it is compiled too.
-#[cfg(feature = "redis")]
-use crate::db::redis::lost_reply::{InDoubt, client_id};
-#[cfg(not(feature = "redis"))]
-#[path = "lost_reply.rs"]
-mod lost_reply;
-#[cfg(not(feature = "redis"))]
-use lost_reply::{InDoubt, client_id};
+use crate::db::lost_reply::{InDoubt, client_id};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -6,10 +6,7 @@ use std::time::Duration;
 use crate::db::{Db, DbError, PushBatchError};
 use crate::sync::Mutex;
 
-// Shared with the PostgreSQL backend, which uses this copy when both are compiled.
-#[path = "lost_reply.rs"]
-pub(crate) mod lost_reply;
-use lost_reply::{InDoubt, client_id};
+use crate::db::lost_reply::{InDoubt, client_id};
 
 /// How long connecting, reading and writing may take before a call fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
