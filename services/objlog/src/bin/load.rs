@@ -1,0 +1,102 @@
+//! `load`: publishes appends through NATS, collects the responses and checks the result.
+//!
+//! Flags (environment fallback in brackets): `--nats URL` [OBJLOG_NATS_URL,
+//! LIFOSTORE_NATS_URL], `--pg URL` [OBJLOG_PG_URL, LIFOSTORE_POSTGRES_URL] (for `--check`),
+//! `--total 100000`, `--objects 100`, `--threads 8`, `--in-flight 256`, `--log-bytes 40`,
+//! `--timeout-s 300`, `--progress-every 10000`, `--check 0|1`, `--query-limit 1000`.
+//! Prints `progress N` lines while running and one `objlog load:` summary line; exits 1 when
+//! the check fails.
+
+use std::time::Duration;
+
+use objlog::Error;
+use objlog::args::Args;
+use objlog::client::Client;
+use objlog::load::{LoadConfig, RunId, check, run};
+
+const FLAGS: &[&str] = &[
+    "nats",
+    "pg",
+    "total",
+    "objects",
+    "threads",
+    "in-flight",
+    "log-bytes",
+    "timeout-s",
+    "progress-every",
+    "check",
+    "query-limit",
+];
+
+fn main_result() -> Result<bool, Error> {
+    let args = Args::parse(std::env::args().skip(1))?;
+    args.reject_unknown(FLAGS)?;
+    let cfg = LoadConfig {
+        total: args.number("total", 100_000)?,
+        objects: args.number("objects", 100)?,
+        threads: args.number("threads", 8)?,
+        in_flight: args.number("in-flight", 256)?,
+        log_bytes: args.number("log-bytes", 40)?,
+        timeout: Duration::from_secs(args.number("timeout-s", 300)?),
+        progress_every: args.number("progress-every", 10_000)?,
+    };
+    let client =
+        Client::connect(&args.required("nats", &["OBJLOG_NATS_URL", "LIFOSTORE_NATS_URL"])?)?;
+    let id = RunId::fresh();
+    let (report, tracker) = run(&client, &cfg, id)?;
+    println!(
+        "objlog load: appends {} answered {} in {:.2} s = {:.0} appends/s, latency p50 {:.1} ms p99 {:.1} ms",
+        report.published,
+        report.answered,
+        report.elapsed.as_secs_f64(),
+        report.rate(),
+        report.p50.as_secs_f64() * 1e3,
+        report.p99.as_secs_f64() * 1e3
+    );
+    if args.number("check", 0u8)? == 0 {
+        return Ok(report.answered == report.published);
+    }
+    let pg = args.required("pg", &["OBJLOG_PG_URL", "LIFOSTORE_POSTGRES_URL"])?;
+    let c = check(
+        &client,
+        &pg,
+        &cfg,
+        id,
+        &tracker,
+        args.number("query-limit", 1000)?,
+    )?;
+    println!(
+        "objlog check: missing responses {} duplicate responses {} error responses {} | pg rows {} lost {} duplicated {} mismatched {} | query pages {} capped {} largest {} B bad {} unsorted {} query mismatches {} | {}",
+        c.missing_responses,
+        c.duplicate_responses,
+        c.error_responses,
+        c.pg_rows,
+        c.lost,
+        c.duplicated,
+        c.mismatched,
+        c.pages,
+        c.capped_pages,
+        c.largest_page,
+        c.bad_pages,
+        c.unsorted,
+        c.query_mismatches,
+        if c.passed() { "PASS" } else { "FAIL" }
+    );
+    Ok(c.passed())
+}
+
+fn main() {
+    match main_result() {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("objlog load: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            std::process::exit(2);
+        }
+    }
+}
