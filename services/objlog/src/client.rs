@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, Context, context::Publish};
 use futures::StreamExt;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::error::Error;
-use crate::topology::ensure_streams;
+use crate::topology::{CONSUMER, REQUEST_STREAM, ensure_streams};
 use crate::wire::{APPEND_SUBJECT, QUERY_SUBJECT, REPLY_HEADER, REQUEST_ID_HEADER, Response};
 
 /// A connection to NATS with the objlog streams in place.
@@ -65,6 +66,45 @@ impl Client {
         self.nats.server_info().max_payload
     }
 
+    /// Publishes a raw request body to `subject` through the stream with request id `req`
+    /// (and `reply` as the reply subject, if given); returns its stream sequence once the
+    /// stream stored it, without waiting for a worker.
+    pub fn publish(
+        &self,
+        subject: &str,
+        body: Vec<u8>,
+        req: &str,
+        reply: Option<&str>,
+    ) -> Result<u64, Error> {
+        self.runtime
+            .block_on(self.publish_async(subject, body, req, reply))
+    }
+
+    async fn publish_async(
+        &self,
+        subject: &str,
+        body: Vec<u8>,
+        req: &str,
+        reply: Option<&str>,
+    ) -> Result<u64, Error> {
+        let mut publish = Publish::build()
+            .payload(body.into())
+            .message_id(req)
+            .header(REQUEST_ID_HEADER, req);
+        if let Some(reply) = reply {
+            publish = publish.header(REPLY_HEADER, reply);
+        }
+        let ack = self
+            .js
+            .send_publish(subject.to_string(), publish)
+            .await
+            .map_err(|e| Error::nats("publish", e))?;
+        Ok(ack
+            .await
+            .map_err(|e| Error::nats("publish ack", e))?
+            .sequence)
+    }
+
     /// Publishes a raw request body to `subject` through the stream, with request id `req`
     /// and this client's reply subject in the header, and waits up to `timeout` for the answer.
     pub fn request(
@@ -81,17 +121,7 @@ impl Client {
                 .subscribe(inbox.clone())
                 .await
                 .map_err(|e| Error::nats("subscribe", e))?;
-            let publish = Publish::build()
-                .payload(body.into())
-                .message_id(req)
-                .header(REQUEST_ID_HEADER, req)
-                .header(REPLY_HEADER, inbox.as_str());
-            let ack = self
-                .js
-                .send_publish(subject.to_string(), publish)
-                .await
-                .map_err(|e| Error::nats("publish", e))?;
-            ack.await.map_err(|e| Error::nats("publish ack", e))?;
+            self.publish_async(subject, body, req, Some(&inbox)).await?;
             let msg = tokio::time::timeout(timeout, sub.next())
                 .await
                 .ok()
@@ -103,6 +133,26 @@ impl Client {
                 response,
                 bytes: msg.payload.len(),
             })
+        })
+    }
+
+    /// The shared consumer's backlog: (requests not yet delivered, delivered but unacked).
+    pub fn backlog(&self) -> Result<(u64, usize), Error> {
+        self.runtime.block_on(async {
+            let stream = self
+                .js
+                .get_stream(REQUEST_STREAM)
+                .await
+                .map_err(|e| Error::nats("opening LOGS", e))?;
+            let mut consumer: PullConsumer = stream
+                .get_consumer(CONSUMER)
+                .await
+                .map_err(|e| Error::nats("opening the consumer", e))?;
+            let info = consumer
+                .info()
+                .await
+                .map_err(|e| Error::nats("reading consumer info", e))?;
+            Ok((info.num_pending, info.num_ack_pending))
         })
     }
 

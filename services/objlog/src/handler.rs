@@ -69,49 +69,14 @@ impl Handler {
     /// Handles one batch; returns the answers to publish and ack.
     pub fn handle(&mut self, batch: Vec<Incoming>) -> Vec<Outgoing> {
         let counters = &self.shared.counters;
-        counters.batch(
-            batch.len(),
-            batch.iter().filter(|i| i.delivered > 1).count(),
-        );
-        let mut answers = Vec::new();
-        let mut appends = Vec::new();
-        let mut queries = Vec::new();
-        for incoming in batch {
-            match classify(&incoming) {
-                Ok(Request::Append { object, log }) => {
-                    let seq = incoming.seq as i64;
-                    appends.push((
-                        incoming,
-                        LogRow {
-                            seq,
-                            object,
-                            ts: now_micros(),
-                            log,
-                        },
-                    ));
-                }
-                Ok(Request::Query {
-                    object,
-                    after,
-                    limit,
-                }) => queries.push(Query {
-                    incoming,
-                    object,
-                    after,
-                    limit,
-                }),
-                Err(e) => {
-                    counters.refused(1);
-                    let r = Response::refused(
-                        &incoming.subject,
-                        incoming.seq,
-                        incoming.req.clone(),
-                        &e,
-                    );
-                    answers.push(Outgoing::new(incoming, r));
-                }
-            }
-        }
+        let redelivered = batch.iter().filter(|i| i.delivered > 1).count();
+        counters.batch(batch.len(), redelivered);
+        let Sorted {
+            mut answers,
+            appends,
+            queries,
+        } = sort(batch);
+        counters.refused(answers.len());
         if let Err(e) = self.store(&appends, !queries.is_empty()) {
             counters.failed_batch();
             eprintln!("objlog worker: batch not stored ({e}); its requests will be redelivered");
@@ -190,6 +155,50 @@ impl Handler {
         self.shared.counters.queried();
         Ok(Outgoing::new(q.incoming, r))
     }
+}
+
+/// A batch split by kind: refusals (already answered), appends stamped now, queries.
+struct Sorted {
+    answers: Vec<Outgoing>,
+    appends: Vec<(Incoming, LogRow)>,
+    queries: Vec<Query>,
+}
+
+fn sort(batch: Vec<Incoming>) -> Sorted {
+    let mut sorted = Sorted {
+        answers: Vec::new(),
+        appends: Vec::new(),
+        queries: Vec::new(),
+    };
+    for incoming in batch {
+        match classify(&incoming) {
+            Ok(Request::Append { object, log }) => {
+                let row = LogRow {
+                    seq: incoming.seq as i64,
+                    object,
+                    ts: now_micros(),
+                    log,
+                };
+                sorted.appends.push((incoming, row));
+            }
+            Ok(Request::Query {
+                object,
+                after,
+                limit,
+            }) => sorted.queries.push(Query {
+                incoming,
+                object,
+                after,
+                limit,
+            }),
+            Err(e) => {
+                let r =
+                    Response::refused(&incoming.subject, incoming.seq, incoming.req.clone(), &e);
+                sorted.answers.push(Outgoing::new(incoming, r));
+            }
+        }
+    }
+    sorted
 }
 
 fn classify(incoming: &Incoming) -> Result<Request, crate::wire::RequestError> {

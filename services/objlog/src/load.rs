@@ -33,6 +33,8 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// A `progress N` line goes to stdout every this many responses.
     pub progress_every: usize,
+    /// Appends per second over all threads; 0 publishes as fast as the stream acks.
+    pub rate: u64,
 }
 
 /// The identity of one load run: its tag prefix and its objects.

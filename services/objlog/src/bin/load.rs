@@ -3,7 +3,8 @@
 //! Flags (environment fallback in brackets): `--nats URL` [OBJLOG_NATS_URL,
 //! LIFOSTORE_NATS_URL], `--pg URL` [OBJLOG_PG_URL, LIFOSTORE_POSTGRES_URL] (for `--check`),
 //! `--total 100000`, `--objects 100`, `--threads 8`, `--in-flight 256`, `--log-bytes 40`,
-//! `--timeout-s 300`, `--progress-every 10000`, `--check 0|1`, `--query-limit 1000`.
+//! `--timeout-s 300`, `--progress-every 10000`, `--check 0|1`, `--query-limit 1000`,
+//! `--rate 0` (appends/s over all threads; 0 = as fast as the stream takes them).
 //! Prints `progress N` lines while running and one `objlog load:` summary line; exits 1 when
 //! the check fails.
 
@@ -39,6 +40,7 @@ fn main_result() -> Result<bool, Error> {
         log_bytes: args.number("log-bytes", 40)?,
         timeout: Duration::from_secs(args.number("timeout-s", 300)?),
         progress_every: args.number("progress-every", 10_000)?,
+        rate: args.number("rate", 0)?,
     };
     let client =
         Client::connect(&args.required("nats", &["OBJLOG_NATS_URL", "LIFOSTORE_NATS_URL"])?)?;

@@ -3,6 +3,8 @@
 //! same `Nats-Msg-Id` (so the stream stores it once).
 
 use async_nats::jetstream::context::Publish;
+use std::time::Duration;
+
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
@@ -59,7 +61,12 @@ async fn publish_share(
     thread: usize,
 ) -> Result<(), Error> {
     let mut waiting = FuturesUnordered::new();
-    for k in (thread..cfg.total).step_by(cfg.threads.max(1)) {
+    let start = tokio::time::Instant::now();
+    let per_thread = cfg.rate as f64 / cfg.threads.max(1) as f64;
+    for (i, k) in (thread..cfg.total).step_by(cfg.threads.max(1)).enumerate() {
+        if per_thread > 0.0 {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / per_thread)).await;
+        }
         tracker.sent(k);
         waiting.push(async move { (k, publish_one(client, cfg, id, k).await) });
         while waiting.len() >= cfg.in_flight.max(1) {
