@@ -365,3 +365,62 @@ fn a_query_after_an_append_through_one_worker_reads_it() {
         assert_eq!(logs, want, "query {i} did not read the appends before it");
     }
 }
+
+#[test]
+fn a_postgres_outage_mid_run_loses_and_duplicates_nothing() {
+    let Some(u) = urls("pg_outage") else { return };
+    let (Ok(stop), Ok(start)) = (
+        std::env::var("LIFOSTORE_POSTGRES_STOP"),
+        std::env::var("LIFOSTORE_POSTGRES_START"),
+    ) else {
+        panic!("pg_outage: LIFOSTORE_POSTGRES_STOP / _START missing; run via .ci/with-servers");
+    };
+    let mut workers = Workers::start(&u, "pg_outage", 2, &["--ack-wait-ms", "4000"]);
+    let mut down = false;
+    let args = [
+        "--total",
+        "20000",
+        "--objects",
+        "20",
+        "--rate",
+        "4000",
+        "--progress-every",
+        "2000",
+    ];
+    let (ok, lines) = run_load(&u, &args, |n| {
+        if n >= 4000 && !down {
+            down = true;
+            assert!(
+                Command::new("sh")
+                    .args(["-c", &stop])
+                    .status()
+                    .expect("stop pg")
+                    .success()
+            );
+            eprintln!("  PostgreSQL stopped for 3 s");
+            std::thread::sleep(Duration::from_secs(3)); // the outage itself
+            assert!(
+                Command::new("sh")
+                    .args(["-c", &start])
+                    .status()
+                    .expect("start pg")
+                    .success()
+            );
+            eprintln!("  PostgreSQL started again");
+        }
+    });
+    let (redelivered, _) = workers.stop_and_sum(&["redelivered", "already_stored"]);
+    eprintln!("  pg outage: {redelivered} redeliveries");
+    assert!(down, "the load finished before the outage");
+    assert!(ok, "load check failed: {lines:?}");
+    for f in [
+        "lost",
+        "duplicated",
+        "mismatched",
+        "unsorted",
+        "mismatches",
+        "responses",
+    ] {
+        assert_eq!(field(&lines, f), 0, "{f} must be 0");
+    }
+}

@@ -27,6 +27,7 @@ const FLAGS: &[&str] = &[
     "progress-every",
     "check",
     "query-limit",
+    "rate",
 ];
 
 fn main_result() -> Result<bool, Error> {
