@@ -9,7 +9,9 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::error::Error;
 use crate::topology::{CONSUMER, REQUEST_STREAM, ensure_streams};
-use crate::wire::{APPEND_SUBJECT, QUERY_SUBJECT, REPLY_HEADER, REQUEST_ID_HEADER, Response};
+use crate::wire::{
+    APPEND_SUBJECT, QUERY_SUBJECT, REPLY_HEADER, REQUEST_ID_HEADER, Response, STATS_SUBJECT,
+};
 
 /// A connection to NATS with the objlog streams in place.
 pub struct Client {
@@ -133,6 +135,29 @@ impl Client {
                 response,
                 bytes: msg.payload.len(),
             })
+        })
+    }
+
+    /// Asks every worker for its counters on `logs.stats`; gathers the answers that arrive
+    /// within `wait` (one JSON line per worker).
+    pub fn stats(&self, wait: Duration) -> Result<Vec<String>, Error> {
+        self.runtime.block_on(async {
+            let inbox = self.nats.new_inbox();
+            let mut sub = self
+                .nats
+                .subscribe(inbox.clone())
+                .await
+                .map_err(|e| Error::nats("subscribe", e))?;
+            self.nats
+                .publish_with_reply(STATS_SUBJECT, inbox, "".into())
+                .await
+                .map_err(|e| Error::nats("publish", e))?;
+            let mut lines = Vec::new();
+            let deadline = tokio::time::Instant::now() + wait;
+            while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
+                lines.push(String::from_utf8_lossy(&msg.payload).into_owned());
+            }
+            Ok(lines)
         })
     }
 

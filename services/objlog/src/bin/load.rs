@@ -5,6 +5,7 @@
 //! `--total 100000`, `--objects 100`, `--threads 8`, `--in-flight 256`, `--log-bytes 40`,
 //! `--timeout-s 300`, `--progress-every 10000`, `--check 0|1`, `--query-limit 1000`,
 //! `--rate 0` (appends/s over all threads; 0 = as fast as the stream takes them).
+//! `--stats 1` instead prints every running worker's counters (`logs.stats`) and exits.
 //! Prints `progress N` lines while running and one `objlog load:` summary line; exits 1 when
 //! the check fails.
 
@@ -28,6 +29,7 @@ const FLAGS: &[&str] = &[
     "check",
     "query-limit",
     "rate",
+    "stats",
 ];
 
 fn main_result() -> Result<bool, Error> {
@@ -45,6 +47,11 @@ fn main_result() -> Result<bool, Error> {
     };
     let client =
         Client::connect(&args.required("nats", &["OBJLOG_NATS_URL", "LIFOSTORE_NATS_URL"])?)?;
+    if args.number("stats", 0u8)? == 1 {
+        let lines = client.stats(Duration::from_millis(500))?;
+        lines.iter().for_each(|l| println!("{l}"));
+        return Ok(!lines.is_empty());
+    }
     let id = RunId::fresh();
     let (report, tracker) = run(&client, &cfg, id)?;
     println!(
