@@ -84,6 +84,21 @@ pub struct LoadReport {
     pub p99: Duration,
 }
 
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "objlog load: appends {} answered {} in {:.2} s = {:.0} appends/s, latency p50 {:.1} ms p99 {:.1} ms",
+            self.published,
+            self.answered,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3
+        )
+    }
+}
+
 impl LoadReport {
     /// Appends answered per second.
     pub fn rate(&self) -> f64 {

@@ -54,15 +54,7 @@ fn main_result() -> Result<bool, Error> {
     }
     let id = RunId::fresh();
     let (report, tracker) = run(&client, &cfg, id)?;
-    println!(
-        "objlog load: appends {} answered {} in {:.2} s = {:.0} appends/s, latency p50 {:.1} ms p99 {:.1} ms",
-        report.published,
-        report.answered,
-        report.elapsed.as_secs_f64(),
-        report.rate(),
-        report.p50.as_secs_f64() * 1e3,
-        report.p99.as_secs_f64() * 1e3
-    );
+    println!("{report}");
     if args.number("check", 0u8)? == 0 {
         return Ok(report.answered == report.published);
     }
@@ -75,23 +67,7 @@ fn main_result() -> Result<bool, Error> {
         &tracker,
         args.number("query-limit", 1000)?,
     )?;
-    println!(
-        "objlog check: missing responses {} duplicate responses {} error responses {} | pg rows {} lost {} duplicated {} mismatched {} | query pages {} capped {} largest {} B bad {} unsorted {} query mismatches {} | {}",
-        c.missing_responses,
-        c.duplicate_responses,
-        c.error_responses,
-        c.pg_rows,
-        c.lost,
-        c.duplicated,
-        c.mismatched,
-        c.pages,
-        c.capped_pages,
-        c.largest_page,
-        c.bad_pages,
-        c.unsorted,
-        c.query_mismatches,
-        if c.passed() { "PASS" } else { "FAIL" }
-    );
+    println!("{c}");
     Ok(c.passed())
 }
 

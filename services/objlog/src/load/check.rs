@@ -58,6 +58,32 @@ impl CheckReport {
     }
 }
 
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self;
+        write!(
+            f,
+            "objlog check: missing responses {} duplicate responses {} error responses {} | \
+             pg rows {} lost {} duplicated {} mismatched {} | query pages {} capped {} largest {} B \
+             bad {} unsorted {} query mismatches {} | {}",
+            c.missing_responses,
+            c.duplicate_responses,
+            c.error_responses,
+            c.pg_rows,
+            c.lost,
+            c.duplicated,
+            c.mismatched,
+            c.pages,
+            c.capped_pages,
+            c.largest_page,
+            c.bad_pages,
+            c.unsorted,
+            c.query_mismatches,
+            if c.passed() { "PASS" } else { "FAIL" }
+        )
+    }
+}
+
 /// Checks a finished run (see the module doc).
 pub fn check(
     client: &Client,

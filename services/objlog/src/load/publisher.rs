@@ -5,8 +5,8 @@
 use async_nats::jetstream::context::Publish;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 
 use super::{LoadConfig, RunId, Tracker};
 use crate::client::Client;
@@ -65,10 +65,21 @@ async fn publish_share(
     let per_thread = cfg.rate as f64 / cfg.threads.max(1) as f64;
     for (i, k) in (thread..cfg.total).step_by(cfg.threads.max(1)).enumerate() {
         if per_thread > 0.0 {
-            tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / per_thread)).await;
+            // Pace, while still driving the publishes already under way.
+            let due = start + Duration::from_secs_f64(i as f64 / per_thread);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => break,
+                    Some((k, seq)) = waiting.next(), if !waiting.is_empty() => tracker.stored(k, seq?),
+                }
+            }
         }
         tracker.sent(k);
         waiting.push(async move { (k, publish_one(client, cfg, id, k).await) });
+        // Poll once now, so this publish goes out at once rather than with a later one.
+        while let Some(Some((k, seq))) = waiting.next().now_or_never() {
+            tracker.stored(k, seq?);
+        }
         while waiting.len() >= cfg.in_flight.max(1) {
             if let Some((k, seq)) = waiting.next().await {
                 tracker.stored(k, seq?);
