@@ -103,6 +103,9 @@ pub enum RequestError {
     /// The log message is too long.
     #[error("log of {0} bytes exceeds the limit of {MAX_LOG_BYTES} bytes; split it")]
     LogTooLong(usize),
+    /// The log contains a NUL character, which PostgreSQL text cannot store.
+    #[error("log contains a NUL character (\\u0000), which cannot be stored; remove it")]
+    NulInLog,
     /// The cursor is not `"ts:seq"`.
     #[error("cursor {0:?} is not \"ts:seq\"; pass the `next` of a previous page")]
     BadCursor(String),
@@ -150,6 +153,9 @@ pub fn parse_request(subject: &str, payload: &[u8]) -> Result<Request, RequestEr
             let b: AppendBody = body(subject, payload, r#"{"id": u64, "log": string}"#)?;
             if b.log.len() > MAX_LOG_BYTES {
                 return Err(RequestError::LogTooLong(b.log.len()));
+            }
+            if b.log.contains('\0') {
+                return Err(RequestError::NulInLog);
             }
             Ok(Request::Append {
                 object: object_id(b.id)?,
@@ -295,6 +301,10 @@ mod tests {
         assert_eq!(
             bad(QUERY_SUBJECT, br#"{"id":1,"after":"x"}"#),
             RequestError::BadCursor("x".into())
+        );
+        assert_eq!(
+            bad(APPEND_SUBJECT, br#"{"id":1,"log":"a\u0000b"}"#),
+            RequestError::NulInLog
         );
         assert_eq!(
             bad(QUERY_SUBJECT, br#"{"id":1,"limit":0}"#),

@@ -268,7 +268,7 @@ fn malformed_requests_get_an_error_response_and_are_acked() {
     let _workers = Workers::start(&u, "malformed", 1, &[]);
     let client = Client::connect(&u.nats).expect("connect");
     let long = format!(r#"{{"id":1,"log":"{}"}}"#, "a".repeat(200_000));
-    let cases: [(&str, Vec<u8>, &str); 6] = [
+    let cases: [(&str, Vec<u8>, &str); 7] = [
         (
             APPEND_SUBJECT,
             b"not json".to_vec(),
@@ -285,6 +285,7 @@ fn malformed_requests_get_an_error_response_and_are_acked() {
             "use a smaller id",
         ),
         (APPEND_SUBJECT, long.into_bytes(), "exceeds the limit"),
+        (APPEND_SUBJECT, br#"{"id":1,"log":"a\u0000b"}"#.to_vec(), "NUL character"),
         (
             QUERY_SUBJECT,
             br#"{"id":1,"after":"zz"}"#.to_vec(),
