@@ -42,10 +42,11 @@ pub struct Shared {
     pub flush_timeout: Duration,
 }
 
-/// One handler thread's state: the shared parts and its own connection for reads.
+/// One handler thread's state: the shared parts and its own connections (one per shard)
+/// for reads.
 pub struct Handler {
     shared: Arc<Shared>,
-    table: LogTable,
+    shards: Vec<LogTable>,
     max_payload: usize,
 }
 
@@ -57,13 +58,47 @@ struct Query {
 }
 
 impl Handler {
-    /// A handler reading through `table`, cutting query pages to fit `max_payload`.
-    pub fn new(shared: Arc<Shared>, table: LogTable, max_payload: usize) -> Handler {
+    /// A handler reading through `shards` (in the order the storage's [`LogDb`] has them),
+    /// cutting query pages to fit `max_payload`.
+    pub fn new(shared: Arc<Shared>, shards: Vec<LogTable>, max_payload: usize) -> Handler {
         Handler {
             shared,
-            table,
+            shards,
             max_payload,
         }
+    }
+
+    /// The connection to the shard holding `object`'s log.
+    fn shard(&mut self, object: i64) -> Result<&mut LogTable, Error> {
+        let i = self.shared.storage.db().ring().shard_of(object);
+        let n = self.shards.len();
+        self.shards
+            .get_mut(i)
+            .ok_or_else(|| Error::Config(format!("object {object} maps to shard {i} of {n}")))
+    }
+
+    /// The stored timestamps of `conflicts`, asking each shard for its own sequences.
+    fn stored_ts(
+        &mut self,
+        conflicts: &[i64],
+        appends: &[(Incoming, LogRow)],
+    ) -> Result<HashMap<i64, i64>, Error> {
+        let object: HashMap<i64, i64> = appends.iter().map(|(_, r)| (r.seq, r.object)).collect();
+        let mut by_shard: HashMap<usize, Vec<i64>> = HashMap::new();
+        let ring = self.shared.storage.db().ring().clone();
+        for seq in conflicts {
+            let shard = object.get(seq).map_or(0, |o| ring.shard_of(*o));
+            by_shard.entry(shard).or_default().push(*seq);
+        }
+        let mut stored = HashMap::new();
+        for (shard, seqs) in by_shard {
+            let table = self
+                .shards
+                .get_mut(shard)
+                .ok_or_else(|| Error::Config(format!("no shard {shard}")))?;
+            stored.extend(table.stored_ts(&seqs)?);
+        }
+        Ok(stored)
     }
 
     /// Handles one batch; returns the answers to publish and ack.
@@ -129,7 +164,7 @@ impl Handler {
             HashMap::new()
         } else {
             self.shared.counters.conflicts(conflicts.len());
-            self.table.stored_ts(&conflicts)?.into_iter().collect()
+            self.stored_ts(&conflicts, &appends)?
         };
         Ok(appends
             .into_iter()
@@ -145,7 +180,7 @@ impl Handler {
 
     fn query_answer(&mut self, q: Query) -> Result<Outgoing, Error> {
         let rows = self
-            .table
+            .shard(q.object)?
             .page(q.object, q.after, q.limit.saturating_add(1))?;
         let page = QueryPage::cut(rows, q.limit as usize, self.max_payload, q.after);
         let mut r = Response::new("query", q.incoming.seq, q.incoming.req.clone());

@@ -19,6 +19,7 @@ pub mod log_db;
 pub mod log_row;
 pub mod log_table;
 pub mod query_page;
+pub mod ring;
 pub mod topology;
 pub mod wire;
 pub mod worker;

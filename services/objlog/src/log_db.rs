@@ -1,4 +1,5 @@
-//! [`LogDb`]: the lifostore [`Db`] that writes a batch of log rows as one multi-row INSERT.
+//! [`LogDb`]: the lifostore [`Db`] that writes a batch of log rows as one multi-row INSERT
+//! per PostgreSQL shard.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -8,6 +9,7 @@ use lifostore::{Db, DbError, PushBatchError};
 
 use crate::log_row::LogRow;
 use crate::log_table::LogTable;
+use crate::ring::HashRing;
 
 /// How long a recorded conflict waits for the handler that asked about it; handlers wait for
 /// their flush far less, so an older record has nobody left to read it.
@@ -15,39 +17,58 @@ const CONFLICT_TTL: Duration = Duration::from_secs(600);
 /// Most conflict records kept (they only arise from redeliveries).
 const MAX_CONFLICTS: usize = 1_000_000;
 
-/// The write side of the log table, as a lifostore [`Db`].
+/// The write side of the log table(s), as a lifostore [`Db`].
 ///
-/// A batch is ONE `INSERT ... SELECT unnest(...) ON CONFLICT (seq) DO NOTHING RETURNING seq`,
-/// atomic, so a failed batch stored nothing. Sequences the insert skipped (a redelivered
-/// append whose first delivery already reached the table) are recorded as *conflicts*, so
-/// the handler can report the first, stored timestamp instead of its own.
+/// A batch is ONE `INSERT ... SELECT unnest(...) ON CONFLICT (seq) DO NOTHING RETURNING seq`
+/// per shard it touches (one, without sharding). A failed batch reports `stored == 0`: with
+/// several shards some may have committed, and the retry re-inserts their rows as no-ops, so
+/// nothing is lost or doubled. Sequences an insert skipped (a redelivered append whose first
+/// delivery already reached the table) are recorded as *conflicts*, so the handler can report
+/// the first, stored timestamp instead of its own.
 ///
 /// objlog never pops: the log table is where entries end, not a stack. [`Db::pop`] returns
 /// `None`, and the worker's `Storage` is only pushed to and flushed.
 pub struct LogDb {
-    table: Mutex<LogTable>,
+    shards: Vec<Mutex<LogTable>>,
+    ring: HashRing,
     conflicts: Mutex<HashMap<i64, Instant>>,
 }
 
 impl LogDb {
-    /// Wraps a connected table.
-    pub fn new(table: LogTable) -> LogDb {
+    /// Writes through `shards` (at least one), objects placed by a [`HashRing`] over them.
+    pub fn new(shards: Vec<LogTable>) -> LogDb {
         LogDb {
-            table: Mutex::new(table),
+            ring: HashRing::new(shards.len()),
+            shards: shards.into_iter().map(Mutex::new).collect(),
             conflicts: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The ring placing objects on shards.
+    pub fn ring(&self) -> &HashRing {
+        &self.ring
+    }
+
     fn write(&self, rows: &[LogRow]) -> Result<(), DbError> {
-        let inserted = {
-            let mut table = self
-                .table
-                .lock()
-                .map_err(|_| DbError::msg("log table lock poisoned"))?;
-            table.insert(rows).map_err(DbError::other)?
-        };
-        if inserted.len() < rows.len() {
-            self.record_conflicts(rows, &inserted);
+        let mut by_shard: Vec<Vec<LogRow>> = vec![Vec::new(); self.shards.len()];
+        for row in rows {
+            by_shard[self.ring.shard_of(row.object) % self.shards.len()].push(row.clone());
+        }
+        for (shard, rows) in self
+            .shards
+            .iter()
+            .zip(by_shard)
+            .filter(|(_, r)| !r.is_empty())
+        {
+            let inserted = {
+                let mut table = shard
+                    .lock()
+                    .map_err(|_| DbError::msg("log table lock poisoned"))?;
+                table.insert(&rows).map_err(DbError::other)?
+            };
+            if inserted.len() < rows.len() {
+                self.record_conflicts(&rows, &inserted);
+            }
         }
         Ok(())
     }

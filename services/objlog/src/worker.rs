@@ -20,8 +20,8 @@ pub struct WorkerConfig {
     pub name: String,
     /// NATS URL.
     pub nats_url: String,
-    /// PostgreSQL URL.
-    pub pg_url: String,
+    /// PostgreSQL URLs: one per shard, in the same order on every worker (one = no sharding).
+    pub pg_urls: Vec<String>,
     /// lifostore window (`max_unflushed_age`); default 50 ms.
     pub window: Duration,
     /// Handler threads; default 2.
@@ -57,7 +57,7 @@ pub fn run(cfg: WorkerConfig) -> Result<(), Error> {
     let storage = Storage::builder()
         .max_unflushed_age(cfg.window)
         .max_buffered_items(cfg.max_batch * cfg.handlers.max(1) * 4)
-        .build(LogDb::new(LogTable::connect(&cfg.pg_url)?));
+        .build(LogDb::new(connect_shards(&cfg.pg_urls)?));
     let shared = Arc::new(Shared {
         storage,
         mode: cfg.mode,
@@ -84,7 +84,7 @@ pub fn run(cfg: WorkerConfig) -> Result<(), Error> {
     for i in 0..cfg.handlers.max(1) {
         let handler = Handler::new(
             shared.clone(),
-            LogTable::connect(&cfg.pg_url)?,
+            connect_shards(&cfg.pg_urls)?,
             edge.max_payload(),
         );
         let edge = edge.clone();
@@ -102,6 +102,16 @@ pub fn run(cfg: WorkerConfig) -> Result<(), Error> {
     let _ = reporter.join();
     eprintln!("objlog worker {}: stopped", cfg.name);
     Ok(closed?)
+}
+
+fn connect_shards(urls: &[String]) -> Result<Vec<LogTable>, Error> {
+    if urls.is_empty() {
+        return Err(Error::Config("no PostgreSQL URL given".into()));
+    }
+    Ok(urls
+        .iter()
+        .map(|u| LogTable::connect(u))
+        .collect::<Result<_, _>>()?)
 }
 
 fn handle_batches(mut handler: Handler, edge: &Edge) {

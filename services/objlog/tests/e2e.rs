@@ -285,7 +285,11 @@ fn malformed_requests_get_an_error_response_and_are_acked() {
             "use a smaller id",
         ),
         (APPEND_SUBJECT, long.into_bytes(), "exceeds the limit"),
-        (APPEND_SUBJECT, br#"{"id":1,"log":"a\u0000b"}"#.to_vec(), "NUL character"),
+        (
+            APPEND_SUBJECT,
+            br#"{"id":1,"log":"a\u0000b"}"#.to_vec(),
+            "NUL character",
+        ),
         (
             QUERY_SUBJECT,
             br#"{"id":1,"after":"zz"}"#.to_vec(),
@@ -424,4 +428,66 @@ fn a_postgres_outage_mid_run_loses_and_duplicates_nothing() {
     ] {
         assert_eq!(field(&lines, f), 0, "{f} must be 0");
     }
+}
+
+/// Creates database `name` on the server of `url` (if missing); returns its URL.
+fn database(url: &str, name: &str) -> String {
+    let mut pg = postgres::Client::connect(url, postgres::NoTls).expect("connect to PostgreSQL");
+    let exists = pg
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .expect("list databases");
+    if exists.is_empty() {
+        pg.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+    }
+    let (server, _) = url.rsplit_once('/').expect("a URL ending in /database");
+    format!("{server}/{name}")
+}
+
+#[test]
+fn three_shards_keep_each_object_on_its_ring_shard() {
+    let Some(u) = urls("shards") else { return };
+    let shards: Vec<String> = (0..3)
+        .map(|i| database(&u.pg, &format!("objlog_shard_{i}")))
+        .collect();
+    let list = shards.join(",");
+    let sharded = Urls {
+        nats: u.nats.clone(),
+        pg: list.clone(),
+    };
+    let _workers = Workers::start(&sharded, "shards", 3, &[]);
+    let (ok, lines) = run_load(&sharded, &["--total", "20000", "--objects", "60"], |_| {});
+    assert!(ok, "load check failed: {lines:?}");
+    for f in [
+        "lost",
+        "duplicated",
+        "mismatched",
+        "unsorted",
+        "mismatches",
+        "responses",
+    ] {
+        assert_eq!(
+            field(&lines, f),
+            0,
+            "{f} must be 0 (mismatched counts rows off their ring shard)"
+        );
+    }
+    let check = lines
+        .iter()
+        .find(|l| l.starts_with("objlog check:"))
+        .expect("check line");
+    let per_shard = check
+        .split("per shard [")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .expect("per-shard counts");
+    let counts: Vec<u64> = per_shard
+        .split(", ")
+        .map(|n| n.parse().expect("a count"))
+        .collect();
+    assert_eq!(counts.len(), 3);
+    assert!(
+        counts.iter().all(|n| *n > 0),
+        "a shard got no objects: {counts:?}"
+    );
 }

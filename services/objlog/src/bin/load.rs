@@ -1,7 +1,8 @@
 //! `load`: publishes appends through NATS, collects the responses and checks the result.
 //!
 //! Flags (environment fallback in brackets): `--nats URL` [OBJLOG_NATS_URL,
-//! LIFOSTORE_NATS_URL], `--pg URL` [OBJLOG_PG_URL, LIFOSTORE_POSTGRES_URL] (for `--check`),
+//! LIFOSTORE_NATS_URL], `--pg URL[,URL...]` (the workers' shards, same order) [OBJLOG_PG_URL,
+//! LIFOSTORE_POSTGRES_URL] (for `--check`),
 //! `--total 100000`, `--objects 100`, `--threads 8`, `--in-flight 256`, `--log-bytes 40`,
 //! `--timeout-s 300`, `--progress-every 10000`, `--check 0|1`, `--query-limit 1000`,
 //! `--rate 0` (appends/s over all threads; 0 = as fast as the stream takes them).
@@ -59,9 +60,10 @@ fn main_result() -> Result<bool, Error> {
         return Ok(report.answered == report.published);
     }
     let pg = args.required("pg", &["OBJLOG_PG_URL", "LIFOSTORE_POSTGRES_URL"])?;
+    let shards: Vec<&str> = pg.split(',').collect();
     let c = check(
         &client,
-        &pg,
+        &shards,
         &cfg,
         id,
         &tracker,

@@ -1,5 +1,6 @@
 //! `worker`: one objlog worker process. Flags (environment fallback in brackets):
-//! `--nats URL` [OBJLOG_NATS_URL, LIFOSTORE_NATS_URL], `--pg URL` [OBJLOG_PG_URL,
+//! `--nats URL` [OBJLOG_NATS_URL, LIFOSTORE_NATS_URL], `--pg URL[,URL...]` (several = shards
+//! on a hash ring, listed in the same order by every worker) [OBJLOG_PG_URL,
 //! LIFOSTORE_POSTGRES_URL], `--name`, `--window-ms 50`, `--handlers 2`, `--batch 1000`,
 //! `--ack-wait-ms 10000`, `--mode batched|per-insert`, `--stats-every-ms 5000`.
 
@@ -40,7 +41,11 @@ fn config() -> Result<WorkerConfig, Error> {
             .text("name", &[])
             .unwrap_or_else(|| format!("w{}", std::process::id())),
         nats_url: args.required("nats", &["OBJLOG_NATS_URL", "LIFOSTORE_NATS_URL"])?,
-        pg_url: args.required("pg", &["OBJLOG_PG_URL", "LIFOSTORE_POSTGRES_URL"])?,
+        pg_urls: args
+            .required("pg", &["OBJLOG_PG_URL", "LIFOSTORE_POSTGRES_URL"])?
+            .split(',')
+            .map(str::to_string)
+            .collect(),
         window: ms("window-ms", 50)?,
         handlers: args.number("handlers", 2)?,
         max_batch: args.number("batch", 1000)?,

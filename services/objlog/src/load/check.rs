@@ -8,6 +8,7 @@ use postgres::NoTls;
 use super::{LoadConfig, RunId, Tracker};
 use crate::client::Client;
 use crate::error::Error;
+use crate::ring::HashRing;
 use crate::wire::Cursor;
 
 /// What the check found. [`passed`](Self::passed) says whether it is all as promised.
@@ -26,8 +27,11 @@ pub struct CheckReport {
     pub lost: usize,
     /// Rows beyond the first, summed over appends.
     pub duplicated: usize,
-    /// Rows whose object, sequence or timestamp disagree with the publish ack / response.
+    /// Rows whose object, sequence or timestamp disagree with the publish ack / response,
+    /// or that sit on another shard than the ring places their object on.
     pub mismatched: usize,
+    /// Rows of the run on each shard (one entry without sharding).
+    pub rows_per_shard: Vec<usize>,
     /// Query pages read.
     pub pages: usize,
     /// Pages cut short by the payload limit rather than the requested limit.
@@ -64,12 +68,13 @@ impl std::fmt::Display for CheckReport {
         write!(
             f,
             "objlog check: missing responses {} duplicate responses {} error responses {} | \
-             pg rows {} lost {} duplicated {} mismatched {} | query pages {} capped {} largest {} B \
+             pg rows {} (per shard {:?}) lost {} duplicated {} mismatched {} | query pages {} capped {} largest {} B \
              bad {} unsorted {} query mismatches {} | {}",
             c.missing_responses,
             c.duplicate_responses,
             c.error_responses,
             c.pg_rows,
+            c.rows_per_shard,
             c.lost,
             c.duplicated,
             c.mismatched,
@@ -84,10 +89,11 @@ impl std::fmt::Display for CheckReport {
     }
 }
 
-/// Checks a finished run (see the module doc).
+/// Checks a finished run (see the module doc). `pg_urls` are the shards, in the workers'
+/// order.
 pub fn check(
     client: &Client,
-    pg_url: &str,
+    pg_urls: &[&str],
     cfg: &LoadConfig,
     id: RunId,
     tracker: &Tracker,
@@ -100,7 +106,7 @@ pub fn check(
         report.error_responses += usize::from(s.errors > 0);
         report.duplicate_responses += (s.ok + s.errors).saturating_sub(1) as usize;
     }
-    check_table(pg_url, cfg, id, tracker, &mut report)?;
+    check_table(pg_urls, cfg, id, tracker, &mut report)?;
     for object in 0..cfg.objects {
         check_queries(client, cfg, id, object, query_limit, &mut report)?;
     }
@@ -108,33 +114,39 @@ pub fn check(
 }
 
 fn check_table(
-    pg_url: &str,
+    pg_urls: &[&str],
     cfg: &LoadConfig,
     id: RunId,
     tracker: &Tracker,
     report: &mut CheckReport,
 ) -> Result<(), Error> {
-    let mut pg = postgres::Client::connect(pg_url, NoTls)?;
-    let (lo, hi) = (id.object_base as i64, (id.object_base + cfg.objects) as i64);
-    let rows = pg.query(
-        "SELECT object_id, ts, seq, msg FROM log WHERE object_id >= $1 AND object_id < $2",
-        &[&lo, &hi],
-    )?;
+    let ring = HashRing::new(pg_urls.len());
     let slots = tracker.slots();
     let mut seen = vec![0usize; cfg.total];
-    report.pg_rows = rows.len();
-    for row in &rows {
-        let (object, ts, seq, msg): (i64, i64, i64, String) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        let Some(k) = id.index_of(&msg).filter(|k| *k < cfg.total) else {
-            report.mismatched += 1;
-            continue;
-        };
-        seen[k] += 1;
-        let slot = &slots[k];
-        let want_object = (id.object_base + k as u64 % cfg.objects) as i64;
-        if object != want_object || seq as u64 != slot.seq || slot.ts.is_some_and(|t| t != ts) {
-            report.mismatched += 1;
+    for (shard, url) in pg_urls.iter().enumerate() {
+        let mut pg = postgres::Client::connect(url, NoTls)?;
+        let (lo, hi) = (id.object_base as i64, (id.object_base + cfg.objects) as i64);
+        let rows = pg.query(
+            "SELECT object_id, ts, seq, msg FROM log WHERE object_id >= $1 AND object_id < $2",
+            &[&lo, &hi],
+        )?;
+        report.pg_rows += rows.len();
+        report.rows_per_shard.push(rows.len());
+        for row in &rows {
+            let (object, ts, seq, msg): (i64, i64, i64, String) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let Some(k) = id.index_of(&msg).filter(|k| *k < cfg.total) else {
+                report.mismatched += 1;
+                continue;
+            };
+            seen[k] += 1;
+            let slot = &slots[k];
+            let want_object = (id.object_base + k as u64 % cfg.objects) as i64;
+            let wrong_ts = slot.ts.is_some_and(|t| t != ts);
+            let wrong_shard = ring.shard_of(object) != shard;
+            if object != want_object || seq as u64 != slot.seq || wrong_ts || wrong_shard {
+                report.mismatched += 1;
+            }
         }
     }
     report.lost = seen.iter().filter(|n| **n == 0).count();
