@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::error::Error;
-use crate::topology::{CONSUMER, REQUEST_STREAM, ensure_streams};
+use crate::topology::{CONSUMER, REQUEST_STREAM, RESPONSE_STREAM, ensure_streams};
 use crate::wire::{
     APPEND_SUBJECT, QUERY_SUBJECT, REPLY_HEADER, REQUEST_ID_HEADER, Response, STATS_SUBJECT,
 };
@@ -158,6 +158,22 @@ impl Client {
                 lines.push(String::from_utf8_lossy(&msg.payload).into_owned());
             }
             Ok(lines)
+        })
+    }
+
+    /// The last sequence stored in the `RESPONSES` stream.
+    pub fn last_response_seq(&self) -> Result<u64, Error> {
+        self.runtime.block_on(async {
+            let mut stream = self
+                .js
+                .get_stream(RESPONSE_STREAM)
+                .await
+                .map_err(|e| Error::nats("opening RESPONSES", e))?;
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| Error::nats("reading RESPONSES info", e))?;
+            Ok(info.state.last_sequence)
         })
     }
 

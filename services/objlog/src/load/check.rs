@@ -1,7 +1,7 @@
 //! The end-of-run check: every append answered exactly once, stored exactly once in its
 //! object's log, and read back exactly once, in `(ts, seq)` order, through paged queries.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::NoTls;
 
@@ -14,6 +14,8 @@ use crate::wire::Cursor;
 /// What the check found. [`passed`](Self::passed) says whether it is all as promised.
 #[derive(Debug, Default, Clone)]
 pub struct CheckReport {
+    /// 1 if redeliveries were still outstanding when the check gave up waiting for them.
+    pub unsettled: usize,
     /// Appends without any response.
     pub missing_responses: usize,
     /// Responses beyond the first, summed over appends (the response stream de-duplicates
@@ -67,9 +69,10 @@ impl std::fmt::Display for CheckReport {
         let c = self;
         write!(
             f,
-            "objlog check: missing responses {} duplicate responses {} error responses {} | \
+            "objlog check: unsettled {} missing responses {} duplicate responses {} error responses {} | \
              pg rows {} (per shard {:?}) lost {} duplicated {} mismatched {} | query pages {} capped {} largest {} B \
              bad {} unsorted {} query mismatches {} | {}",
+            c.unsettled,
             c.missing_responses,
             c.duplicate_responses,
             c.error_responses,
@@ -89,6 +92,31 @@ impl std::fmt::Display for CheckReport {
     }
 }
 
+/// Longest the check waits for redeliveries to be handled and their responses seen.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Waits until the shared consumer has nothing pending or unacked (so every redelivery is
+/// handled and every repeated response published), then until the follower has read the
+/// `RESPONSES` stream to its end, so duplicates are counted, not missed. JetStream offers
+/// no notification for an empty consumer, so its info is polled every 100 ms. `false` if
+/// this does not happen within `timeout`.
+fn settle(client: &Client, tracker: &Tracker, timeout: Duration) -> Result<bool, Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (pending, unacked) = client.backlog()?;
+        if pending == 0 && unacked == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("objlog check: consumer still has {pending} pending, {unacked} unacked");
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let last = client.last_response_seq()?;
+    Ok(tracker.wait_followed(last, deadline.saturating_duration_since(Instant::now())))
+}
+
 /// Checks a finished run (see the module doc). `pg_urls` are the shards, in the workers'
 /// order.
 pub fn check(
@@ -99,7 +127,10 @@ pub fn check(
     tracker: &Tracker,
     query_limit: u32,
 ) -> Result<CheckReport, Error> {
-    let mut report = CheckReport::default();
+    let mut report = CheckReport {
+        unsettled: usize::from(!settle(client, tracker, SETTLE_TIMEOUT)?),
+        ..CheckReport::default()
+    };
     let slots = tracker.slots();
     for s in &slots {
         report.missing_responses += usize::from(s.ok + s.errors == 0);

@@ -34,6 +34,8 @@ struct State {
     slots: Vec<Slot>,
     answered: usize,
     last_answer: Option<Instant>,
+    /// Highest `RESPONSES` stream sequence processed.
+    followed: u64,
 }
 
 /// The run's bookkeeping, shared by publishers and the response follower.
@@ -42,7 +44,7 @@ pub struct Tracker {
     sent_at: Vec<AtomicU64>,
     origin: Instant,
     state: Mutex<State>,
-    all_answered: std::sync::Condvar,
+    changed: std::sync::Condvar,
     progress_every: usize,
     follower: Mutex<Option<JoinHandle<()>>>,
 }
@@ -59,7 +61,7 @@ impl Tracker {
             sent_at: (0..total).map(|_| AtomicU64::new(0)).collect(),
             origin: Instant::now(),
             state: Mutex::new(state),
-            all_answered: std::sync::Condvar::new(),
+            changed: std::sync::Condvar::new(),
             progress_every: progress_every.max(1),
             follower: Mutex::new(None),
         }
@@ -106,8 +108,27 @@ impl Tracker {
             let _ = std::io::stdout().flush();
         }
         if s.answered == s.slots.len() {
-            self.all_answered.notify_all();
+            self.changed.notify_all();
         }
+    }
+
+    /// The follower processed `RESPONSES` up to stream sequence `seq`.
+    fn followed(&self, seq: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.followed = s.followed.max(seq);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until the follower processed `RESPONSES` up to `seq`; `false` on timeout.
+    pub fn wait_followed(&self, seq: u64, timeout: Duration) -> bool {
+        let Ok(s) = self.state.lock() else {
+            return false;
+        };
+        let waited = self
+            .changed
+            .wait_timeout_while(s, timeout, |s| s.followed < seq);
+        waited.map(|(s, _)| s.followed >= seq).unwrap_or(false)
     }
 
     /// Waits until every append has an answer; `false` on timeout.
@@ -116,7 +137,7 @@ impl Tracker {
             return false;
         };
         let waited = self
-            .all_answered
+            .changed
             .wait_timeout_while(s, timeout, |s| s.answered < s.slots.len());
         waited
             .map(|(s, _)| s.answered == s.slots.len())
@@ -210,6 +231,9 @@ pub async fn follow_responses(
             match serde_json::from_slice::<Response>(&msg.payload) {
                 Ok(r) => tracker.answered(&r),
                 Err(e) => eprintln!("objlog load: undecodable response: {e}"),
+            }
+            if let Ok(info) = msg.info() {
+                tracker.followed(info.stream_sequence);
             }
         }
     }))
