@@ -95,6 +95,21 @@ pub trait Db: Send + Sync {
     }
 }
 
+/// Refuses a batch holding an item longer than `max` before anything is sent or written: the
+/// check every backend with a limit makes first. Nothing is stored.
+pub(crate) fn refuse_oversize(items: &[&[u8]], max: usize) -> Result<(), PushBatchError> {
+    match items.iter().find(|i| i.len() > max) {
+        Some(big) => Err(PushBatchError {
+            stored: 0,
+            source: DbError::ItemTooLarge {
+                len: big.len(),
+                max,
+            },
+        }),
+        None => Ok(()),
+    }
+}
+
 macro_rules! forward_db {
     ($($ty:ty),*) => {$(
         impl<T: Db + ?Sized> Db for $ty {
