@@ -36,12 +36,13 @@ const ITEM_LEN: usize = 100;
 /// the 2-core machine (0.1-0.8 M/s), so the Vec does not grow (and copy) while pushers run.
 const STAMPS_PER_SEC: usize = 2_000_000;
 
-/// One landed batch, as far as one pusher's items go: its sequence numbers `first..=last` and
-/// the instant it landed.
+/// One landed batch, as far as one pusher's items go: its sequence numbers `first..=last`, the
+/// instant its write began and the instant it landed.
 #[derive(Clone, Copy)]
 struct Landing {
     first: u64,
     last: u64,
+    started: Instant,
     at: Instant,
 }
 
@@ -83,7 +84,12 @@ impl<D: Db> LandingDb<D> {
         let mut landings = self.landings.lock();
         for (pusher, range) in ranges.iter().enumerate() {
             if let Some((first, last)) = *range {
-                landings[pusher].push(Landing { first, last, at });
+                landings[pusher].push(Landing {
+                    first,
+                    last,
+                    started,
+                    at,
+                });
             }
         }
     }
@@ -184,13 +190,23 @@ fn watch(storage: &Storage<LandingDb<FileDb>>, until: Instant) -> Held {
     held
 }
 
+/// The item with the worst unflushed age.
+#[derive(Default)]
+struct Worst {
+    age: Duration,
+    /// From its push returning to the start of the write that stored it.
+    queued: Duration,
+    /// When its push returned, from the start of the run.
+    pushed_after: Duration,
+}
+
 /// What one run measured.
 struct Run {
     pushes: u64,
     secs: f64,
     writes: Writes,
     held: Held,
-    worst_age: Duration,
+    worst: Worst,
     p99_age: Duration,
     over_window: u64,
 }
@@ -262,18 +278,20 @@ fn run(window: Duration, secs: f64) -> Run {
     Run {
         writes,
         held,
-        ..ages(window, &returned, &landings, elapsed)
+        ..ages(window, start, &returned, &landings, elapsed)
     }
 }
 
 /// Matches every item to the batch that landed it; panics if one is missing or landed twice.
 fn ages(
     window: Duration,
+    start: Instant,
     returned: &[Vec<Instant>],
     landings: &[Vec<Landing>],
     elapsed: Duration,
 ) -> Run {
     let mut all = Vec::new();
+    let mut worst = Worst::default();
     for (pusher, stamps) in returned.iter().enumerate() {
         let mut next = 0u64;
         let mut sorted = landings[pusher].clone();
@@ -284,7 +302,16 @@ fn ages(
                 "pusher {pusher}: items {next}.. lost or twice"
             );
             for seq in l.first..=l.last {
-                all.push(l.at.saturating_duration_since(stamps[seq as usize]));
+                let pushed = stamps[seq as usize];
+                let age = l.at.saturating_duration_since(pushed);
+                if age > worst.age {
+                    worst = Worst {
+                        age,
+                        queued: l.started.saturating_duration_since(pushed),
+                        pushed_after: pushed.saturating_duration_since(start),
+                    };
+                }
+                all.push(age);
             }
             next = l.last + 1;
         }
@@ -295,7 +322,6 @@ fn ages(
         );
     }
     all.sort_unstable();
-    let worst_age = all.last().copied().unwrap_or_default();
     let p99_age = all
         .get(all.len().saturating_sub(1) * 99 / 100)
         .copied()
@@ -305,7 +331,7 @@ fn ages(
         secs: elapsed.as_secs_f64(),
         writes: Writes::default(),
         held: Held::default(),
-        worst_age,
+        worst,
         p99_age,
         over_window: all.iter().filter(|a| **a > window).count() as u64,
     }
@@ -331,7 +357,8 @@ fn series(window: Duration, runs: usize, secs: f64) {
         let rate = r.pushes as f64 / r.secs;
         println!(
             "window {:>5} ms run {i:>2}/{runs}: {:>6.3} M pushes/s ({} items in {:.2} s), \
-             worst unflushed age {:>7.1} ms, p99 {:>6.1} ms, {} items over the window; \
+             worst unflushed age {:>7.1} ms (pushed at {:.2} s, queued {:.1} ms before its write \
+             began), p99 {:>6.1} ms, {} items over the window; \
              {} writes, Db busy {:.0} %, slowest write {:.1} ms, longest gap {:.1} ms; \
              held at most {} items, learned Db speed {:.2}-{:.2} M items/s (written: {:.2} M \
              per busy second)",
@@ -339,7 +366,9 @@ fn series(window: Duration, runs: usize, secs: f64) {
             rate / 1e6,
             r.pushes,
             r.secs,
-            ms(r.worst_age),
+            ms(r.worst.age),
+            r.worst.pushed_after.as_secs_f64(),
+            ms(r.worst.queued),
             ms(r.p99_age),
             r.over_window,
             r.writes.count,
@@ -352,7 +381,7 @@ fn series(window: Duration, runs: usize, secs: f64) {
             r.writes.rate / 1e6,
         );
         rates.push(rate);
-        worsts.push(ms(r.worst_age));
+        worsts.push(ms(r.worst.age));
     }
     let kept = worsts.iter().filter(|w| **w <= ms(window)).count();
     println!(
