@@ -9,7 +9,8 @@
 //! range of sequence numbers the batch held and the instant it landed. After the run every
 //! item is matched to its batch; an item missing or landed twice fails the run. (A pusher
 //! preempted between `push` returning and its `Instant::now()` shortens that item's age by the
-//! gap; the item pushed next is not affected.)
+//! gap; the item pushed next is not affected.) Items still buffered when the pushers stop are
+//! written by `close` and count like the others: the promise does not end with the load.
 //! (`lifostore::testing::StampedDb` copies every item into a list under its lock, inside the
 //! flusher's write path; this wrapper records two numbers per pusher per batch instead.)
 //!
