@@ -50,6 +50,20 @@ M = {
    'Err(e) if !e.source.is_permanent() => {', 'Err(e) if e.stored == 0 || !e.source.is_permanent() => {'),
  'M13 poison kept aside without a hook is dropped': ('src/engine/writer.rs',
    '        state.set_aside(&core.cfg, poison);\n        return state;', '        return state;'),
+ 'M14 pop_batch skips the wait for an in-flight batch': ('src/engine/batch.rs',
+   '''            if state.is_writing() {
+                // As in pop: the newest items are in flight; wait for them to land.
+                state = waiter.wait(state, None);
+                continue;
+            }
+''', ''),
+ 'M15 pop_batch tops up from the Db while older items are in flight': ('src/engine/batch.rs',
+   'if items.len() >= max || state.is_writing() {', 'if items.len() >= max {'),
+ 'M16 push_durable returns once its item left the buffer, before its batch landed': ('src/engine/state.rs',
+   '_ if self.flushed_through(seq) => Ok(()),',
+   '_ if self.items.front().is_none_or(|e| e.seq > seq) => Ok(()),'),
+ 'M17 a durable writer writes only its own item, not the newer durable ones': ('src/engine/durable.rs',
+   'let target = state.newest_durable().unwrap_or(seq).max(seq);', 'let target = seq;'),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {
