@@ -57,8 +57,9 @@ M = {
                 continue;
             }
 ''', ''),
- 'M15 pop_batch tops up from the Db while older items are in flight': ('src/engine/batch.rs',
-   'if items.len() >= max || state.is_writing() {', 'if items.len() >= max {'),
+ 'M15 a memory batch comes out oldest first': ('src/engine/state.rs',
+   '''            .drain(self.items.len() - n..)
+            .rev()''', '''            .drain(self.items.len() - n..)'''),
  'M16 push_durable returns once its item left the buffer, before its batch landed': ('src/engine/state.rs',
    '_ if self.flushed_through(seq) => Ok(()),',
    '_ if self.items.front().is_none_or(|e| e.seq > seq) => Ok(()),'),

@@ -28,20 +28,21 @@ fn quiet(db: MemDb) -> Storage<MemDb> {
 // ---- pop_batch ------------------------------------------------------------------------------
 
 #[test]
-fn pop_batch_takes_memory_newest_first_then_the_db_in_one_call() {
+fn pop_batch_takes_memory_newest_first_then_the_db_in_one_call_when_memory_is_empty() {
     let s = quiet(MemDb::new());
     let t = CancelToken::new();
     s.push_batch(&t, (1..=3).map(item)).unwrap();
     s.flush(&t).unwrap(); // 1, 2, 3 in the Db
     s.push_batch(&t, (4..=5).map(item)).unwrap(); // 4, 5 in memory
     let before = s.db().calls().pop_calls;
-    assert_eq!(ids(&s.pop_batch(&t, 4).unwrap()), vec![5, 4, 3, 2]);
+    assert_eq!(ids(&s.pop_batch(&t, 4).unwrap()), vec![5, 4]);
+    assert_eq!(s.db().calls().pop_calls, before, "memory first, no Db call");
+    assert_eq!(ids(&s.pop_batch(&t, 4).unwrap()), vec![3, 2, 1]);
     assert_eq!(
         s.db().calls().pop_calls - before,
         1,
         "one Db call for the rest"
     );
-    assert_eq!(ids(&s.pop_batch(&t, 4).unwrap()), vec![1]);
     let stats = s.stats();
     assert_eq!((stats.pops_from_memory, stats.pops_from_db), (2, 3));
 }
@@ -116,7 +117,7 @@ fn pop_batch_blocks_for_a_push_and_wakes_on_cancel() {
 }
 
 #[test]
-fn pop_batch_from_memory_keeps_its_items_when_the_db_fails() {
+fn pop_batch_from_memory_needs_no_db_and_a_db_failure_takes_nothing() {
     let db = FaultyDb::new(MemDb::new(), 1);
     let s = Storage::builder()
         .max_unflushed_age(Duration::from_secs(600))
@@ -308,7 +309,8 @@ fn push_durable_returns_once_the_item_is_in_the_db_with_older_items_before_it() 
         "push order kept in the Db"
     );
     s.push(&t, item(4)).unwrap();
-    assert_eq!(ids(&s.pop_batch(&t, 10).unwrap()), vec![4, 3, 2, 1]);
+    assert_eq!(ids(&s.pop_batch(&t, 10).unwrap()), vec![4]);
+    assert_eq!(ids(&s.pop_batch(&t, 10).unwrap()), vec![3, 2, 1]);
 }
 
 #[test]
@@ -461,12 +463,15 @@ fn iter_yields_newest_first_then_the_reason_once_then_ends() {
 fn iter_ends_with_closed_when_the_storage_closes() {
     let s = Arc::new(quiet(MemDb::new()));
     let t = CancelToken::new();
+    s.push(&t, item(1)).unwrap();
     let reader = {
         let (s, t) = (s.clone(), t.clone());
         std::thread::spawn(move || s.iter(&t).collect::<Vec<_>>())
     };
-    s.push(&t, item(1)).unwrap();
-    wait_until_blocked(&t);
+    while s.len_in_memory() > 0 {
+        std::thread::sleep(Duration::from_micros(100)); // the reader takes item 1
+    }
+    wait_until_blocked(&t); // then blocks for the next
     s.close().unwrap();
     let seen = within(Duration::from_secs(5), move || reader.join().unwrap());
     assert_eq!(seen.len(), 2, "{seen:?}");
@@ -499,9 +504,10 @@ fn sizes_count_memory_and_db() {
     assert_eq!(s.len_in_memory(), 1);
     assert_eq!(s.len().unwrap(), Some(4));
     assert_eq!(s.stats().db_len, Some(3), "a quiet count is kept");
-    s.pop_batch(&t, 2).unwrap();
-    assert_eq!(s.len().unwrap(), Some(2));
-    assert_eq!(s.stats().db_len, Some(2));
+    s.pop_batch(&t, 2).unwrap(); // 4, from memory
+    s.pop_batch(&t, 2).unwrap(); // 3, 2 from the Db
+    assert_eq!(s.len().unwrap(), Some(1));
+    assert_eq!(s.stats().db_len, Some(1));
 }
 
 #[test]

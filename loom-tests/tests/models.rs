@@ -314,9 +314,8 @@ fn cancel_racing_a_deadline_keeps_one_reason() {
 
 /// `pop_batch` racing a flush, over a Db that already holds an older item, with a push landing
 /// in memory while the flush may be writing: the batches, concatenated, are newest first and
-/// hold every item once; nothing popped stays in the Db. A batch that took memory items must
-/// not ask the Db while older items are in flight (they would be skipped), and a batch that
-/// found memory empty must wait for the write to land (the Db's older item is not the newest).
+/// hold every item once; nothing popped stays in the Db. A batch that found memory empty must
+/// wait for the write to land (the Db's older item is not the newest).
 #[test]
 fn pop_batch_racing_a_flush_is_lifo_and_exactly_once() {
     loom::model(|| {

@@ -20,19 +20,21 @@ impl<D> Storage<D> {
     /// Removes and returns up to `max` items, newest first, blocking until there is at least
     /// one.
     ///
-    /// The items come from memory first. If memory held fewer than `max` and no batch is being
-    /// written, **one** [`Db::pop_batch`](crate::Db::pop_batch) call asks the Db for the rest;
-    /// if memory was empty and the newest items are being written, it waits for that write,
-    /// as [`pop`](Self::pop) does. So draining a backlog in the Db costs one Db call per `max`
-    /// items. When it already has items from memory and the next older ones are being
-    /// written, it returns what it has rather than hold them for a Db round trip.
+    /// A batch comes from one tier: when memory holds items, up to `max` of them (taken at
+    /// once, so strictly newest first); when memory is empty, **one**
+    /// [`Db::pop_batch`](crate::Db::pop_batch) call, after waiting for a batch being written,
+    /// as [`pop`](Self::pop) does. Draining a backlog in the Db so costs one Db call per `max`
+    /// items (2000 flushed items, `max` 1024: three calls, the last finding the Db empty).
+    ///
+    /// Why not top a memory batch up from the Db in the same call: that Db call runs with the
+    /// lock released, and a write landing meanwhile puts items pushed after the memory part on
+    /// top of the Db, so the batch would no longer be newest first (the history checker
+    /// found exactly this). The rest comes with the next call instead.
     ///
     /// The items are the caller's once returned: the storage never pre-fetches, so nothing
     /// lives only in RAM outside it. `max == 0` returns an empty `Vec` at once, without
     /// looking at the token or the storage. Errors: the token's reason, [`Error::Closed`],
-    /// [`Error::Db`] (only when it has no item to return: a Db failure after items came from
-    /// memory returns those items, and recurs on the next call); on every error nothing was
-    /// taken.
+    /// [`Error::Db`]; on every error nothing was taken.
     ///
     /// ```
     /// use lifostore::{CancelToken, MemDb, Storage};
@@ -86,7 +88,7 @@ impl<D> Storage<D> {
             let items = state.take_newest_batch(max);
             if !items.is_empty() {
                 self.core.pushers.notify_all(); // room for several
-                return Ok(self.top_up_from_db(state, items, max));
+                return Ok(items);
             }
             if state.is_writing() {
                 // As in pop: the newest items are in flight; wait for them to land.
@@ -110,24 +112,6 @@ impl<D> Storage<D> {
                 DbPopStep::Wait { recheck_at, .. } => state = waiter.wait(state, recheck_at),
             }
         }
-    }
-
-    /// After `items` came from memory (which is now empty): one Db call for the rest, if the
-    /// Db may hold items and no batch is being written. A failed call keeps what memory gave.
-    fn top_up_from_db(
-        &self,
-        mut state: MutexGuard<'_, State>,
-        mut items: Vec<Vec<u8>>,
-        max: usize,
-    ) -> Vec<Vec<u8>> {
-        if items.len() >= max || state.is_writing() {
-            return items;
-        }
-        if let DbPopStep::Call(ticket) = state.db_pop_step(&self.core.cfg, Instant::now()) {
-            let (_guard, answer) = self.pop_batch_from_db(state, ticket, max - items.len());
-            items.extend(answer.unwrap_or_default());
-        }
-        items
     }
 
     /// One `Db::pop_batch` call for up to `max` items, with the lock released during the call.
