@@ -63,8 +63,11 @@ M = {
  'M16 push_durable returns once its item left the buffer, before its batch landed': ('src/engine/state.rs',
    '_ if self.flushed_through(seq) => Ok(()),',
    '_ if self.items.front().is_none_or(|e| e.seq > seq) => Ok(()),'),
+ # M17 and M18 survive the models (speed, not safety; see the README); tests/batch.rs kills them.
  'M17 a durable writer writes only its own item, not the newer durable ones': ('src/engine/durable.rs',
    'let target = state.newest_durable().unwrap_or(seq).max(seq);', 'let target = seq;'),
+ 'M18 group commit never gathers the callers the last write released': ('src/engine/state.rs',
+   'g.until.filter(|at| g.arrived < g.released && now < *at)', 'g.until.filter(|_| false)'),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {

@@ -331,6 +331,32 @@ fn concurrent_durable_pushes_share_db_writes() {
     );
 }
 
+/// Callers released by a write push again at once: the next write waits for them (group
+/// commit's gathering), so each write carries nearly every caller, not half of them (without
+/// the gathering the callers split into two alternating groups: ~8 writes here).
+#[test]
+fn callers_released_by_a_write_ride_in_the_next_one() {
+    let s = Arc::new(quiet(MemDb::with_latency(Duration::from_millis(20))));
+    std::thread::scope(|sc| {
+        for i in 0..64 {
+            let s = &s;
+            sc.spawn(move || {
+                for k in 0..4 {
+                    s.push_durable(&CancelToken::new(), item(i * 4 + k))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let calls = s.db().calls().push_calls;
+    assert_eq!(s.db().len(), 256);
+    println!("64 callers x 4 durable pushes: {calls} Db writes");
+    assert!(
+        calls <= 6,
+        "{calls} Db writes: the released callers were not gathered"
+    );
+}
+
 #[test]
 fn an_ended_token_before_hand_off_stores_nothing() {
     let s = quiet(MemDb::new());

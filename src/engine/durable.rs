@@ -9,6 +9,15 @@
 //! push that arrived while the previous write was in flight shares this one write (and its
 //! fsync, on a `FileDb`). Callers whose items that write carried find them settled when it
 //! lands ([`State::durable_outcome`]).
+//!
+//! Gathering: each caller has one item outstanding, so if the next write started the moment
+//! the previous one landed, the callers it released (busy re-pushing) would miss it, and the
+//! callers would split into two alternating groups, each write carrying about half of them.
+//! So after a durable write lands, the next durable writer waits until as many durable pushes
+//! have arrived as that write released ([`State::gather_until`]; the last arrival notifies),
+//! for at most the landed write's own duration - PostgreSQL's `commit_delay`, bounded by what
+//! the Db just showed a write costs. A caller that does not come back costs the others at most
+//! one write's time. On 64 threads this doubled the items per write (31 -> 59).
 
 use std::time::Instant;
 
@@ -24,7 +33,10 @@ impl<D> Storage<D> {
     /// Pushes `data` and returns `Ok` only once it is in the Db (or was popped by then: a pop
     /// that took it owns it). Concurrent durable pushes share Db writes (group commit): while
     /// one write is in flight the next ones gather, and the next write takes all of them
-    /// together with the older buffered items, in push order.
+    /// together with the older buffered items, in push order. After a write lands, the next
+    /// one waits (at most that write's duration) for the callers it released to push again,
+    /// so a steady crowd of durable pushers shares nearly every write; a lone durable push
+    /// right after another caller's may wait that long.
     ///
     /// Errors before the item was accepted store nothing, as `push`'s do:
     /// [`Error::ItemTooLarge`], the token's reason ([`Error::Cancelled`],
@@ -62,7 +74,9 @@ impl<D> Storage<D> {
             let mut waiter = Waiter::new(&self.core, token, &self.core.pushers);
             self.admit(&mut waiter, vec![data], bytes)?
         };
-        state.expect_durable(seq);
+        if state.expect_durable(seq) {
+            self.core.landed.notify_all(); // the writer gathering for us may go
+        }
         // Accepted: from here on every error says the item is kept.
         let mut waiter = Waiter::new(&self.core, token, &self.core.landed);
         self.await_durable(state, &mut waiter, seq)
@@ -93,11 +107,19 @@ impl<D> Storage<D> {
                 state = waiter.wait(state, Some(at));
                 continue;
             }
+            if let Some(until) = state.gather_until(Instant::now()) {
+                // Callers the last write released are about to push again: wait for them
+                // (the last to arrive notifies), so they ride in this write.
+                state = waiter.wait(state, Some(until));
+                continue;
+            }
             // Everything up to the newest durable item, ours included (group commit).
             let target = state.newest_durable().unwrap_or(seq).max(seq);
             let n = state.count_through(target, &self.core.cfg);
+            let started = Instant::now();
             // The outcome reaches every caller it concerns through `durable_outcome`.
             state = writer::write_batch(&self.core, state, n).0;
+            state.end_durable_write(Instant::now(), started.elapsed());
         }
     }
 }

@@ -93,6 +93,19 @@ enum Durable {
     Poisoned(DbError),
 }
 
+/// Group commit's gathering: how many durable callers the last durable writes released
+/// (`Ok`) and how many durable pushes arrived since the last durable write began. While fewer
+/// arrived than were released, the released callers are probably about to push again, and the
+/// next durable writer waits for them - until `until` at the latest (one write's duration
+/// after the last durable write landed), so a caller that does not come back costs at most
+/// that.
+#[derive(Default)]
+struct Gather {
+    released: usize,
+    arrived: usize,
+    until: Option<Instant>,
+}
+
 /// What a `push_durable` call learns about its item: `None` while it must keep waiting.
 pub(crate) type DurableOutcome = Option<Result<(), Error>>;
 
@@ -152,6 +165,7 @@ pub(crate) struct State {
     dead_letters: VecDeque<DeadLetter>,
     /// `push_durable` calls waiting for their item, by sequence number.
     durable: BTreeMap<u64, Durable>,
+    gather: Gather,
 }
 
 impl State {
@@ -172,6 +186,7 @@ impl State {
             counters: Counters::default(),
             dead_letters: VecDeque::new(),
             durable: BTreeMap::new(),
+            gather: Gather::default(),
         }
     }
 
@@ -582,8 +597,33 @@ impl State {
     // ---- durable pushes ------------------------------------------------------------------
 
     /// Registers a `push_durable` call waiting for the item with sequence number `seq`.
-    pub(crate) fn expect_durable(&mut self, seq: u64) {
+    /// Returns whether this arrival completes a gathering (a waiting writer should be woken).
+    pub(crate) fn expect_durable(&mut self, seq: u64) -> bool {
         self.durable.insert(seq, Durable::Waiting);
+        self.gather.arrived += 1;
+        self.gather.arrived == self.gather.released
+    }
+
+    /// Until when the next durable writer should wait for released callers to push again
+    /// (see `Gather`); `None`: write now.
+    pub(crate) fn gather_until(&self, now: Instant) -> Option<Instant> {
+        let g = &self.gather;
+        g.until.filter(|at| g.arrived < g.released && now < *at)
+    }
+
+    /// A durable writer's write took `elapsed` and landed at `now`: a new gathering starts,
+    /// for the callers this write released.
+    pub(crate) fn end_durable_write(&mut self, now: Instant, elapsed: Duration) {
+        let released = self
+            .durable
+            .iter()
+            .filter(|(seq, d)| matches!(d, Durable::Waiting) && self.flushed_through(**seq))
+            .count();
+        self.gather = Gather {
+            released,
+            arrived: 0,
+            until: Some(now + elapsed),
+        };
     }
 
     /// The newest item a `push_durable` call is still waiting for: a writer for durable
