@@ -34,6 +34,8 @@ pub struct WorkerConfig {
     pub mode: Mode,
     /// How often a stats line goes to stderr; default 5 s.
     pub stats_every: Duration,
+    /// Fault injection for tests (`--fault exit-before-ack`): see [`EdgeConfig`].
+    pub exit_before_ack: bool,
 }
 
 fn stats_fn(name: String, shared: Arc<Shared>) -> StatsFn {
@@ -71,6 +73,7 @@ pub fn run(cfg: WorkerConfig) -> Result<(), Error> {
         max_batch: cfg.max_batch,
         queued_batches: cfg.handlers.max(1),
         stats: stats.clone(),
+        exit_before_ack: cfg.exit_before_ack,
     })?);
     eprintln!(
         "objlog worker {}: running ({:?}, window {:?}, {} handlers)",
