@@ -163,9 +163,9 @@ fn run_load(u: &Urls, args: &[&str], mut on_progress: impl FnMut(u64)) -> (bool,
     let stdout = child.stdout.take().expect("load stdout");
     let mut lines = Vec::new();
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        eprintln!("  load: {line}");
-        if let Some(n) = line.strip_prefix("progress ").and_then(|n| n.parse().ok()) {
-            on_progress(n);
+        match line.strip_prefix("progress ").and_then(|n| n.parse().ok()) {
+            Some(n) => on_progress(n),
+            None => eprintln!("  load: {line}"),
         }
         lines.push(line);
     }
