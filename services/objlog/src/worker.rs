@@ -41,15 +41,14 @@ pub struct WorkerConfig {
 fn stats_fn(name: String, shared: Arc<Shared>) -> StatsFn {
     Arc::new(move || {
         let s = shared.storage.stats();
-        format!(
-            "{{\"worker\":\"{}\",{},\"db_push_calls\":{},\"items_flushed\":{},\"db_failures\":{},\"buffered\":{}}}",
-            name,
-            shared.counters.json_fields(),
-            s.db_push_calls,
-            s.items_flushed,
-            s.db_failures,
-            s.buffered_items
-        )
+        let mut fields = serde_json::Map::new();
+        fields.insert("worker".into(), name.clone().into());
+        fields.extend(shared.counters.to_json());
+        fields.insert("db_push_calls".into(), s.db_push_calls.into());
+        fields.insert("items_flushed".into(), s.items_flushed.into());
+        fields.insert("db_failures".into(), s.db_failures.into());
+        fields.insert("buffered".into(), s.buffered_items.into());
+        serde_json::Value::Object(fields).to_string()
     })
 }
 
