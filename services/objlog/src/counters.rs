@@ -43,20 +43,21 @@ impl Counters {
         self.failed_batches.fetch_add(1, Relaxed);
     }
 
-    /// The counters as JSON fields (no braces).
-    pub fn json_fields(&self) -> String {
-        let g = |c: &AtomicU64| c.load(Relaxed);
-        format!(
-            "\"requests\":{},\"redelivered\":{},\"batches\":{},\"appended\":{},\"queries\":{},\
-             \"refused\":{},\"already_stored\":{},\"failed_batches\":{}",
-            g(&self.requests),
-            g(&self.redelivered),
-            g(&self.batches),
-            g(&self.appended),
-            g(&self.queries),
-            g(&self.refused),
-            g(&self.conflicts),
-            g(&self.failed_batches)
-        )
+    /// The counters as a JSON object.
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let g = |c: &AtomicU64| serde_json::Value::from(c.load(Relaxed));
+        [
+            ("requests", g(&self.requests)),
+            ("redelivered", g(&self.redelivered)),
+            ("batches", g(&self.batches)),
+            ("appended", g(&self.appended)),
+            ("queries", g(&self.queries)),
+            ("refused", g(&self.refused)),
+            ("already_stored", g(&self.conflicts)),
+            ("failed_batches", g(&self.failed_batches)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 }

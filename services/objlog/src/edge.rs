@@ -36,6 +36,9 @@ pub struct EdgeConfig {
     pub queued_batches: usize,
     /// Answers `logs.stats`.
     pub stats: StatsFn,
+    /// Fault injection for tests: exit the process as soon as a batch's responses are
+    /// stored in `RESPONSES`, before its requests are acked (a crash in that window).
+    pub exit_before_ack: bool,
 }
 
 /// A request pulled from the stream, waiting for its answer.
@@ -125,7 +128,7 @@ impl Edge {
             stop_rx.clone(),
         ));
         runtime.spawn(stop_on_signal(stop.clone()));
-        let answering = runtime.spawn(answer(links.client, links.js, done_rx));
+        let answering = runtime.spawn(answer(links.client, links.js, done_rx, cfg.exit_before_ack));
         Ok(Edge {
             runtime,
             batches: Mutex::new(batch_rx),
@@ -233,10 +236,20 @@ async fn fetch(
     }
 }
 
-async fn answer(client: async_nats::Client, js: Context, mut done: mpsc::Receiver<Vec<Outgoing>>) {
+async fn answer(
+    client: async_nats::Client,
+    js: Context,
+    mut done: mpsc::Receiver<Vec<Outgoing>>,
+    exit_before_ack: bool,
+) {
     let mut running = tokio::task::JoinSet::new();
     while let Some(answers) = done.recv().await {
-        running.spawn(answer_batch(client.clone(), js.clone(), answers));
+        running.spawn(answer_batch(
+            client.clone(),
+            js.clone(),
+            answers,
+            exit_before_ack,
+        ));
         while running.len() > 16 {
             running.join_next().await;
         }
@@ -245,38 +258,57 @@ async fn answer(client: async_nats::Client, js: Context, mut done: mpsc::Receive
     let _ = client.flush().await;
 }
 
-/// Publishes each response (stream first, then the reply subject) and acks its request once
-/// the response stream has it; a request whose response could not be stored stays unacked
-/// and is redelivered.
-async fn answer_batch(client: async_nats::Client, js: Context, answers: Vec<Outgoing>) {
+/// Publishes each response to the `RESPONSES` stream (de-duplicated by request sequence)
+/// and returns those the stream confirmed storing, with their encoded bodies. A request
+/// whose response was not stored stays unacked and is redelivered.
+async fn store_responses(js: &Context, answers: Vec<Outgoing>) -> Vec<(Incoming, Bytes)> {
     let mut pending = Vec::with_capacity(answers.len());
     for out in answers {
+        let seq = out.incoming.seq;
         let body = match serde_json::to_vec(&out.response) {
             Ok(b) => Bytes::from(b),
             Err(e) => {
-                eprintln!("objlog edge: cannot encode a response: {e}");
+                eprintln!("objlog edge: cannot encode the response to {seq}: {e}");
                 continue;
             }
         };
         let publish = Publish::build()
             .payload(body.clone())
-            .message_id(format!("objlog-{}", out.incoming.seq));
+            .message_id(format!("objlog-{seq}"));
         match js.send_publish(RESPONSE_SUBJECT, publish).await {
             Ok(ack) => pending.push((out.incoming, body, ack)),
+            Err(e) => eprintln!("objlog edge: response to {seq} not published: {e}"),
+        }
+    }
+    let mut stored = Vec::with_capacity(pending.len());
+    for (incoming, body, ack) in pending {
+        match ack.await {
+            Ok(_) => stored.push((incoming, body)),
             Err(e) => eprintln!(
-                "objlog edge: response to {} not published: {e}",
-                out.incoming.seq
+                "objlog edge: response to {} not stored: {e}; request will be redelivered",
+                incoming.seq
             ),
         }
     }
-    for (incoming, body, stored) in pending {
-        if let Err(e) = stored.await {
-            eprintln!(
-                "objlog edge: response to {} not stored: {e}; request will be redelivered",
-                incoming.seq
-            );
-            continue;
-        }
+    stored
+}
+
+/// Stores the responses, then sends each to its reply subject and acks its request.
+async fn answer_batch(
+    client: async_nats::Client,
+    js: Context,
+    answers: Vec<Outgoing>,
+    exit_before_ack: bool,
+) {
+    let stored = store_responses(&js, answers).await;
+    if exit_before_ack && !stored.is_empty() {
+        eprintln!(
+            "objlog edge: fault injection: exiting with {} answers stored, unacked",
+            stored.len()
+        );
+        std::process::exit(3);
+    }
+    for (incoming, body) in stored {
         if let Some(reply) = incoming.reply {
             let _ = client.publish(reply, body).await;
         }

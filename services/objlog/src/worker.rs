@@ -34,20 +34,21 @@ pub struct WorkerConfig {
     pub mode: Mode,
     /// How often a stats line goes to stderr; default 5 s.
     pub stats_every: Duration,
+    /// Fault injection for tests (`--fault exit-before-ack`): see [`EdgeConfig`].
+    pub exit_before_ack: bool,
 }
 
 fn stats_fn(name: String, shared: Arc<Shared>) -> StatsFn {
     Arc::new(move || {
         let s = shared.storage.stats();
-        format!(
-            "{{\"worker\":\"{}\",{},\"db_push_calls\":{},\"items_flushed\":{},\"db_failures\":{},\"buffered\":{}}}",
-            name,
-            shared.counters.json_fields(),
-            s.db_push_calls,
-            s.items_flushed,
-            s.db_failures,
-            s.buffered_items
-        )
+        let mut fields = serde_json::Map::new();
+        fields.insert("worker".into(), name.clone().into());
+        fields.extend(shared.counters.to_json());
+        fields.insert("db_push_calls".into(), s.db_push_calls.into());
+        fields.insert("items_flushed".into(), s.items_flushed.into());
+        fields.insert("db_failures".into(), s.db_failures.into());
+        fields.insert("buffered".into(), s.buffered_items.into());
+        serde_json::Value::Object(fields).to_string()
     })
 }
 
@@ -71,6 +72,7 @@ pub fn run(cfg: WorkerConfig) -> Result<(), Error> {
         max_batch: cfg.max_batch,
         queued_batches: cfg.handlers.max(1),
         stats: stats.clone(),
+        exit_before_ack: cfg.exit_before_ack,
     })?);
     eprintln!(
         "objlog worker {}: running ({:?}, window {:?}, {} handlers)",

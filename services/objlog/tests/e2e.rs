@@ -53,6 +53,8 @@ impl Workers {
             procs: Vec::new(),
         };
         for i in 0..n {
+            // A fresh log per test run; restarts (kill_and_restart) append to it.
+            let _ = std::fs::remove_file(w.log_path(&format!("w{i}")));
             let p = w.spawn(&format!("w{i}"));
             w.procs.push(p);
         }
@@ -161,14 +163,28 @@ fn run_load(u: &Urls, args: &[&str], mut on_progress: impl FnMut(u64)) -> (bool,
     let stdout = child.stdout.take().expect("load stdout");
     let mut lines = Vec::new();
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        eprintln!("  load: {line}");
-        if let Some(n) = line.strip_prefix("progress ").and_then(|n| n.parse().ok()) {
-            on_progress(n);
+        match line.strip_prefix("progress ").and_then(|n| n.parse().ok()) {
+            Some(n) => on_progress(n),
+            None => eprintln!("  load: {line}"),
         }
         lines.push(line);
     }
     (child.wait().expect("wait load").success(), lines)
 }
+
+/// Fields of the check line that must be 0 for a clean run.
+const CLEAN: [&str; 10] = [
+    "unsettled",
+    "missing responses",
+    "duplicate responses",
+    "error responses",
+    "lost",
+    "duplicated",
+    "mismatched",
+    "bad",
+    "unsorted",
+    "query mismatches",
+];
 
 fn field(lines: &[String], name: &str) -> u64 {
     let line = lines
@@ -218,14 +234,7 @@ fn crash_test_100k_appends_4_workers_2_sigkilled() {
     );
     assert!(killed, "the load finished before the kill point");
     assert!(ok, "load check failed: {lines:?}");
-    for f in [
-        "lost",
-        "duplicated",
-        "mismatched",
-        "unsorted",
-        "mismatches",
-        "responses",
-    ] {
+    for f in CLEAN {
         assert_eq!(field(&lines, f), 0, "{f} must be 0");
     }
     assert_eq!(field(&lines, "rows"), 100_000);
@@ -418,14 +427,7 @@ fn a_postgres_outage_mid_run_loses_and_duplicates_nothing() {
     eprintln!("  pg outage: {redelivered} redeliveries");
     assert!(down, "the load finished before the outage");
     assert!(ok, "load check failed: {lines:?}");
-    for f in [
-        "lost",
-        "duplicated",
-        "mismatched",
-        "unsorted",
-        "mismatches",
-        "responses",
-    ] {
+    for f in CLEAN {
         assert_eq!(field(&lines, f), 0, "{f} must be 0");
     }
 }
@@ -458,14 +460,7 @@ fn three_shards_keep_each_object_on_its_ring_shard() {
     let _workers = Workers::start(&sharded, "shards", 3, &[]);
     let (ok, lines) = run_load(&sharded, &["--total", "20000", "--objects", "60"], |_| {});
     assert!(ok, "load check failed: {lines:?}");
-    for f in [
-        "lost",
-        "duplicated",
-        "mismatched",
-        "unsorted",
-        "mismatches",
-        "responses",
-    ] {
+    for f in CLEAN {
         assert_eq!(
             field(&lines, f),
             0,
@@ -490,4 +485,55 @@ fn three_shards_keep_each_object_on_its_ring_shard() {
         counts.iter().all(|n| *n > 0),
         "a shard got no objects: {counts:?}"
     );
+}
+
+#[test]
+fn a_crash_between_responding_and_acking_still_gives_one_response_per_append() {
+    let Some(u) = urls("respond_then_crash") else {
+        return;
+    };
+    // This worker exits as soon as its first answers are stored in RESPONSES, before acking.
+    let mut faulty = Workers::start(
+        &u,
+        "respond_then_crash_faulty",
+        1,
+        &["--fault", "exit-before-ack"],
+    );
+    let load_urls = Urls {
+        nats: u.nats.clone(),
+        pg: u.pg.clone(),
+    };
+    let load = std::thread::spawn(move || {
+        run_load(
+            &load_urls,
+            &[
+                "--total",
+                "2000",
+                "--objects",
+                "10",
+                "--progress-every",
+                "500",
+            ],
+            |_| {},
+        )
+    });
+    let exit = faulty.procs[0].1.wait().expect("reap the faulty worker");
+    faulty.procs.clear();
+    assert_eq!(
+        exit.code(),
+        Some(3),
+        "the faulty worker did not crash where asked"
+    );
+    let mut healthy = Workers::start(&u, "respond_then_crash", 1, &[]);
+    let (ok, lines) = load.join().expect("load thread");
+    let (redelivered, already) = healthy.stop_and_sum(&["redelivered", "already_stored"]);
+    eprintln!("  healthy worker: {redelivered} redelivered, {already} of them already stored");
+    assert!(
+        already > 0,
+        "no answered-but-unacked append was redelivered, so nothing was tested"
+    );
+    assert!(ok, "load check failed: {lines:?}");
+    for f in CLEAN {
+        assert_eq!(field(&lines, f), 0, "{f} must be 0");
+    }
 }

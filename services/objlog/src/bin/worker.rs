@@ -2,7 +2,9 @@
 //! `--nats URL` [OBJLOG_NATS_URL, LIFOSTORE_NATS_URL], `--pg URL[,URL...]` (several = shards
 //! on a hash ring, listed in the same order by every worker) [OBJLOG_PG_URL,
 //! LIFOSTORE_POSTGRES_URL], `--name`, `--window-ms 50`, `--handlers 2`, `--batch 1000`,
-//! `--ack-wait-ms 10000`, `--mode batched|per-insert`, `--stats-every-ms 5000`.
+//! `--ack-wait-ms 10000`, `--mode batched|per-insert`, `--stats-every-ms 5000`;
+//! for tests only: `--fault exit-before-ack` (exit once a batch's responses are stored,
+//! before acking them).
 
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ const FLAGS: &[&str] = &[
     "ack-wait-ms",
     "mode",
     "stats-every-ms",
+    "fault",
 ];
 
 fn config() -> Result<WorkerConfig, Error> {
@@ -52,6 +55,15 @@ fn config() -> Result<WorkerConfig, Error> {
         ack_wait: ms("ack-wait-ms", 10_000)?,
         mode,
         stats_every: ms("stats-every-ms", 5000)?,
+        exit_before_ack: match args.text("fault", &[]).as_deref() {
+            None => false,
+            Some("exit-before-ack") => true,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "--fault {other:?}: only exit-before-ack"
+                )));
+            }
+        },
     })
 }
 
