@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use lifostore::{CancelToken, DbError, Storage};
 use tokio::sync::mpsc;
@@ -46,6 +47,9 @@ pub fn run(cfg: Config) -> Result<(), ServiceError> {
         .max_unflushed_age(cfg.window)
         .max_buffered_items(cfg.buffer_items)
         .max_batch(cfg.db_batch)
+        // At shutdown nothing unacked needs the buffer (JetStream redelivers it), so a
+        // PostgreSQL that is down then holds the exit for 5 s, not a whole window.
+        .close_timeout(Duration::from_secs(5))
         .build(db);
     let shared = Arc::new(Shared {
         cache: Cache::default(),
