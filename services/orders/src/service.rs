@@ -100,7 +100,11 @@ fn ingest(edge: EdgeRuntime, cfg: &Config, shared: &Shared) -> Result<(), Servic
             s.spawn(move || work.run(rx, tx, Backoff::new(stop)));
         }
         drop((batches_rx, processed_tx));
-        let hold = (cfg.buffer_items, Backoff::new(stopping_rx));
+        let hold = (
+            cfg.buffer_items,
+            Backoff::new(stopping_rx),
+            cfg.abort_after_flushes,
+        );
         let (storage, counters, token) = (&shared.storage, &shared.counters, &token);
         s.spawn(move || commit::run(storage, token, counters, processed_rx, settled_tx, hold));
     });

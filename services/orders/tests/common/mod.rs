@@ -92,6 +92,26 @@ impl Sandbox {
         })
     }
 
+    /// Whether the service's durable consumer has nothing left: no message waiting, none
+    /// delivered and unacked (JetStream's own bookkeeping, durable across restarts).
+    pub fn consumer_drained(&self) -> bool {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = async_nats::connect(&self.nats_url).await.expect("nats");
+            let js = async_nats::jetstream::new(client);
+            let stream = js.get_stream(self.stream()).await.expect("stream exists");
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+                .get_consumer(&format!("svc-{}", self.name))
+                .await
+                .expect("consumer exists");
+            let info = consumer.info().await.expect("consumer info");
+            info.num_pending == 0 && info.num_ack_pending == 0
+        })
+    }
+
     /// Starts the service on a free port.
     pub fn start_service(&self, extra: &[&str]) -> Service {
         let port = free_port();
