@@ -1,13 +1,11 @@
-//! History checker (promises 1 and 2): randomized runs with 2-8 threads mix push and
-//! push_batch, pop and pop_batch (with tokens that get cancelled or have short deadlines),
-//! try_pop and try_pop_batch, and flush; every operation is logged with its start and end
-//! `Instant` and its result. The checker then verifies:
+//! History checker (promises 1 and 2): randomized runs with 2-8 threads mix push, pop (with
+//! tokens that get cancelled or have short deadlines), try_pop and flush; every operation is
+//! logged with its start and end `Instant` and its result. The checker then verifies:
 //!
 //! * every popped item was pushed with `Ok`, and none was popped twice;
 //! * nothing was lost: after `close`, popped + left in the Db = pushed with `Ok`, and no item
 //!   whose push failed is in the Db;
-//! * LIFO wherever operations did not overlap in time (see [`check`]), and within each batch a
-//!   pop returned;
+//! * LIFO wherever operations did not overlap in time (see [`check`]);
 //! * a `try_pop` never answers "empty" while an item was certainly in the storage.
 //!
 //! Runs over MemDb, FaultyDb (failures, half batches, spikes, panics) and FileDb, with small
@@ -26,17 +24,15 @@ use common::{Rng, TempDir, id_of};
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// A push (one id) or push_batch (several, oldest first). `ok`: it returned `Ok`;
-    /// `refused`: it returned `Error::Db` (an outage).
+    /// `ok`: the push returned `Ok`; `refused`: it returned `Error::Db` (an outage).
     Push {
-        ids: Vec<u64>,
+        id: u64,
         ok: bool,
         refused: bool,
     },
-    /// A pop or pop_batch: `got`: the items returned, newest first; `empty`: a `try_pop` or
-    /// `try_pop_batch` that returned nothing.
+    /// `got`: the item returned; `empty`: a `try_pop` that returned `Ok(None)`.
     Pop {
-        got: Vec<u64>,
+        got: Option<u64>,
         empty: bool,
     },
     Flush,
@@ -91,13 +87,48 @@ fn run<D: Db + 'static>(
                         3
                     };
                     let op = match kind {
-                        0 => push_op(storage, &token, &mut rng, (t << 32) | (n << 3), seed),
+                        0 => {
+                            let id = (t << 32) | n;
+                            let r = storage.push(&token, id.to_le_bytes().to_vec());
+                            match &r {
+                                Ok(()) | Err(Error::Cancelled | Error::DeadlineExceeded) => {}
+                                Err(Error::Db(_)) => {} // a long outage: refused, not stored
+                                Err(e) => panic!("seed {seed}: push: {e}"),
+                            }
+                            Op::Push {
+                                id,
+                                ok: r.is_ok(),
+                                refused: matches!(r, Err(Error::Db(_))),
+                            }
+                        }
                         1 => {
                             // Pops never wait forever: the plain root token gets a deadline too.
                             let token = token.with_timeout(Duration::from_millis(rng.next() % 5));
-                            pop_op(storage, &token, &mut rng, seed)
+                            match storage.pop(&token) {
+                                Ok(x) => Op::Pop {
+                                    got: Some(id_of(&x)),
+                                    empty: false,
+                                },
+                                Err(Error::Cancelled | Error::DeadlineExceeded | Error::Db(_)) => {
+                                    Op::Pop {
+                                        got: None,
+                                        empty: false,
+                                    }
+                                }
+                                Err(e) => panic!("seed {seed}: pop: {e}"),
+                            }
                         }
-                        2 => try_pop_op(storage, &mut rng, seed),
+                        2 => match storage.try_pop() {
+                            Ok(x) => Op::Pop {
+                                got: x.as_deref().map(id_of),
+                                empty: x.is_none(),
+                            },
+                            Err(Error::Db(_)) => Op::Pop {
+                                got: None,
+                                empty: false,
+                            },
+                            Err(e) => panic!("seed {seed}: try_pop: {e}"),
+                        },
                         _ => {
                             match storage.flush(&token) {
                                 Ok(()) | Err(Error::Db(_)) => {} // a failed write stays buffered
@@ -120,77 +151,6 @@ fn run<D: Db + 'static>(
     log.into_inner().unwrap()
 }
 
-/// A push of one item, or (one time in four) a push_batch of 2-4 items, with ids from `base`.
-fn push_op<D>(
-    storage: &Storage<D>,
-    token: &CancelToken,
-    rng: &mut Rng,
-    base: u64,
-    seed: u64,
-) -> Op {
-    let n = if rng.next().is_multiple_of(4) {
-        2 + rng.next() % 3
-    } else {
-        1
-    };
-    let ids: Vec<u64> = (base..base + n).collect();
-    let r = if n == 1 {
-        storage.push(token, ids[0].to_le_bytes().to_vec())
-    } else {
-        storage.push_batch(token, ids.iter().map(|id| id.to_le_bytes().to_vec()))
-    };
-    match &r {
-        Ok(()) | Err(Error::Cancelled | Error::DeadlineExceeded) => {}
-        Err(Error::Db(_)) => {} // a long outage: refused, not stored
-        Err(e) => panic!("seed {seed}: push: {e}"),
-    }
-    Op::Push {
-        ids,
-        ok: r.is_ok(),
-        refused: matches!(r, Err(Error::Db(_))),
-    }
-}
-
-/// A pop, or (one time in two) a pop_batch of up to 1-8 items.
-fn pop_op<D>(storage: &Storage<D>, token: &CancelToken, rng: &mut Rng, seed: u64) -> Op {
-    let r = if rng.next().is_multiple_of(2) {
-        storage.pop(token).map(|x| vec![x])
-    } else {
-        storage.pop_batch(token, 1 + (rng.next() % 8) as usize)
-    };
-    match r {
-        Ok(items) => Op::Pop {
-            got: ids(items),
-            empty: false,
-        },
-        Err(Error::Cancelled | Error::DeadlineExceeded | Error::Db(_)) => Op::Pop {
-            got: Vec::new(),
-            empty: false,
-        },
-        Err(e) => panic!("seed {seed}: pop: {e}"),
-    }
-}
-
-/// A try_pop, or (one time in two) a try_pop_batch of up to 1-8 items.
-fn try_pop_op<D>(storage: &Storage<D>, rng: &mut Rng, seed: u64) -> Op {
-    let r = if rng.next().is_multiple_of(2) {
-        storage.try_pop().map(|x| x.into_iter().collect())
-    } else {
-        storage.try_pop_batch(1 + (rng.next() % 8) as usize)
-    };
-    match r {
-        Ok(items) => Op::Pop {
-            empty: items.is_empty(),
-            got: ids(items),
-        },
-        Err(Error::Db(_)) => Op::Pop {
-            got: Vec::new(),
-            empty: false,
-        },
-        Err(e) => panic!("seed {seed}: try_pop: {e}"),
-    }
-}
-
 /// Checks the log against what is left in the Db after close.
 ///
 /// LIFO, soundly for non-overlapping operations: say `y` was *certainly present* during an
@@ -201,31 +161,22 @@ fn try_pop_op<D>(storage: &Storage<D>, rng: &mut Rng, seed: u64) -> Op {
 ///   present during all of P: P had the newer `y` available throughout and skipped it;
 /// * a `try_pop` that answered "empty" is wrong if any `y` was certainly present during it.
 ///
-/// Within one batch a pop returned (newest first), a later item must not be certainly newer than
-/// an earlier one (pushed strictly after it). Items of one push_batch are not judged against
-/// each other (one event).
-///
 /// Overlapping operations are never judged: any order among them is a valid linearization.
 fn check(log: &[Event], left_after_close: &[u64], seed: u64) {
     let mut pushed_ok = HashMap::new();
     let mut refused = HashSet::new();
     for e in log {
-        if let Op::Push { ids, ok, .. } = &e.op {
-            for &id in ids {
-                if *ok {
-                    pushed_ok.insert(id, e);
-                } else {
-                    refused.insert(id);
-                }
+        if let Op::Push { id, ok, .. } = e.op {
+            if ok {
+                pushed_ok.insert(id, e);
+            } else {
+                refused.insert(id);
             }
         }
     }
     let mut popped: HashMap<u64, &Event> = HashMap::new();
     for e in log {
-        let Op::Pop { got, .. } = &e.op else {
-            continue;
-        };
-        for &id in got {
+        if let Op::Pop { got: Some(id), .. } = e.op {
             assert!(
                 pushed_ok.contains_key(&id),
                 "seed {seed}: popped {id:#x}, never pushed with Ok"
@@ -234,14 +185,6 @@ fn check(log: &[Event], left_after_close: &[u64], seed: u64) {
                 popped.insert(id, e).is_none(),
                 "seed {seed}: {id:#x} popped twice"
             );
-        }
-        for (i, &x) in got.iter().enumerate() {
-            for &y in &got[i + 1..] {
-                assert!(
-                    pushed_ok[&x].end >= pushed_ok[&y].start,
-                    "seed {seed}: a batch returned {x:#x} before the newer {y:#x}"
-                );
-            }
         }
     }
     let mut left = HashSet::new();
@@ -393,7 +336,7 @@ fn the_checker_rejects_bad_histories() {
     let push = |id, s, e| {
         ev(
             Op::Push {
-                ids: vec![id],
+                id,
                 ok: true,
                 refused: false,
             },
@@ -404,7 +347,7 @@ fn the_checker_rejects_bad_histories() {
     let pop = |got, s, e| {
         ev(
             Op::Pop {
-                got: vec![got],
+                got: Some(got),
                 empty: false,
             },
             s,
@@ -414,7 +357,7 @@ fn the_checker_rejects_bad_histories() {
     let empty = |s, e| {
         ev(
             Op::Pop {
-                got: Vec::new(),
+                got: None,
                 empty: true,
             },
             s,
@@ -456,7 +399,7 @@ fn the_checker_rejects_bad_histories() {
     assert!(rejects(
         vec![ev(
             Op::Push {
-                ids: vec![1],
+                id: 1,
                 ok: false,
                 refused: true
             },
@@ -468,27 +411,6 @@ fn the_checker_rejects_bad_histories() {
     // Empty answer while an item was certainly present.
     assert!(rejects(vec![push(1, 0, 1), empty(2, 3)], vec![1]));
     check(&[push(1, 0, 3), empty(2, 4)], &[1], 0); // overlapping: fine
-    // Batches: newest first is fine, a newer item after an older one is not; a batch that
-    // skipped a newer item certainly present is a LIFO violation like a single pop.
-    let batch = |got: Vec<u64>, s, e| ev(Op::Pop { got, empty: false }, s, e);
-    check(
-        &[push(1, 0, 1), push(2, 2, 3), batch(vec![2, 1], 4, 5)],
-        &[],
-        0,
-    );
-    assert!(rejects(
-        vec![push(1, 0, 1), push(2, 2, 3), batch(vec![1, 2], 4, 5)],
-        vec![]
-    ));
-    assert!(rejects(
-        vec![
-            push(1, 0, 1),
-            push(2, 2, 3),
-            push(3, 4, 5),
-            batch(vec![3, 1], 6, 7)
-        ],
-        vec![2]
-    ));
 }
 
 #[test]
