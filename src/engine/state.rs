@@ -15,7 +15,8 @@
 //! * `bytes` counts the bytes of `items` plus the in-flight batch.
 //! * `db_count` (the exact number of items in a non-shared Db) is only learned by a pop whose
 //!   Db call returned `None` while `db_epoch` (bumped by every write that stored something)
-//!   did not move, so it never hides a landed batch.
+//!   did not move and no other Db pop was under way, so it never hides a landed batch, nor
+//!   takes away twice what another pop took and has not reported yet.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -340,8 +341,10 @@ impl State {
                 self.db_pop_limit = 1;
                 if shared {
                     self.shared_db_empty_at = Some((ticket.epoch, now));
-                } else if self.db_epoch == ticket.epoch {
-                    // Only if no batch landed meanwhile (see the invariants above).
+                } else if self.db_epoch == ticket.epoch && self.db_pops == 0 {
+                    // Only if no batch landed meanwhile, and no other Db pop is under way: one
+                    // may have taken items the count still holds (its answer subtracts them
+                    // later), so "the Db is empty" is the count only once every answer is in.
                     self.db_count = Some(0);
                 }
             }
