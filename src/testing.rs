@@ -598,6 +598,10 @@ impl<D: Db> Db for FaultyDb<D> {
     fn is_shared(&self) -> bool {
         self.inner.is_shared()
     }
+
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        self.inner.item_count()
+    }
 }
 
 /// The permanent error a [`FaultyDb`] gives for an item it refuses.
@@ -749,5 +753,9 @@ impl<D: Db> Db for StampedDb<D> {
 
     fn is_shared(&self) -> bool {
         self.inner.is_shared()
+    }
+
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        self.inner.item_count()
     }
 }

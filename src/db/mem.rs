@@ -175,4 +175,8 @@ impl Db for MemDb {
     fn is_shared(&self) -> bool {
         self.shared
     }
+
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        Ok(Some(self.items.lock().len() as u64))
+    }
 }

@@ -439,6 +439,10 @@ impl Db for FileDb {
         self.opts.shared
     }
 
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        FileDb::len(self).map(Some)
+    }
+
     fn max_item_len(&self) -> Option<usize> {
         Some(self.opts.max_item_len.min(u32::MAX as usize))
     }
