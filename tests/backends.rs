@@ -83,10 +83,12 @@ fn lifo_semantics(kind: &str, url: &str) {
     assert_eq!(db.pop_batch(3).unwrap(), Vec::<Vec<u8>>::new());
     db.push(b"a").unwrap();
     db.push_batch(&[b"b", b"", b"d"]).unwrap();
+    assert_eq!(db.item_count().unwrap(), Some(4));
     assert_eq!(db.pop().unwrap(), Some(b"d".to_vec()));
     assert_eq!(db.pop_batch(2).unwrap(), vec![b"".to_vec(), b"b".to_vec()]);
     assert_eq!(db.pop_batch(10).unwrap(), vec![b"a".to_vec()]);
     assert_eq!(db.pop().unwrap(), None);
+    assert_eq!(db.item_count().unwrap(), Some(0));
     assert!(db.is_shared());
 }
 

@@ -426,6 +426,11 @@ impl Db for PostgresDb {
     fn is_shared(&self) -> bool {
         true
     }
+
+    /// `SELECT count(*)` (see [`PostgresDb::len`]).
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        PostgresDb::len(self).map(Some)
+    }
 }
 
 impl Drop for PostgresDb {

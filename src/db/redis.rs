@@ -354,6 +354,11 @@ impl Db for RedisDb {
     fn is_shared(&self) -> bool {
         true
     }
+
+    /// `LLEN` (see [`RedisDb::len`]).
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        RedisDb::len(self).map(Some)
+    }
 }
 
 impl Drop for RedisDb {

@@ -75,7 +75,11 @@ impl<D> Storage<D> {
             self.admit(&mut waiter, vec![data], bytes)?
         };
         if state.expect_durable(seq) {
-            self.core.landed.notify_all(); // the writer gathering for us may go
+            // The gathering is complete: one waiting durable caller suffices to write for all
+            // (any of them may; one leaving on its token hands the notify on; should a `flush`
+            // caller waiting on the same condvar take it, the gatherers go at their time
+            // bound). Waking them all would be a second herd of wake-ups per write.
+            self.core.landed.notify_one();
         }
         // Accepted: from here on every error says the item is kept.
         let mut waiter = Waiter::new(&self.core, token, &self.core.landed);

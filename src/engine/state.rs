@@ -17,9 +17,10 @@
 //!   number); the entry is removed by that call when it returns, so the map never outgrows the
 //!   number of callers blocked in `push_durable`.
 //! * `db_count` (the exact number of items in a non-shared Db) is only learned by a pop whose
-//!   Db call returned `None` while `db_epoch` (bumped by every write that stored something)
-//!   did not move and no other Db pop was under way, so it never hides a landed batch, nor
-//!   takes away twice what another pop took and has not reported yet.
+//!   Db call returned nothing while `db_epoch` (bumped by every write that stored something)
+//!   did not move and no other Db pop was under way (so it never hides a landed batch, nor
+//!   takes away twice what another pop took and has not reported yet), or by a
+//!   `Storage::len` whose Db count no write and no Db pop overlapped (`end_len_probe`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -93,12 +94,11 @@ enum Durable {
     Poisoned(DbError),
 }
 
-/// Group commit's gathering: how many durable callers the last durable writes released
-/// (`Ok`) and how many durable pushes arrived since the last durable write began. While fewer
-/// arrived than were released, the released callers are probably about to push again, and the
-/// next durable writer waits for them - until `until` at the latest (one write's duration
-/// after the last durable write landed), so a caller that does not come back costs at most
-/// that.
+/// Group commit's gathering: how many durable callers the last durable write released (their
+/// items settled) and how many durable pushes arrived since it landed. While fewer arrived
+/// than were released, the released callers are probably about to push again, and the next
+/// durable writer waits for them - until `until` at the latest (one write's duration after
+/// that write landed), so a caller that does not come back costs at most that.
 #[derive(Default)]
 struct Gather {
     released: usize,
