@@ -19,7 +19,8 @@
 //! * `db_count` (the exact number of items in a non-shared Db) is only learned by a pop whose
 //!   Db call returned nothing while `db_epoch` (bumped by every write that stored something)
 //!   did not move and no other Db pop was under way (so it never hides a landed batch, nor
-//!   takes away twice what another pop took and has not reported yet), or by a
+//!   takes away twice what another pop took and has not reported yet; with others under way
+//!   the count is forgotten instead), or by a
 //!   `Storage::len` whose Db count no write and no Db pop overlapped (`end_len_probe`).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -474,11 +475,12 @@ impl State {
                 self.db_pop_limit = 1;
                 if shared {
                     self.shared_db_empty_at = Some((ticket.epoch, now));
-                } else if self.db_epoch == ticket.epoch && self.db_pops == 0 {
-                    // Only if no batch landed meanwhile, and no other Db pop is under way: one
-                    // may have taken items the count still holds (its answer subtracts them
-                    // later), so "the Db is empty" is the count only once every answer is in.
-                    self.db_count = Some(0);
+                } else if self.db_epoch == ticket.epoch {
+                    // Only if no batch landed meanwhile. And another Db pop under way may have
+                    // taken items the count still holds (its answer subtracts them later): then
+                    // "the Db is empty" only says the count is stale, so it is forgotten, and
+                    // the slow-start limit of one Db pop at a time learns it again alone.
+                    self.db_count = (self.db_pops == 0).then_some(0);
                 }
             }
             Some(n) => {
