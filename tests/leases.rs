@@ -45,3 +45,87 @@ fn a_db_without_native_leases_gets_the_fallback() {
     plain.ack(&[leased[0].id]).expect("ack is a no-op");
     assert_eq!(db.len(), 2);
 }
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lifostore-leases-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn filedb_keeps_the_lease_contract() {
+    let dir = temp_dir("contract");
+    let db = lifostore::FileDb::open(dir.join("stack.lifo")).expect("open");
+    lease_contract(&db, Duration::from_millis(50));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// A held lease survives closing and reopening the file, stays hidden, and can be acked by
+/// the new handle; the file is marked version 2 once it has used leases.
+#[test]
+fn filedb_leases_survive_reopen() {
+    let dir = temp_dir("reopen");
+    let path = dir.join("stack.lifo");
+    let db = lifostore::FileDb::open(&path).expect("open");
+    db.push_batch(&[b"a", b"b", b"c"]).expect("push");
+    let leased = db.pop_lease(2, Duration::from_secs(60)).expect("lease");
+    drop(db);
+    let bytes = std::fs::read(&path).expect("read");
+    assert_eq!(
+        &bytes[8..12],
+        &2u32.to_le_bytes(),
+        "version 2 once leases were used"
+    );
+    let db = lifostore::FileDb::open(&path).expect("reopen");
+    assert_eq!(db.len().expect("len"), 1, "leased items are not counted");
+    db.ack(&[leased[0].id]).expect("ack after reopen");
+    db.release(&leased[1..]).expect("release after reopen");
+    assert_eq!(
+        db.pop_batch(5).expect("pop"),
+        vec![b"b".to_vec(), b"a".to_vec()]
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// Child mode of the consumer kill loop: `<path>|<seed>`.
+#[test]
+fn lease_consumer_child() {
+    let Ok(spec) = std::env::var(common::lease_crash::CHILD_ENV) else {
+        return;
+    };
+    let (path, seed) = spec.rsplit_once('|').expect("path|seed");
+    let db = lifostore::FileDb::open(path).expect("open in child");
+    common::lease_crash::consumer_main(&db, seed.parse().expect("seed"));
+}
+
+#[test]
+fn filedb_consumer_killed_in_a_loop_acks_each_item_once_or_keeps_it() {
+    if std::env::var_os(common::lease_crash::CHILD_ENV).is_some() {
+        return;
+    }
+    let dir = temp_dir("kill");
+    let path = dir.join("stack.lifo");
+    let db = lifostore::FileDb::open(&path).expect("open");
+    let seed = lifostore_seed();
+    let spec = path.display().to_string();
+    let r = common::lease_crash::consumer_kill_loop(&db, &spec, 300, 12, seed);
+    println!(
+        "FileDb consumer kill loop (seed {seed}): 12 kills, {} acked, {} left, {} redelivered",
+        r.acked, r.left, r.redelivered
+    );
+    assert!(r.acked > 0, "the children acked nothing: {r:?}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// The seed for randomized tests: LIFOSTORE_SEED, or the clock (printed by callers).
+fn lifostore_seed() -> u64 {
+    std::env::var("LIFOSTORE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}

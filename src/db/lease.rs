@@ -68,6 +68,16 @@ pub(crate) struct LeaseTable {
 }
 
 impl LeaseTable {
+    /// Whether no lease is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Whether `id` is held.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.held.contains_key(&id)
+    }
+
     /// The ids `items` (newest first) get when leased with next id `next`: the newest gets the
     /// largest.
     pub(crate) fn ids_for(next: u64, n: usize) -> impl Iterator<Item = u64> {

@@ -41,6 +41,7 @@ pub(super) fn salvage(path: &Path, max_item_len: usize) -> Result<SalvageReport,
         op: scan.max_op.saturating_add(1),
         top: DATA_START + kept.len() as u64,
         count,
+        leases: 0,
     };
     let mut out = header_page(sb);
     out.extend_from_slice(&kept);
@@ -77,7 +78,7 @@ fn plan(path: &Path, bytes: &[u8], max_item_len: usize) -> Result<Option<Scan>, 
             return Err(DbError::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found,
-                supported: super::format::VERSION,
+                supported: super::format::VERSION_LEASES,
             });
         }
         Header::BadChecksum | Header::Valid(None) => Scan {
