@@ -373,6 +373,37 @@ fn postgres_constraint_is_rejected(url: &str) {
     assert_eq!(db.max_item_len(), Some((1 << 30) - 1024));
 }
 
+fn lease_contract(kind: &str, url: &str) {
+    let db = open(kind, url, &unique("lease"));
+    common::leases::lease_contract(&*db, Duration::from_millis(100));
+}
+
+/// Child mode of the consumer kill loop: `kind|url|name|seed`.
+#[test]
+fn lease_consumer_child() {
+    let Ok(spec) = std::env::var(common::lease_crash::CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.splitn(4, '|').collect();
+    let db = open(parts[0], parts[1], parts[2]);
+    common::lease_crash::consumer_main(&*db, parts[3].parse().expect("seed"));
+}
+
+fn consumer_kill_loop(kind: &str, url: &str) {
+    let name = unique("killed");
+    let db = open(kind, url, &name);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let spec = format!("{kind}|{url}|{name}");
+    let r = common::lease_crash::consumer_kill_loop(&*db, &spec, 300, 10, seed);
+    println!(
+        "{kind} consumer kill loop (seed {seed}): 10 kills, {} acked, {} left, {} redelivered",
+        r.acked, r.left, r.redelivered
+    );
+    assert!(r.acked > 0, "the children acked nothing: {r:?}");
+}
+
 macro_rules! backend_tests {
     ($feature:literal, $module:ident, $kind:literal, $url_var:literal, $restart_var:literal) => {
         #[cfg(feature = $feature)]
@@ -425,6 +456,22 @@ macro_rules! backend_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     rates($kind, &url);
+                }
+            }
+
+            #[test]
+            fn leases_hide_ack_release_and_expire() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    lease_contract($kind, &url);
+                }
+            }
+
+            #[test]
+            fn consumer_killed_in_a_loop_acks_each_item_once_or_keeps_it() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    consumer_kill_loop($kind, &url);
                 }
             }
 

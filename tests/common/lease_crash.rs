@@ -33,8 +33,9 @@ pub fn consumer_main(db: &dyn Db, seed: u64) {
         for l in &leases {
             println!("L {}", id_of(&l.item));
         }
-        let (release, ack): (Vec<_>, Vec<_>) =
-            leases.into_iter().partition(|_| rng.next().is_multiple_of(5));
+        let (release, ack): (Vec<_>, Vec<_>) = leases
+            .into_iter()
+            .partition(|_| rng.next().is_multiple_of(5));
         for l in &release {
             println!("r {}", id_of(&l.item));
         }
