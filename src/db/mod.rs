@@ -99,7 +99,8 @@ pub trait Db: Send + Sync {
 
     /// Leases up to `max` items, newest first: each stays in the Db but no pop sees it until
     /// it is [acked](Db::ack) (gone for good), [released](Db::release) (back on top), or
-    /// `ttl` passes (back on top by itself, noticed at a later call).
+    /// `ttl` passes (back by itself, noticed at a later call: on top for `MemDb`, `FileDb` and
+    /// `RedisDb`, at its old place for `PostgresDb`).
     ///
     /// **Fallback** (a Db that does not override it; [`native_leases`](Db::native_leases) is
     /// `false`): [`pop_batch`](Db::pop_batch), with process-unique ids. The items leave the Db

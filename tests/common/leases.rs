@@ -22,6 +22,7 @@ pub fn lease_contract(db: &dyn Db, ttl: Duration) {
     assert!(db.native_leases());
     hides_acks_and_releases(db);
     release_restores_order(db);
+    release_goes_on_top(db);
     expiry_returns_and_late_ack_fails(db, ttl);
     assert_eq!(db.pop_batch(100).expect("drain"), Vec::<Vec<u8>>::new());
 }
@@ -65,6 +66,16 @@ fn release_restores_order(db: &dyn Db) {
         all,
         vec![b"4".to_vec(), b"3".to_vec(), b"2".to_vec(), b"1".to_vec()]
     );
+}
+
+/// A released item goes back on top, above items pushed while it was leased.
+fn release_goes_on_top(db: &dyn Db) {
+    db.push_batch(&[b"a", b"b"]).expect("push");
+    let leased = db.pop_lease(1, LONG).expect("lease b");
+    db.push(b"c").expect("push c");
+    db.release(&leased).expect("release b");
+    let all = db.pop_batch(10).expect("pop all");
+    assert_eq!(all, vec![b"b".to_vec(), b"c".to_vec(), b"a".to_vec()]);
 }
 
 fn expiry_returns_and_late_ack_fails(db: &dyn Db, ttl: Duration) {
