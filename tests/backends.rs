@@ -404,6 +404,19 @@ fn consumer_kill_loop(kind: &str, url: &str) {
     assert!(r.acked > 0, "the children acked nothing: {r:?}");
 }
 
+/// Figures, not assertions: pop against lease+ack, batch 1 and 64, same run.
+fn lease_rates(kind: &str, url: &str) {
+    let db = open(kind, url, &unique("lrates"));
+    for batch in [1usize, 64] {
+        let rounds = if batch == 1 { 200 } else { 20 };
+        let (pop, lease) = common::leases::lease_rates(&*db, batch, rounds);
+        println!(
+            "{kind} batch {batch:>2}: pop {pop:>10.0}/s, lease+ack {lease:>10.0}/s, ratio {:.2}",
+            lease / pop
+        );
+    }
+}
+
 macro_rules! backend_tests {
     ($feature:literal, $module:ident, $kind:literal, $url_var:literal, $restart_var:literal) => {
         #[cfg(feature = $feature)]
@@ -472,6 +485,15 @@ macro_rules! backend_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     consumer_kill_loop($kind, &url);
+                }
+            }
+
+            #[test]
+            #[ignore = "figures: run on demand with --release"]
+            fn lease_rates() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    super::lease_rates($kind, &url);
                 }
             }
 

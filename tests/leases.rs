@@ -129,3 +129,23 @@ fn lifostore_seed() -> u64 {
                 .map_or(1, |d| d.as_nanos() as u64)
         })
 }
+
+/// Figures: `cargo test --release --test leases -- --ignored --nocapture lease_rates`.
+#[test]
+#[ignore = "figures: run on demand with --release"]
+fn lease_rates() {
+    let dir = temp_dir("rates");
+    let file = lifostore::FileDb::open(dir.join("rates.lifo")).expect("open");
+    let mem = MemDb::new();
+    for (name, db) in [("MemDb", &mem as &dyn Db), ("FileDb", &file)] {
+        for batch in [1usize, 64] {
+            let rounds = if batch == 1 { 200 } else { 20 };
+            let (pop, lease) = common::leases::lease_rates(db, batch, rounds);
+            println!(
+                "{name} batch {batch:>2}: pop {pop:>10.0}/s, lease+ack {lease:>10.0}/s, ratio {:.2}",
+                lease / pop
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

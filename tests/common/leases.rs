@@ -96,3 +96,35 @@ fn expiry_returns_and_late_ack_fails(db: &dyn Db, ttl: Duration) {
     assert!(err.to_string().contains("longer ttl"), "{err}");
     db.ack(&[again[0].id, other[0].id]).expect("ack");
 }
+
+/// Figures, not assertions: items per second through `db` taking `batch` items per call,
+/// popping (`pop_batch`) against leasing then acking (`pop_lease` + `ack`), alternated five
+/// times in the same run; returns the medians (pop, lease+ack).
+pub fn lease_rates(db: &dyn Db, batch: usize, rounds: usize) -> (f64, f64) {
+    let item = [0x42u8; 100];
+    let items: Vec<&[u8]> = (0..batch * rounds).map(|_| &item[..]).collect();
+    let (mut pops, mut leases) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        db.push_batch(&items).expect("fill");
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            assert_eq!(db.pop_batch(batch).expect("pop").len(), batch);
+        }
+        pops.push((batch * rounds) as f64 / t.elapsed().as_secs_f64());
+        db.push_batch(&items).expect("fill");
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            let got = db.pop_lease(batch, LONG).expect("lease");
+            assert_eq!(got.len(), batch);
+            let ids: Vec<_> = got.iter().map(|l| l.id).collect();
+            db.ack(&ids).expect("ack");
+        }
+        leases.push((batch * rounds) as f64 / t.elapsed().as_secs_f64());
+    }
+    (median(pops), median(leases))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
