@@ -80,6 +80,19 @@ pub(super) fn replay(bytes: &[u8], path: &Path) -> Result<LeaseTable, DbError> {
     Ok(table)
 }
 
+/// The leases held by the longest prefix of `bytes` that replays cleanly: for salvage, which
+/// keeps every leased item it can find.
+pub(super) fn replay_prefix(bytes: &[u8], path: &Path) -> LeaseTable {
+    match replay(bytes, path) {
+        Ok(table) => table,
+        Err(DbError::Corrupt { offset, .. }) => {
+            let end = usize::try_from(offset).unwrap_or(0).min(bytes.len());
+            replay(&bytes[..end], path).unwrap_or_default()
+        }
+        Err(_) => LeaseTable::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +118,12 @@ mod tests {
             replay(&flipped, Path::new("x")),
             Err(DbError::Corrupt { .. })
         ));
+        let prefix = replay_prefix(&torn, Path::new("x"));
+        assert_eq!(
+            prefix.iter().count(),
+            2,
+            "the ack was cut off: both leases held"
+        );
         encode(&mut log, Kind::Return, 7, 0, b"");
         assert!(replay(&log, Path::new("x")).is_err(), "ends a lease twice");
     }
