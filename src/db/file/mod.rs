@@ -100,6 +100,14 @@ impl FileDbOptions {
 /// failed took nothing. The format, the recovery rules and these error-path rules are written
 /// down in `docs/FORMAT.md`.
 ///
+/// Leases ([`Db::pop_lease`]) are native and survive a crash: leased items move into a lease
+/// log beside the file (`<name>.leases`, created on first use), named by the same superblock
+/// commit that takes them off the stack; a lease costs two syncs per call (log, then slot)
+/// whatever the batch size, an ack two (one when it ends the last held lease), a release
+/// three. A lease whose holder died comes back on top at its deadline (wall clock), noticed
+/// by the next call of any process sharing the file. The first lease marks the file as
+/// format version 2, which older builds refuse. `docs/FORMAT.md`, "Leases", has the details.
+///
 /// Files that do not start with lifostore's magic are refused with
 /// [`DbError::NotADatabase`] and never written, whatever their size; a zero-length file is
 /// initialised as an empty database.
@@ -217,7 +225,7 @@ impl FileDb {
         self.salvaged.as_ref()
     }
 
-    /// Number of items stored (reads the superblock).
+    /// Number of items stored and not leased (reads the superblock).
     pub fn len(&self) -> Result<u64, DbError> {
         self.locked(|h| Ok(self.current(h)?.count))
     }
