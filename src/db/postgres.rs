@@ -239,10 +239,13 @@ impl PostgresDb {
         &self.table
     }
 
-    /// Number of rows in the table. Rows a client popped and has not yet acknowledged (see
-    /// the type's docs) are not counted.
+    /// Number of rows in the table that are not leased (or whose lease has expired). Rows a
+    /// client popped and has not yet acknowledged (see the type's docs) are not counted.
     pub fn len(&self) -> Result<u64, DbError> {
-        let sql = format!("SELECT count(*) FROM {}", self.table);
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE leased_until IS NULL OR leased_until <= now()",
+            self.table
+        );
         let n: i64 = self
             .call(&mut self.session.lock(), |c| {
                 c.client.query_one(&sql, &[])?.try_get(0)

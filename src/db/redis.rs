@@ -283,7 +283,8 @@ impl RedisDb {
     }
 
     /// Number of items in the list (`LLEN`). Items a client popped and has not yet
-    /// acknowledged (see the type's docs) are not counted.
+    /// acknowledged (see the type's docs) are not counted, nor are leased items (expired
+    /// leases count again once a call has moved them back).
     pub fn len(&self) -> Result<u64, DbError> {
         let key = self.key.clone();
         self.call(&mut self.session.lock(), |c| {
