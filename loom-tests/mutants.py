@@ -50,7 +50,25 @@ M = {
    'Err(e) if !e.source.is_permanent() => {', 'Err(e) if e.stored == 0 || !e.source.is_permanent() => {'),
  'M13 poison kept aside without a hook is dropped': ('src/engine/writer.rs',
    '        state.set_aside(&core.cfg, poison);\n        return state;', '        return state;'),
- 'M14 a popper spins without bound instead of parking': ('src/engine/mod.rs',
+ 'M14 pop_batch skips the wait for an in-flight batch': ('src/engine/batch.rs',
+   '''            if state.is_writing() {
+                // As in pop: the newest items are in flight; wait for them to land.
+                state = waiter.wait(state, None);
+                continue;
+            }
+''', ''),
+ 'M15 a memory batch comes out oldest first': ('src/engine/state.rs',
+   '''            .drain(self.items.len() - n..)
+            .rev()''', '''            .drain(self.items.len() - n..)'''),
+ 'M16 push_durable returns once its item left the buffer, before its batch landed': ('src/engine/state.rs',
+   '_ if self.flushed_through(seq) => Ok(()),',
+   '_ if self.items.front().is_none_or(|e| e.seq > seq) => Ok(()),'),
+ # M17 and M18 survive the models (speed, not safety; see the README); tests/batch.rs kills them.
+ 'M17 a durable writer writes only its own item, not the newer durable ones': ('src/engine/durable.rs',
+   'let target = state.newest_durable().unwrap_or(seq).max(seq);', 'let target = seq;'),
+ 'M18 group commit never gathers the callers the last write released': ('src/engine/state.rs',
+   'g.until.filter(|at| g.arrived < g.released && now < *at)', 'g.until.filter(|_| false)'),
+ 'M19 a popper spins without bound instead of parking': ('src/engine/mod.rs',
    'DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {', 'DbPopStep::Wait { .. } if spins < u32::MAX => {'),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',

@@ -61,10 +61,143 @@ pub enum Error {
         #[source]
         source: DbError,
     },
+    /// A [`push_batch`](crate::Storage::push_batch) holds more items or bytes than the storage
+    /// could ever hold at once (`max_buffered_items` / `max_buffered_bytes`); nothing was
+    /// stored.
+    #[error(
+        "batch of {items} item(s) and {bytes} bytes exceeds the storage's capacity of {max_items} \
+         item(s) and {max_bytes} bytes; nothing was stored, split it into smaller batches"
+    )]
+    BatchTooLarge {
+        /// Items in the batch.
+        items: usize,
+        /// Bytes in the batch.
+        bytes: usize,
+        /// The storage's `max_buffered_items`.
+        max_items: usize,
+        /// The storage's `max_buffered_bytes`.
+        max_bytes: usize,
+    },
+    /// Item number `index` (from 0) of a [`push_batch`](crate::Storage::push_batch) is larger
+    /// than `max_item_len`; nothing of the batch was stored.
+    #[error(
+        "item {index} of the batch has {len} bytes, over the limit of {max} bytes; nothing was \
+         stored, split or drop that item"
+    )]
+    BatchItemTooLarge {
+        /// Position of the item in the batch, from 0.
+        index: usize,
+        /// The item's length.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// [`push_durable`](crate::Storage::push_durable) accepted the item but stopped waiting
+    /// before it was confirmed in the Db, for the reason `why`. The item is **kept**, like an
+    /// item of a plain `push` that returned `Ok`: buffered or being written, it reaches the Db
+    /// within the window (or when `close` drains it). Call [`flush`](crate::Storage::flush) to
+    /// wait for it again; do not push it a second time unless a duplicate is acceptable.
+    #[error(
+        "push_durable stopped waiting ({why}) after the item was accepted: the item is kept \
+         and reaches the database within the window like any pushed item; call flush to wait \
+         for it, do not push it again"
+    )]
+    NotYetDurable {
+        /// Why the call stopped waiting.
+        why: Unconfirmed,
+        /// The Db's error, when a write holding the item failed.
+        #[source]
+        source: Option<DbError>,
+    },
+    /// The Db refused the item of a [`push_durable`](crate::Storage::push_durable) for good
+    /// (a poison item): it is not stored, and went to the dead-letter hook (or
+    /// [`take_dead_letters`](crate::Storage::take_dead_letters)) like any poison item.
+    #[error(
+        "the database refused the item for good; it was set aside as a dead letter, fix or drop it"
+    )]
+    DeadLettered(#[source] DbError),
     /// The flusher thread could not be started, so [`StorageBuilder::build`](
     /// crate::StorageBuilder::build) built no storage; the source is the OS's error.
     #[error("could not start the flusher thread; free threads or memory, then build again")]
     FlusherUnavailable(#[source] Arc<std::io::Error>),
+}
+
+/// Why [`push_durable`](crate::Storage::push_durable) stopped waiting for an item it had
+/// already accepted ([`Error::NotYetDurable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unconfirmed {
+    /// The caller's token was cancelled.
+    Cancelled,
+    /// The caller's token passed its deadline.
+    DeadlineExceeded,
+    /// The storage was closed; `close` writes the item (unless it reports
+    /// [`Error::CloseIncomplete`], when the item is still in memory).
+    Closed,
+    /// A Db write holding the item failed; the flusher retries it with backoff.
+    DbFailed,
+}
+
+impl std::fmt::Display for Unconfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unconfirmed::Cancelled => "its token was cancelled",
+            Unconfirmed::DeadlineExceeded => "its token's deadline passed",
+            Unconfirmed::Closed => "the storage was closed",
+            Unconfirmed::DbFailed => "a database write holding it failed",
+        })
+    }
+}
+
+/// Why [`try_push`](crate::Storage::try_push) did not store its item; either way the item is
+/// handed back. Modelled on crossbeam's `TrySendError`.
+#[derive(Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryPushError {
+    /// The buffer has no room now; the item is handed back. Retry later, or call
+    /// [`push`](crate::Storage::push) to wait for room.
+    #[error(
+        "the buffer is full; the item is handed back, retry later or call push to wait for room"
+    )]
+    Full(Vec<u8>),
+    /// The push failed for a reason `push` also gives ([`Error::Closed`],
+    /// [`Error::ItemTooLarge`], [`Error::Db`]); the item is handed back.
+    #[error("the push failed and stored nothing; the item is handed back")]
+    Failed {
+        /// The item, as it was given.
+        item: Vec<u8>,
+        /// Why.
+        #[source]
+        error: Error,
+    },
+}
+
+impl TryPushError {
+    /// The item, handed back.
+    pub fn into_inner(self) -> Vec<u8> {
+        match self {
+            TryPushError::Full(item) | TryPushError::Failed { item, .. } => item,
+        }
+    }
+
+    /// Whether the push failed only because the buffer was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TryPushError::Full(_))
+    }
+}
+
+impl std::fmt::Debug for TryPushError {
+    /// Shows the item's length, not its bytes (items may be large).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TryPushError::Full(item) => write!(f, "Full({} bytes)", item.len()),
+            TryPushError::Failed { item, error } => f
+                .debug_struct("Failed")
+                .field("item_len", &item.len())
+                .field("error", error)
+                .finish(),
+        }
+    }
 }
 
 impl From<CancelReason> for Error {

@@ -599,6 +599,10 @@ impl<D: Db> Db for FaultyDb<D> {
         self.inner.is_shared()
     }
 
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        self.inner.item_count()
+    }
+
     /// Fails like a pop (before the inner Db is called), else forwards.
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
         self.before_call(false)?;
@@ -771,6 +775,10 @@ impl<D: Db> Db for StampedDb<D> {
 
     fn is_shared(&self) -> bool {
         self.inner.is_shared()
+    }
+
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        self.inner.item_count()
     }
 
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {

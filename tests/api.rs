@@ -126,6 +126,11 @@ fn messages_do_not_repeat_their_source() {
             waited: Duration::from_secs(1),
             source: DbError::msg("disk on fire"),
         },
+        Error::NotYetDurable {
+            why: lifostore::Unconfirmed::DbFailed,
+            source: Some(DbError::msg("disk on fire")),
+        },
+        Error::DeadLettered(DbError::msg("disk on fire")),
     ];
     for err in cases {
         let top = err.to_string();

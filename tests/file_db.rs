@@ -375,6 +375,34 @@ fn push_batches_whose_commit_slots_never_reached_the_disk_are_rolled_forward() {
     );
 }
 
+#[test]
+fn salvage_keeps_push_batches_whose_commit_slots_were_lost() {
+    // The same lost slots as above, plus damage to the oldest record, so the file needs salvage.
+    // Salvage must roll the synced batches forward as open does, not cut at the slot's top
+    // (which silently dropped b1..c1 before).
+    let dir = TempDir::new("salvage-rollforward");
+    let path = dir.file("db.lifo");
+    let db = FileDb::open(&path).unwrap();
+    db.push_batch(&[b"a1", b"a2"]).unwrap();
+    assert_eq!(db.pop().unwrap().unwrap(), b"a2");
+    let header_before = std::fs::read(&path).unwrap()[..4096].to_vec();
+    db.push_batch(&[b"b1", b"b2", b"b3"]).unwrap();
+    db.push(b"c1").unwrap();
+    drop(db);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[..4096].copy_from_slice(&header_before);
+    bytes[4096 + 16] ^= 0xff; // the data of a1, the oldest record
+    std::fs::write(&path, &bytes).unwrap();
+    let report = FileDb::salvage(&path).unwrap();
+    assert_eq!(report.kept, 4, "{report:?}");
+    let db = FileDb::open(&path).unwrap();
+    let expected: Vec<Vec<u8>> = [&b"c1"[..], b"b3", b"b2", b"b1"]
+        .iter()
+        .map(|x| x.to_vec())
+        .collect();
+    assert_eq!(all(&db), expected);
+}
+
 /// The bytes of every file in `dir`, by name.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)

@@ -1,11 +1,13 @@
-//! History checker (promises 1 and 2): randomized runs with 2-8 threads mix push, pop (with
-//! tokens that get cancelled or have short deadlines), try_pop and flush; every operation is
-//! logged with its start and end `Instant` and its result. The checker then verifies:
+//! History checker (promises 1 and 2): randomized runs with 2-8 threads mix push and
+//! push_batch, pop and pop_batch (with tokens that get cancelled or have short deadlines),
+//! try_pop and try_pop_batch, and flush; every operation is logged with its start and end
+//! `Instant` and its result. The checker then verifies:
 //!
 //! * every popped item was pushed with `Ok`, and none was popped twice;
 //! * nothing was lost: after `close`, popped + left in the Db = pushed with `Ok`, and no item
 //!   whose push failed is in the Db;
-//! * LIFO wherever operations did not overlap in time (see [`check`]);
+//! * LIFO wherever operations did not overlap in time (see [`check`]), and within each batch a
+//!   pop returned;
 //! * a `try_pop` never answers "empty" while an item was certainly in the storage.
 //!
 //! Runs over MemDb, FaultyDb (failures, half batches, spikes, panics) and FileDb, with small
@@ -24,15 +26,17 @@ use common::{Rng, TempDir, id_of};
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// `ok`: the push returned `Ok`; `refused`: it returned `Error::Db` (an outage).
+    /// A push (one id) or push_batch (several, oldest first). `ok`: it returned `Ok`;
+    /// `refused`: it returned `Error::Db` (an outage).
     Push {
-        id: u64,
+        ids: Vec<u64>,
         ok: bool,
         refused: bool,
     },
-    /// `got`: the item returned; `empty`: a `try_pop` that returned `Ok(None)`.
+    /// A pop or pop_batch: `got`: the items returned, newest first; `empty`: a `try_pop` or
+    /// `try_pop_batch` that returned nothing.
     Pop {
-        got: Option<u64>,
+        got: Vec<u64>,
         empty: bool,
     },
     Flush,
@@ -87,48 +91,13 @@ fn run<D: Db + 'static>(
                         3
                     };
                     let op = match kind {
-                        0 => {
-                            let id = (t << 32) | n;
-                            let r = storage.push(&token, id.to_le_bytes().to_vec());
-                            match &r {
-                                Ok(()) | Err(Error::Cancelled | Error::DeadlineExceeded) => {}
-                                Err(Error::Db(_)) => {} // a long outage: refused, not stored
-                                Err(e) => panic!("seed {seed}: push: {e}"),
-                            }
-                            Op::Push {
-                                id,
-                                ok: r.is_ok(),
-                                refused: matches!(r, Err(Error::Db(_))),
-                            }
-                        }
+                        0 => push_op(storage, &token, &mut rng, (t << 32) | (n << 3), seed),
                         1 => {
                             // Pops never wait forever: the plain root token gets a deadline too.
                             let token = token.with_timeout(Duration::from_millis(rng.next() % 5));
-                            match storage.pop(&token) {
-                                Ok(x) => Op::Pop {
-                                    got: Some(id_of(&x)),
-                                    empty: false,
-                                },
-                                Err(Error::Cancelled | Error::DeadlineExceeded | Error::Db(_)) => {
-                                    Op::Pop {
-                                        got: None,
-                                        empty: false,
-                                    }
-                                }
-                                Err(e) => panic!("seed {seed}: pop: {e}"),
-                            }
+                            pop_op(storage, &token, &mut rng, seed)
                         }
-                        2 => match storage.try_pop() {
-                            Ok(x) => Op::Pop {
-                                got: x.as_deref().map(id_of),
-                                empty: x.is_none(),
-                            },
-                            Err(Error::Db(_)) => Op::Pop {
-                                got: None,
-                                empty: false,
-                            },
-                            Err(e) => panic!("seed {seed}: try_pop: {e}"),
-                        },
+                        2 => try_pop_op(storage, &mut rng, seed),
                         _ => {
                             match storage.flush(&token) {
                                 Ok(()) | Err(Error::Db(_)) => {} // a failed write stays buffered
@@ -151,6 +120,77 @@ fn run<D: Db + 'static>(
     log.into_inner().unwrap()
 }
 
+/// A push of one item, or (one time in four) a push_batch of 2-4 items, with ids from `base`.
+fn push_op<D>(
+    storage: &Storage<D>,
+    token: &CancelToken,
+    rng: &mut Rng,
+    base: u64,
+    seed: u64,
+) -> Op {
+    let n = if rng.next().is_multiple_of(4) {
+        2 + rng.next() % 3
+    } else {
+        1
+    };
+    let ids: Vec<u64> = (base..base + n).collect();
+    let r = if n == 1 {
+        storage.push(token, ids[0].to_le_bytes().to_vec())
+    } else {
+        storage.push_batch(token, ids.iter().map(|id| id.to_le_bytes().to_vec()))
+    };
+    match &r {
+        Ok(()) | Err(Error::Cancelled | Error::DeadlineExceeded) => {}
+        Err(Error::Db(_)) => {} // a long outage: refused, not stored
+        Err(e) => panic!("seed {seed}: push: {e}"),
+    }
+    Op::Push {
+        ids,
+        ok: r.is_ok(),
+        refused: matches!(r, Err(Error::Db(_))),
+    }
+}
+
+/// A pop, or (one time in two) a pop_batch of up to 1-8 items.
+fn pop_op<D>(storage: &Storage<D>, token: &CancelToken, rng: &mut Rng, seed: u64) -> Op {
+    let r = if rng.next().is_multiple_of(2) {
+        storage.pop(token).map(|x| vec![x])
+    } else {
+        storage.pop_batch(token, 1 + (rng.next() % 8) as usize)
+    };
+    match r {
+        Ok(items) => Op::Pop {
+            got: ids(items),
+            empty: false,
+        },
+        Err(Error::Cancelled | Error::DeadlineExceeded | Error::Db(_)) => Op::Pop {
+            got: Vec::new(),
+            empty: false,
+        },
+        Err(e) => panic!("seed {seed}: pop: {e}"),
+    }
+}
+
+/// A try_pop, or (one time in two) a try_pop_batch of up to 1-8 items.
+fn try_pop_op<D>(storage: &Storage<D>, rng: &mut Rng, seed: u64) -> Op {
+    let r = if rng.next().is_multiple_of(2) {
+        storage.try_pop().map(|x| x.into_iter().collect())
+    } else {
+        storage.try_pop_batch(1 + (rng.next() % 8) as usize)
+    };
+    match r {
+        Ok(items) => Op::Pop {
+            empty: items.is_empty(),
+            got: ids(items),
+        },
+        Err(Error::Db(_)) => Op::Pop {
+            got: Vec::new(),
+            empty: false,
+        },
+        Err(e) => panic!("seed {seed}: try_pop: {e}"),
+    }
+}
+
 /// Checks the log against what is left in the Db after close.
 ///
 /// LIFO, soundly for non-overlapping operations: say `y` was *certainly present* during an
@@ -161,22 +201,31 @@ fn run<D: Db + 'static>(
 ///   present during all of P: P had the newer `y` available throughout and skipped it;
 /// * a `try_pop` that answered "empty" is wrong if any `y` was certainly present during it.
 ///
+/// Within one batch a pop returned (newest first), a later item must not be certainly newer than
+/// an earlier one (pushed strictly after it). Items of one push_batch are not judged against
+/// each other (one event).
+///
 /// Overlapping operations are never judged: any order among them is a valid linearization.
 fn check(log: &[Event], left_after_close: &[u64], seed: u64) {
     let mut pushed_ok = HashMap::new();
     let mut refused = HashSet::new();
     for e in log {
-        if let Op::Push { id, ok, .. } = e.op {
-            if ok {
-                pushed_ok.insert(id, e);
-            } else {
-                refused.insert(id);
+        if let Op::Push { ids, ok, .. } = &e.op {
+            for &id in ids {
+                if *ok {
+                    pushed_ok.insert(id, e);
+                } else {
+                    refused.insert(id);
+                }
             }
         }
     }
     let mut popped: HashMap<u64, &Event> = HashMap::new();
     for e in log {
-        if let Op::Pop { got: Some(id), .. } = e.op {
+        let Op::Pop { got, .. } = &e.op else {
+            continue;
+        };
+        for &id in got {
             assert!(
                 pushed_ok.contains_key(&id),
                 "seed {seed}: popped {id:#x}, never pushed with Ok"
@@ -185,6 +234,14 @@ fn check(log: &[Event], left_after_close: &[u64], seed: u64) {
                 popped.insert(id, e).is_none(),
                 "seed {seed}: {id:#x} popped twice"
             );
+        }
+        for (i, &x) in got.iter().enumerate() {
+            for &y in &got[i + 1..] {
+                assert!(
+                    pushed_ok[&x].end >= pushed_ok[&y].start,
+                    "seed {seed}: a batch returned {x:#x} before the newer {y:#x}"
+                );
+            }
         }
     }
     let mut left = HashSet::new();
@@ -336,7 +393,7 @@ fn the_checker_rejects_bad_histories() {
     let push = |id, s, e| {
         ev(
             Op::Push {
-                id,
+                ids: vec![id],
                 ok: true,
                 refused: false,
             },
@@ -347,7 +404,7 @@ fn the_checker_rejects_bad_histories() {
     let pop = |got, s, e| {
         ev(
             Op::Pop {
-                got: Some(got),
+                got: vec![got],
                 empty: false,
             },
             s,
@@ -357,7 +414,7 @@ fn the_checker_rejects_bad_histories() {
     let empty = |s, e| {
         ev(
             Op::Pop {
-                got: None,
+                got: Vec::new(),
                 empty: true,
             },
             s,
@@ -399,7 +456,7 @@ fn the_checker_rejects_bad_histories() {
     assert!(rejects(
         vec![ev(
             Op::Push {
-                id: 1,
+                ids: vec![1],
                 ok: false,
                 refused: true
             },
@@ -411,6 +468,27 @@ fn the_checker_rejects_bad_histories() {
     // Empty answer while an item was certainly present.
     assert!(rejects(vec![push(1, 0, 1), empty(2, 3)], vec![1]));
     check(&[push(1, 0, 3), empty(2, 4)], &[1], 0); // overlapping: fine
+    // Batches: newest first is fine, a newer item after an older one is not; a batch that
+    // skipped a newer item certainly present is a LIFO violation like a single pop.
+    let batch = |got: Vec<u64>, s, e| ev(Op::Pop { got, empty: false }, s, e);
+    check(
+        &[push(1, 0, 1), push(2, 2, 3), batch(vec![2, 1], 4, 5)],
+        &[],
+        0,
+    );
+    assert!(rejects(
+        vec![push(1, 0, 1), push(2, 2, 3), batch(vec![1, 2], 4, 5)],
+        vec![]
+    ));
+    assert!(rejects(
+        vec![
+            push(1, 0, 1),
+            push(2, 2, 3),
+            push(3, 4, 5),
+            batch(vec![3, 1], 6, 7)
+        ],
+        vec![2]
+    ));
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use lifostore::testing::{FaultyDb, registrations};
-use lifostore::{CancelReason, CancelToken, Db, Error, MemDb, Storage};
+use lifostore::{CancelReason, CancelToken, Db, Error, MemDb, Storage, Unconfirmed};
 
 fn storage() -> Arc<Storage<MemDb>> {
     storage_over(MemDb::new())
@@ -309,5 +309,74 @@ fn cancel_racing_a_deadline_keeps_one_reason() {
             assert_eq!(r, Some(CancelReason::DeadlineExceeded));
         }
         assert_eq!(root.reason(), Some(CancelReason::Cancelled));
+    });
+}
+
+/// `pop_batch` racing a flush, over a Db that already holds an older item, with a push landing
+/// in memory while the flush may be writing: the batches, concatenated, are newest first and
+/// hold every item once; nothing popped stays in the Db. A batch that found memory empty must
+/// wait for the write to land (the Db's older item is not the newest).
+#[test]
+fn pop_batch_racing_a_flush_is_lifo_and_exactly_once() {
+    loom::model(|| {
+        let db = MemDb::new();
+        db.push(&[0]).unwrap(); // older than anything pushed below
+        let s = storage_over(db);
+        let t = CancelToken::new();
+        s.push(&t, vec![1]).unwrap();
+        s.push(&t, vec![2]).unwrap();
+        let flusher = spawn_flush(&s);
+        s.push(&t, vec![3]).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let batch = s.pop_batch(&t, 4).unwrap();
+            assert!(!batch.is_empty());
+            got.extend(batch.into_iter().map(|x| x[0]));
+        }
+        flusher.join().unwrap();
+        assert_eq!(got, vec![3, 2, 1, 0]);
+        assert!(s.db().is_empty(), "a popped item stayed in the Db");
+        s.close().unwrap();
+    });
+}
+
+/// Two durable pushes racing `close`: a durable push that returned `Ok` finds its item in the
+/// Db at that moment; one that stopped with `NotYetDurable { why: Closed }` had its item
+/// accepted, and close wrote it; one refused with `Closed` stored nothing. Nothing twice.
+#[test]
+fn durable_pushes_racing_a_close_keep_every_accepted_item() {
+    loom::model(|| {
+        let s = storage();
+        let pushers: Vec<_> = [1u8, 2]
+            .into_iter()
+            .map(|i| {
+                let s = s.clone();
+                loom::thread::spawn(move || {
+                    let r = s.push_durable(&CancelToken::new(), vec![i]);
+                    if r.is_ok() {
+                        assert!(
+                            s.db().snapshot().contains(&vec![i]),
+                            "push_durable returned Ok before its item was in the Db"
+                        );
+                    }
+                    (i, r)
+                })
+            })
+            .collect();
+        s.close().unwrap();
+        let in_db: Vec<u8> = s.db().snapshot().into_iter().map(|x| x[0]).collect();
+        for p in pushers {
+            let (i, r) = p.join().unwrap();
+            let stored = in_db.iter().filter(|x| **x == i).count();
+            match r {
+                Ok(())
+                | Err(Error::NotYetDurable {
+                    why: Unconfirmed::Closed,
+                    ..
+                }) => assert_eq!(stored, 1, "accepted item {i}: {in_db:?}"),
+                Err(Error::Closed) => assert_eq!(stored, 0, "refused item {i} stored"),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
     });
 }

@@ -199,6 +199,10 @@ impl Db for MemDb {
         self.shared
     }
 
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        Ok(Some(self.items.lock().len() as u64))
+    }
+
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
         self.pay_latency();
         self.pop_calls.fetch_add(1, Ordering::Relaxed);

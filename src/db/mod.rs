@@ -91,6 +91,18 @@ pub trait Db: Send + Sync {
         None
     }
 
+    /// How many items the Db holds, if it can tell (FileDb keeps a count, Redis has `LLEN`);
+    /// `Ok(None)` when it cannot (the default). Used by
+    /// [`Storage::len`](crate::Storage::len); a Db shared with other processes answers for
+    /// the instant of the call.
+    ///
+    /// Named `item_count`, not `len`: through the forwarding impls for `Arc`, `Box` and `&`, a
+    /// trait method `len` would be found before `MemDb::len` and `FileDb::len` and change what
+    /// `Arc<MemDb>::len()` means in existing code.
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        Ok(None)
+    }
+
     /// Whether other processes may push to this Db too. A storage over a shared Db re-checks
     /// it periodically while a `pop` waits on an empty storage. Default: `false`.
     fn is_shared(&self) -> bool {
@@ -153,6 +165,21 @@ pub trait Db: Send + Sync {
     }
 }
 
+/// Refuses a batch holding an item longer than `max` before anything is sent or written: the
+/// check every backend with a limit makes first. Nothing is stored.
+pub(crate) fn refuse_oversize(items: &[&[u8]], max: usize) -> Result<(), PushBatchError> {
+    match items.iter().find(|i| i.len() > max) {
+        Some(big) => Err(PushBatchError {
+            stored: 0,
+            source: DbError::ItemTooLarge {
+                len: big.len(),
+                max,
+            },
+        }),
+        None => Ok(()),
+    }
+}
+
 macro_rules! forward_db {
     ($($ty:ty),*) => {$(
         impl<T: Db + ?Sized> Db for $ty {
@@ -170,6 +197,9 @@ macro_rules! forward_db {
             }
             fn is_shared(&self) -> bool {
                 (**self).is_shared()
+            }
+            fn item_count(&self) -> Result<Option<u64>, DbError> {
+                (**self).item_count()
             }
             fn max_item_len(&self) -> Option<usize> {
                 (**self).max_item_len()

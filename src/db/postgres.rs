@@ -401,13 +401,7 @@ impl Db for PostgresDb {
         if items.is_empty() {
             return Ok(());
         }
-        if let Some(big) = items.iter().find(|i| i.len() > MAX_ITEM_LEN) {
-            let source = DbError::ItemTooLarge {
-                len: big.len(),
-                max: MAX_ITEM_LEN,
-            };
-            return Err(PushBatchError { stored: 0, source });
-        }
+        crate::db::refuse_oversize(items, MAX_ITEM_LEN)?;
         let sql = format!(
             "WITH c AS (INSERT INTO {t}_clients AS k (client, batch) VALUES ($1, $2) \
                ON CONFLICT (client) DO UPDATE SET prev = k.batch, batch = EXCLUDED.batch, \

@@ -417,13 +417,7 @@ impl Db for RedisDb {
         if items.is_empty() {
             return Ok(());
         }
-        if let Some(big) = items.iter().find(|i| i.len() > self.max_item_len) {
-            let source = DbError::ItemTooLarge {
-                len: big.len(),
-                max: self.max_item_len,
-            };
-            return Err(PushBatchError { stored: 0, source });
-        }
+        crate::db::refuse_oversize(items, self.max_item_len)?;
         let mut session = self.session.lock();
         session.batch += 1;
         let id = session.batch;

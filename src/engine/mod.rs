@@ -4,12 +4,17 @@
 //! * [`policy`]: the settings and the pure rules (when to write, how much, capacity, backoff);
 //! * [`waiter`]: how a blocking call waits on its token and a condition variable;
 //! * [`writer`]: the writer role (a batch write, `close`'s drain, panic-safe Db calls);
-//! * [`flusher`]: the background thread's loop.
+//! * [`flusher`]: the background thread's loop;
+//! * [`batch`], [`durable`], [`iter`]: the batch forms, the durable push with group commit,
+//!   the iterators and sizes (each an `impl Storage` block over the same state steps).
 //!
 //! `push`, `pop` and `flush` below are short loops over named steps of the state, with one
 //! [`Waiter`] per call.
 
+mod batch;
+mod durable;
 mod flusher;
+mod iter;
 mod poison;
 mod policy;
 mod state;
@@ -26,6 +31,7 @@ use crate::db::file::{FileDb, FileDbOptions};
 use crate::error::Error;
 use crate::sync::{JoinHandle, Mutex, MutexGuard, SPIN_ROUNDS, backoff};
 use crate::token::CancelToken;
+pub use iter::{Iter, TryIter};
 pub use poison::DeadLetter;
 use poison::DeadLetterHook;
 use policy::{Config, DEFAULT_WINDOW};
@@ -379,6 +385,9 @@ pub struct Stats {
     pub db_items_per_sec: Option<f64>,
     /// How long the Db has been failing, if it is.
     pub db_failing_for: Option<Duration>,
+    /// Items in the Db, when the storage knows its count exactly (no Db call): for a Db not
+    /// shared with other processes, once a pop found it empty or [`Storage::len`] counted it.
+    pub db_len: Option<u64>,
 }
 
 impl Stats {
@@ -490,7 +499,16 @@ impl<D> Storage<D> {
     /// Errors: the token's reason, [`Error::Closed`], [`Error::Db`]; on every error nothing
     /// was taken.
     pub fn pop(&self, token: &CancelToken) -> Result<Vec<u8>, Error> {
-        match self.pop_inner(token, true)? {
+        live(token)?;
+        let mut state = self.core.state.lock();
+        if !state.is_closed()
+            && let Some(item) = state.take_newest()
+        {
+            // The common case, straight through (as in `pop_inner`, without its frame).
+            self.core.pushers.notify_one();
+            return Ok(item);
+        }
+        match self.pop_waiting(token, true, state)? {
             Some(item) => Ok(item),
             // pop_inner only returns None when told not to wait.
             None => Err(Error::Closed),

@@ -13,11 +13,14 @@
 //! * At most one batch is in flight (`in_flight` is `Some`): whoever begins it (the flusher
 //!   thread, a `flush` or `close` caller) is the only writer until it lands.
 //! * `bytes` counts the bytes of `items` plus the in-flight batch.
+//! * `durable` holds one entry per `push_durable` call waiting for its item (by sequence
+//!   number); the entry is removed by that call when it returns, so the map never outgrows the
+//!   number of callers blocked in `push_durable`.
 //! * `db_count` (the exact number of items in a non-shared Db) is only learned by a pop whose
 //!   Db call returned `None` while `db_epoch` (bumped by every write that stored something)
 //!   did not move, so it never hides a landed batch.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::Stats;
@@ -79,6 +82,40 @@ struct Counters {
     dead_letters_dropped: u64,
 }
 
+/// What became of the item of a waiting `push_durable` call, as far as writes told.
+enum Durable {
+    /// Not settled by a write yet.
+    Waiting,
+    /// A write holding it failed (it stays buffered and is retried).
+    Failed(DbError),
+    /// The Db refused it for good: it was set aside as a dead letter.
+    Poisoned(DbError),
+}
+
+/// Group commit's gathering: how many durable callers the last durable writes released
+/// (`Ok`) and how many durable pushes arrived since the last durable write began. While fewer
+/// arrived than were released, the released callers are probably about to push again, and the
+/// next durable writer waits for them - until `until` at the latest (one write's duration
+/// after the last durable write landed), so a caller that does not come back costs at most
+/// that.
+#[derive(Default)]
+struct Gather {
+    released: usize,
+    arrived: usize,
+    until: Option<Instant>,
+}
+
+/// What a `push_durable` call learns about its item: `None` while it must keep waiting.
+pub(crate) type DurableOutcome = Option<Result<(), Error>>;
+
+/// A [`Storage::len`](crate::Storage::len) under way: what the state looked like when its Db
+/// call began, so its answer is only trusted if nothing moved items meanwhile.
+pub(crate) struct LenProbe {
+    epoch: u64,
+    db_pop_calls: u64,
+    quiet: bool,
+}
+
 /// What a pop that found memory empty (and no batch in flight) does about the Db.
 pub(crate) enum DbPopStep {
     /// Call the Db's `pop` now, then hand the ticket to [`State::end_db_pop`].
@@ -136,6 +173,9 @@ pub(crate) struct State {
     /// Poison items kept aside (no dead-letter hook set), oldest first, at most
     /// `cfg.max_dead_letters`: when full, the oldest is dropped and counted.
     dead_letters: VecDeque<DeadLetter>,
+    /// `push_durable` calls waiting for their item, by sequence number.
+    durable: BTreeMap<u64, Durable>,
+    gather: Gather,
 }
 
 impl State {
@@ -159,6 +199,8 @@ impl State {
             seq_at_tick: 1,
             counters: Counters::default(),
             dead_letters: VecDeque::new(),
+            durable: BTreeMap::new(),
+            gather: Gather::default(),
         }
     }
 
@@ -253,6 +295,28 @@ impl State {
         self.failing.is_some()
     }
 
+    /// Whether a batch of `n` items and `len` bytes fits now. A batch the caller checked
+    /// against the capacity always fits an empty buffer, as one item does.
+    pub(crate) fn has_room_for_batch(&self, cfg: &Config, n: usize, len: usize) -> bool {
+        self.held() == 0 || (n > 0 && self.has_room_after(cfg, n - 1, len))
+    }
+
+    /// [`has_room`](Self::has_room) as if `extra` more items were held already.
+    fn has_room_after(&self, cfg: &Config, extra: usize, len: usize) -> bool {
+        cfg.has_room(self.capacity, self.held() + extra, self.bytes, len)
+    }
+
+    /// Puts `items` on top in order (the last ends on top); returns the sequence number of the
+    /// last one, and whether the coarse clock was idle (see [`push`](Self::push)). `waited`:
+    /// the push had to wait for room (counted once).
+    pub(crate) fn push_all(&mut self, items: Vec<Vec<u8>>, waited: bool) -> (u64, bool) {
+        let mut clock_idle = false;
+        for (i, data) in items.into_iter().enumerate() {
+            clock_idle |= self.push(data, waited && i == 0);
+        }
+        (self.last_seq(), clock_idle)
+    }
+
     /// No batch is in flight and the buffer is half full: the flusher should write early.
     pub(crate) fn wants_early_write(&self, cfg: &Config) -> bool {
         !self.is_writing() && cfg.under_pressure(self.capacity, self.held(), self.bytes)
@@ -291,6 +355,54 @@ impl State {
         Some(entry.data)
     }
 
+    /// Removes and returns up to `max` of the newest buffered items, newest first.
+    pub(crate) fn take_newest_batch(&mut self, max: usize) -> Vec<Vec<u8>> {
+        let n = max.min(self.items.len());
+        let taken: Vec<Vec<u8>> = self
+            .items
+            .drain(self.items.len() - n..)
+            .rev()
+            .map(|e| e.data)
+            .collect();
+        self.bytes -= taken.iter().map(Vec::len).sum::<usize>();
+        self.counters.pops_from_memory += n as u64;
+        taken
+    }
+
+    /// Items in memory, buffered plus in flight.
+    pub(crate) fn len_in_memory(&self) -> usize {
+        self.held()
+    }
+
+    /// What the storage holds, memory plus Db, when it knows the Db's count exactly.
+    pub(crate) fn known_len(&self) -> Option<u64> {
+        self.db_count.map(|n| n + self.held() as u64)
+    }
+
+    /// Starts a [`Storage::len`](crate::Storage::len) that asks the Db for its count.
+    pub(crate) fn begin_len_probe(&self) -> LenProbe {
+        LenProbe {
+            epoch: self.db_epoch,
+            db_pop_calls: self.counters.db_pop_calls,
+            quiet: !self.is_writing() && self.db_pops == 0,
+        }
+    }
+
+    /// Ends `probe` with the Db's answer `db_len`; returns memory plus Db. If no write and no
+    /// Db pop overlapped the call, the answer is exact and a non-`shared` Db's count is kept
+    /// from then on (as a pop that finds the Db empty keeps it).
+    pub(crate) fn end_len_probe(&mut self, probe: LenProbe, db_len: u64, shared: bool) -> u64 {
+        let quiet = probe.quiet
+            && !self.is_writing()
+            && self.db_pops == 0
+            && probe.epoch == self.db_epoch
+            && probe.db_pop_calls == self.counters.db_pop_calls;
+        if quiet && !shared {
+            self.db_count = Some(db_len);
+        }
+        db_len + self.held() as u64
+    }
+
     /// Whether a pop that found memory empty should call the Db now.
     pub(crate) fn db_pop_step(&mut self, cfg: &Config, now: Instant) -> DbPopStep {
         let recheck_at = self
@@ -327,16 +439,37 @@ impl State {
         shared: bool,
         now: Instant,
     ) -> Result<Option<Vec<u8>>, DbError> {
+        let taken = answer.as_ref().map(|item| usize::from(item.is_some()));
+        self.note_db_pop(ticket, taken.ok(), shared, now);
+        answer
+    }
+
+    /// [`end_db_pop`](Self::end_db_pop) for a `Db::pop_batch` call: `answer` holds the items
+    /// it took, newest first (none: the Db was empty).
+    pub(crate) fn end_db_pop_batch(
+        &mut self,
+        ticket: DbPopTicket,
+        answer: Result<Vec<Vec<u8>>, DbError>,
+        shared: bool,
+        now: Instant,
+    ) -> Result<Vec<Vec<u8>>, DbError> {
+        let taken = answer.as_ref().map(Vec::len);
+        self.note_db_pop(ticket, taken.ok(), shared, now);
+        answer
+    }
+
+    /// Records that the Db pop `ticket` stands for ended, having taken `taken` items (`None`:
+    /// it failed and took nothing). Taking none means the Db was empty at that moment.
+    fn note_db_pop(
+        &mut self,
+        ticket: DbPopTicket,
+        taken: Option<usize>,
+        shared: bool,
+        now: Instant,
+    ) {
         self.db_pops -= 1;
-        match &answer {
-            Ok(Some(_)) => {
-                self.db_pop_limit = policy::grow_db_pop_limit(self.db_pop_limit);
-                if let Some(n) = self.db_count.as_mut() {
-                    *n = n.saturating_sub(1);
-                }
-                self.counters.pops_from_db += 1;
-            }
-            Ok(None) => {
+        match taken {
+            Some(0) => {
                 self.db_pop_limit = 1;
                 if shared {
                     self.shared_db_empty_at = Some((ticket.epoch, now));
@@ -345,9 +478,15 @@ impl State {
                     self.db_count = Some(0);
                 }
             }
-            Err(_) => {}
+            Some(n) => {
+                self.db_pop_limit = policy::grow_db_pop_limit(self.db_pop_limit);
+                if let Some(count) = self.db_count.as_mut() {
+                    *count = count.saturating_sub(n as u64);
+                }
+                self.counters.pops_from_db += n as u64;
+            }
+            None => {}
         }
-        answer
     }
 
     // ---- write --------------------------------------------------------------------------
@@ -420,6 +559,9 @@ impl State {
         let settled = written.settled.min(batch.len());
         let stored = written.stored();
         let unstored = batch.split_off(settled);
+        if !self.durable.is_empty() {
+            self.note_durable_landing(&batch, &unstored, &written);
+        }
         self.bytes -= batch.iter().map(|e| e.data.len()).sum::<usize>();
         let mut settled_items: Vec<Option<Vec<u8>>> =
             batch.into_iter().map(|e| Some(e.data)).collect();
@@ -516,6 +658,86 @@ impl State {
         });
     }
 
+    // ---- durable pushes ------------------------------------------------------------------
+
+    /// Registers a `push_durable` call waiting for the item with sequence number `seq`.
+    /// Returns whether this arrival completes a gathering (a waiting writer should be woken).
+    pub(crate) fn expect_durable(&mut self, seq: u64) -> bool {
+        self.durable.insert(seq, Durable::Waiting);
+        self.gather.arrived += 1;
+        self.gather.arrived == self.gather.released
+    }
+
+    /// Until when the next durable writer should wait for released callers to push again
+    /// (see `Gather`); `None`: write now.
+    pub(crate) fn gather_until(&self, now: Instant) -> Option<Instant> {
+        let g = &self.gather;
+        g.until.filter(|at| g.arrived < g.released && now < *at)
+    }
+
+    /// A durable writer's write took `elapsed` and landed at `now`: a new gathering starts,
+    /// for the callers this write released.
+    pub(crate) fn end_durable_write(&mut self, now: Instant, elapsed: Duration) {
+        let released = self
+            .durable
+            .iter()
+            .filter(|(seq, d)| matches!(d, Durable::Waiting) && self.flushed_through(**seq))
+            .count();
+        self.gather = Gather {
+            released,
+            arrived: 0,
+            until: Some(now + elapsed),
+        };
+    }
+
+    /// The newest item a `push_durable` call is still waiting for: a writer for durable
+    /// pushes takes every buffered item up to it (group commit).
+    pub(crate) fn newest_durable(&self) -> Option<u64> {
+        self.durable
+            .iter()
+            .rev()
+            .find(|(_, d)| matches!(d, Durable::Waiting))
+            .map(|(seq, _)| *seq)
+    }
+
+    /// What the `push_durable` call for `seq` should return now, if anything; a returned
+    /// outcome ends its registration. `Ok` once the item has left memory (stored, or popped by
+    /// someone), unless the Db refused it for good or a write holding it failed.
+    pub(crate) fn durable_outcome(&mut self, seq: u64) -> DurableOutcome {
+        let outcome = match self.durable.get(&seq)? {
+            Durable::Poisoned(e) => Err(Error::DeadLettered(e.clone())),
+            _ if self.flushed_through(seq) => Ok(()),
+            Durable::Failed(e) => Err(Error::NotYetDurable {
+                why: crate::error::Unconfirmed::DbFailed,
+                source: Some(e.clone()),
+            }),
+            Durable::Waiting => return None,
+        };
+        self.durable.remove(&seq);
+        Some(outcome)
+    }
+
+    /// Ends the registration of a `push_durable` call that stops waiting.
+    pub(crate) fn forget_durable(&mut self, seq: u64) {
+        self.durable.remove(&seq);
+    }
+
+    /// Tells waiting `push_durable` calls what a landing write did to their items: poison
+    /// among the `settled` entries, a failure for the `unstored` ones.
+    fn note_durable_landing(&mut self, settled: &[Entry], unstored: &[Entry], written: &Written) {
+        for (i, error) in &written.poisoned {
+            if let Some(d) = settled.get(*i).and_then(|e| self.durable.get_mut(&e.seq)) {
+                *d = Durable::Poisoned(error.clone());
+            }
+        }
+        let Some(error) = &written.error else { return };
+        for entry in unstored {
+            if let Some(d) = self.durable.get_mut(&entry.seq) {
+                *d = Durable::Failed(error.clone());
+            }
+        }
+    }
+
     // ---- close and stats ----------------------------------------------------------------
 
     /// The error of a `close` that gave up after trying since `started`.
@@ -556,6 +778,7 @@ impl State {
                 .front()
                 .map(|e| now.saturating_duration_since(e.pushed_at)),
             db_items_per_sec: self.rate.get(),
+            db_len: self.db_count,
             db_failing_for: self
                 .failing
                 .as_ref()

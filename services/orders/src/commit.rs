@@ -17,15 +17,19 @@ use crate::orders_db::OrdersDb;
 /// backpressure, their ids being cached already) cannot pile up during a long outage.
 /// On shutdown with PostgreSQL still down, the unflushed batches are left unacked:
 /// JetStream redelivers them to the next process.
+///
+/// `abort_after` is fault injection for the tests: abort the process right after that many
+/// successful flushes, between durable and acked.
 pub fn run(
     storage: &Storage<OrdersDb>,
     token: &CancelToken,
     counters: &Counters,
     processed: Receiver<Settled>,
     edge: mpsc::Sender<Settled>,
-    (max_held, mut backoff): (usize, Backoff),
+    (max_held, mut backoff, abort_after): (usize, Backoff, Option<u64>),
 ) {
     let mut pending: Vec<Settled> = Vec::new();
+    let mut flushes = 0u64;
     while let Ok(first) = processed.recv() {
         let mut held = first.len();
         pending.push(first);
@@ -49,6 +53,11 @@ pub fn run(
             }
         }
         backoff.reset();
+        flushes += 1;
+        if abort_after == Some(flushes) {
+            eprintln!("orders: --abort-after-flushes {flushes}: aborting before the ack");
+            std::process::abort();
+        }
         for settled in pending.drain(..) {
             add(&counters.stored, settled.valid.len() as u64);
             if edge.blocking_send(settled).is_err() {

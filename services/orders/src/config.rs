@@ -26,6 +26,9 @@ pub struct Config {
     pub db_batch: usize,
     /// lifostore durability window (`--window-secs`, default 60).
     pub window: Duration,
+    /// Fault injection for the tests (`--abort-after-flushes N`): the process aborts right
+    /// after its N-th successful flush, before acking, as a crash at the worst moment would.
+    pub abort_after_flushes: Option<u64>,
 }
 
 /// A bad command line.
@@ -95,6 +98,9 @@ impl Config {
                 "--ack-wait-secs" => cfg.edge.ack_wait = secs(number(&flag, args.next())?),
                 "--window-secs" => cfg.window = secs(number(&flag, args.next())?),
                 "--row-by-row" => cfg.insert_mode = InsertMode::RowByRow,
+                "--abort-after-flushes" => {
+                    cfg.abort_after_flushes = Some(number(&flag, args.next())?)
+                }
                 _ => return Err(ConfigError::Unknown(flag)),
             }
         }
@@ -121,6 +127,7 @@ impl Config {
             buffer_items: 50_000,
             db_batch: 1000,
             window: Duration::from_secs(60),
+            abort_after_flushes: None,
         }
     }
 

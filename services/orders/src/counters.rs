@@ -12,7 +12,7 @@ pub struct Counters {
     pub received: AtomicU64,
     /// Messages that were not valid orders.
     pub invalid: AtomicU64,
-    /// Valid orders acknowledged after they were durable in PostgreSQL.
+    /// Valid orders made durable in PostgreSQL and handed to the edge to be acked.
     pub stored: AtomicU64,
     /// Valid orders whose id was already known (redeliveries, resent orders).
     pub duplicates: AtomicU64,

@@ -15,7 +15,11 @@ fn main() -> ExitCode {
             let mut message = format!("orders: {e}");
             let mut source = e.source();
             while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
+                // Some errors (lifostore's among them) already quote their source.
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(&format!(": {text}"));
+                }
                 source = cause.source();
             }
             eprintln!("{message}");

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use lifostore::{CancelToken, DbError, Storage};
 use tokio::sync::mpsc;
@@ -49,6 +50,9 @@ pub fn run(cfg: Config) -> Result<(), ServiceError> {
         .max_unflushed_age(cfg.window)
         .max_buffered_items(cfg.buffer_items)
         .max_batch(cfg.db_batch)
+        // At shutdown nothing unacked needs the buffer (JetStream redelivers it), so a
+        // PostgreSQL that is down then holds the exit for 5 s, not a whole window.
+        .close_timeout(Duration::from_secs(5))
         .build(db)
         .map_err(ServiceError::Storage)?;
     let shared = Arc::new(Shared {
@@ -100,7 +104,11 @@ fn ingest(edge: EdgeRuntime, cfg: &Config, shared: &Shared) -> Result<(), Servic
             s.spawn(move || work.run(rx, tx, Backoff::new(stop)));
         }
         drop((batches_rx, processed_tx));
-        let hold = (cfg.buffer_items, Backoff::new(stopping_rx));
+        let hold = (
+            cfg.buffer_items,
+            Backoff::new(stopping_rx),
+            cfg.abort_after_flushes,
+        );
         let (storage, counters, token) = (&shared.storage, &shared.counters, &token);
         s.spawn(move || commit::run(storage, token, counters, processed_rx, settled_tx, hold));
     });

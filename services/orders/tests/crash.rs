@@ -67,3 +67,39 @@ fn sigkill_mid_ingest_loses_nothing_and_stores_nothing_twice() {
          were already stored; 0 duplicate rows; 1000 invalid recorded"
     );
 }
+
+/// The worst moment: orders durable in PostgreSQL but not acked when the process dies. The
+/// redeliveries must be absorbed by the primary key, and the new process must see them as
+/// already stored (its cache, rebuilt from PostgreSQL, knows them).
+#[test]
+fn crash_between_durable_and_ack_is_absorbed_by_the_primary_key() {
+    let sb = Sandbox::new("abort");
+    let mut publisher = sb.publish(3_000, 0, None, 21);
+    assert!(publisher.wait().expect("publisher").success());
+    let mut doomed = sb.start_service(&["--ack-wait-secs", "2", "--abort-after-flushes", "2"]);
+    let status = doomed.child.wait().expect("reap");
+    assert!(
+        !status.success(),
+        "the service was to abort, it exited with {status}"
+    );
+    let (durable, _) = sb.counts();
+    println!("abort: died after its 2nd flush, {durable} orders durable, that flush's unacked");
+    assert!(durable > 0, "nothing reached PostgreSQL before the abort");
+
+    let second = sb.start_service(&["--ack-wait-secs", "2"]);
+    second.wait_ready();
+    let sent = sb.sent();
+    wait_for(Duration::from_secs(120), "every message acked", || {
+        sb.consumer_drained().then_some(())
+    });
+    let redelivered = second.stat("duplicates");
+    assert_eq!(sb.counts(), (3_000, 3_000), "rows vs distinct ids");
+    assert!(
+        redelivered > 0,
+        "the orders of the unacked flush must come back and be recognised as stored"
+    );
+    sb.assert_pg_holds(&sent);
+    second.assert_serves(&sent);
+    second.stop();
+    println!("abort: {redelivered} redelivered orders absorbed, 3000 rows, none twice");
+}

@@ -23,10 +23,10 @@ fn postgres_outage_mid_ingest_loses_nothing() {
     let sb = Sandbox::new("outage");
     let service = sb.start_service(&["--ack-wait-secs", "30"]);
     service.wait_ready();
-    let mut publisher = sb.publish(6_000, 100, Some(1_500), 77);
+    let mut publisher = sb.publish(9_000, 100, Some(1_500), 77);
 
-    wait_for(Duration::from_secs(60), "1 000 orders stored", || {
-        (service.stat("stored") >= 1_000).then_some(())
+    wait_for(Duration::from_secs(60), "500 orders stored", || {
+        (service.stat("stored") >= 500).then_some(())
     });
     sh(&stop);
     let cached_at_stop = service.stat("cached");
@@ -47,8 +47,8 @@ fn postgres_outage_mid_ingest_loses_nothing() {
     let sent = sb.sent();
     wait_for(
         Duration::from_secs(120),
-        "all 6 000 orders in PostgreSQL",
-        || (sb.counts().0 == 6_000).then_some(()),
+        "all 9 000 orders in PostgreSQL",
+        || (sb.counts().0 == 9_000).then_some(()),
     );
     let stats = service.stats();
     assert!(
@@ -58,8 +58,8 @@ fn postgres_outage_mid_ingest_loses_nothing() {
     sb.assert_pg_holds(&sent);
     service.assert_serves(&sent);
     wait_for(Duration::from_secs(60), "every order acked", || {
-        (service.stat("stored") >= 6_000).then_some(())
+        (service.stat("stored") >= 9_000).then_some(())
     });
     service.stop();
-    println!("outage: 6000 of 6000 orders in PostgreSQL after a 3 s outage");
+    println!("outage: 9000 of 9000 orders in PostgreSQL after a 3 s outage");
 }

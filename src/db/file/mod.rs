@@ -347,18 +347,6 @@ impl FileDb {
         DbError::io(op, &self.path, err)
     }
 
-    /// Refuses items longer than the limit before anything is written.
-    fn check_lengths(&self, items: &[&[u8]]) -> Result<(), DbError> {
-        let max = self.opts.max_item_len.min(u32::MAX as usize);
-        match items.iter().find(|i| i.len() > max) {
-            Some(big) => Err(DbError::ItemTooLarge {
-                len: big.len(),
-                max,
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// Reads up to `max` records down from the top of `sb`; returns them (newest first) and
     /// the new top.
     fn read_newest(
@@ -416,7 +404,7 @@ impl Db for FileDb {
     /// now or after a reopen (`docs/FORMAT.md`, "Error paths").
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
         let fail = |source| PushBatchError { stored: 0, source };
-        self.check_lengths(items).map_err(fail)?;
+        crate::db::refuse_oversize(items, self.opts.max_item_len.min(u32::MAX as usize))?;
         if items.is_empty() {
             return Ok(());
         }
@@ -476,6 +464,10 @@ impl Db for FileDb {
 
     fn is_shared(&self) -> bool {
         self.opts.shared
+    }
+
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        FileDb::len(self).map(Some)
     }
 
     fn max_item_len(&self) -> Option<usize> {

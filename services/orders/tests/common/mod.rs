@@ -75,20 +75,42 @@ impl Sandbox {
         (row.get(0), row.get(1))
     }
 
-    /// Messages held by the invalid-reasons stream (JetStream, durable across restarts).
-    pub fn invalid_recorded(&self) -> u64 {
+    /// Runs `f` against JetStream on a throwaway runtime (the tests' only async code).
+    fn jetstream<T, F: std::future::Future<Output = T>>(
+        &self,
+        f: impl FnOnce(async_nats::jetstream::Context) -> F,
+    ) -> T {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         rt.block_on(async {
             let client = async_nats::connect(&self.nats_url).await.expect("nats");
-            let js = async_nats::jetstream::new(client);
-            let mut stream = js
-                .get_stream(format!("{}_INVALID", self.stream()))
-                .await
-                .expect("invalid stream exists");
+            f(async_nats::jetstream::new(client)).await
+        })
+    }
+
+    /// Messages held by the invalid-reasons stream (JetStream, durable across restarts).
+    pub fn invalid_recorded(&self) -> u64 {
+        let name = format!("{}_INVALID", self.stream());
+        self.jetstream(|js| async move {
+            let mut stream = js.get_stream(name).await.expect("invalid stream exists");
             stream.info().await.expect("stream info").state.messages
+        })
+    }
+
+    /// Whether the service's durable consumer has nothing left: no message waiting, none
+    /// delivered and unacked (JetStream's own bookkeeping, durable across restarts).
+    pub fn consumer_drained(&self) -> bool {
+        let (stream, consumer) = (self.stream(), format!("svc-{}", self.name));
+        self.jetstream(|js| async move {
+            let stream = js.get_stream(stream).await.expect("stream exists");
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+                .get_consumer(&consumer)
+                .await
+                .expect("consumer exists");
+            let info = consumer.info().await.expect("consumer info");
+            info.num_pending == 0 && info.num_ack_pending == 0
         })
     }
 
