@@ -396,10 +396,11 @@ fn consumer_kill_loop(kind: &str, url: &str) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     let spec = format!("{kind}|{url}|{name}");
-    let r = common::lease_crash::consumer_kill_loop(&*db, &spec, 300, 10, seed);
+    let r = common::lease_crash::consumer_kill_loop(&*db, &spec, 1000, 10, seed);
     println!(
-        "{kind} consumer kill loop (seed {seed}): 10 kills, {} acked, {} left, {} redelivered",
-        r.acked, r.left, r.redelivered
+        "{kind} consumer kill loop (seed {seed}): 10 kills, {} acked, {} left, {} redelivered \
+         ({} after a release, the rest after a kill)",
+        r.acked, r.left, r.redelivered, r.after_release
     );
     assert!(r.acked > 0, "the children acked nothing: {r:?}");
 }

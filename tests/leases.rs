@@ -109,10 +109,11 @@ fn filedb_consumer_killed_in_a_loop_acks_each_item_once_or_keeps_it() {
     let db = lifostore::FileDb::open(&path).expect("open");
     let seed = lifostore_seed();
     let spec = path.display().to_string();
-    let r = common::lease_crash::consumer_kill_loop(&db, &spec, 300, 12, seed);
+    let r = common::lease_crash::consumer_kill_loop(&db, &spec, 1000, 12, seed);
     println!(
-        "FileDb consumer kill loop (seed {seed}): 12 kills, {} acked, {} left, {} redelivered",
-        r.acked, r.left, r.redelivered
+        "FileDb consumer kill loop (seed {seed}): 12 kills, {} acked, {} left, {} redelivered \
+         ({} after a release, the rest after a kill)",
+        r.acked, r.left, r.redelivered, r.after_release
     );
     assert!(r.acked > 0, "the children acked nothing: {r:?}");
     std::fs::remove_dir_all(&dir).expect("clean up");

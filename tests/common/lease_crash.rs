@@ -61,6 +61,9 @@ pub struct Report {
     pub left: usize,
     /// Leases beyond the first per item: deliveries again after a kill, release or expiry.
     pub redelivered: usize,
+    /// Of those, the ones that followed a release the child asked for; the rest followed a
+    /// kill (a lease that came back at its deadline) or a lease that expired while held.
+    pub after_release: usize,
 }
 
 /// Runs one child (its env var set to `spec`) until killed after a random delay; returns
@@ -119,6 +122,7 @@ pub fn consumer_kill_loop(db: &dyn Db, spec: &str, items: u64, kills: u64, seed:
 
 fn check(lines: &[String], left: &[u64], items: u64) -> Report {
     let (mut leased, mut acked, mut maybe) = (HashMap::new(), HashSet::new(), HashSet::new());
+    let (mut released, mut after_release) = (HashSet::new(), 0);
     for line in lines {
         let Some((what, id)) = line.split_once(' ') else {
             continue;
@@ -133,6 +137,7 @@ fn check(lines: &[String], left: &[u64], items: u64) -> Report {
                     "item {id} leased again after its ack returned"
                 );
                 *leased.entry(id).or_insert(0usize) += 1;
+                after_release += usize::from(released.remove(&id));
             }
             "a" => {
                 maybe.insert(id);
@@ -140,6 +145,9 @@ fn check(lines: &[String], left: &[u64], items: u64) -> Report {
             "A" => {
                 assert!(acked.insert(id), "item {id} acked twice");
                 maybe.remove(&id);
+            }
+            "r" => {
+                released.insert(id);
             }
             _ => {}
         }
@@ -149,6 +157,7 @@ fn check(lines: &[String], left: &[u64], items: u64) -> Report {
     let mut report = Report {
         left: left.len(),
         redelivered: leased.values().map(|n| n - 1).sum(),
+        after_release,
         ..Report::default()
     };
     for id in 0..items {

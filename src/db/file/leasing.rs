@@ -136,9 +136,11 @@ impl FileDb {
             }
             self.mark_lease_version(h)?;
             let op = sb.op + 1;
-            let first = op
-                .checked_mul(1 << BATCH_BITS)
-                .ok_or_else(|| DbError::msg("lease ids are exhausted; salvage into a new file"))?;
+            let first = op.checked_mul(1 << BATCH_BITS).ok_or_else(|| {
+                DbError::msg(
+                    "the file has used up its 2^44 lease operations; move its items to a new file",
+                )
+            })?;
             let ids: Vec<u64> = LeaseTable::ids_for(first, items.len()).collect();
             let deadline = deadline_ms(now_ms(), ttl);
             let mut entries = Vec::new();
