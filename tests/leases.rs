@@ -187,3 +187,36 @@ fn filedb_salvage_puts_leased_items_back() {
     assert!(kept_log, "the old lease log is kept beside the file");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+/// A process that knows it is the file's only consumer can take its dead predecessor's
+/// leases back at open instead of waiting for their deadlines.
+#[test]
+fn filedb_can_return_every_lease_at_open() {
+    let dir = temp_dir("return-on-open");
+    let path = dir.join("stack.lifo");
+    let db = lifostore::FileDb::open(&path).expect("open");
+    db.push_batch(&[b"a", b"b", b"c"]).expect("push");
+    let leased = db.pop_lease(2, Duration::from_secs(3600)).expect("lease");
+    db.push(b"d").expect("push above the leases");
+    drop(db);
+    let db = lifostore::FileDb::open(&path).expect("plain reopen");
+    assert_eq!(
+        db.len().expect("len"),
+        2,
+        "a plain open leaves the leases held"
+    );
+    drop(db);
+    let options = lifostore::FileDbOptions::default().return_leases_on_open(true);
+    let db = lifostore::FileDb::open_with(&path, options).expect("reopen");
+    assert_eq!(
+        db.pop_batch(5).expect("pop"),
+        vec![b"c".to_vec(), b"b".to_vec(), b"d".to_vec(), b"a".to_vec()],
+        "the leases come back on top, newest first as they were"
+    );
+    let ids: Vec<_> = leased.iter().map(|l| l.id).collect();
+    assert!(matches!(
+        db.ack(&ids),
+        Err(lifostore::DbError::LeaseExpired { count: 2 })
+    ));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

@@ -208,7 +208,7 @@ impl FileDb {
     /// Puts the leases `ids` (held, ascending) back on top, oldest first, and ends them in the
     /// log: the records under operation `op + 2` (which roll-forward from `op` never takes),
     /// synced, then the slot, synced.
-    fn return_leases(
+    pub(super) fn return_leases(
         &self,
         h: &mut Handle,
         sb: Superblock,

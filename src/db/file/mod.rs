@@ -53,6 +53,10 @@ pub struct FileDbOptions {
     /// On damage found at open, rebuild the file from every record that checks out instead
     /// of failing (default `false`). See [`FileDb::salvage`].
     pub salvage: bool,
+    /// On open, put every held lease back on top at once instead of at its deadline (default
+    /// `false`). Only for a file no other process uses while this one opens it: a lease a
+    /// live process holds would be delivered twice. See [`Db::pop_lease`].
+    pub return_leases_on_open: bool,
 }
 
 impl Default for FileDbOptions {
@@ -61,6 +65,7 @@ impl Default for FileDbOptions {
             max_item_len: 64 << 20,
             shared: true,
             salvage: false,
+            return_leases_on_open: false,
         }
     }
 }
@@ -81,6 +86,12 @@ impl FileDbOptions {
     /// Sets [`salvage`](Self::salvage).
     pub fn salvage(mut self, salvage: bool) -> Self {
         self.salvage = salvage;
+        self
+    }
+
+    /// Sets [`return_leases_on_open`](Self::return_leases_on_open).
+    pub fn return_leases_on_open(mut self, on: bool) -> Self {
+        self.return_leases_on_open = on;
         self
     }
 }
@@ -105,7 +116,9 @@ impl FileDbOptions {
 /// commit that takes them off the stack; a lease costs two syncs per call (log, then slot)
 /// whatever the batch size, an ack two (one when it ends the last held lease), a release
 /// three. A lease whose holder died comes back on top at its deadline (wall clock), noticed
-/// by the next call of any process sharing the file. The first lease marks the file as
+/// by the next call of any process sharing the file, or at open with
+/// [`FileDbOptions::return_leases_on_open`] (for a file only one process uses). The first
+/// lease marks the file as
 /// format version 2, which older builds refuse. `docs/FORMAT.md`, "Leases", has the details.
 ///
 /// Files that do not start with lifostore's magic are refused with
@@ -266,7 +279,12 @@ impl FileDb {
                 let limit = self.opts.max_item_len;
                 ReadAhead::new(1).top_record(&*h.io, &self.path, limit, sb.top, sb.op)?;
             }
-            self.read_leases(h, sb).map(drop)
+            let table = self.read_leases(h, sb)?;
+            if self.opts.return_leases_on_open && !table.is_empty() {
+                let ids: Vec<u64> = table.iter().map(|(id, _)| id).collect();
+                self.return_leases(h, sb, table, &ids)?;
+            }
+            Ok(())
         })
     }
 
