@@ -282,6 +282,18 @@ pub enum DbError {
         /// Why, in the backend's words.
         reason: String,
     },
+    /// An ack or release named leases the Db does not hold: their deadline passed (so the
+    /// items went back to the stack and may have been delivered again), or they were already
+    /// acked or released. The other leases of the call were handled. Permanent: retrying
+    /// cannot bring a lease back.
+    #[error(
+        "{count} lease(s) had expired or were already acked or released; their items may be \
+         delivered again, so make the work idempotent or lease with a longer ttl"
+    )]
+    LeaseExpired {
+        /// How many of the call's ids were not held.
+        count: usize,
+    },
     /// The Db implementation panicked during a call; the storage caught the panic.
     #[error(
         "the database panicked ({0}); the storage kept its buffered items, retry the call once \
@@ -320,7 +332,7 @@ impl DbError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            DbError::ItemTooLarge { .. } | DbError::Rejected { .. }
+            DbError::ItemTooLarge { .. } | DbError::Rejected { .. } | DbError::LeaseExpired { .. }
         )
     }
 }

@@ -33,13 +33,13 @@ mod sync;
 pub mod testing;
 mod token;
 
-pub use db::Db;
 pub use db::file::{FileDb, FileDbOptions, SalvageReport};
 pub use db::mem::{MemDb, MemDbCalls};
 #[cfg(feature = "postgres")]
 pub use db::postgres::PostgresDb;
 #[cfg(feature = "redis")]
 pub use db::redis::RedisDb;
+pub use db::{Db, DbLease, LeaseId};
 pub use engine::{DeadLetter, Iter, Stats, Storage, StorageBuilder, TryIter};
 pub use error::{DbError, Error, PushBatchError, TryPushError, Unconfirmed};
 pub use token::{CancelReason, CancelToken};

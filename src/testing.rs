@@ -45,7 +45,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::db::{Db, DbError, PushBatchError};
+use crate::db::{Db, DbError, DbLease, LeaseId, PushBatchError};
 use crate::sync::Mutex;
 use crate::token::CancelToken;
 
@@ -602,6 +602,28 @@ impl<D: Db> Db for FaultyDb<D> {
     fn item_count(&self) -> Result<Option<u64>, DbError> {
         self.inner.item_count()
     }
+
+    /// Fails like a pop (before the inner Db is called), else forwards.
+    fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
+        self.before_call(false)?;
+        self.inner.pop_lease(max, ttl)
+    }
+
+    /// Fails like a pop (before the inner Db is called), else forwards.
+    fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
+        self.before_call(false)?;
+        self.inner.ack(ids)
+    }
+
+    /// Fails like a pop (before the inner Db is called), else forwards.
+    fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
+        self.before_call(false)?;
+        self.inner.release(leases)
+    }
+
+    fn native_leases(&self) -> bool {
+        self.inner.native_leases()
+    }
 }
 
 /// The permanent error a [`FaultyDb`] gives for an item it refuses.
@@ -757,5 +779,23 @@ impl<D: Db> Db for StampedDb<D> {
 
     fn item_count(&self) -> Result<Option<u64>, DbError> {
         self.inner.item_count()
+    }
+
+    fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
+        self.inner.pop_lease(max, ttl)
+    }
+
+    fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
+        self.inner.ack(ids)
+    }
+
+    /// Forwards; a release under the fallback pushes again, which is not stamped (the item
+    /// arrived when it was first pushed).
+    fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
+        self.inner.release(leases)
+    }
+
+    fn native_leases(&self) -> bool {
+        self.inner.native_leases()
     }
 }

@@ -375,6 +375,51 @@ fn postgres_constraint_is_rejected(url: &str) {
     assert_eq!(db.max_item_len(), Some((1 << 30) - 1024));
 }
 
+fn lease_contract(kind: &str, url: &str) {
+    let db = open(kind, url, &unique("lease"));
+    common::leases::lease_contract(&*db, Duration::from_millis(100));
+}
+
+/// Child mode of the consumer kill loop: `kind|url|name|seed`.
+#[test]
+fn lease_consumer_child() {
+    let Ok(spec) = std::env::var(common::lease_crash::CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.splitn(4, '|').collect();
+    let db = open(parts[0], parts[1], parts[2]);
+    common::lease_crash::consumer_main(&*db, parts[3].parse().expect("seed"));
+}
+
+fn consumer_kill_loop(kind: &str, url: &str) {
+    let name = unique("killed");
+    let db = open(kind, url, &name);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let spec = format!("{kind}|{url}|{name}");
+    let r = common::lease_crash::consumer_kill_loop(&*db, &spec, 1000, 10, seed);
+    println!(
+        "{kind} consumer kill loop (seed {seed}): 10 kills, {} acked, {} left, {} redelivered \
+         ({} after a release, the rest after a kill)",
+        r.acked, r.left, r.redelivered, r.after_release
+    );
+    assert!(r.acked > 0, "the children acked nothing: {r:?}");
+}
+
+/// Figures, not assertions: pop against lease+ack, batch 1 and 64, same run.
+fn lease_rates(kind: &str, url: &str) {
+    let db = open(kind, url, &unique("lrates"));
+    for batch in [1usize, 64] {
+        let rounds = if batch == 1 { 200 } else { 20 };
+        let (pop, lease) = common::leases::lease_rates(&*db, batch, rounds);
+        println!(
+            "{kind} batch {batch:>2}: pop {pop:>10.0}/s, lease+ack {lease:>10.0}/s, ratio {:.2}",
+            lease / pop
+        );
+    }
+}
+
 macro_rules! backend_tests {
     ($feature:literal, $module:ident, $kind:literal, $url_var:literal, $restart_var:literal) => {
         #[cfg(feature = $feature)]
@@ -427,6 +472,31 @@ macro_rules! backend_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     rates($kind, &url);
+                }
+            }
+
+            #[test]
+            fn leases_hide_ack_release_and_expire() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    lease_contract($kind, &url);
+                }
+            }
+
+            #[test]
+            fn consumer_killed_in_a_loop_acks_each_item_once_or_keeps_it() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    consumer_kill_loop($kind, &url);
+                }
+            }
+
+            #[test]
+            #[ignore = "figures: run on demand with --release"]
+            fn lease_rates() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    super::lease_rates($kind, &url);
                 }
             }
 

@@ -3,7 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::db::{Db, DbError, PushBatchError};
+use crate::db::lease::{LeaseTable, deadline_ms, now_ms};
+use crate::db::{Db, DbError, DbLease, LeaseId, PushBatchError};
 use crate::sync::Mutex;
 
 /// An in-memory [`Db`] with optional per-call latency and call counters.
@@ -12,6 +13,9 @@ use crate::sync::Mutex;
 /// sleeps 5 ms in every call, like the original mock. The sleep happens outside its lock, so
 /// concurrent calls overlap as they would against a server. Counters tell how many calls the
 /// storage made. Nothing survives the process.
+///
+/// Leases ([`Db::pop_lease`]) are native: a leased item is held in a table beside the stack,
+/// hidden from pops, and goes back on top at its deadline (noticed at the next call).
 ///
 /// ```
 /// use lifostore::{Db, MemDb};
@@ -24,6 +28,8 @@ use crate::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct MemDb {
     items: Mutex<Vec<Vec<u8>>>,
+    /// Held leases and the next lease id. Locked before `items` when both are.
+    leases: Mutex<(LeaseTable, u64)>,
     latency: Option<Duration>,
     single_item_only: bool,
     shared: bool,
@@ -105,6 +111,21 @@ impl MemDb {
         }
     }
 
+    /// Number of items leased and neither acked nor returned.
+    pub fn leased(&self) -> usize {
+        self.leases.lock().0.iter().count()
+    }
+
+    /// Puts the leases past their deadline back on top, oldest lease first.
+    fn return_expired(&self) {
+        let mut leases = self.leases.lock();
+        for id in leases.0.expired(now_ms()) {
+            if let Some(held) = leases.0.remove(id) {
+                self.items.lock().push(held.item);
+            }
+        }
+    }
+
     fn pay_latency(&self) {
         if let Some(l) = self.latency {
             std::thread::sleep(l);
@@ -124,6 +145,7 @@ impl Db for MemDb {
     fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
         self.pay_latency();
         self.pop_calls.fetch_add(1, Ordering::Relaxed);
+        self.return_expired();
         let item = self.items.lock().pop();
         if item.is_some() {
             self.items_popped.fetch_add(1, Ordering::Relaxed);
@@ -162,6 +184,7 @@ impl Db for MemDb {
         }
         self.pay_latency();
         self.pop_calls.fetch_add(1, Ordering::Relaxed);
+        self.return_expired();
         let mut items = self.items.lock();
         let keep = items.len().saturating_sub(max);
         let mut out = items.split_off(keep);
@@ -178,5 +201,69 @@ impl Db for MemDb {
 
     fn item_count(&self) -> Result<Option<u64>, DbError> {
         Ok(Some(self.items.lock().len() as u64))
+    }
+
+    fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
+        self.pay_latency();
+        self.pop_calls.fetch_add(1, Ordering::Relaxed);
+        self.return_expired();
+        let mut leases = self.leases.lock();
+        let mut items = self.items.lock();
+        let keep = items.len().saturating_sub(max);
+        let mut taken = items.split_off(keep);
+        drop(items);
+        taken.reverse();
+        let deadline = deadline_ms(now_ms(), ttl);
+        let next = leases.1.max(1);
+        leases.1 = next + taken.len() as u64;
+        let ids = LeaseTable::ids_for(next, taken.len());
+        let mut out = Vec::with_capacity(taken.len());
+        for (id, item) in ids.zip(taken) {
+            leases.0.insert(id, item.clone(), deadline);
+            out.push(DbLease {
+                id: LeaseId(id),
+                item,
+            });
+        }
+        Ok(out)
+    }
+
+    fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
+        self.pay_latency();
+        self.return_expired();
+        let mut leases = self.leases.lock();
+        let missing = ids
+            .iter()
+            .filter(|id| leases.0.remove(id.0).is_none())
+            .count();
+        lease_result(missing)
+    }
+
+    fn release(&self, released: &[DbLease]) -> Result<(), DbError> {
+        self.pay_latency();
+        self.return_expired();
+        let mut leases = self.leases.lock();
+        let mut ids: Vec<u64> = released.iter().map(|l| l.id.0).collect();
+        ids.sort_unstable();
+        let mut missing = 0;
+        for id in ids {
+            match leases.0.remove(id) {
+                Some(held) => self.items.lock().push(held.item),
+                None => missing += 1,
+            }
+        }
+        lease_result(missing)
+    }
+
+    fn native_leases(&self) -> bool {
+        true
+    }
+}
+
+/// `Ok`, or [`DbError::LeaseExpired`] for `missing` ids that were not held.
+pub(crate) fn lease_result(missing: usize) -> Result<(), DbError> {
+    match missing {
+        0 => Ok(()),
+        count => Err(DbError::LeaseExpired { count }),
     }
 }

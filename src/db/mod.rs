@@ -3,10 +3,13 @@
 //! and PostgreSQL behind cargo features.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+pub use self::lease::{DbLease, LeaseId};
 pub use crate::error::{DbError, PushBatchError};
 
 pub(crate) mod file;
+pub(crate) mod lease;
 /// What the server backends remember about a call whose reply was lost.
 #[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) mod lost_reply;
@@ -105,6 +108,61 @@ pub trait Db: Send + Sync {
     fn is_shared(&self) -> bool {
         false
     }
+
+    /// Leases up to `max` items, newest first: each stays in the Db but no pop sees it until
+    /// it is [acked](Db::ack) (gone for good), [released](Db::release) (back on top), or
+    /// `ttl` passes (back by itself, noticed at a later call: on top for `MemDb`, `FileDb` and
+    /// `RedisDb`, at its old place for `PostgresDb`).
+    ///
+    /// **Fallback** (a Db that does not override it; [`native_leases`](Db::native_leases) is
+    /// `false`): [`pop_batch`](Db::pop_batch), with process-unique ids. The items leave the Db
+    /// at once, so the lease exists only in the caller's hands: `ack` is a no-op, `release`
+    /// pushes the items back, and the Db neither hides, expires nor returns anything by
+    /// itself. If the process dies holding such a lease, the item is lost: at most once, as
+    /// `pop`. The holder (the storage) must enforce `ttl` itself.
+    fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
+        let _ = ttl;
+        self.pop_batch(max).map(lease::detached)
+    }
+
+    /// Removes the leased items `ids` for good.
+    ///
+    /// Ids that are not held (expired, already acked or released, never issued) are skipped
+    /// and reported together as [`DbError::LeaseExpired`] after the held ones are acked; any
+    /// other error means nothing was acked. **Fallback:** does nothing (the items already
+    /// left the Db when they were leased).
+    fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
+        let _ = ids;
+        Ok(())
+    }
+
+    /// Puts the leased items back on top, newest on top as they were (`leases` as
+    /// `pop_lease` returned them, newest first).
+    ///
+    /// Native Dbs use only the ids; ids not held are skipped and reported as
+    /// [`DbError::LeaseExpired`] (their items are already back, or gone). **Fallback:** pushes
+    /// the items back, oldest first, retrying the rest after a batch that stored only a
+    /// prefix; an `Err` means the push stopped making progress, and an oldest-first prefix of
+    /// the items may be back already.
+    fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
+        let items: Vec<&[u8]> = leases.iter().rev().map(|l| l.item.as_slice()).collect();
+        let mut rest = &items[..];
+        loop {
+            match self.push_batch(rest) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.stored == 0 || e.stored >= rest.len() => return Err(e.source),
+                Err(e) => rest = &rest[e.stored..],
+            }
+        }
+    }
+
+    /// Whether this Db keeps leases itself (hides, expires and, after a crash, returns
+    /// them), so an unacked lease survives the death of the process that held it. `false`
+    /// (the default) means the fallback described at [`pop_lease`](Db::pop_lease): at most
+    /// once across a crash.
+    fn native_leases(&self) -> bool {
+        false
+    }
 }
 
 /// Refuses a batch holding an item longer than `max` before anything is sent or written: the
@@ -145,6 +203,18 @@ macro_rules! forward_db {
             }
             fn max_item_len(&self) -> Option<usize> {
                 (**self).max_item_len()
+            }
+            fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
+                (**self).pop_lease(max, ttl)
+            }
+            fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
+                (**self).ack(ids)
+            }
+            fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
+                (**self).release(leases)
+            }
+            fn native_leases(&self) -> bool {
+                (**self).native_leases()
             }
         }
     )*};

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::db::{Db, DbError, PushBatchError};
+use crate::db::mem::lease_result;
+use crate::db::{Db, DbError, DbLease, LeaseId, PushBatchError};
 use crate::sync::Mutex;
 
 use crate::db::lost_reply::{InDoubt, client_id};
@@ -54,6 +55,29 @@ const MAX_TABLE_LEN: usize = 63 - "_clients".len();
 ///   the table (reconnecting for it if needed), and `open` deletes copies and client rows older
 ///   than a day (a retry after more than a day, or after more than 16 in-doubt attempts in a
 ///   row, is not recognised: its items are stored twice).
+///
+/// # Leases
+///
+/// The table has two more columns, `lease_id bigint` and `leased_until timestamptz` (added to
+/// an existing table by `open`), and a sequence `<table>_lseq` for lease ids.
+/// [`pop_lease`](Db::pop_lease) is one statement: it picks the newest rows that are not
+/// leased (or whose lease has expired) with `FOR UPDATE SKIP LOCKED`, as a pop does, and
+/// stamps them with a new lease id and `now() + ttl` instead of deleting them; every pop skips
+/// rows whose lease has not expired. [`ack`](Db::ack) deletes the rows whose lease is still
+/// held; [`release`](Db::release) clears the lease and gives the row a new id from the table's
+/// sequence, so it is back on top. An expired lease needs no statement: the row is simply
+/// visible again, **at its old place** in the stack (by its original id), not on top. The
+/// server's clock decides expiry.
+///
+/// Why not a transaction held open per lease (`FOR UPDATE SKIP LOCKED` inside it, rolled back
+/// by a crash)? It would pin one server connection per outstanding lease (connections are
+/// the scarcest PostgreSQL resource, a few hundred per server), hold back `VACUUM`'s horizon
+/// for as long as any lease is open (bloating every table in the database, not just this
+/// one), and a consumer that hangs but keeps its socket open would hold its items forever,
+/// with no deadline. A lease column costs one short transaction per call, survives the
+/// consumer's crash like any row, and expires by itself. A lease whose reply was lost comes
+/// back at its deadline; an ack whose reply was lost and is retried reports the ids it acked
+/// as [`DbError::LeaseExpired`].
 ///
 /// Cost: one upsert per push; per pop, a copy of the popped rows and its deletion by the next
 /// call, so a 1024-row pop runs at about 0.4 of its former rate; single-item calls are no
@@ -215,10 +239,13 @@ impl PostgresDb {
         &self.table
     }
 
-    /// Number of rows in the table. Rows a client popped and has not yet acknowledged (see
-    /// the type's docs) are not counted.
+    /// Number of rows in the table that are not leased (or whose lease has expired). Rows a
+    /// client popped and has not yet acknowledged (see the type's docs) are not counted.
     pub fn len(&self) -> Result<u64, DbError> {
-        let sql = format!("SELECT count(*) FROM {}", self.table);
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE leased_until IS NULL OR leased_until <= now()",
+            self.table
+        );
         let n: i64 = self
             .call(&mut self.session.lock(), |c| {
                 c.client.query_one(&sql, &[])?.try_get(0)
@@ -238,6 +265,10 @@ impl PostgresDb {
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS {t} (id bigserial PRIMARY KEY, data bytea NOT NULL, \
              pushed_at timestamptz NOT NULL DEFAULT now()); \
+             ALTER TABLE {t} ADD COLUMN IF NOT EXISTS lease_id bigint, \
+             ADD COLUMN IF NOT EXISTS leased_until timestamptz; \
+             CREATE INDEX IF NOT EXISTS {t}_lease ON {t} (lease_id) WHERE lease_id IS NOT NULL; \
+             CREATE SEQUENCE IF NOT EXISTS {t}_lseq; \
              CREATE TABLE IF NOT EXISTS {t}_clients (client text PRIMARY KEY, \
              batch bigint NOT NULL, prev bigint, touched_at timestamptz NOT NULL DEFAULT now()); \
              CREATE TABLE IF NOT EXISTS {t}_taken (client text NOT NULL, seq bigint NOT NULL, \
@@ -311,7 +342,8 @@ impl PostgresDb {
                (SELECT id FROM {t}_taken WHERE client = $1 AND seq <> $2 \
                 ORDER BY id DESC LIMIT $4) RETURNING id, data), \
              done AS (DELETE FROM {t}_taken WHERE client = $1 AND seq = $2), \
-             took AS (DELETE FROM {t} WHERE id IN (SELECT id FROM {t} ORDER BY id DESC \
+             took AS (DELETE FROM {t} WHERE id IN (SELECT id FROM {t} \
+               WHERE leased_until IS NULL OR leased_until <= now() ORDER BY id DESC \
                LIMIT greatest($4 - (SELECT count(*) FROM lost), 0) FOR UPDATE SKIP LOCKED) \
                RETURNING id, data, pushed_at), \
              kept AS (INSERT INTO {t}_taken (client, seq, id, data, pushed_at) \
@@ -319,6 +351,19 @@ impl PostgresDb {
              SELECT id, data FROM lost UNION ALL SELECT id, data FROM took",
             t = self.table
         )
+    }
+
+    /// Runs `sql` with the lease ids `ids` as `$1`; returns how many of them were not held
+    /// (`sql` returns one row per held lease it ended).
+    fn end_leases(&self, sql: &str, ids: &[LeaseId]) -> Result<usize, DbError> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
+        let ended = self
+            .call(&mut self.session.lock(), |c| {
+                let statement = c.prepared(sql)?;
+                c.client.execute(&statement, &[&ids])
+            })
+            .map_err(|(e, _)| e)?;
+        Ok(ids.len().saturating_sub(ended as usize))
     }
 
     /// Settles the last pop for good (deletes the copies if its reply arrived, puts them back
@@ -430,6 +475,68 @@ impl Db for PostgresDb {
     /// `SELECT count(*)` (see [`PostgresDb::len`]).
     fn item_count(&self) -> Result<Option<u64>, DbError> {
         PostgresDb::len(self).map(Some)
+    }
+
+    /// One statement (see the type's docs, "Leases"): the newest unleased rows, `FOR UPDATE
+    /// SKIP LOCKED`, get a lease id and a deadline.
+    fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "WITH took AS (SELECT id FROM {t} WHERE leased_until IS NULL OR leased_until <= now() \
+               ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             UPDATE {t} SET lease_id = nextval('{t}_lseq'), \
+               leased_until = now() + $2 * interval '1 millisecond' \
+             FROM took WHERE {t}.id = took.id RETURNING {t}.id, {t}.lease_id, {t}.data",
+            t = self.table
+        );
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1) as f64;
+        let mut rows: Vec<(i64, i64, Vec<u8>)> = self
+            .call(&mut self.session.lock(), |c| {
+                let statement = c.prepared(&sql)?;
+                let rows = c.client.query(&statement, &[&limit, &ttl_ms])?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                    .collect()
+            })
+            .map_err(|(e, _)| e)?;
+        rows.sort_by_key(|row| std::cmp::Reverse(row.0));
+        let leases = rows.into_iter().map(|(_, id, item)| DbLease {
+            id: LeaseId(id as u64),
+            item,
+        });
+        Ok(leases.collect())
+    }
+
+    /// One statement: deletes the rows whose lease is still held.
+    fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
+        let sql = format!(
+            "DELETE FROM {t} WHERE lease_id = ANY($1) AND leased_until > now()",
+            t = self.table
+        );
+        lease_result(self.end_leases(&sql, ids)?)
+    }
+
+    /// One statement: clears the held leases and gives their rows new ids, oldest first, so
+    /// they are back on top as they were.
+    fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
+        let sql = format!(
+            "WITH r AS (SELECT id FROM {t} WHERE lease_id = ANY($1) AND leased_until > now() \
+               ORDER BY id FOR UPDATE), \
+             n AS (SELECT id, nextval(pg_get_serial_sequence('{t}', 'id')) AS new \
+               FROM (SELECT id FROM r ORDER BY id) s) \
+             UPDATE {t} SET id = n.new, lease_id = NULL, leased_until = NULL \
+             FROM n WHERE {t}.id = n.id",
+            t = self.table
+        );
+        let ids: Vec<LeaseId> = leases.iter().map(|l| l.id).collect();
+        lease_result(self.end_leases(&sql, &ids)?)
+    }
+
+    fn native_leases(&self) -> bool {
+        true
     }
 }
 

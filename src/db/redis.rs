@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::db::{Db, DbError, PushBatchError};
+use crate::db::mem::lease_result;
+use crate::db::{Db, DbError, DbLease, LeaseId, PushBatchError};
 use crate::sync::Mutex;
 
 use crate::db::lost_reply::{InDoubt, client_id};
@@ -37,11 +38,81 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return skip
 ";
 
+/// The start of every script that takes or ends leases: puts the leases whose deadline (server
+/// time, ms) has passed back on top of the list, oldest lease first. KEYS[1] is the list,
+/// KEYS[4] the lease hash (id -> item), KEYS[5] the deadlines (a sorted set of ids). Leaves
+/// the server's time in `now`.
+macro_rules! return_expired {
+    () => {
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)
+table.sort(expired, function(a, b) return tonumber(a) < tonumber(b) end)
+for _, id in ipairs(expired) do
+  local item = redis.call('HGET', KEYS[4], id)
+  if item then redis.call('LPUSH', KEYS[1], item) end
+  redis.call('HDEL', KEYS[4], id)
+  redis.call('ZREM', KEYS[5], id)
+end
+"
+    };
+}
+
+/// Lease: return expired leases, `LPOP` up to max items, and hold each in the lease hash under
+/// a new id (from `INCRBY` on KEYS[3]; the newest item gets the largest) with its deadline.
+/// KEYS: list, -, id counter, lease hash, deadlines. ARGV: max, ttl in ms. Returns id, item
+/// pairs, newest first.
+const LEASE_SCRIPT: &str = concat!(
+    return_expired!(),
+    r"
+local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
+if not items then return {} end
+local last = redis.call('INCRBY', KEYS[3], #items)
+local out = {}
+for i, item in ipairs(items) do
+  local id = last - i + 1
+  redis.call('HSET', KEYS[4], id, item)
+  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[2]), id)
+  out[#out + 1] = tostring(id)
+  out[#out + 1] = item
+end
+return out
+"
+);
+
+/// Ack or release: return expired leases, then end the held ones of ARGV[2..] (ids); a
+/// release (ARGV[1] = 'release') puts their items back on top, oldest lease first. KEYS as
+/// for the lease script. Returns how many ids were not held.
+const END_SCRIPT: &str = concat!(
+    return_expired!(),
+    r"
+local ids = {}
+for i = 2, #ARGV do ids[#ids + 1] = tonumber(ARGV[i]) end
+table.sort(ids)
+local missing = 0
+for _, id in ipairs(ids) do
+  local item = redis.call('HGET', KEYS[4], id)
+  if item then
+    if ARGV[1] == 'release' then redis.call('LPUSH', KEYS[1], item) end
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[5], id)
+  else
+    missing = missing + 1
+  end
+end
+return missing
+"
+);
+
 /// Pop: first settle the client's previous pop (its reply arrived: forget its items; it did
 /// not: put them back on top), then `LPOP` and keep a copy of what was taken until the next
-/// call says the reply arrived. KEYS: list, client hash, taken list. ARGV: acknowledged pop
-/// sequence, this pop's sequence, max, ttl, "release" (drop the client's keys when max is 0).
-const POP_SCRIPT: &str = r"
+/// call says the reply arrived; expired leases go back on top before anything. KEYS: list,
+/// client hash, taken list, lease hash, deadlines. ARGV: acknowledged pop sequence, this pop's
+/// sequence, max, ttl, "release" (drop the client's keys when max is 0).
+const POP_SCRIPT: &str = concat!(
+    return_expired!(),
+    r"
 local seq = redis.call('HGET', KEYS[2], 'pop')
 if seq then
   if seq ~= ARGV[1] then
@@ -65,7 +136,8 @@ redis.call('HSET', KEYS[2], 'pop', ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 return items
-";
+"
+);
 
 /// A [`Db`] over a Redis list: a batch push is one `LPUSH` of many values, oldest first, so the
 /// newest ends at the head; a batch pop is one `LPOP key count`. Both run inside a Lua script
@@ -103,6 +175,18 @@ return items
 ///   its last call: then they are dropped, as they would have been without the copy.
 /// * A retry more than 24 h after the lost reply, or after more than 16 in-doubt attempts in a
 ///   row, is not recognised: its items are stored twice.
+///
+/// # Leases
+///
+/// [`pop_lease`](Db::pop_lease) moves items from the list into `<key>:leases` (a hash: id ->
+/// item) and stamps each id's deadline, in the server's clock, into `<key>:lease_deadlines` (a
+/// sorted set); ids come from `INCRBY <key>:lease_seq`, so they never repeat for a key. Every
+/// lease, ack, release and pop script first moves the expired leases back on top of the list
+/// (oldest lease first), so a lease whose holder died comes back at its deadline, for any
+/// client of the key: the server's clock decides, not the clients'. One round trip per call.
+/// A lease whose reply was lost is not lost: it comes back at its deadline. An ack whose reply
+/// was lost and is retried reports the ids it acked as [`DbError::LeaseExpired`]. Durable as
+/// the list is (`appendfsync`).
 ///
 /// Cost: one hash write per push; per pop, a copy of the popped items into the taken list and
 /// its deletion by the next call; about 5 to 10 times the server CPU per call, small next to
@@ -199,7 +283,8 @@ impl RedisDb {
     }
 
     /// Number of items in the list (`LLEN`). Items a client popped and has not yet
-    /// acknowledged (see the type's docs) are not counted.
+    /// acknowledged (see the type's docs) are not counted, nor are leased items (expired
+    /// leases count again once a call has moved them back).
     pub fn len(&self) -> Result<u64, DbError> {
         let key = self.key.clone();
         self.call(&mut self.session.lock(), |c| {
@@ -245,6 +330,28 @@ impl RedisDb {
         )
     }
 
+    /// The id counter, the lease hash and the deadlines: `<key>:lease_seq`, `<key>:leases`,
+    /// `<key>:lease_deadlines`.
+    fn lease_keys(&self) -> [String; 3] {
+        ["lease_seq", "leases", "lease_deadlines"].map(|k| format!("{}:{k}", self.key))
+    }
+
+    /// One `EVAL` of the end script: ack or release the held ones of `ids`; returns how many
+    /// were not held.
+    fn end_leases(&self, ids: &[LeaseId], release: bool) -> Result<usize, DbError> {
+        let [seq, leases, deadlines] = self.lease_keys();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(END_SCRIPT).arg(5).arg(&self.key).arg("-").arg(seq);
+        cmd.arg(leases).arg(deadlines);
+        cmd.arg(if release { "release" } else { "ack" });
+        for id in ids {
+            cmd.arg(id.0);
+        }
+        let mut session = self.session.lock();
+        self.call(&mut session, |c| cmd.query::<usize>(c))
+            .map_err(|(e, _)| e)
+    }
+
     /// One `EVAL` of the pop script taking up to `max` items (0: only settle the last pop).
     fn pop_script(
         &self,
@@ -255,12 +362,15 @@ impl RedisDb {
         session.pop_seq += 1;
         let (seq, acked) = (session.pop_seq, session.pop_acked);
         let (hash, taken) = self.client_keys();
+        let [_, leases, deadlines] = self.lease_keys();
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(POP_SCRIPT)
-            .arg(3)
+            .arg(5)
             .arg(&self.key)
             .arg(&hash)
             .arg(&taken)
+            .arg(&leases)
+            .arg(&deadlines)
             .arg(acked)
             .arg(seq)
             .arg(max)
@@ -358,6 +468,55 @@ impl Db for RedisDb {
     /// `LLEN` (see [`RedisDb::len`]).
     fn item_count(&self) -> Result<Option<u64>, DbError> {
         RedisDb::len(self).map(Some)
+    }
+
+    /// One `EVAL` (see the type's docs, "Leases"): expired leases go back on top, then up to
+    /// `max` items move from the list into the lease hash.
+    fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let [seq, leases, deadlines] = self.lease_keys();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(LEASE_SCRIPT)
+            .arg(5)
+            .arg(&self.key)
+            .arg("-")
+            .arg(seq);
+        cmd.arg(leases).arg(deadlines).arg(max).arg(ttl_ms);
+        let mut session = self.session.lock();
+        let flat: Vec<Vec<u8>> = self
+            .call(&mut session, |c| cmd.query(c))
+            .map_err(|(e, _)| e)?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks_exact(2) {
+            let id = std::str::from_utf8(&pair[0])
+                .ok()
+                .and_then(|s| s.parse().ok());
+            let id = id.ok_or_else(|| DbError::msg("redis: the lease script returned a bad id"))?;
+            out.push(DbLease {
+                id: LeaseId(id),
+                item: pair[1].clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// One `EVAL`. A retry after a lost reply reports the ids the lost call acked as
+    /// [`DbError::LeaseExpired`].
+    fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
+        lease_result(self.end_leases(ids, false)?)
+    }
+
+    /// One `EVAL`; the items go back on top, oldest lease first.
+    fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
+        let ids: Vec<LeaseId> = leases.iter().map(|l| l.id).collect();
+        lease_result(self.end_leases(&ids, true)?)
+    }
+
+    fn native_leases(&self) -> bool {
+        true
     }
 }
 

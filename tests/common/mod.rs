@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod lease_crash;
+pub mod leases;
 pub mod proxy;
 
 use std::path::PathBuf;

@@ -2,20 +2,34 @@
 //! once per I/O call it makes, with that one call failing (and, for writes, writing only half
 //! its bytes; for syncs, also dropping the dirty pages). After each injected failure and at the
 //! end, the file as a restarted process would read it (page cache) and as a restarted machine
-//! would read it (durable image) must hold exactly the acknowledged, unpopped items, each
-//! once, in stack order, and every call must have reported what really happened.
+//! would read it (durable image) must hold exactly the acknowledged, unpopped items in stack
+//! order plus the unacked leased items under their ids, each once, and every call must have
+//! reported what really happened.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
-use super::sim::{Call, Fault, SimVfs};
+use super::sim::{Call, Fault, Images, SimVfs};
 use super::{FileDb, FileDbOptions};
-use crate::db::Db;
+use crate::db::{Db, DbLease, LeaseId};
+use crate::error::DbError;
 
 /// One step of the workload; items are named by number.
 #[derive(Debug, Clone, Copy)]
 enum Step {
     Push(&'static [u32]),
     Pop(usize),
+    /// Lease this many items for a minute.
+    Lease(usize),
+    /// Lease this many items with a deadline that has passed by the next call.
+    Expiring(usize),
+    /// Ack the newest this many held leases.
+    Ack(usize),
+    /// Ack an id that was never issued: reported, changes nothing.
+    AckStale,
+    /// Release the newest this many held leases.
+    Release(usize),
     Len,
     Reopen,
 }
@@ -42,6 +56,22 @@ const SCRIPT: &[Step] = &[
     Step::Push(&[10, 11]),
     Step::Reopen,
     Step::Pop(1),
+    Step::Push(&[12, 13, 14, 15]),
+    Step::Lease(2),
+    Step::Push(&[16]),
+    Step::Pop(1),
+    Step::Ack(1),
+    Step::Reopen,
+    Step::Release(1),
+    Step::Lease(2),
+    Step::Expiring(1),
+    Step::Pop(1),
+    Step::AckStale,
+    Step::Ack(2),
+    Step::Lease(1),
+    Step::Reopen,
+    Step::Release(1),
+    Step::Pop(1),
 ];
 
 fn item(n: u32) -> Vec<u8> {
@@ -54,7 +84,72 @@ fn item(n: u32) -> Vec<u8> {
 }
 
 fn open(vfs: &SimVfs) -> Result<FileDb, crate::DbError> {
-    FileDb::open_in(vfs, Path::new("sim.lifo"), FileDbOptions::default())
+    FileDb::open_in(
+        std::sync::Arc::new(vfs.clone()),
+        Path::new("sim.lifo"),
+        FileDbOptions::default(),
+    )
+}
+
+/// The stack (oldest first) and the held leases of `db`, read without changing anything
+/// (expired leases are not put back).
+fn inspect(db: &FileDb) -> Result<Model, DbError> {
+    db.locked(|h| {
+        let sb = db.current(h)?;
+        let table = db.read_leases(h, sb)?;
+        let (mut stack, _) = db.read_newest(&*h.io, sb, usize::MAX)?;
+        stack.reverse();
+        let leases = table.iter().map(|(id, l)| (id, l.item.clone())).collect();
+        Ok(Model {
+            stack,
+            leases,
+            expiring: Vec::new(),
+        })
+    })
+}
+
+/// What the file must hold.
+#[derive(Debug, Clone, Default)]
+struct Model {
+    /// Acknowledged, unpopped, unleased items, oldest first.
+    stack: Vec<Vec<u8>>,
+    /// Held leases by id.
+    leases: BTreeMap<u64, Vec<u8>>,
+    /// Held leases whose deadline has passed: the next call that looks at leases puts them
+    /// back on top.
+    expiring: Vec<u64>,
+}
+
+impl Model {
+    /// The model once the expired leases are back on top, oldest lease first.
+    fn returned(&self) -> Model {
+        let mut m = self.clone();
+        for id in std::mem::take(&mut m.expiring) {
+            if let Some(item) = m.leases.remove(&id) {
+                m.stack.push(item);
+            }
+        }
+        m
+    }
+
+    /// The newest `n` held leases that have not expired, newest first, as `DbLease`s.
+    fn newest(&self, n: usize) -> Vec<DbLease> {
+        let live = self
+            .leases
+            .iter()
+            .filter(|(id, _)| !self.expiring.contains(id));
+        let leases = live.rev().take(n);
+        leases
+            .map(|(&id, item)| DbLease {
+                id: LeaseId(id),
+                item: item.clone(),
+            })
+            .collect()
+    }
+
+    fn same(&self, other: &Model) -> bool {
+        self.stack == other.stack && self.leases == other.leases
+    }
 }
 
 /// How an injected fault was met.
@@ -71,8 +166,7 @@ struct Tally {
 struct Run {
     vfs: SimVfs,
     db: Option<FileDb>,
-    /// Acknowledged, unpopped items, oldest first.
-    model: Vec<Vec<u8>>,
+    model: Model,
     errors: usize,
     checked_after_fault: bool,
 }
@@ -82,7 +176,7 @@ impl Run {
         let mut run = Run {
             vfs,
             db: None,
-            model: Vec::new(),
+            model: Model::default(),
             errors: 0,
             checked_after_fault: false,
         };
@@ -108,28 +202,35 @@ impl Run {
 
     fn step(&mut self, step: Step) {
         match step {
-            Step::Push(names) => {
-                let items: Vec<Vec<u8>> = names.iter().map(|&n| item(n)).collect();
-                let refs: Vec<&[u8]> = items.iter().map(|i| i.as_slice()).collect();
-                match self.db().push_batch(&refs) {
-                    Ok(()) => self.model.extend(items),
-                    Err(e) => {
-                        assert_eq!(e.stored, 0, "FileDb batches are atomic: {e:?}");
-                        self.errors += 1;
-                    }
+            Step::Push(names) => self.push(names),
+            Step::Pop(n) => {
+                self.leasing_call(|db| db.pop_batch(n).map(|got| (got, Vec::new())));
+            }
+            Step::Lease(n) => {
+                let ttl = Duration::from_secs(60);
+                self.leasing_call(|db| db.pop_lease(n, ttl).map(|l| (Vec::new(), l)));
+            }
+            Step::Expiring(n) => {
+                let ok = self
+                    .leasing_call(|db| db.pop_lease(n, Duration::ZERO).map(|l| (Vec::new(), l)));
+                if ok && let Some((&id, _)) = self.model.leases.iter().next_back() {
+                    self.model.expiring.push(id);
                 }
             }
-            Step::Pop(n) => match self.db().pop_batch(n) {
-                Ok(got) => {
-                    let keep = self.model.len() - got.len();
-                    let mut want = self.model.split_off(keep);
-                    want.reverse();
-                    assert_eq!(got, want, "a pop returned other items than the newest");
+            Step::Ack(n) | Step::Release(n) => self.end_leases(step, n),
+            Step::AckStale => {
+                let before = self.model.clone();
+                match self.db().ack(&[LeaseId(3)]) {
+                    Err(DbError::LeaseExpired { count: 1 }) => self.model = before.returned(),
+                    Err(_) => {
+                        self.errors += 1;
+                        self.model = self.either(before.clone(), before.returned());
+                    }
+                    Ok(()) => panic!("an ack of an id never issued succeeded"),
                 }
-                Err(_) => self.errors += 1,
-            },
+            }
             Step::Len => match self.db().len() {
-                Ok(n) => assert_eq!(n, self.model.len() as u64, "len disagrees"),
+                Ok(n) => assert_eq!(n, self.model.stack.len() as u64, "len disagrees"),
                 Err(_) => self.errors += 1,
             },
             Step::Reopen => self.reopen(),
@@ -140,32 +241,127 @@ impl Run {
         }
     }
 
-    /// The file as a restarted process and as a restarted machine would find it holds
+    fn push(&mut self, names: &[u32]) {
+        let items: Vec<Vec<u8>> = names.iter().map(|&n| item(n)).collect();
+        let refs: Vec<&[u8]> = items.iter().map(|i| i.as_slice()).collect();
+        match self.db().push_batch(&refs) {
+            Ok(()) => self.model.stack.extend(items),
+            Err(e) => {
+                assert_eq!(e.stored, 0, "FileDb batches are atomic: {e:?}");
+                self.errors += 1;
+            }
+        }
+    }
+
+    /// A call that first puts expired leases back, then pops (the first of the pair) or
+    /// leases (the second) the newest items; returns whether it succeeded.
+    fn leasing_call(
+        &mut self,
+        call: impl FnOnce(&FileDb) -> Result<(Vec<Vec<u8>>, Vec<DbLease>), DbError>,
+    ) -> bool {
+        let before = self.model.clone();
+        let mut after = before.returned();
+        match call(self.db()) {
+            Ok((popped, leased)) => {
+                let got: Vec<Vec<u8>> = leased
+                    .iter()
+                    .map(|l| l.item.clone())
+                    .chain(popped)
+                    .collect();
+                let keep = after.stack.len() - got.len();
+                let mut want = after.stack.split_off(keep);
+                want.reverse();
+                assert_eq!(
+                    got, want,
+                    "a pop or lease returned other items than the newest"
+                );
+                after
+                    .leases
+                    .extend(leased.into_iter().map(|l| (l.id.0, l.item)));
+                self.model = after;
+                true
+            }
+            Err(_) => {
+                self.errors += 1;
+                self.model = self.either(before.clone(), before.returned());
+                false
+            }
+        }
+    }
+
+    /// Acks or releases the newest `n` held leases.
+    fn end_leases(&mut self, step: Step, n: usize) {
+        let leases = self.model.newest(n);
+        let ids: Vec<LeaseId> = leases.iter().map(|l| l.id).collect();
+        let before = self.model.clone();
+        let result = match step {
+            Step::Ack(_) => self.db().ack(&ids),
+            _ => self.db().release(&leases),
+        };
+        match result {
+            Ok(()) => {
+                let mut after = before.returned();
+                let mut ended: Vec<u64> = ids.iter().map(|id| id.0).collect();
+                ended.sort_unstable();
+                for id in ended {
+                    let item = after.leases.remove(&id).expect("held");
+                    if matches!(step, Step::Release(_)) {
+                        after.stack.push(item);
+                    }
+                }
+                self.model = after;
+            }
+            Err(e) => {
+                assert!(!matches!(e, DbError::LeaseExpired { .. }), "{e}");
+                self.errors += 1;
+                self.model = self.either(before.clone(), before.returned());
+            }
+        }
+    }
+
+    /// After a failed call that may or may not have put expired leases back first: the state
+    /// the file is really in, which must be one of the two.
+    fn either(&self, not_returned: Model, returned: Model) -> Model {
+        let found = open(&SimVfs::with_images(self.vfs.cache_images()))
+            .and_then(|db| inspect(&db))
+            .expect("the page cache opens after a failed call");
+        if found.same(&not_returned) {
+            not_returned
+        } else {
+            assert!(
+                found.same(&returned),
+                "a failed call left neither state: {found:?}"
+            );
+            returned
+        }
+    }
+
+    /// The files as a restarted process and as a restarted machine would find them hold
     /// exactly the model.
     fn check_images(&self, when: &str) {
-        for (which, image) in [
-            ("page cache", self.vfs.cache_image()),
-            ("durable image", self.vfs.durable_image()),
+        for (which, images) in [
+            ("page cache", self.vfs.cache_images()),
+            ("durable image", self.vfs.durable_images()),
         ] {
-            let db = open(&SimVfs::with_image(image))
-                .unwrap_or_else(|e| panic!("{when}, {which}: reopen failed: {e}"));
-            let mut want = self.model.clone();
-            want.reverse();
-            let got = db.pop_batch(usize::MAX).unwrap_or_else(|e| {
-                panic!(
-                    "{when}, {which}: pop without faults: {e}; image len {}",
-                    self.vfs.cache_image().len()
-                )
-            });
-            assert_eq!(
-                got.len(),
-                want.len(),
-                "{when}, {which}: {} items, expected {}",
-                got.len(),
-                want.len()
-            );
-            assert!(got == want, "{when}, {which}: wrong items or order");
+            self.check_image(when, which, images);
         }
+    }
+
+    fn check_image(&self, when: &str, which: &str, images: Images) {
+        let db = open(&SimVfs::with_images(images))
+            .unwrap_or_else(|e| panic!("{when}, {which}: reopen failed: {e}"));
+        let got = inspect(&db).unwrap_or_else(|e| panic!("{when}, {which}: inspect: {e}"));
+        let want = &self.model;
+        assert_eq!(
+            (got.stack.len(), got.leases.len()),
+            (want.stack.len(), want.leases.len()),
+            "{when}, {which}: (stack, leased) item counts"
+        );
+        assert!(
+            got.stack == want.stack,
+            "{when}, {which}: wrong items or order"
+        );
+        assert!(got.leases == want.leases, "{when}, {which}: wrong leases");
     }
 }
 
@@ -217,4 +413,34 @@ fn every_io_call_failing_once_loses_and_duplicates_nothing() {
     );
     assert!(points >= 150, "the workload covers too few calls: {points}");
     assert!(tally.reported > tally.absorbed, "{tally:?}");
+}
+
+/// A machine that crashes right after any sync of the fault-free run finds the state before
+/// the step in progress, the state after it, or (for a step that first returns expired
+/// leases) the state after that return: never a mix, such as a returned item that is also
+/// still leased.
+#[test]
+fn a_crash_after_any_sync_finds_a_state_the_calls_allowed() {
+    let vfs = SimVfs::default();
+    vfs.keep_durable_snapshots();
+    let mut run = Run::new(vfs);
+    let mut points = 0;
+    for &step in SCRIPT {
+        let before = run.model.clone();
+        run.step(step);
+        for images in run.vfs.take_durable_snapshots() {
+            let db = open(&SimVfs::with_images(images)).expect("a crash image opens");
+            let got = inspect(&db).expect("a crash image reads");
+            let allowed = [&before, &before.returned(), &run.model];
+            assert!(
+                allowed.iter().any(|m| m.same(&got)),
+                "{step:?}: a crash left {} stacked and {} leased items, a state no call allowed",
+                got.stack.len(),
+                got.leases.len()
+            );
+            points += 1;
+        }
+    }
+    assert_eq!(run.errors, 0);
+    assert!(points >= 40, "too few crash points: {points}");
 }

@@ -4,7 +4,11 @@
 use super::crc32c;
 
 pub(super) const MAGIC: [u8; 8] = *b"LIFOSTK\0";
+/// The version a new file gets: a stack without a lease log.
 pub(super) const VERSION: u32 = 1;
+/// The version of a file that has used leases: its slots may name a lease log, which a build
+/// that reads only version 1 would ignore (so it must refuse the file instead).
+pub(super) const VERSION_LEASES: u32 = 2;
 /// Size of the header page; item data starts here.
 pub(super) const DATA_START: u64 = 4096;
 /// The two superblock slots, in separate 512-byte sectors of the header page.
@@ -23,8 +27,10 @@ pub(super) struct Superblock {
     pub(super) op: u64,
     /// End of the live data: the top of the stack.
     pub(super) top: u64,
-    /// Items stored.
+    /// Items stored, not counting leased ones.
     pub(super) count: u64,
+    /// Length of the lease log (`<name>.leases`) that belongs to this state; 0: no leases.
+    pub(super) leases: u32,
 }
 
 impl Superblock {
@@ -33,28 +39,31 @@ impl Superblock {
         op: 1,
         top: DATA_START,
         count: 0,
+        leases: 0,
     };
 
-    /// The slot bytes: `op | top | count | crc | 0`.
+    /// The slot bytes: `op | top | count | crc | leases`.
     pub(super) fn encode(&self) -> [u8; SLOT_LEN] {
         let mut b = [0u8; SLOT_LEN];
         b[0..8].copy_from_slice(&self.op.to_le_bytes());
         b[8..16].copy_from_slice(&self.top.to_le_bytes());
         b[16..24].copy_from_slice(&self.count.to_le_bytes());
-        let crc = crc32c::checksum(&b[0..24]);
+        b[28..32].copy_from_slice(&self.leases.to_le_bytes());
+        let crc = slot_crc(&b);
         b[24..28].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Option<Superblock> {
-        let crc = u32::from_le_bytes(b.get(24..28)?.try_into().ok()?);
-        if crc32c::checksum(b.get(0..24)?) != crc {
+        let b = b.get(0..SLOT_LEN)?;
+        if slot_crc(b) != u32_at(b, 24) {
             return None;
         }
         let sb = Superblock {
             op: u64_at(b, 0),
             top: u64_at(b, 8),
             count: u64_at(b, 16),
+            leases: u32_at(b, 28),
         };
         (sb.top >= DATA_START).then_some(sb)
     }
@@ -63,6 +72,26 @@ impl Superblock {
     pub(super) fn slot_offset(&self) -> u64 {
         SLOT_OFFSETS[(self.op % 2) as usize]
     }
+}
+
+/// The checksum of a slot: bytes 0..24, and the lease-log length (28..32) when it is not
+/// zero, so a version-1 slot (zero there) checks out unchanged.
+fn slot_crc(b: &[u8]) -> u32 {
+    let crc = crc32c::checksum(&b[0..24]);
+    match u32_at(b, 28) {
+        0 => crc,
+        _ => crc32c::extend(crc, &b[28..32]),
+    }
+}
+
+/// The header's first 16 bytes for `version`: magic, version, checksum.
+pub(super) fn header_start(version: u32) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0..8].copy_from_slice(&MAGIC);
+    b[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32c::checksum(&b[0..12]);
+    b[12..16].copy_from_slice(&crc.to_le_bytes());
+    b
 }
 
 /// The little-endian `u32` at `b[i..i + 4]`; callers pass slices long enough.
@@ -134,10 +163,7 @@ pub(super) fn parse_record(bytes: &[u8], at: u64, limit: u64, rule: OpRule) -> O
 /// The header page of a file whose current state is `sb` (the other slot left zero).
 pub(super) fn header_page(sb: Superblock) -> Vec<u8> {
     let mut page = vec![0u8; DATA_START as usize];
-    page[0..8].copy_from_slice(&MAGIC);
-    page[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    let crc = crc32c::checksum(&page[0..12]);
-    page[12..16].copy_from_slice(&crc.to_le_bytes());
+    page[0..16].copy_from_slice(&header_start(VERSION));
     let slot = sb.slot_offset() as usize;
     page[slot..slot + SLOT_LEN].copy_from_slice(&sb.encode());
     page
@@ -178,7 +204,7 @@ pub(super) fn read_header(page: &[u8], file_len: u64) -> Header {
         return Header::BadChecksum;
     }
     let version = u32_at(page, 8);
-    if version != VERSION {
+    if !(VERSION..=VERSION_LEASES).contains(&version) {
         return Header::Version(version);
     }
     let slot = |o: u64| {

@@ -9,6 +9,8 @@ mod crc32c;
 mod fault_tests;
 mod format;
 mod io;
+mod lease_log;
+mod leasing;
 mod read_ahead;
 mod recovery;
 mod salvage;
@@ -16,12 +18,15 @@ mod salvage;
 mod sim;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use self::format::{REC_OVERHEAD, Superblock, encode_record};
 use self::io::{FileIo, StdVfs, Vfs};
 use self::read_ahead::ReadAhead;
 use self::recovery::{Found, damage, io_err, read_state};
-use crate::db::Db;
+use crate::db::mem::lease_result;
+use crate::db::{Db, DbLease, LeaseId};
 use crate::error::{DbError, PushBatchError};
 use crate::sync::Mutex;
 
@@ -48,6 +53,10 @@ pub struct FileDbOptions {
     /// On damage found at open, rebuild the file from every record that checks out instead
     /// of failing (default `false`). See [`FileDb::salvage`].
     pub salvage: bool,
+    /// On open, put every held lease back on top at once instead of at its deadline (default
+    /// `false`). Only for a file no other process uses while this one opens it: a lease a
+    /// live process holds would be delivered twice. See [`Db::pop_lease`].
+    pub return_leases_on_open: bool,
 }
 
 impl Default for FileDbOptions {
@@ -56,6 +65,7 @@ impl Default for FileDbOptions {
             max_item_len: 64 << 20,
             shared: true,
             salvage: false,
+            return_leases_on_open: false,
         }
     }
 }
@@ -78,6 +88,12 @@ impl FileDbOptions {
         self.salvage = salvage;
         self
     }
+
+    /// Sets [`return_leases_on_open`](Self::return_leases_on_open).
+    pub fn return_leases_on_open(mut self, on: bool) -> Self {
+        self.return_leases_on_open = on;
+        self
+    }
 }
 
 /// A durable LIFO [`Db`] in one file, written with std alone: the embedded default.
@@ -94,6 +110,16 @@ impl FileDbOptions {
 /// revived later, a pop that took effect is never reported as failed, and a pop reported as
 /// failed took nothing. The format, the recovery rules and these error-path rules are written
 /// down in `docs/FORMAT.md`.
+///
+/// Leases ([`Db::pop_lease`]) are native and survive a crash: leased items move into a lease
+/// log beside the file (`<name>.leases`, created on first use), named by the same superblock
+/// commit that takes them off the stack; a lease costs two syncs per call (log, then slot)
+/// whatever the batch size, an ack two (one when it ends the last held lease), a release
+/// three. A lease whose holder died comes back on top at its deadline (wall clock), noticed
+/// by the next call of any process sharing the file, or at open with
+/// [`FileDbOptions::return_leases_on_open`] (for a file only one process uses). The first
+/// lease marks the file as
+/// format version 2, which older builds refuse. `docs/FORMAT.md`, "Leases", has the details.
 ///
 /// Files that do not start with lifostore's magic are refused with
 /// [`DbError::NotADatabase`] and never written, whatever their size; a zero-length file is
@@ -118,6 +144,7 @@ impl FileDbOptions {
 #[derive(Debug)]
 pub struct FileDb {
     path: PathBuf,
+    vfs: Arc<dyn Vfs>,
     opts: FileDbOptions,
     handle: Mutex<Handle>,
     salvaged: Option<SalvageReport>,
@@ -127,6 +154,8 @@ pub struct FileDb {
 #[derive(Debug)]
 struct Handle {
     io: Box<dyn FileIo>,
+    /// The lease log (`<name>.leases`), opened on first use.
+    log: Option<Box<dyn FileIo>>,
     /// A state the durable superblock slots may not describe yet, because an operation failed
     /// after it began changing the file (or its commit hint could not be written). Settled
     /// before anything else; while it is set, the handle keeps the file lock so no other
@@ -168,22 +197,24 @@ impl FileDb {
     /// (the file is not a lifostore database; it is left untouched),
     /// [`DbError::UnsupportedVersion`], [`DbError::Corrupt`] (unless `options.salvage`).
     pub fn open_with(path: impl AsRef<Path>, options: FileDbOptions) -> Result<Self, DbError> {
-        Self::open_in(&StdVfs, path.as_ref(), options)
+        Self::open_in(Arc::new(StdVfs), path.as_ref(), options)
     }
 
     /// [`open_with`](Self::open_with) through `vfs`.
-    fn open_in(vfs: &dyn Vfs, path: &Path, options: FileDbOptions) -> Result<Self, DbError> {
+    fn open_in(vfs: Arc<dyn Vfs>, path: &Path, options: FileDbOptions) -> Result<Self, DbError> {
         let io = vfs.open(path).map_err(io_err("open", path))?;
         let db = FileDb {
             path: path.to_path_buf(),
+            vfs: vfs.clone(),
             opts: options,
             handle: Mutex::new(Handle {
                 io,
+                log: None,
                 unsettled: None,
             }),
             salvaged: None,
         };
-        match db.check_on_open(vfs) {
+        match db.check_on_open(&*vfs) {
             Ok(()) => Ok(db),
             Err(DbError::Corrupt { .. }) if db.opts.salvage => {
                 let opts = db.opts.clone();
@@ -207,7 +238,7 @@ impl FileDb {
         self.salvaged.as_ref()
     }
 
-    /// Number of items stored (reads the superblock).
+    /// Number of items stored and not leased (reads the superblock).
     pub fn len(&self) -> Result<u64, DbError> {
         self.locked(|h| Ok(self.current(h)?.count))
     }
@@ -247,6 +278,11 @@ impl FileDb {
             if sb.count > 0 {
                 let limit = self.opts.max_item_len;
                 ReadAhead::new(1).top_record(&*h.io, &self.path, limit, sb.top, sb.op)?;
+            }
+            let table = self.read_leases(h, sb)?;
+            if self.opts.return_leases_on_open && !table.is_empty() {
+                let ids: Vec<u64> = table.iter().map(|(id, _)| id).collect();
+                self.return_leases(h, sb, table, &ids)?;
             }
             Ok(())
         })
@@ -301,6 +337,18 @@ impl FileDb {
                 break;
             }
         }
+    }
+
+    /// Makes `after` the current state: its slot, then a sync. On failure the file is made
+    /// to say `before` again and the failure is reported.
+    fn commit(&self, h: &mut Handle, before: Superblock, after: Superblock) -> Result<(), DbError> {
+        if let Err(e) = h.io.write_at(&after.encode(), after.slot_offset()) {
+            return Err(self.undo(h, before, after, "write", e));
+        }
+        if let Err(e) = h.io.sync() {
+            return Err(self.undo(h, before, after, "sync", e));
+        }
+        Ok(())
     }
 
     /// An operation that began changing the file failed with `err` during `op`: undo it so
@@ -390,6 +438,7 @@ impl Db for FileDb {
                 op,
                 top: sb.top + buf.len() as u64,
                 count: sb.count + items.len() as u64,
+                leases: sb.leases,
             };
             if let Err(e) = h.io.write_at(&buf, sb.top) {
                 return Err(self.undo(h, sb, after, "write", e));
@@ -414,7 +463,7 @@ impl Db for FileDb {
             return Ok(Vec::new());
         }
         self.locked(|h| {
-            let sb = self.current(h)?;
+            let (sb, _) = self.leased_state(h)?;
             let (out, top) = self.read_newest(&*h.io, sb, max)?;
             if out.is_empty() {
                 return Ok(out);
@@ -423,13 +472,9 @@ impl Db for FileDb {
                 op: sb.op + 1,
                 top,
                 count: sb.count - out.len() as u64,
+                leases: sb.leases,
             };
-            if let Err(e) = h.io.write_at(&after.encode(), after.slot_offset()) {
-                return Err(self.undo(h, sb, after, "write", e));
-            }
-            if let Err(e) = h.io.sync() {
-                return Err(self.undo(h, sb, after, "sync", e));
-            }
+            self.commit(h, sb, after)?;
             self.shrink(&*h.io, top);
             Ok(out)
         })
@@ -445,5 +490,27 @@ impl Db for FileDb {
 
     fn max_item_len(&self) -> Option<usize> {
         Some(self.opts.max_item_len.min(u32::MAX as usize))
+    }
+
+    /// One append and sync of the lease log, then one slot and sync, whatever `max` (at most
+    /// 2^20 per call). The lease survives a crash; at its deadline any call of any process
+    /// sharing the file puts it back.
+    fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
+        self.lease_top(max, ttl)
+    }
+
+    /// Two syncs (log, then slot); one when it ends the last held lease.
+    fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
+        lease_result(self.ack_leases(ids)?)
+    }
+
+    /// Three syncs (log, records, slot); the items go back on top, oldest first.
+    fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
+        let ids: Vec<LeaseId> = leases.iter().map(|l| l.id).collect();
+        lease_result(self.release_leases(&ids)?)
+    }
+
+    fn native_leases(&self) -> bool {
+        true
     }
 }

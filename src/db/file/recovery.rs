@@ -79,7 +79,7 @@ fn header_error(path: &Path, page: &[u8], header: Header) -> DbError {
         Header::Version(found) => DbError::UnsupportedVersion {
             path: path.to_path_buf(),
             found,
-            supported: super::format::VERSION,
+            supported: super::format::VERSION_LEASES,
         },
         Header::BadChecksum => damage(path, 8, "header checksum mismatch"),
         _ => damage(
@@ -111,6 +111,7 @@ pub(super) fn roll_forward<E>(
         op: last,
         top: at,
         count: sb.count + rolled,
+        leases: sb.leases,
     })
 }
 

@@ -5,9 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    DATA_START, Header, OpRule, REC_OVERHEAD, Superblock, header_page, parse_record, read_header,
+    DATA_START, Header, OpRule, REC_OVERHEAD, Superblock, encode_record, header_page, parse_record,
+    read_header,
 };
 use super::io::{StdVfs, Vfs};
+use super::lease_log::{log_path, replay_prefix};
 use super::recovery::{backup_path, io_err, roll_forward, sibling};
 use super::{FileDb, FileDbOptions};
 use crate::error::DbError;
@@ -24,10 +26,12 @@ pub struct SalvageReport {
     pub original: Option<PathBuf>,
 }
 
-/// The region worth scanning and the newest operation whose records count.
+/// The region worth scanning, the newest operation whose records count, and the length of
+/// the lease log the current state names (`None`: no valid slot, read all that checks out).
 struct Scan {
     limit: u64,
     max_op: u64,
+    leases: Option<u32>,
 }
 
 /// See [`FileDb::salvage`].
@@ -36,11 +40,16 @@ pub(super) fn salvage(path: &Path, max_item_len: usize) -> Result<SalvageReport,
     let Some(scan) = plan(path, &bytes, max_item_len)? else {
         return Ok(SalvageReport::default()); // nothing was ever stored: open initialises it
     };
-    let (kept, count, dropped) = keep_valid_records(&bytes, &scan, max_item_len);
+    let (mut kept, mut count, dropped) = keep_valid_records(&bytes, &scan, max_item_len);
+    for item in leased_items(path, &scan) {
+        encode_record(&mut kept, scan.max_op.max(1), &item);
+        count += 1;
+    }
     let sb = Superblock {
         op: scan.max_op.saturating_add(1),
         top: DATA_START + kept.len() as u64,
         count,
+        leases: 0,
     };
     let mut out = header_page(sb);
     out.extend_from_slice(&kept);
@@ -48,6 +57,13 @@ pub(super) fn salvage(path: &Path, max_item_len: usize) -> Result<SalvageReport,
     let original = replace_checked(path, &tmp, &out, count, max_item_len);
     if original.is_err() {
         let _ = fs::remove_file(&tmp);
+    }
+    if original.is_ok() {
+        // The new file names no lease log; keep the old one beside it, as the original.
+        let log = log_path(path);
+        if log.exists() {
+            let _ = fs::rename(&log, backup_path(&log));
+        }
     }
     Ok(SalvageReport {
         kept: count,
@@ -77,12 +93,13 @@ fn plan(path: &Path, bytes: &[u8], max_item_len: usize) -> Result<Option<Scan>, 
             return Err(DbError::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found,
-                supported: super::format::VERSION,
+                supported: super::format::VERSION_LEASES,
             });
         }
         Header::BadChecksum | Header::Valid(None) => Scan {
             limit: len,
             max_op: u64::MAX - 2,
+            leases: None,
         },
         Header::Valid(Some(sb)) => {
             let rolled = roll_forward(sb, |at, op| {
@@ -92,10 +109,24 @@ fn plan(path: &Path, bytes: &[u8], max_item_len: usize) -> Result<Option<Scan>, 
             Scan {
                 limit: rolled.top.min(len),
                 max_op: rolled.op,
+                leases: Some(rolled.leases),
             }
         }
     };
     Ok(Some(scan))
+}
+
+/// The items of the leases held in the lease log beside `path`, oldest lease first: they go
+/// back on top of the salvaged stack, so salvage loses no leased item.
+fn leased_items(path: &Path, scan: &Scan) -> Vec<Vec<u8>> {
+    let Ok(mut log) = fs::read(log_path(path)) else {
+        return Vec::new();
+    };
+    if let Some(len) = scan.leases {
+        log.truncate(len as usize);
+    }
+    let table = replay_prefix(&log, path);
+    table.iter().map(|(_, held)| held.item.clone()).collect()
 }
 
 /// Walks the data region, keeping every record that checks out; returns the kept bytes, their

@@ -1,9 +1,10 @@
-//! A simulated disk behind the [`Vfs`] seam, for the fault-injection tests: one file with a
-//! page cache (what reads see) and a durable image (what survives power loss), a trace of
-//! every call, and one fault to inject at the k-th call.
+//! A simulated disk behind the [`Vfs`] seam, for the fault-injection tests: files (the stack
+//! file and its lease log), each with a page cache (what reads see) and a durable image (what
+//! survives power loss), a trace of every call, and one fault to inject at the k-th call.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::io::{FileIo, Vfs};
@@ -34,12 +35,25 @@ pub(super) enum Fault {
     LoseDirty,
 }
 
+/// Every file's bytes, by path.
+pub(super) type Images = BTreeMap<PathBuf, Vec<u8>>;
+
+/// One file: what reads see, and what survives a power loss.
+#[derive(Debug, Default)]
+struct Disk {
+    cache: Vec<u8>,
+    durable: Vec<u8>,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// `None` until the file is created.
-    cache: Option<Vec<u8>>,
-    durable: Vec<u8>,
+    /// The files created so far.
+    files: BTreeMap<PathBuf, Disk>,
     trace: Vec<Call>,
+    /// Whether to keep a copy of the durable images after every successful sync.
+    keep_durable: bool,
+    /// The copies kept, oldest first.
+    durable_log: Vec<Images>,
     /// Inject `Fault` at the call with this 1-based index.
     fault: Option<(usize, Fault)>,
     fired: bool,
@@ -50,11 +64,16 @@ struct State {
 pub(super) struct SimVfs(Arc<Mutex<State>>);
 
 impl SimVfs {
-    /// A disk whose file holds `bytes`, in the cache and durably.
-    pub(super) fn with_image(bytes: Vec<u8>) -> SimVfs {
+    /// A disk whose files hold `images`, in the cache and durably.
+    pub(super) fn with_images(images: Images) -> SimVfs {
         let vfs = SimVfs::default();
-        vfs.state().durable = bytes.clone();
-        vfs.state().cache = Some(bytes);
+        for (path, bytes) in images {
+            let disk = Disk {
+                cache: bytes.clone(),
+                durable: bytes,
+            };
+            vfs.state().files.insert(path, disk);
+        }
         vfs
     }
 
@@ -65,6 +84,17 @@ impl SimVfs {
     /// Injects `fault` at the `k`-th call from now on (1-based, counting the whole trace).
     pub(super) fn fail_at(&self, k: usize, fault: Fault) {
         self.state().fault = Some((k, fault));
+    }
+
+    /// Keeps a copy of the durable images after every successful sync from now on: the
+    /// crash points of a run.
+    pub(super) fn keep_durable_snapshots(&self) {
+        self.state().keep_durable = true;
+    }
+
+    /// The copies kept since the last call, oldest first.
+    pub(super) fn take_durable_snapshots(&self) -> Vec<Images> {
+        std::mem::take(&mut self.state().durable_log)
     }
 
     /// Every call so far.
@@ -78,13 +108,21 @@ impl SimVfs {
     }
 
     /// What a process restarted now would read (the page cache survives a process crash).
-    pub(super) fn cache_image(&self) -> Vec<u8> {
-        self.state().cache.clone().unwrap_or_default()
+    pub(super) fn cache_images(&self) -> Images {
+        let s = self.state();
+        s.files
+            .iter()
+            .map(|(p, d)| (p.clone(), d.cache.clone()))
+            .collect()
     }
 
     /// What a machine restarted after a power loss now would read.
-    pub(super) fn durable_image(&self) -> Vec<u8> {
-        self.state().durable.clone()
+    pub(super) fn durable_images(&self) -> Images {
+        let s = self.state();
+        s.files
+            .iter()
+            .map(|(p, d)| (p.clone(), d.durable.clone()))
+            .collect()
     }
 
     /// Records `call`; returns the fault to inject into it, if it is the chosen one.
@@ -107,13 +145,13 @@ fn injected() -> io::Error {
 }
 
 impl Vfs for SimVfs {
-    fn open(&self, _path: &Path) -> io::Result<Box<dyn FileIo>> {
+    fn open(&self, path: &Path) -> io::Result<Box<dyn FileIo>> {
         let (mut s, fault) = self.enter(Call::Open);
         if fault.is_some() {
             return Err(injected());
         }
-        s.cache.get_or_insert_with(Vec::new);
-        Ok(Box::new(SimFile(self.clone())))
+        s.files.entry(path.to_path_buf()).or_default();
+        Ok(Box::new(SimFile(self.clone(), path.to_path_buf())))
     }
 
     fn sync_dir(&self, _path: &Path) -> io::Result<()> {
@@ -124,9 +162,9 @@ impl Vfs for SimVfs {
     }
 }
 
-/// An open handle on the simulated file.
+/// An open handle on a simulated file.
 #[derive(Debug)]
-struct SimFile(SimVfs);
+struct SimFile(SimVfs, PathBuf);
 
 impl SimFile {
     /// Runs `f` on the cache unless the call is the one to fail.
@@ -139,7 +177,7 @@ impl SimFile {
         if fault.is_some() {
             return Err(injected());
         }
-        f(s.cache.get_or_insert_with(Vec::new))
+        f(&mut s.files.entry(self.1.clone()).or_default().cache)
     }
 }
 
@@ -162,7 +200,7 @@ impl FileIo for SimFile {
             Some(Fault::ShortWrite) => buf.len() / 2,
             Some(_) => return Err(injected()),
         };
-        let cache = s.cache.get_or_insert_with(Vec::new);
+        let cache = &mut s.files.entry(self.1.clone()).or_default().cache;
         let (at, end) = (at as usize, at as usize + n);
         if cache.len() < end {
             cache.resize(end, 0);
@@ -176,13 +214,19 @@ impl FileIo for SimFile {
 
     fn sync(&self) -> io::Result<()> {
         let (mut s, fault) = self.0.enter(Call::Sync);
+        let disk = s.files.entry(self.1.clone()).or_default();
         match fault {
             None => {
-                s.durable = s.cache.clone().unwrap_or_default();
+                disk.durable = disk.cache.clone();
+                if s.keep_durable {
+                    let images = s.files.iter().map(|(p, d)| (p.clone(), d.durable.clone()));
+                    let images = images.collect();
+                    s.durable_log.push(images);
+                }
                 Ok(())
             }
             Some(Fault::LoseDirty) => {
-                s.cache = Some(s.durable.clone());
+                disk.cache = disk.durable.clone();
                 Err(injected())
             }
             Some(_) => Err(injected()),

@@ -1,0 +1,130 @@
+//! Leases at the Db level: [`LeaseId`], [`DbLease`], and [`LeaseTable`], the in-memory table of
+//! held leases that [`MemDb`](super::mem::MemDb) keeps and [`FileDb`](super::file::FileDb)
+//! rebuilds from its lease log.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Names one leased item. Opaque: only the Db that issued it knows what it means.
+///
+/// Ids are unique per Db for its lifetime (FileDb: per file; Redis: per key; PostgreSQL: per
+/// table), so an ack of an old lease can never hit a newer lease on the same item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LeaseId(pub u64);
+
+/// An item taken by [`Db::pop_lease`](super::Db::pop_lease): invisible to other pops until it
+/// is acked (gone for good), released (back on top), or its deadline passes (back by itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbLease {
+    /// What [`ack`](super::Db::ack) and [`release`](super::Db::release) name it by.
+    pub id: LeaseId,
+    /// The item.
+    pub item: Vec<u8>,
+}
+
+/// Ids for the provided fallback, which keeps no table: unique within the process.
+static DETACHED_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Wraps items popped for good (newest first) as leases with process-unique ids: the
+/// fallback of [`Db::pop_lease`](super::Db::pop_lease).
+pub(crate) fn detached(items: Vec<Vec<u8>>) -> Vec<DbLease> {
+    items
+        .into_iter()
+        .map(|item| DbLease {
+            id: LeaseId(DETACHED_IDS.fetch_add(1, Ordering::Relaxed)),
+            item,
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch: lease deadlines are wall-clock stamps, because they are
+/// stored (FileDb's lease log) and compared by other processes.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The deadline of a lease taken at `now` for `ttl`, in epoch milliseconds.
+pub(crate) fn deadline_ms(now: u64, ttl: Duration) -> u64 {
+    now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One held lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Held {
+    /// The leased item.
+    pub(crate) item: Vec<u8>,
+    /// When it returns by itself, in epoch milliseconds.
+    pub(crate) deadline: u64,
+}
+
+/// The leases a Db holds, by id. Ids grow: within one `pop_lease`, the oldest item gets the
+/// smallest id, so returning leases in id order puts them back newest on top, as they were.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LeaseTable {
+    held: BTreeMap<u64, Held>,
+}
+
+impl LeaseTable {
+    /// Whether no lease is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Whether `id` is held.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.held.contains_key(&id)
+    }
+
+    /// The ids `items` (newest first) get when leased with next id `next`: the newest gets the
+    /// largest.
+    pub(crate) fn ids_for(next: u64, n: usize) -> impl Iterator<Item = u64> {
+        (0..n as u64).rev().map(move |i| next + i)
+    }
+
+    /// Holds `item` under `id` until `deadline`.
+    pub(crate) fn insert(&mut self, id: u64, item: Vec<u8>, deadline: u64) {
+        self.held.insert(id, Held { item, deadline });
+    }
+
+    /// Forgets `id`; returns its lease if it was held.
+    pub(crate) fn remove(&mut self, id: u64) -> Option<Held> {
+        self.held.remove(&id)
+    }
+
+    /// The ids whose deadline is at or before `now`, oldest lease first.
+    pub(crate) fn expired(&self, now: u64) -> Vec<u64> {
+        self.held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Every held lease, by ascending id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Held)> {
+        self.held.iter().map(|(&id, h)| (id, h))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_put_the_oldest_item_first_so_returns_restore_the_order() {
+        // pop_lease returns newest first: [c, b, a] gets ids [12, 11, 10].
+        let ids: Vec<u64> = LeaseTable::ids_for(10, 3).collect();
+        assert_eq!(ids, vec![12, 11, 10]);
+        let mut t = LeaseTable::default();
+        for (id, item) in ids.into_iter().zip([b"c", b"b", b"a"]) {
+            t.insert(id, item.to_vec(), 5);
+        }
+        let back: Vec<Vec<u8>> = t.iter().map(|(_, h)| h.item.clone()).collect();
+        assert_eq!(back, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(t.expired(4), Vec::<u64>::new());
+        assert_eq!(t.expired(5), vec![10, 11, 12]);
+    }
+}

@@ -1,0 +1,130 @@
+//! The lease contract every Db with native leases keeps, checked against one Db.
+
+use std::time::Duration;
+
+use lifostore::{Db, DbError, DbLease};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn items(leases: &[DbLease]) -> Vec<Vec<u8>> {
+    leases.iter().map(|l| l.item.clone()).collect()
+}
+
+fn expired_count(r: Result<(), DbError>) -> usize {
+    match r {
+        Err(DbError::LeaseExpired { count }) => count,
+        other => panic!("expected LeaseExpired, got {other:?}"),
+    }
+}
+
+/// Runs every check on `db`, which must be empty. `ttl` is a lease short enough to wait out.
+pub fn lease_contract(db: &dyn Db, ttl: Duration) {
+    assert!(db.native_leases());
+    hides_acks_and_releases(db);
+    release_restores_order(db);
+    release_goes_on_top(db);
+    expiry_returns_and_late_ack_fails(db, ttl);
+    assert_eq!(db.pop_batch(100).expect("drain"), Vec::<Vec<u8>>::new());
+}
+
+fn hides_acks_and_releases(db: &dyn Db) {
+    db.push_batch(&[b"a", b"b", b"c"]).expect("push");
+    let leased = db.pop_lease(2, LONG).expect("lease");
+    assert_eq!(items(&leased), vec![b"c".to_vec(), b"b".to_vec()]);
+    assert_ne!(leased[0].id, leased[1].id);
+    // Leased items are hidden from pops and from other leases.
+    assert_eq!(db.pop_batch(10).expect("pop"), vec![b"a".to_vec()]);
+    assert!(db.pop_lease(5, LONG).expect("lease empty").is_empty());
+    db.ack(&[leased[0].id]).expect("ack c");
+    db.release(&leased[1..]).expect("release b");
+    assert_eq!(
+        db.pop().expect("pop"),
+        Some(b"b".to_vec()),
+        "released on top"
+    );
+    assert_eq!(db.pop().expect("pop"), None, "acked is gone for good");
+    assert_eq!(expired_count(db.ack(&[leased[0].id])), 1, "ack twice");
+    assert_eq!(expired_count(db.release(&leased[1..])), 1, "release twice");
+}
+
+fn release_restores_order(db: &dyn Db) {
+    db.push_batch(&[b"1", b"2", b"3", b"4"]).expect("push");
+    let first = db.pop_lease(2, LONG).expect("lease");
+    db.push(b"5").expect("push above");
+    let second = db.pop_lease(1, LONG).expect("lease");
+    assert_eq!(items(&second), vec![b"5".to_vec()]);
+    // A release with one stale id still releases the others.
+    let mut both = first.clone();
+    both.push(DbLease {
+        id: lifostore::LeaseId(u64::MAX - 7),
+        item: b"never leased".to_vec(),
+    });
+    assert_eq!(expired_count(db.release(&both)), 1);
+    db.ack(&[second[0].id]).expect("ack 5");
+    let all = db.pop_batch(10).expect("pop all");
+    assert_eq!(
+        all,
+        vec![b"4".to_vec(), b"3".to_vec(), b"2".to_vec(), b"1".to_vec()]
+    );
+}
+
+/// A released item goes back on top, above items pushed while it was leased.
+fn release_goes_on_top(db: &dyn Db) {
+    db.push_batch(&[b"a", b"b"]).expect("push");
+    let leased = db.pop_lease(1, LONG).expect("lease b");
+    db.push(b"c").expect("push c");
+    db.release(&leased).expect("release b");
+    let all = db.pop_batch(10).expect("pop all");
+    assert_eq!(all, vec![b"b".to_vec(), b"c".to_vec(), b"a".to_vec()]);
+}
+
+fn expiry_returns_and_late_ack_fails(db: &dyn Db, ttl: Duration) {
+    db.push_batch(&[b"low", b"x"]).expect("push");
+    let short = db.pop_lease(1, ttl).expect("lease");
+    assert_eq!(items(&short), vec![b"x".to_vec()]);
+    let other = db.pop_lease(1, LONG).expect("lease low");
+    assert_eq!(items(&other), vec![b"low".to_vec()]);
+    // Waiting out a deadline: there is nothing to be woken by.
+    std::thread::sleep(ttl * 3);
+    let again = db.pop_lease(5, LONG).expect("lease again");
+    assert_eq!(
+        items(&again),
+        vec![b"x".to_vec()],
+        "expired lease returns; long one stays"
+    );
+    let err = db.ack(&[short[0].id]).expect_err("late ack");
+    assert!(err.to_string().contains("longer ttl"), "{err}");
+    db.ack(&[again[0].id, other[0].id]).expect("ack");
+}
+
+/// Figures, not assertions: items per second through `db` taking `batch` items per call,
+/// popping (`pop_batch`) against leasing then acking (`pop_lease` + `ack`), alternated five
+/// times in the same run; returns the medians (pop, lease+ack).
+pub fn lease_rates(db: &dyn Db, batch: usize, rounds: usize) -> (f64, f64) {
+    let item = [0x42u8; 100];
+    let items: Vec<&[u8]> = (0..batch * rounds).map(|_| &item[..]).collect();
+    let (mut pops, mut leases) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        db.push_batch(&items).expect("fill");
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            assert_eq!(db.pop_batch(batch).expect("pop").len(), batch);
+        }
+        pops.push((batch * rounds) as f64 / t.elapsed().as_secs_f64());
+        db.push_batch(&items).expect("fill");
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            let got = db.pop_lease(batch, LONG).expect("lease");
+            assert_eq!(got.len(), batch);
+            let ids: Vec<_> = got.iter().map(|l| l.id).collect();
+            db.ack(&ids).expect("ack");
+        }
+        leases.push((batch * rounds) as f64 / t.elapsed().as_secs_f64());
+    }
+    (median(pops), median(leases))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
