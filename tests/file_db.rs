@@ -345,6 +345,23 @@ fn threads_share_one_file_db() {
     assert_eq!(got.len(), 200);
 }
 
+/// Writes a1 a2, pops a2 (its slot is synced), pushes b1 b2 b3 and c1, and returns the file's
+/// bytes with the header page as it was before those two pushes: a power cut that lost their
+/// commit slots (a push's slot is only made durable by the next sync). The file holds, newest
+/// first, c1 b3 b2 b1 a1.
+fn push_batches_losing_their_slots(path: &Path) -> Vec<u8> {
+    let db = FileDb::open(path).unwrap();
+    db.push_batch(&[b"a1", b"a2"]).unwrap();
+    assert_eq!(db.pop().unwrap().unwrap(), b"a2"); // a pop: its slot is synced
+    let header_before = std::fs::read(path).unwrap()[..4096].to_vec();
+    db.push_batch(&[b"b1", b"b2", b"b3"]).unwrap();
+    db.push(b"c1").unwrap();
+    drop(db);
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[..4096].copy_from_slice(&header_before);
+    bytes
+}
+
 #[test]
 fn push_batches_whose_commit_slots_never_reached_the_disk_are_rolled_forward() {
     // A push syncs its records, then writes its slot without a sync (the next sync makes it
@@ -352,15 +369,7 @@ fn push_batches_whose_commit_slots_never_reached_the_disk_are_rolled_forward() {
     // header page as it was before them. Open must roll both batches forward.
     let dir = TempDir::new("rollforward");
     let path = dir.file("db.lifo");
-    let db = FileDb::open(&path).unwrap();
-    db.push_batch(&[b"a1", b"a2"]).unwrap();
-    assert_eq!(db.pop().unwrap().unwrap(), b"a2"); // a pop: its slot is synced
-    let header_before = std::fs::read(&path).unwrap()[..4096].to_vec();
-    db.push_batch(&[b"b1", b"b2", b"b3"]).unwrap();
-    db.push(b"c1").unwrap();
-    drop(db);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[..4096].copy_from_slice(&header_before);
+    let bytes = push_batches_losing_their_slots(&path);
     std::fs::write(&path, &bytes).unwrap();
     let db = FileDb::open(&path).unwrap();
     assert_eq!(db.len().unwrap(), 5);
@@ -382,15 +391,7 @@ fn salvage_keeps_push_batches_whose_commit_slots_were_lost() {
     // (which silently dropped b1..c1 before).
     let dir = TempDir::new("salvage-rollforward");
     let path = dir.file("db.lifo");
-    let db = FileDb::open(&path).unwrap();
-    db.push_batch(&[b"a1", b"a2"]).unwrap();
-    assert_eq!(db.pop().unwrap().unwrap(), b"a2");
-    let header_before = std::fs::read(&path).unwrap()[..4096].to_vec();
-    db.push_batch(&[b"b1", b"b2", b"b3"]).unwrap();
-    db.push(b"c1").unwrap();
-    drop(db);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[..4096].copy_from_slice(&header_before);
+    let mut bytes = push_batches_losing_their_slots(&path);
     bytes[4096 + 16] ^= 0xff; // the data of a1, the oldest record
     std::fs::write(&path, &bytes).unwrap();
     let report = FileDb::salvage(&path).unwrap();
