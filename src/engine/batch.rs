@@ -70,7 +70,7 @@ impl<D> Storage<D> {
     }
 
     /// `pop_batch` (`wait`) and `try_pop_batch` (not `wait`): memory, the in-flight batch,
-    /// then the Db, as `pop_inner` does for one item.
+    /// then the Db, as `pop_waiting` does for one item.
     fn pop_batch_inner(
         &self,
         token: &CancelToken,
@@ -124,8 +124,7 @@ impl<D> Storage<D> {
         drop(state);
         let answer = writer::call_db(|| self.core.db.pop_batch(max));
         let mut state = self.core.state.lock();
-        let shared = self.core.db.is_shared();
-        let answer = state.end_db_pop_batch(ticket, answer, shared, Instant::now());
+        let answer = state.end_db_pop_batch(ticket, answer, self.core.shared, Instant::now());
         self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
         (state, answer.map_err(Error::Db))
     }
@@ -204,9 +203,7 @@ impl<D> Storage<D> {
         let mut state = self.core.state.lock();
         loop {
             waiter.check(&state)?;
-            if state.is_failing()
-                && let Some(err) = state.refusing(cfg, Instant::now())
-            {
+            if let Some(err) = state.refusing(cfg) {
                 return Err(Error::Db(err.clone()));
             }
             if state.has_room_for_batch(cfg, items.len(), bytes) {
@@ -266,12 +263,8 @@ impl<D> Storage<D> {
         let mut state = self.core.state.lock();
         let refused = if state.is_closed() {
             Some(Error::Closed)
-        } else if state.is_failing() {
-            // The system clock only when the Db is failing, as in `push`.
-            let now = Instant::now();
-            state.refusing(cfg, now).map(|err| Error::Db(err.clone()))
         } else {
-            None
+            state.refusing(cfg).map(|err| Error::Db(err.clone()))
         };
         if let Some(error) = refused {
             return Err(TryPushError::Failed { item: data, error });

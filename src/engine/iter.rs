@@ -163,7 +163,7 @@ impl<D> Storage<D> {
         let Some(db_len) = writer::call_db(|| self.core.db.item_count())? else {
             return Ok(None);
         };
-        let shared = self.core.db.is_shared();
+        let shared = self.core.shared;
         Ok(Some(
             self.core.state.lock().end_len_probe(probe, db_len, shared),
         ))

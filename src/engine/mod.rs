@@ -473,11 +473,7 @@ impl<D> Storage<D> {
         let mut waiter = Waiter::new(&self.core, token, &self.core.pushers);
         loop {
             waiter.check(&state)?;
-            // The system clock only when the Db is failing: a push's own stamp comes from the
-            // coarse clock (`State::push`).
-            if state.is_failing()
-                && let Some(err) = state.refusing(cfg, Instant::now())
-            {
+            if let Some(err) = state.refusing(cfg) {
                 return Err(Error::Db(err.clone()));
             }
             if state.has_room(cfg, data.len()) {
@@ -501,16 +497,12 @@ impl<D> Storage<D> {
     pub fn pop(&self, token: &CancelToken) -> Result<Vec<u8>, Error> {
         live(token)?;
         let mut state = self.core.state.lock();
-        if !state.is_closed()
-            && let Some(item) = state.take_newest()
-        {
-            // The common case, straight through (as in `pop_inner`, without its frame).
-            self.core.pushers.notify_one();
+        if let Some(item) = self.take_at_once(&mut state) {
             return Ok(item);
         }
         match self.pop_waiting(token, true, state)? {
             Some(item) => Ok(item),
-            // pop_inner only returns None when told not to wait.
+            // pop_waiting only returns None when told not to wait.
             None => Err(Error::Closed),
         }
     }
@@ -528,33 +520,33 @@ impl<D> Storage<D> {
     /// So it returns within a few Db round trips. Errors: [`Error::Closed`], [`Error::Db`];
     /// on every error nothing was taken.
     pub fn try_pop(&self) -> Result<Option<Vec<u8>>, Error> {
-        self.pop_inner(&CancelToken::new(), false)
-    }
-
-    /// `pop` (`wait`) and `try_pop` (not `wait`): memory first, then the in-flight batch, then
-    /// the Db.
-    fn pop_inner(&self, token: &CancelToken, wait: bool) -> Result<Option<Vec<u8>>, Error> {
-        live(token)?;
         let mut state = self.core.state.lock();
-        if !state.is_closed()
-            && let Some(item) = state.take_newest()
-        {
-            // The common case, straight through: the newest item is in memory.
-            self.core.pushers.notify_one();
+        if let Some(item) = self.take_at_once(&mut state) {
             return Ok(Some(item));
         }
-        self.pop_waiting(token, wait, state)
+        // A token of its own that nobody can end: try_pop waits only for work under way.
+        self.pop_waiting(&CancelToken::new(), false, state)
     }
 
-    /// `pop_inner` when memory had nothing to give at once: the in-flight batch, the Db, or
-    /// a wait for a push.
+    /// The common case of `pop` and `try_pop`, straight through: the storage is open and the
+    /// newest item is in memory.
+    fn take_at_once(&self, state: &mut State) -> Option<Vec<u8>> {
+        if state.is_closed() {
+            return None;
+        }
+        let item = state.take_newest()?;
+        self.core.pushers.notify_one();
+        Some(item)
+    }
+
+    /// `pop` and `try_pop` when memory had nothing to give at once: the in-flight batch, the
+    /// Db, or (`wait`) a wait for a push.
     fn pop_waiting<'a>(
         &'a self,
         token: &CancelToken,
         wait: bool,
         mut state: MutexGuard<'a, State>,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let shared = self.core.shared;
         let mut waiter = Waiter::new(&self.core, token, &self.core.poppers);
         let mut spins = 0;
         loop {
@@ -571,7 +563,7 @@ impl<D> Storage<D> {
             }
             match state.db_pop_step(&self.core.cfg, Instant::now()) {
                 DbPopStep::Call(ticket) => {
-                    let (guard, answer) = self.pop_from_db(state, ticket, shared);
+                    let (guard, answer) = self.pop_from_db(state, ticket);
                     state = guard;
                     if let Some(item) = answer? {
                         return Ok(Some(item));
@@ -601,12 +593,11 @@ impl<D> Storage<D> {
         &'a self,
         state: MutexGuard<'a, State>,
         ticket: DbPopTicket,
-        shared: bool,
     ) -> (MutexGuard<'a, State>, Result<Option<Vec<u8>>, Error>) {
         drop(state);
         let answer = writer::call_db(|| self.core.db.pop());
         let mut state = self.core.state.lock();
-        let answer = state.end_db_pop(ticket, answer, shared, Instant::now());
+        let answer = state.end_db_pop(ticket, answer, self.core.shared, Instant::now());
         self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
         (state, answer.map_err(Error::Db))
     }

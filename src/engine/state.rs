@@ -292,11 +292,6 @@ impl State {
         !self.closed && self.failing.is_none() && self.has_room(cfg, len)
     }
 
-    /// Whether the Db is failing (then `push` checks [`refusing`](Self::refusing)).
-    pub(crate) fn is_failing(&self) -> bool {
-        self.failing.is_some()
-    }
-
     /// Whether a batch of `n` items and `len` bytes fits now. A batch the caller checked
     /// against the capacity always fits an empty buffer, as one item does.
     pub(crate) fn has_room_for_batch(&self, cfg: &Config, n: usize, len: usize) -> bool {
@@ -325,11 +320,13 @@ impl State {
     }
 
     /// Whether a Db that keeps failing already broke the window for a held item: then a new
-    /// push cannot be promised either, and is refused with the Db's error.
-    pub(crate) fn refusing(&self, cfg: &Config, now: Instant) -> Option<&DbError> {
+    /// push cannot be promised either, and is refused with the Db's error. Reads the system
+    /// clock only while the Db is failing: a push's own stamp comes from the coarse clock.
+    pub(crate) fn refusing(&self, cfg: &Config) -> Option<&DbError> {
         let failure = self.failing.as_ref()?;
         let oldest = self.oldest_held()?;
-        cfg.past_window(oldest, now).then_some(&failure.last)
+        cfg.past_window(oldest, Instant::now())
+            .then_some(&failure.last)
     }
 
     /// When a blocked push should re-check [`refusing`](Self::refusing) on its own.
