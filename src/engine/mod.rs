@@ -454,6 +454,7 @@ impl<D> Storage<D> {
 
     /// Puts `data` on top and wakes whoever it concerns: a popper, and the flusher when the
     /// buffer wants an early write or the coarse clock needs its ticks again.
+    #[inline]
     fn push_locked(&self, state: &mut State, data: Vec<u8>, waited: bool) {
         let clock_idle = state.push(data, waited);
         if clock_idle || state.wants_early_write(&self.core.cfg) {
@@ -463,6 +464,7 @@ impl<D> Storage<D> {
     }
 
     /// `push` when the fast path could not take the item: waits for room, or reports why not.
+    #[inline(never)]
     fn push_waiting(
         &self,
         token: &CancelToken,
@@ -541,6 +543,7 @@ impl<D> Storage<D> {
 
     /// `pop` and `try_pop` when memory had nothing to give at once: the in-flight batch, the
     /// Db, or (`wait`) a wait for a push.
+    #[inline(never)]
     fn pop_waiting<'a>(
         &'a self,
         token: &CancelToken,

@@ -206,6 +206,7 @@ impl State {
         }
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.closed
     }
@@ -216,6 +217,7 @@ impl State {
     }
 
     /// Whether a batch is in flight.
+    #[inline]
     pub(crate) fn is_writing(&self) -> bool {
         self.in_flight.is_some()
     }
@@ -226,6 +228,7 @@ impl State {
     }
 
     /// Items held in memory, buffered plus in flight.
+    #[inline]
     fn held(&self) -> usize {
         self.items.len() + self.in_flight.as_ref().map_or(0, |f| f.len)
     }
@@ -238,6 +241,7 @@ impl State {
     // ---- push ---------------------------------------------------------------------------
 
     /// Whether an item of `len` bytes fits now.
+    #[inline]
     pub(crate) fn has_room(&self, cfg: &Config, len: usize) -> bool {
         cfg.has_room(self.capacity, self.held(), self.bytes, len)
     }
@@ -245,6 +249,7 @@ impl State {
     /// Puts `data` on top, stamped with the coarse clock; `waited` says whether the push had
     /// to wait for room. Returns `true` when the clock was idle: the push read the system
     /// clock and the flusher must be woken to keep the clock ticking.
+    #[inline]
     pub(crate) fn push(&mut self, data: Vec<u8>, waited: bool) -> bool {
         let (now, idle) = match self.clock {
             Some(now) => (now, false),
@@ -288,6 +293,7 @@ impl State {
 
     /// The common case of a push, decided at once: the storage is open, the Db is not failing
     /// and there is room for an item of `len` bytes.
+    #[inline]
     pub(crate) fn accepts(&self, cfg: &Config, len: usize) -> bool {
         !self.closed && self.failing.is_none() && self.has_room(cfg, len)
     }
@@ -315,6 +321,7 @@ impl State {
     }
 
     /// No batch is in flight and the buffer is half full: the flusher should write early.
+    #[inline]
     pub(crate) fn wants_early_write(&self, cfg: &Config) -> bool {
         !self.is_writing() && cfg.under_pressure(self.capacity, self.held(), self.bytes)
     }
@@ -347,6 +354,7 @@ impl State {
     // ---- pop ----------------------------------------------------------------------------
 
     /// Removes and returns the newest buffered item.
+    #[inline]
     pub(crate) fn take_newest(&mut self) -> Option<Vec<u8>> {
         let entry = self.items.pop_back()?;
         self.bytes -= entry.data.len();
