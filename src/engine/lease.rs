@@ -98,6 +98,16 @@ impl Leases {
         due
     }
 
+    /// The earliest deadline of a lease a native Db holds, if any is held: the Db may hold
+    /// such an item again from then on.
+    pub(crate) fn earliest_in_db(&self) -> Option<Instant> {
+        self.held
+            .values()
+            .filter(|h| matches!(h.what, What::InDb))
+            .map(|h| h.deadline)
+            .min()
+    }
+
     /// The earliest deadline of a held lease (or a bit earlier).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.next_deadline
@@ -234,7 +244,7 @@ impl Lease {
     ///     // ... do the work (idempotently: a lease can expire) ...
     ///     lease.ack()?;
     /// }
-    /// assert!(storage.is_empty()?);
+    /// assert_eq!(storage.try_pop()?, None);
     /// # Ok(())
     /// # }
     /// ```
@@ -468,6 +478,7 @@ impl Take for Leasing {
         let (key, earliest) = state
             .leases()
             .insert(deadline + DB_CLOCK_MARGIN, What::InDb);
+        state.db_may_have_grown(); // the Db's count is not the storage's to keep any more
         if earliest {
             core.flusher.notify_one();
         }

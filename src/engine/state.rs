@@ -161,6 +161,11 @@ pub(crate) struct State {
     /// before `shared_poll` has passed or a write of ours has landed (one re-check per interval
     /// for the whole storage, however many poppers wait).
     shared_db_empty_at: Option<(u64, Instant)>,
+    /// A Db answered "empty" at this epoch while leases it holds for us were outstanding:
+    /// they may come back by themselves at the instant given (the earliest of their
+    /// deadlines), so no pop asks again before then (or before the epoch moves). The count
+    /// stays unknown meanwhile: a Db pop may return such an item, which the count never held.
+    lease_recheck: Option<(u64, Instant)>,
     /// Db pop calls under way.
     db_pops: usize,
     /// While `db_count` is unknown: how many Db pops may run at once. Starts at 1 (a probe),
@@ -202,6 +207,7 @@ impl State {
             db_epoch: 0,
             db_count: None,
             shared_db_empty_at: None,
+            lease_recheck: None,
             db_pops: 0,
             db_pop_limit: 1,
             closed: false,
@@ -409,7 +415,7 @@ impl State {
             && self.db_pops == 0
             && probe.epoch == self.db_epoch
             && probe.db_pop_calls == self.counters.db_pop_calls;
-        if quiet && !shared {
+        if quiet && !shared && self.leases.earliest_in_db().is_none() {
             self.db_count = Some(db_len);
         }
         db_len + self.held() as u64
@@ -417,9 +423,16 @@ impl State {
 
     /// Whether a pop that found memory empty should call the Db now.
     pub(crate) fn db_pop_step(&mut self, cfg: &Config, now: Instant) -> DbPopStep {
-        let recheck_at = self
+        let shared_at = self
             .shared_db_empty_at
             .and_then(|(epoch, at)| (epoch == self.db_epoch).then_some(at + cfg.shared_poll));
+        let lease_at = self
+            .lease_recheck
+            .and_then(|(epoch, at)| (epoch == self.db_epoch).then_some(at));
+        let recheck_at = match (shared_at, lease_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let db_empty = self.db_count == Some(0);
         let due = recheck_at.is_none_or(|t| now >= t);
         if !db_empty
@@ -485,6 +498,9 @@ impl State {
                 self.db_pop_limit = 1;
                 if shared {
                     self.shared_db_empty_at = Some((ticket.epoch, now));
+                } else if let Some(at) = self.leases.earliest_in_db() {
+                    // Leases the Db holds for us may come back by themselves: no count.
+                    self.lease_recheck = Some((ticket.epoch, at));
                 } else if self.db_epoch == ticket.epoch {
                     // Only if no batch landed meanwhile. And another Db pop under way may have
                     // taken items the count still holds (its answer subtracts them later): then
@@ -540,10 +556,11 @@ impl State {
         });
     }
 
-    /// A lease a native Db holds went back to the Db, or may have (released, or past its
-    /// deadline): the Db may hold more than the storage counted. The count is forgotten (a
-    /// pop asks the Db again) and the epoch moves, so a Db pop under way that found the Db
-    /// empty does not teach a count of zero.
+    /// A lease a native Db holds was taken, or went back to the Db, or may have (released, or
+    /// past its deadline): the Db may hold more than the storage counted, by itself. The count
+    /// is forgotten (a pop asks the Db again; it is not learned again while such leases are
+    /// held) and the epoch moves, so a Db pop under way that found the Db empty does not
+    /// teach a count of zero.
     pub(crate) fn db_may_have_grown(&mut self) {
         self.db_epoch += 1;
         self.db_count = None;
