@@ -426,8 +426,9 @@ pub struct Stats {
     /// Items in the Db, when the storage knows its count exactly (no Db call): for a Db not
     /// shared with other processes, once a pop found it empty or [`Storage::len`] counted it.
     pub db_len: Option<u64>,
-    /// Leases taken with [`Storage::pop_lease`] / [`Storage::try_pop_lease`] (not counted in
-    /// `pops`).
+    /// Leases taken with [`Storage::pop_lease`] / [`Storage::try_pop_lease`]. A lease taken
+    /// from memory is not a pop; one taken from the Db also counts in `pops` and
+    /// `pops_from_db`, as the answer of a Db pop call.
     pub leases: u64,
     /// Leases held now: taken, and not yet acked, released or expired. Their items are not
     /// counted in `buffered_items` nor in [`Storage::len`].
