@@ -423,3 +423,26 @@ fn many_threads_over_a_fallback_db_ack_every_item_exactly_once() {
         acked_exactly_once(s, 4000);
     });
 }
+
+/// A FileDb only this process uses (`shared(false)`): leases a dead process held come back at
+/// their deadline with nobody pushing; the storage must ask the Db again then, not conclude
+/// from an empty answer that it stays empty.
+#[test]
+fn an_unshared_filedb_returns_a_dead_process_lease_to_a_blocked_pop() {
+    let dir = temp_dir("adopt");
+    let path = dir.join("s.lifo");
+    {
+        let db = FileDb::open(&path).expect("open");
+        db.push_batch(&[b"1", b"2"]).expect("push");
+        let held = db.pop_lease(1, Duration::from_millis(150)).expect("lease");
+        assert_eq!(held[0].item, b"2");
+    } // the process "dies" holding the lease
+    let options = lifostore::FileDbOptions::default().shared(false);
+    let s = Storage::builder().open_with(&path, options).expect("open");
+    let t = token_for(Duration::from_secs(5));
+    assert_eq!(s.pop(&t).expect("pop"), b"1");
+    assert_eq!(s.try_pop().expect("try_pop"), None, "2 is still leased");
+    assert_eq!(s.pop(&t).expect("back at its deadline"), b"2");
+    drop(s);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::state::{Core, State};
 use super::{Storage, Take, writer};
@@ -73,6 +73,13 @@ impl Leases {
             self.next_deadline = Some(deadline);
         }
         (self.next_key, earliest)
+    }
+
+    /// Tracks a lease the Db held when the storage was built (a process that died held it):
+    /// not taken by this storage, but it comes back by itself at `deadline`.
+    fn adopt(&mut self, deadline: Instant) {
+        self.insert(deadline, What::InDb);
+        self.taken -= 1;
     }
 
     /// Stops tracking `key`; its lease, if it was still held.
@@ -408,6 +415,19 @@ pub(crate) fn sweep_and_tick(core: &Core, state: &mut State, now: Instant) -> Op
     match (tick, state.leases().next_deadline()) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// Tracks the leases a Db not shared with other processes held when the storage was built
+/// (`deadlines`, from [`Db::held_lease_deadlines`](crate::Db::held_lease_deadlines)): their
+/// items come back by themselves, so until then the storage keeps no count of the Db and asks
+/// it again at each deadline.
+pub(crate) fn adopt_db_leases(core: &Core, deadlines: Vec<SystemTime>) {
+    let mut state = core.state.lock();
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    for at in deadlines {
+        let ahead = at.duration_since(wall).unwrap_or(Duration::ZERO);
+        state.leases().adopt(now + ahead + DB_CLOCK_MARGIN);
     }
 }
 

@@ -298,8 +298,9 @@ impl<D> StorageBuilder<D> {
 impl<D: Db + 'static> StorageBuilder<D> {
     /// Builds a storage over `db` and starts its flusher thread.
     ///
-    /// Fails with [`Error::FlusherUnavailable`] if the OS refuses to start the thread; `db`
-    /// is dropped then.
+    /// Fails with [`Error::FlusherUnavailable`] if the OS refuses to start the thread, or
+    /// [`Error::Db`] if a Db not shared with other processes cannot say which leases it holds
+    /// ([`Db::held_lease_deadlines`]); `db` is dropped then.
     pub fn build(self, db: D) -> Result<Storage<D>, Error> {
         let mut config = self.config();
         // Never accept an item the Db states it could not store: it would fail every batch.
@@ -310,6 +311,9 @@ impl<D: Db + 'static> StorageBuilder<D> {
         let hook = self.dead_letter.clone();
         let erased = Arc::clone(&db) as Arc<dyn Db>;
         let core = Arc::new(Core::new(config, erased, hook, self.lease_ttl));
+        if core.native_leases && !core.shared {
+            lease::adopt_db_leases(&core, db.held_lease_deadlines()?);
+        }
         let thread_core = Arc::clone(&core);
         let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {
             flusher::run(thread_core)
@@ -430,8 +434,10 @@ pub struct Stats {
     /// from memory is not a pop; one taken from the Db also counts in `pops` and
     /// `pops_from_db`, as the answer of a Db pop call.
     pub leases: u64,
-    /// Leases held now: taken, and not yet acked, released or expired. Their items are not
-    /// counted in `buffered_items` nor in [`Storage::len`].
+    /// Leases held now: taken, and not yet acked, released or expired (plus, over a Db not
+    /// shared with other processes, the leases it held when the storage was built, until
+    /// their deadline). Their items are not counted in `buffered_items` nor in
+    /// [`Storage::len`].
     pub leases_held: usize,
     /// Leases whose deadline passed before an ack or a release (their items went back).
     pub leases_expired: u64,
