@@ -469,7 +469,7 @@ impl Take for Leasing {
 
     /// A memory lease on the newest buffered item. Default deadline: when the flusher would
     /// have started writing it, but at least a sixteenth of the window from now.
-    fn from_memory(&self, core: &Arc<Core>, state: &mut State) -> Option<Lease> {
+    fn take_from_memory(&self, core: &Arc<Core>, state: &mut State) -> Option<Lease> {
         let now = Instant::now();
         expire_due(core, state, now);
         let (data, pushed_at) = state.take_newest_for_lease()?;
@@ -482,7 +482,7 @@ impl Take for Leasing {
         Some(hold_item(core, state, data, pushed_at, deadline))
     }
 
-    fn from_db(&self, core: &Arc<Core>) -> Result<Option<DbLease>, DbError> {
+    fn take_from_db(&self, core: &Arc<Core>) -> Result<Option<DbLease>, DbError> {
         Ok(core.db.pop_lease(1, db_ttl(core))?.into_iter().next())
     }
 

@@ -605,7 +605,7 @@ impl<D> Storage<D> {
         let mut spins = 0;
         loop {
             waiter.check(&state)?;
-            if let Some(item) = take.from_memory(&self.core, &mut state) {
+            if let Some(item) = take.take_from_memory(&self.core, &mut state) {
                 self.core.pushers.notify_one();
                 return Ok(Some(item));
             }
@@ -650,7 +650,7 @@ impl<D> Storage<D> {
         take: &T,
     ) -> (MutexGuard<'a, State>, Result<Option<T::Out>, Error>) {
         drop(state);
-        let answer = writer::call_db(|| take.from_db(&self.core));
+        let answer = writer::call_db(|| take.take_from_db(&self.core));
         let mut state = self.core.state.lock();
         let answer = state.end_db_pop(ticket, answer, self.core.shared, Instant::now());
         self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
@@ -716,9 +716,9 @@ trait Take {
     /// What the caller gets.
     type Out;
     /// Takes the newest buffered item (lock held).
-    fn from_memory(&self, core: &Arc<Core>, state: &mut State) -> Option<Self::Out>;
+    fn take_from_memory(&self, core: &Arc<Core>, state: &mut State) -> Option<Self::Out>;
     /// One Db call (lock released).
-    fn from_db(&self, core: &Arc<Core>) -> Result<Option<Self::Raw>, DbError>;
+    fn take_from_db(&self, core: &Arc<Core>) -> Result<Option<Self::Raw>, DbError>;
     /// Turns the Db's answer into what the caller gets (lock held again).
     fn settle(&self, core: &Arc<Core>, state: &mut State, raw: Self::Raw) -> Self::Out;
 }
@@ -730,11 +730,11 @@ impl Take for Popping {
     type Raw = Vec<u8>;
     type Out = Vec<u8>;
 
-    fn from_memory(&self, _: &Arc<Core>, state: &mut State) -> Option<Vec<u8>> {
+    fn take_from_memory(&self, _: &Arc<Core>, state: &mut State) -> Option<Vec<u8>> {
         state.take_newest()
     }
 
-    fn from_db(&self, core: &Arc<Core>) -> Result<Option<Vec<u8>>, DbError> {
+    fn take_from_db(&self, core: &Arc<Core>) -> Result<Option<Vec<u8>>, DbError> {
         core.db.pop()
     }
 
