@@ -453,3 +453,30 @@ fn an_unshared_filedb_returns_a_dead_process_lease_to_a_blocked_pop() {
     drop(s);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A released item keeps its push stamp: back on top, it is written when it comes due, with
+/// the newer items below it, so it still reaches the Db within the window of its own push.
+#[test]
+fn a_released_item_reaches_the_db_within_the_window_of_its_push() {
+    let window = Duration::from_secs(1);
+    let db = Arc::new(MemDb::new());
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .lease_ttl(Duration::from_secs(60))
+        .build(Arc::clone(&db))
+        .expect("build");
+    let t = CancelToken::new();
+    let pushed = Instant::now();
+    s.push(&t, "old").expect("push");
+    let lease = s.pop_lease(&t).expect("lease");
+    std::thread::sleep(window * 2 / 5);
+    s.push(&t, "newer").expect("push"); // on its own, due only after the old item's window
+    lease.release();
+    eventually(window * 2, "both in the Db", || db.len() == 2);
+    assert!(
+        pushed.elapsed() < window,
+        "the released item reached the Db {:?} after its push",
+        pushed.elapsed()
+    );
+    assert_eq!(s.try_pop().expect("pop"), Some(b"old".to_vec()), "still on top");
+}
