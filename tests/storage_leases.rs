@@ -478,5 +478,9 @@ fn a_released_item_reaches_the_db_within_the_window_of_its_push() {
         "the released item reached the Db {:?} after its push",
         pushed.elapsed()
     );
-    assert_eq!(s.try_pop().expect("pop"), Some(b"old".to_vec()), "still on top");
+    assert_eq!(
+        s.try_pop().expect("pop"),
+        Some(b"old".to_vec()),
+        "still on top"
+    );
 }

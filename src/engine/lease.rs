@@ -482,8 +482,16 @@ impl Take for Leasing {
         Some(hold_item(core, state, data, pushed_at, deadline))
     }
 
+    /// One lease from the Db. A Db that answers with more than asked gets the extra ones
+    /// released at once (under the fallback they left the Db: they go back).
     fn take_from_db(&self, core: &Arc<Core>) -> Result<Option<DbLease>, DbError> {
-        Ok(core.db.pop_lease(1, db_ttl(core))?.into_iter().next())
+        let mut leases = core.db.pop_lease(1, db_ttl(core))?;
+        if leases.len() > 1 {
+            let extra = leases.split_off(1);
+            // If this fails, a native Db returns them at their deadline.
+            let _ = core.db.release(&extra);
+        }
+        Ok(leases.pop())
     }
 
     /// A native Db lease is tracked by its deadline only; a fallback one holds its item here,
