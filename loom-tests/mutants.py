@@ -43,7 +43,11 @@ M = {
  'M8 a registration is never removed': ('src/token.rs',
    'st.waiters.swap_remove(pos);', 'let _ = pos;'),
  'M9 pop takes the oldest buffered item': ('src/engine/state.rs',
-   'let entry = self.items.pop_back()?;', 'let entry = self.items.pop_front()?;'),
+   '''        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        self.counters.pops_from_memory += 1;''', '''        let entry = self.items.pop_front()?;
+        self.bytes -= entry.data.len();
+        self.counters.pops_from_memory += 1;'''),
  'M10 a landed batch wakes nobody': ('src/engine/writer.rs',
    '    core.notify_everyone();\n    if !poison.is_empty()', '    if !poison.is_empty()'),
  'M12 a poison item is retried like a transient failure': ('src/engine/poison.rs',
