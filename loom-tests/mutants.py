@@ -43,7 +43,11 @@ M = {
  'M8 a registration is never removed': ('src/token.rs',
    'st.waiters.swap_remove(pos);', 'let _ = pos;'),
  'M9 pop takes the oldest buffered item': ('src/engine/state.rs',
-   'let entry = self.items.pop_back()?;', 'let entry = self.items.pop_front()?;'),
+   '''        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        self.counters.pops_from_memory += 1;''', '''        let entry = self.items.pop_front()?;
+        self.bytes -= entry.data.len();
+        self.counters.pops_from_memory += 1;'''),
  'M10 a landed batch wakes nobody': ('src/engine/writer.rs',
    '    core.notify_everyone();\n    if !poison.is_empty()', '    if !poison.is_empty()'),
  'M12 a poison item is retried like a transient failure': ('src/engine/poison.rs',
@@ -70,6 +74,31 @@ M = {
    'g.until.filter(|at| g.arrived < g.released && now < *at)', 'g.until.filter(|_| false)'),
  'M19 a popper spins without bound instead of parking': ('src/engine/mod.rs',
    'DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {', 'DbPopStep::Wait { .. } if spins < u32::MAX => {'),
+ 'M20 a memory lease takes the oldest buffered item': ('src/engine/state.rs',
+   '''        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        Some((entry.data, entry.pushed_at))''', '''        let entry = self.items.pop_front()?;
+        self.bytes -= entry.data.len();
+        Some((entry.data, entry.pushed_at))'''),
+ 'M21 a released item goes to the bottom of memory': ('src/engine/state.rs',
+   '''        self.items.push_back(Entry {
+            seq,
+            pushed_at,
+            data,
+        });''', '''        self.items.push_front(Entry {
+            seq,
+            pushed_at,
+            data,
+        });'''),
+ 'M22 an ack succeeds for a lease that already expired': ('src/engine/lease.rs',
+   '''        return if ack {
+            Err(Error::LeaseExpired)''', '''        return if ack {
+            Ok(())'''),
+ 'M23 a memory lease leaves a copy on the stack': ('src/engine/state.rs',
+   '''        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        Some((entry.data, entry.pushed_at))''', '''        let entry = self.items.back()?;
+        Some((entry.data.clone(), entry.pushed_at))'''),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {
