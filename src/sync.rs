@@ -150,6 +150,12 @@ mod imp {
     pub(crate) const SPIN_ROUNDS: u32 = 1;
 
     /// A yield, so loom schedules the other threads during the spin.
+    ///
+    /// loom never schedules a thread at the branch right after its yield: another runnable
+    /// thread first takes the step it was suspended before. A model whose racing thread is
+    /// suspended right before the event under test (a cancel, say) therefore always sees that
+    /// event start before the spinning caller parks; `blocked_pop_wakes_on_cancel` cancels from
+    /// a thread of its own for this reason.
     pub(crate) fn backoff(_round: u32) {
         loom::thread::yield_now();
     }

@@ -16,6 +16,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lifostore::testing::{FaultyDb, registrations};
 use lifostore::{CancelReason, CancelToken, Db, Error, MemDb, Storage, Unconfirmed};
@@ -226,21 +227,48 @@ fn blocked_pop_wakes_on_push() {
     });
 }
 
+/// Explored executions of `blocked_pop_wakes_on_cancel` whose cancel found the pop registered
+/// on the root (a plain std atomic: it counts across loom's iterations and is not modelled).
+static CANCELS_OF_A_REGISTERED_POP: AtomicUsize = AtomicUsize::new(0);
+
 /// A pop blocked on an empty storage wakes when its token is cancelled: no lost wakeup between
 /// the token check and the wait, and the registration is gone afterwards.
+///
+/// The cancel runs on a thread of its own, not on the model's main thread. The popper's spin
+/// round before it parks is a loom `yield_now` (`SPIN_ROUNDS` is 1 under loom), and loom never
+/// schedules a thread at the branch right after its yield: the other runnable thread must take
+/// its pending step first. Had the main thread cancelled, that pending step (right after the
+/// spawn) would be the cancel's first lock of the root, so every explored execution started the
+/// cancel before the pop registered: the pop never blocked and a lost wakeup in `Core::wake`
+/// (mutant M2) went unseen. A fresh thread's pending step is only its start. The count after the
+/// model checks that some execution did cancel a registered pop.
 #[test]
 fn blocked_pop_wakes_on_cancel() {
+    CANCELS_OF_A_REGISTERED_POP.store(0, Ordering::Relaxed);
     loom::model(|| {
         let s = storage();
         let root = CancelToken::new();
         let child = root.child();
         let popper = spawn_pop(&s, &child);
-        root.cancel();
+        let canceller = {
+            let root = root.clone();
+            loom::thread::spawn(move || {
+                if registrations(&root) > 0 {
+                    CANCELS_OF_A_REGISTERED_POP.fetch_add(1, Ordering::Relaxed);
+                }
+                root.cancel();
+            })
+        };
         assert!(matches!(popper.join().unwrap(), Err(Error::Cancelled)));
+        canceller.join().unwrap();
         assert_eq!(registrations(&root), 0);
         assert_eq!(registrations(&child), 0);
         s.close().unwrap();
     });
+    assert!(
+        CANCELS_OF_A_REGISTERED_POP.load(Ordering::Relaxed) > 0,
+        "no explored execution cancelled a registered pop: the model no longer reaches the race"
+    );
 }
 
 /// `close` while a pop is blocked: the pop returns `Closed` and leaves no registration.
