@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::Stats;
-use super::policy::{self, Buffer, Config, Next, WriteRate, WriteTail};
+use super::policy::{self, Buffer, Config, Next, WriteModel, WriteRate};
 use std::sync::Arc;
 
 use super::poison::{DeadLetter, DeadLetterHook, Written};
@@ -160,7 +160,14 @@ pub(crate) struct State {
     closed: bool,
     failing: Option<Failure>,
     rate: WriteRate,
-    tail: WriteTail,
+    /// Write time as a function of batch size ([`WriteModel`]).
+    model: WriteModel,
+    /// The model's tail time of a full batch write, kept with the capacity it decides.
+    full_write: Duration,
+    /// When the last landing left writes overdue (the buffer under pressure, the Db not
+    /// failing): the next write's start minus this is a gap the writer did not write in
+    /// (starved of CPU or of the lock), which the model counts as write cost.
+    overdue_since: Option<Instant>,
     /// The item capacity ([`Config::capacity`]), recomputed whenever a write teaches the
     /// storage something about the Db's speed, so a push compares two integers.
     capacity: usize,
@@ -195,7 +202,9 @@ impl State {
             closed: false,
             failing: None,
             rate: WriteRate::default(),
-            tail: WriteTail::default(),
+            model: WriteModel::default(),
+            full_write: Duration::ZERO,
+            overdue_since: None,
             capacity: cfg.capacity(None, Duration::ZERO),
             clock: None,
             seq_at_tick: 1,
@@ -518,7 +527,7 @@ impl State {
             retry_at: self.failing.as_ref().map(|f| f.retry_at),
             pressure: cfg.under_pressure(self.capacity, self.held(), self.bytes),
             batch_limit: cfg.batch_limit(rate),
-            flush_after: cfg.flush_after(self.tail.get()),
+            flush_after: cfg.flush_after(self.full_write),
         };
         policy::next(cfg, now, buffer)
     }
@@ -556,6 +565,7 @@ impl State {
         now: Instant,
     ) -> (Result<(), DbError>, Vec<DeadLetter>) {
         let mut batch = batch.0;
+        let attempted = batch.len();
         self.in_flight = None;
         self.counters.db_push_calls += written.calls;
         let settled = written.settled.min(batch.len());
@@ -590,21 +600,39 @@ impl State {
             None => {
                 self.failing = None;
                 self.rate.learn(stored, elapsed);
-                self.learned(cfg, elapsed);
+                let cost = self.write_cost(cfg, elapsed, now);
+                self.learned(cfg, attempted, cost);
                 Ok(())
             }
             Some(err) => {
-                self.record_failure(cfg, err.clone(), now, stored, elapsed);
+                self.overdue_since = None; // the backoff that follows is deliberate
+                self.record_failure(cfg, err.clone(), now, (attempted, stored), elapsed);
                 Err(err)
             }
         };
         (outcome, poison)
     }
 
-    /// Records a write that took `elapsed` in the tail and recomputes the capacity.
-    fn learned(&mut self, cfg: &Config, elapsed: Duration) {
-        self.tail.record(elapsed);
-        self.capacity = cfg.capacity(self.rate.get(), self.tail.get());
+    /// Records a write of `n` items that cost `cost` in the model and recomputes the capacity
+    /// and the full-batch write time the flush age follows.
+    fn learned(&mut self, cfg: &Config, n: usize, cost: Duration) {
+        self.model.record(n, cost);
+        self.full_write = self.model.predict(cfg.max_batch);
+        self.capacity = cfg.capacity(self.rate.get(), self.full_write);
+    }
+
+    /// What a write of `elapsed` that landed at `now` cost the backlog: its duration, plus the
+    /// time before it began during which writes were already overdue. Notes whether writes
+    /// are overdue again after it.
+    fn write_cost(&mut self, cfg: &Config, elapsed: Duration, now: Instant) -> Duration {
+        let started = now.checked_sub(elapsed).unwrap_or(now);
+        let gap = self
+            .overdue_since
+            .map_or(Duration::ZERO, |at| started.saturating_duration_since(at));
+        let overdue =
+            self.failing.is_none() && cfg.under_pressure(self.capacity, self.held(), self.bytes);
+        self.overdue_since = overdue.then_some(now);
+        elapsed + gap
     }
 
     /// Keeps poison items aside for [`Storage::take_dead_letters`](crate::Storage::take_dead_letters),
@@ -639,7 +667,7 @@ impl State {
         cfg: &Config,
         err: DbError,
         now: Instant,
-        stored: usize,
+        (attempted, stored): (usize, usize),
         elapsed: Duration,
     ) {
         self.counters.db_failures += 1;
@@ -651,7 +679,7 @@ impl State {
         if self.rate.get().is_some() {
             self.rate.learn(stored, elapsed + backoff);
         }
-        self.learned(cfg, elapsed);
+        self.learned(cfg, attempted, elapsed);
         self.failing = Some(Failure {
             since,
             last: err,
