@@ -70,6 +70,9 @@ M = {
    'g.until.filter(|at| g.arrived < g.released && now < *at)', 'g.until.filter(|_| false)'),
  'M19 a popper spins without bound instead of parking': ('src/engine/mod.rs',
    'DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {', 'DbPopStep::Wait { .. } if spins < u32::MAX => {'),
+ 'M30 a push that wrote a batch parks instead of re-checking for room': ('src/engine/mod.rs',
+   '''                    waiter.time_passed(); // a write takes time: re-check the token
+                    continue;''', '''                    waiter.time_passed(); // a write takes time: re-check the token'''),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {

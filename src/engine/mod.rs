@@ -201,8 +201,8 @@ impl<D> StorageBuilder<D> {
     /// hook the storage keeps poison items aside for [`Storage::take_dead_letters`] (at most
     /// [`max_dead_letters`](Self::max_dead_letters)), counted in [`Stats::dead_letters`].
     ///
-    /// The hook runs on the thread that wrote the batch (the flusher, or a caller of `flush` or
-    /// `close`) while that thread holds the writer role: keep it short, and do not call this
+    /// The hook runs on the thread that wrote the batch (the flusher, a caller of `flush` or
+    /// `close`, or a `push` that found the buffer full) while that thread holds the writer role: keep it short, and do not call this
     /// storage's blocking methods from it. A hook that panics is caught; its item is then
     /// kept aside.
     ///
@@ -463,10 +463,10 @@ impl<D> Storage<D> {
     }
 
     /// `push` when the fast path could not take the item: waits for room, or reports why not.
-    fn push_waiting(
-        &self,
+    fn push_waiting<'a>(
+        &'a self,
         token: &CancelToken,
-        mut state: MutexGuard<'_, State>,
+        mut state: MutexGuard<'a, State>,
         data: Vec<u8>,
     ) -> Result<(), Error> {
         let cfg = &self.core.cfg;
@@ -481,7 +481,15 @@ impl<D> Storage<D> {
                 return Ok(());
             }
             if !state.is_writing() {
-                self.core.flusher.notify_one(); // full: write early
+                if let policy::Next::Write(n) = state.next(cfg, Instant::now()) {
+                    // Full and nobody writing: take the writer role here rather than wait for
+                    // the flusher thread, which may be starved of CPU by the very pushers
+                    // that filled the buffer. Then re-check room: the write made some.
+                    state = writer::write_batch(&self.core, state, n).0;
+                    waiter.time_passed(); // a write takes time: re-check the token
+                    continue;
+                }
+                self.core.flusher.notify_one(); // a failing Db: the flusher retries
             }
             let until = state.refusal_time(cfg);
             state = waiter.wait(state, until);
