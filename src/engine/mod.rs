@@ -124,7 +124,7 @@ impl<D> Default for StorageBuilder<D> {
             max_items: 100_000,
             max_bytes: 256 << 20,
             max_item_len: None,
-            max_batch: 1024,
+            max_batch: 16_384,
             shared_poll: Duration::from_millis(100),
             close_timeout: None,
             max_dead_letters: 1024,
@@ -182,7 +182,12 @@ impl<D> StorageBuilder<D> {
         self
     }
 
-    /// Most items per Db write; default 1024, at least 1.
+    /// Most items per Db write; default 16 384, at least 1.
+    ///
+    /// A Db write has a fixed cost per call (FileDb: one `fdatasync`) and a cost per item, so a
+    /// backlog drains faster in larger batches. At a 100 ms window with two pushers flat out
+    /// over FileDb, 16 384 gave 1.5-3x the pushes per second of 1024 on the same disk (see
+    /// BENCHMARKS.md). The storage still writes smaller batches when fewer items are due.
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n.max(1);
         self
