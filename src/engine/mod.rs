@@ -59,8 +59,10 @@ const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
 ///   slow-start write of the oldest 16 items when 128 or more are buffered before the Db's
 ///   speed is known); items popped before that never touch the Db.
 /// * **Bounded memory**: at most `max_buffered_items` / `max_buffered_bytes` are held; a full
-///   buffer makes the flusher write early and `push` block. The item capacity also shrinks to
-///   what the Db can absorb in half a window at its measured speed, so a slow Db paces pushers.
+///   buffer makes the flusher write early and `push` block (a `push` that finds it full with
+///   no write under way writes the oldest batch itself). The item capacity also shrinks to
+///   what the Db can write in half a window at its measured speed, predicted for full batches
+///   with room for a five-fold slowdown, so a slow or jittery Db paces pushers.
 /// * **Db failures lose nothing**: failed writes stay buffered and are retried with backoff;
 ///   once a held item has outlived the window because the Db keeps failing, `push` returns
 ///   [`Error::Db`] instead of accepting more than it can keep.
@@ -186,7 +188,7 @@ impl<D> StorageBuilder<D> {
     ///
     /// A Db write has a fixed cost per call (FileDb: one `fdatasync`) and a cost per item, so a
     /// backlog drains faster in larger batches. At a 100 ms window with two pushers flat out
-    /// over FileDb, 16 384 gave 1.5-3x the pushes per second of 1024 on the same disk (see
+    /// over FileDb, 16 384 gave 1.4-2.8x the pushes per second of 1024 on the same disk (see
     /// BENCHMARKS.md). The storage still writes smaller batches when fewer items are due.
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n.max(1);
