@@ -262,6 +262,16 @@ impl WriteModel {
         self.len = (self.len + 1).min(MODEL_WRITES);
     }
 
+    /// The largest batch among the recent writes (0 before the first): the size the writer
+    /// has been writing, which the flush age plans for (see `State::learned`).
+    pub(crate) fn largest_recent(&self) -> usize {
+        self.recent[..self.len]
+            .iter()
+            .map(|&(items, _)| items as usize)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The predicted tail time of a write of `n` items: the fit times the tail margin. Zero
     /// before the first write.
     pub(crate) fn predict(&self, n: usize) -> Duration {
@@ -536,6 +546,27 @@ mod tests {
             ..cfg(100)
         };
         assert_eq!(c.capacity(Some(1e9), model.predict(1024)), 1024);
+    }
+
+    #[test]
+    fn light_load_keeps_its_flush_age_while_the_capacity_stays_pessimistic() {
+        // Light load: every write took 5 items in 1 ms. Extrapolated to a full batch of 16 384
+        // items as all per-item cost, that is 3.3 s: the capacity allows one batch. The flush
+        // age plans for the batches being written (twice the largest recent one): 2 ms, so
+        // it stays at three quarters of a 100 ms window instead of collapsing to a write per
+        // push.
+        let c = Config {
+            max_batch: 16_384,
+            ..cfg(100)
+        };
+        let mut model = WriteModel::default();
+        for _ in 0..8 {
+            model.record(5, ms(1));
+        }
+        assert_eq!(model.largest_recent(), 5);
+        assert_eq!(c.capacity(Some(1e9), model.predict(c.max_batch)), 16_384);
+        assert_eq!(model.predict(2 * model.largest_recent()), ms(2));
+        assert_eq!(c.flush_after(model.predict(10)), ms(75));
     }
 
     #[test]

@@ -162,8 +162,8 @@ pub(crate) struct State {
     rate: WriteRate,
     /// Write time as a function of batch size ([`WriteModel`]).
     model: WriteModel,
-    /// The model's tail time of a full batch write, kept with the capacity it decides.
-    full_write: Duration,
+    /// The model's tail time of the writes the flush age plans for (`learned`).
+    due_write: Duration,
     /// When the last landing left writes overdue (the buffer under pressure, the Db not
     /// failing): the next write's start minus this is a gap the writer did not write in
     /// (starved of CPU or of the lock), which the model counts as write cost.
@@ -203,7 +203,7 @@ impl State {
             failing: None,
             rate: WriteRate::default(),
             model: WriteModel::default(),
-            full_write: Duration::ZERO,
+            due_write: Duration::ZERO,
             overdue_since: None,
             capacity: cfg.capacity(None, Duration::ZERO),
             clock: None,
@@ -527,7 +527,7 @@ impl State {
             retry_at: self.failing.as_ref().map(|f| f.retry_at),
             pressure: cfg.under_pressure(self.capacity, self.held(), self.bytes),
             batch_limit: cfg.batch_limit(rate),
-            flush_after: cfg.flush_after(self.full_write),
+            flush_after: cfg.flush_after(self.due_write),
         };
         policy::next(cfg, now, buffer)
     }
@@ -614,11 +614,23 @@ impl State {
     }
 
     /// Records a write of `n` items that cost `cost` in the model and recomputes the capacity
-    /// and the full-batch write time the flush age follows.
+    /// and the write time the flush age follows.
+    ///
+    /// The capacity plans for full batches: under pressure every write is one, and a backlog
+    /// admitted on the strength of small writes could not be taken back. The flush age plans
+    /// for twice the largest recent batch: a due write takes the items that came due, which
+    /// under a steady load are about as many as the last writes took. A burst beyond that is
+    /// written in a batch the flush age did not plan for; the slack it keeps (a quarter of the
+    /// window at least) covers it unless the burst nears half the capacity, where the
+    /// pressure rule takes over, and its landing teaches the model the new size. Planning the
+    /// flush age for full batches too would, at light load, pull it to zero from extrapolated
+    /// small writes: a Db write per push.
     fn learned(&mut self, cfg: &Config, n: usize, cost: Duration) {
         self.model.record(n, cost);
-        self.full_write = self.model.predict(cfg.max_batch);
-        self.capacity = cfg.capacity(self.rate.get(), self.full_write);
+        let full_write = self.model.predict(cfg.max_batch);
+        self.capacity = cfg.capacity(self.rate.get(), full_write);
+        let usual = self.model.largest_recent().saturating_mul(2);
+        self.due_write = self.model.predict(usual.min(cfg.max_batch));
     }
 
     /// What a write of `elapsed` that landed at `now` cost the backlog: its duration, plus the
