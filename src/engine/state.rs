@@ -900,3 +900,64 @@ impl Wake for Core {
         self.landed.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            window: Duration::from_millis(100),
+            max_items: 1000,
+            max_bytes: 1 << 20,
+            max_item_len: 1 << 10,
+            max_batch: 4,
+            shared_poll: Duration::from_millis(100),
+            close_timeout: Duration::from_millis(100),
+            max_dead_letters: 16,
+        }
+    }
+
+    /// Writes the oldest 4 items as one batch that took `took` and landed at `at`.
+    fn write(state: &mut State, cfg: &Config, took: Duration, at: Instant) {
+        let batch = state.begin_write(4);
+        let written = Written {
+            settled: 4,
+            poisoned: Vec::new(),
+            error: None,
+            calls: 1,
+        };
+        let (outcome, _) = state.land(batch, written, took, cfg, at);
+        assert!(outcome.is_ok());
+    }
+
+    /// A write that begins late while writes were overdue (a writer starved of CPU or of the
+    /// lock) cost the backlog its duration plus that gap: the model must see it, or the
+    /// capacity admits what such a writer cannot drain in time.
+    #[test]
+    fn the_gap_before_an_overdue_write_counts_as_write_cost() {
+        let (c, t0) = (cfg(), Instant::now());
+        let ms = Duration::from_millis;
+        let mut state = State::new(&c);
+        for i in 0..200u8 {
+            state.push(vec![i], false); // over half the slow-start capacity: pressure
+        }
+        write(&mut state, &c, ms(1), t0);
+        // Still under pressure: the next write was due at t0 but began 10 ms later.
+        write(&mut state, &c, ms(1), t0 + ms(11));
+        assert_eq!(
+            state.model.predict(4),
+            ms(11),
+            "1 ms of writing + 10 ms of gap"
+        );
+
+        // Without pressure the flusher waits on purpose: no gap is counted.
+        let mut calm = State::new(&c);
+        for i in 0..8u8 {
+            calm.push(vec![i], false);
+        }
+        write(&mut calm, &c, ms(1), t0);
+        write(&mut calm, &c, ms(1), t0 + ms(11));
+        assert_eq!(calm.model.predict(4), ms(1));
+    }
+}
