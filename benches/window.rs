@@ -17,7 +17,8 @@
 //! Not criterion: the figures are an age distribution and a rate per run, not the time of a
 //! repeated operation. `cargo bench --bench window` runs 10 runs of 3 s at 100 ms and 3 runs of
 //! 5 s at 1 s (~1 min). `-- --test` (CI) runs one 0.3 s run at 100 ms. Options:
-//! `-- --window-ms 100 --runs 10 --secs 3` runs only that configuration.
+//! `-- --window-ms 100 --runs 10 --secs 3` runs only that configuration; `--max-batch N` sets
+//! the storage's `max_batch` (default: the library's) to compare batch sizes.
 //!
 //! Besides the rate and the ages, each run prints what explains a missed window: the Db's
 //! writes (count, busy share of the run, slowest, longest gap between two) and the storage's
@@ -244,10 +245,11 @@ fn run(window: Duration, secs: f64) -> Run {
     let path = dir().join(format!("window-{}.lifo", window.as_millis()));
     let _ = std::fs::remove_file(&path);
     let db = FileDb::open_with(&path, FileDbOptions::default().shared(false)).expect("open");
-    let storage = Storage::builder()
-        .max_unflushed_age(window)
-        .build(LandingDb::new(db))
-        .expect("storage");
+    let mut builder = Storage::builder().max_unflushed_age(window);
+    if let Some(n) = arg::<usize>("--max-batch") {
+        builder = builder.max_batch(n);
+    }
+    let storage = builder.build(LandingDb::new(db)).expect("storage");
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(PUSHERS + 1);
     let capacity = (secs * STAMPS_PER_SEC as f64) as usize;

@@ -99,6 +99,9 @@ M = {
         self.bytes -= entry.data.len();
         Some((entry.data, entry.pushed_at))''', '''        let entry = self.items.back()?;
         Some((entry.data.clone(), entry.pushed_at))'''),
+ 'M30 a push that wrote a batch parks instead of re-checking for room': ('src/engine/mod.rs',
+   '''                    waiter.time_passed(); // a write takes time: re-check the token
+                    continue;''', '''                    waiter.time_passed(); // a write takes time: re-check the token'''),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {

@@ -110,3 +110,28 @@ fn the_window_holds_when_write_latency_jumps_five_fold_under_flat_out_pushers() 
         "an item waited {worst:?} > window {window:?}"
     );
 }
+
+/// At light load the write-behind keeps batching: the flush age plans for the batches being
+/// written, not for full batches extrapolated from small writes (which would pull it to zero:
+/// one Db write per push). One push per millisecond for 0.6 s at a 100 ms window: items are
+/// written at about three quarters of the window, ~75 per write.
+#[test]
+fn light_load_still_batches_its_writes() {
+    let storage = Storage::builder()
+        .max_unflushed_age(Duration::from_millis(100))
+        .build(MemDb::with_latency(Duration::from_millis(1)))
+        .unwrap();
+    let t = CancelToken::new();
+    let pushes = 600;
+    for i in 0..pushes {
+        storage.push(&t, item(i)).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let writes = storage.stats().db_push_calls;
+    storage.close().unwrap();
+    println!("{pushes} pushes, {writes} Db writes before close");
+    assert!(
+        writes < pushes / 5,
+        "{writes} Db writes for {pushes} paced pushes: the write-behind stopped batching"
+    );
+}

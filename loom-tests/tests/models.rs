@@ -163,6 +163,35 @@ fn concurrent_push_pop_flush_keeps_every_item_once() {
     });
 }
 
+/// A push that finds the buffer full (capacity 1) while no batch is in flight takes the writer
+/// role itself, racing the flusher thread (woken by the first push) and a pop: the push
+/// returns, and every item comes out exactly once (popped or in the Db after close).
+#[test]
+fn a_push_finding_the_buffer_full_writes_and_keeps_every_item_once() {
+    loom::model(|| {
+        let s = Arc::new(
+            Storage::builder()
+                .max_buffered_items(1)
+                .build(MemDb::new())
+                .unwrap(),
+        );
+        let t = CancelToken::new();
+        s.push(&t, vec![1]).unwrap();
+        let pusher = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.push(&t, vec![2]).unwrap())
+        };
+        let first = s.pop(&t).unwrap()[0];
+        pusher.join().unwrap();
+        s.close().unwrap();
+        let mut all = vec![first];
+        all.extend(s.db().snapshot().into_iter().map(|x| x[0]));
+        let unique: HashSet<u8> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "an item came out twice: {all:?}");
+        assert_eq!(unique, HashSet::from([1, 2]), "an item was lost: {all:?}");
+    });
+}
+
 /// A flush whose batch holds an item the Db refuses for good races a pop: the writer isolates
 /// the poison item (several Db calls inside the writer role) while the pop waits for the batch
 /// in flight. Every item comes out exactly once: popped, in the Db, or kept aside as a dead

@@ -21,8 +21,9 @@ const SLOW_START_BATCH: usize = 16;
 /// (an `fdatasync` that turns slow) paces pushers before the window breaks, not after.
 const JUMP_HEADROOM: u32 = 5;
 
-/// How many recent writes the tail of write times is taken over.
-const TAIL_WRITES: usize = 16;
+/// How many recent writes the write-time model is fitted over: at ~1000 writes/s under full
+/// load about 64 ms of memory, at a write per window (light load) 64 windows.
+const MODEL_WRITES: usize = 64;
 
 /// Most Db pops that may run at once while the Db's item count is unknown.
 const MAX_DB_POP_LIMIT: usize = 1024;
@@ -43,12 +44,13 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// Age at which an item is due for writing, given `tail`, the slowest recent write: at most
-    /// three quarters of the window (a quarter is left for the write itself and for retries of
-    /// a failing Db), and early enough that a batch already in flight plus the item's own
-    /// write, each as slow as the tail with half again as margin, land within the window.
-    pub(crate) fn flush_after(&self, tail: Duration) -> Duration {
-        let margin = tail.saturating_mul(3) + self.window / 16;
+    /// Age at which an item is due for writing, given `full_write`, the predicted tail time of
+    /// a full batch write ([`WriteModel::predict`]): at most three quarters of the window (a
+    /// quarter is left for the write itself and for retries of a failing Db), and early enough
+    /// that a batch already in flight plus the item's own batch, each as slow as that tail
+    /// with half again as margin, land within the window.
+    pub(crate) fn flush_after(&self, full_write: Duration) -> Duration {
+        let margin = full_write.saturating_mul(3) + self.window / 16;
         self.window
             .saturating_sub(margin)
             .min(self.window.mul_f64(0.75))
@@ -78,11 +80,18 @@ impl Config {
     }
 
     /// The item-count capacity now: the configured one, lowered to what the Db can absorb in
-    /// half a window at its learned speed `rate` (items per second), and to the full batches
-    /// it could write in half a window if every write became [`JUMP_HEADROOM`] times slower
-    /// than `tail`, the slowest recent one. So a slow Db slows pushers instead of letting a
-    /// backlog grow that cannot reach the Db in time, and so does a Db whose latency jumps.
-    pub(crate) fn capacity(&self, rate: Option<f64>, tail: Duration) -> usize {
+    /// half a window at its learned speed `rate` (items per second), and to what it could
+    /// write in half a window if every full batch write became [`JUMP_HEADROOM`] times slower
+    /// than `full_write`, the predicted tail time of a full batch ([`WriteModel::predict`],
+    /// the gaps between overdue writes included).
+    ///
+    /// Why this keeps the bound: writers take the oldest items first, so an item pushed into a
+    /// buffer holding `C - 1` items lands after at most `C / max_batch + 1` writes (the batch
+    /// in flight, the full batches ahead, its own). Allowing `half / (5 x full_write) - 1`
+    /// batches keeps those writes inside half a window even after a five-fold slowdown that
+    /// comes when the items are already admitted (a capacity cannot take them back). At least
+    /// one batch is always allowed, so the storage never stalls.
+    pub(crate) fn capacity(&self, rate: Option<f64>, full_write: Duration) -> usize {
         let Some(rate) = rate else {
             // Slow start: until a first write shows how fast the Db is, hold no more than a
             // Db taking milliseconds per item could write within a short window.
@@ -90,9 +99,9 @@ impl Config {
         };
         let half = self.window.as_secs_f64() * 0.5;
         let pace = (rate * half) as usize;
-        let slow_write = tail.saturating_mul(JUMP_HEADROOM).as_secs_f64();
+        let slow_write = full_write.saturating_mul(JUMP_HEADROOM).as_secs_f64();
         let batches = if slow_write > 0.0 {
-            ((half / slow_write) as usize).max(1)
+            ((half / slow_write) as usize).saturating_sub(1).max(1)
         } else {
             usize::MAX
         };
@@ -215,25 +224,107 @@ impl WriteRate {
     }
 }
 
-/// The slowest of the last [`TAIL_WRITES`] Db writes: the flusher schedules and the capacity
-/// is sized so that writes this slow (and [`JUMP_HEADROOM`] times slower) keep the window.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct WriteTail {
-    recent: [Duration; TAIL_WRITES],
+/// The Db's write time as a function of batch size, learned from the last [`MODEL_WRITES`]
+/// writes: a fixed cost per call (an `fdatasync`, a round trip) plus a cost per item, fitted by
+/// least squares, times a tail margin (the slowest recent write relative to the fit).
+///
+/// Why a model and not just the slowest recent write: the schedule and the capacity must hold
+/// for the writes that *will* happen, which under load are full batches. Small batches (slow
+/// start, a few due items) write fast; their durations promise nothing about a full batch. The
+/// model extrapolates to the batch size asked about, and when the recent writes do not tell the
+/// fixed cost from the per-item cost (all of one size) it assumes the cost is all per item, so
+/// a larger batch is never predicted cheaper than proportional: the safe side.
+///
+/// A write's cost also counts the gap before it while writes were overdue (see
+/// [`State::land`](super::state::State::land)): a writer starved of CPU or of the lock drains
+/// the backlog as slowly as a slow disk does, and the capacity must pace pushers for both.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteModel {
+    /// (items, seconds) of recent writes; `len` of them are valid.
+    recent: [(f64, f64); MODEL_WRITES],
+    len: usize,
     next: usize,
 }
 
-impl WriteTail {
-    /// The slowest recent write (zero before the first).
-    pub(crate) fn get(&self) -> Duration {
-        self.recent.iter().copied().max().unwrap_or_default()
+impl Default for WriteModel {
+    fn default() -> Self {
+        WriteModel {
+            recent: [(0.0, 0.0); MODEL_WRITES],
+            len: 0,
+            next: 0,
+        }
+    }
+}
+
+impl WriteModel {
+    /// Records a write (successful or not) of `n` items that cost `elapsed`.
+    pub(crate) fn record(&mut self, n: usize, elapsed: Duration) {
+        self.recent[self.next] = (n.max(1) as f64, elapsed.as_secs_f64());
+        self.next = (self.next + 1) % MODEL_WRITES;
+        self.len = (self.len + 1).min(MODEL_WRITES);
     }
 
-    /// Records a write (successful or not) that took `elapsed`.
-    pub(crate) fn record(&mut self, elapsed: Duration) {
-        self.recent[self.next] = elapsed;
-        self.next = (self.next + 1) % TAIL_WRITES;
+    /// The largest batch among the recent writes (0 before the first): the size the writer
+    /// has been writing, which the flush age plans for (see `State::learned`).
+    pub(crate) fn largest_recent(&self) -> usize {
+        self.recent[..self.len]
+            .iter()
+            .map(|&(items, _)| items as usize)
+            .max()
+            .unwrap_or(0)
     }
+
+    /// The predicted tail time of a write of `n` items: the fit times the tail margin. Zero
+    /// before the first write.
+    pub(crate) fn predict(&self, n: usize) -> Duration {
+        let samples = &self.recent[..self.len];
+        let Some((fixed, per_item)) = fit(samples) else {
+            return Duration::ZERO;
+        };
+        let model = |items: f64| fixed + per_item * items;
+        // The slowest recent write relative to the fit: the fit is a mean, the bound needs
+        // the tail. A jittery `fdatasync` widens the margin for every batch size.
+        let margin = samples
+            .iter()
+            .map(|&(items, secs)| secs / model(items).max(1e-9))
+            .fold(1.0, f64::max);
+        Duration::from_secs_f64((model(n as f64) * margin).min(MAX_PREDICTION))
+    }
+}
+
+/// Longest write time a prediction returns (seconds): far beyond any window a storage takes,
+/// and small enough for `Duration::from_secs_f64`.
+const MAX_PREDICTION: f64 = 1e7;
+
+/// Least-squares fit of `secs = fixed + per_item * items` over `samples`, both terms kept
+/// non-negative. Without spread in the batch sizes (below a tenth of the mean), the split
+/// cannot be learned: it is then taken as all per item (a larger batch predicted
+/// proportionally slower, never cheaper).
+fn fit(samples: &[(f64, f64)]) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let k = samples.len() as f64;
+    let mean_n = samples.iter().map(|s| s.0).sum::<f64>() / k;
+    let mean_t = samples.iter().map(|s| s.1).sum::<f64>() / k;
+    let sxx: f64 = samples.iter().map(|s| (s.0 - mean_n).powi(2)).sum();
+    let sxy: f64 = samples
+        .iter()
+        .map(|s| (s.0 - mean_n) * (s.1 - mean_t))
+        .sum();
+    let spread = (sxx / k).sqrt();
+    if spread < mean_n * 0.1 {
+        return Some((0.0, mean_t / mean_n));
+    }
+    let per_item = (sxy / sxx).max(0.0);
+    let fixed = mean_t - per_item * mean_n;
+    if fixed >= 0.0 {
+        return Some((fixed, per_item));
+    }
+    // A negative intercept: the best fit through the origin (all per item).
+    let snn: f64 = samples.iter().map(|s| s.0 * s.0).sum();
+    let snt: f64 = samples.iter().map(|s| s.0 * s.1).sum();
+    Some((0.0, snt / snn))
 }
 
 /// How many Db pops may run at once: with a known item count, no more calls than there are
@@ -405,24 +496,118 @@ mod tests {
             ..cfg(100)
         };
         let rate = Some(1e9); // the throughput term alone would allow everything
-        // 1 ms writes: five times slower is 5 ms, half a 100 ms window holds 10 such writes.
-        assert_eq!(c.capacity(rate, ms(1)), 10_000);
-        assert_eq!(c.capacity(rate, ms(2)), 5_000);
+        // 1 ms full writes: five times slower is 5 ms, half a 100 ms window holds 10 such
+        // writes; one goes to the batch in flight, so 9 batches may wait.
+        assert_eq!(c.capacity(rate, ms(1)), 9_000);
+        assert_eq!(c.capacity(rate, ms(2)), 4_000);
         // A write five times slower than the tail takes longer than half the window: one batch.
         assert_eq!(c.capacity(rate, ms(20)), 1000);
     }
 
+    /// Worst age of an item pushed when the buffer is at `capacity`, if every write of
+    /// `max_batch` items takes `write`: the writes ahead of it, its own included.
+    fn worst_age(c: &Config, capacity: usize, write: Duration) -> Duration {
+        let writes = capacity.div_ceil(c.max_batch) + 1;
+        write * writes as u32
+    }
+
     #[test]
-    fn the_write_tail_is_the_slowest_of_the_recent_writes() {
-        let mut tail = WriteTail::default();
-        assert_eq!(tail.get(), Duration::ZERO);
-        tail.record(ms(5));
-        tail.record(ms(1));
-        assert_eq!(tail.get(), ms(5));
-        for _ in 0..TAIL_WRITES {
-            tail.record(ms(2));
+    fn a_capacity_from_the_model_keeps_the_window_through_the_jump() {
+        let c = Config {
+            max_batch: 1024,
+            ..cfg(100)
+        };
+        let mut model = WriteModel::default();
+        // The Db: 0.3 ms per call plus 1.5 us per item (a 1024-item write: ~1.8 ms).
+        for n in [16usize, 200, 1024, 1024, 512, 1024] {
+            model.record(n, Duration::from_secs_f64(0.0003 + 1.5e-6 * n as f64));
         }
-        assert_eq!(tail.get(), ms(2), "an old slow write ages out");
+        let full = model.predict(1024);
+        assert!(full >= Duration::from_micros(1830) && full <= Duration::from_micros(1850));
+        let cap = c.capacity(Some(1e9), full);
+        assert_eq!(
+            cap,
+            4 * 1024,
+            "half window / (5 x 1.84 ms) = 5 writes, one in flight"
+        );
+        assert!(worst_age(&c, cap, full * JUMP_HEADROOM) <= c.window / 2);
+    }
+
+    #[test]
+    fn small_fast_writes_do_not_promise_what_full_batches_cannot_keep() {
+        // Slow start: only 16-item writes of 0.3 ms seen. The tail of those alone would allow
+        // a 1024 x 50 ms / (5 x 0.3 ms) = 34 k item backlog; the model cannot split fixed
+        // from per-item cost yet and assumes all per item: a full batch 64 x 0.3 ms.
+        let mut model = WriteModel::default();
+        for _ in 0..4 {
+            model.record(16, ms(0) + Duration::from_micros(300));
+        }
+        assert_eq!(model.predict(1024), Duration::from_micros(300 * 64));
+        let c = Config {
+            max_batch: 1024,
+            ..cfg(100)
+        };
+        assert_eq!(c.capacity(Some(1e9), model.predict(1024)), 1024);
+    }
+
+    #[test]
+    fn light_load_keeps_its_flush_age_while_the_capacity_stays_pessimistic() {
+        // Light load: every write took 5 items in 1 ms. Extrapolated to a full batch of 16 384
+        // items as all per-item cost, that is 3.3 s: the capacity allows one batch. The flush
+        // age plans for the batches being written (twice the largest recent one): 2 ms, so
+        // it stays at three quarters of a 100 ms window instead of collapsing to a write per
+        // push.
+        let c = Config {
+            max_batch: 16_384,
+            ..cfg(100)
+        };
+        let mut model = WriteModel::default();
+        for _ in 0..8 {
+            model.record(5, ms(1));
+        }
+        assert_eq!(model.largest_recent(), 5);
+        assert_eq!(c.capacity(Some(1e9), model.predict(c.max_batch)), 16_384);
+        assert_eq!(model.predict(2 * model.largest_recent()), ms(2));
+        assert_eq!(c.flush_after(model.predict(10)), ms(75));
+    }
+
+    #[test]
+    fn the_model_learns_fixed_and_per_item_cost_and_keeps_the_slowest_as_margin() {
+        let mut model = WriteModel::default();
+        assert_eq!(model.predict(100), Duration::ZERO, "nothing learned yet");
+        // 2 ms per call, 10 us per item, exactly.
+        for n in [10usize, 100, 1000] {
+            model.record(n, ms(2) + Duration::from_micros(10) * n as u32);
+        }
+        let at = |m: &WriteModel, n| m.predict(n).as_secs_f64() * 1e3;
+        assert!((at(&model, 500) - 7.0).abs() < 1e-6, "{}", at(&model, 500));
+        assert!((at(&model, 0) - 2.0).abs() < 1e-6, "the fixed cost");
+        // One 100-item write twice as slow as the fit: every prediction gets that margin.
+        model.record(100, ms(6));
+        assert!(at(&model, 1000) > 12.0 * 1.5, "{}", at(&model, 1000));
+        // It ages out after MODEL_WRITES more writes.
+        for _ in 0..MODEL_WRITES / 2 {
+            model.record(10, ms(2) + Duration::from_micros(100));
+            model.record(1000, ms(12));
+        }
+        assert!(
+            (at(&model, 1000) - 12.0).abs() < 1e-6,
+            "{}",
+            at(&model, 1000)
+        );
+    }
+
+    #[test]
+    fn a_negative_intercept_falls_back_to_a_fit_through_the_origin() {
+        let mut model = WriteModel::default();
+        model.record(100, ms(1));
+        model.record(1000, ms(20));
+        // Through the origin: (100 x 1 + 1000 x 20) / (100^2 + 1000^2) ms per item.
+        let per_item = (100.0 * 1.0 + 1000.0 * 20.0) / (100.0f64 * 100.0 + 1000.0 * 1000.0);
+        let margin = 20.0 / (1000.0 * per_item);
+        let want = 1000.0 * per_item * margin;
+        assert!((model.predict(1000).as_secs_f64() * 1e3 - want).abs() < 1e-6);
+        assert_eq!(fit(&[]), None);
     }
 
     #[test]

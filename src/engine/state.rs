@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::Stats;
 use super::lease::Leases;
-use super::policy::{self, Buffer, Config, Next, WriteRate, WriteTail};
+use super::policy::{self, Buffer, Config, Next, WriteModel, WriteRate};
 use std::sync::Arc;
 
 use super::poison::{DeadLetter, DeadLetterHook, Written};
@@ -175,7 +175,14 @@ pub(crate) struct State {
     closed: bool,
     failing: Option<Failure>,
     rate: WriteRate,
-    tail: WriteTail,
+    /// Write time as a function of batch size ([`WriteModel`]).
+    model: WriteModel,
+    /// The model's tail time of the writes the flush age plans for (`learned`).
+    due_write: Duration,
+    /// When the last landing left writes overdue (the buffer under pressure, the Db not
+    /// failing): the next write's start minus this is a gap the writer did not write in
+    /// (starved of CPU or of the lock), which the model counts as write cost.
+    overdue_since: Option<Instant>,
     /// The item capacity ([`Config::capacity`]), recomputed whenever a write teaches the
     /// storage something about the Db's speed, so a push compares two integers.
     capacity: usize,
@@ -213,7 +220,9 @@ impl State {
             closed: false,
             failing: None,
             rate: WriteRate::default(),
-            tail: WriteTail::default(),
+            model: WriteModel::default(),
+            due_write: Duration::ZERO,
+            overdue_since: None,
             capacity: cfg.capacity(None, Duration::ZERO),
             clock: None,
             seq_at_tick: 1,
@@ -578,7 +587,7 @@ impl State {
     /// When the flusher would start writing an item pushed at `pushed_at`: its stamp plus
     /// the flush age the policy uses now.
     pub(crate) fn due_at(&self, cfg: &Config, pushed_at: Instant) -> Instant {
-        pushed_at + cfg.flush_after(self.tail.get())
+        pushed_at + cfg.flush_after(self.due_write)
     }
 
     // ---- write --------------------------------------------------------------------------
@@ -608,7 +617,7 @@ impl State {
             retry_at: self.failing.as_ref().map(|f| f.retry_at),
             pressure: cfg.under_pressure(self.capacity, self.held(), self.bytes),
             batch_limit: cfg.batch_limit(rate),
-            flush_after: cfg.flush_after(self.tail.get()),
+            flush_after: cfg.flush_after(self.due_write),
         };
         policy::next(cfg, now, buffer)
     }
@@ -646,6 +655,7 @@ impl State {
         now: Instant,
     ) -> (Result<(), DbError>, Vec<DeadLetter>) {
         let mut batch = batch.0;
+        let attempted = batch.len();
         self.in_flight = None;
         self.counters.db_push_calls += written.calls;
         let settled = written.settled.min(batch.len());
@@ -680,21 +690,51 @@ impl State {
             None => {
                 self.failing = None;
                 self.rate.learn(stored, elapsed);
-                self.learned(cfg, elapsed);
+                let cost = self.write_cost(cfg, elapsed, now);
+                self.learned(cfg, attempted, cost);
                 Ok(())
             }
             Some(err) => {
-                self.record_failure(cfg, err.clone(), now, stored, elapsed);
+                self.overdue_since = None; // the backoff that follows is deliberate
+                self.record_failure(cfg, err.clone(), now, (attempted, stored), elapsed);
                 Err(err)
             }
         };
         (outcome, poison)
     }
 
-    /// Records a write that took `elapsed` in the tail and recomputes the capacity.
-    fn learned(&mut self, cfg: &Config, elapsed: Duration) {
-        self.tail.record(elapsed);
-        self.capacity = cfg.capacity(self.rate.get(), self.tail.get());
+    /// Records a write of `n` items that cost `cost` in the model and recomputes the capacity
+    /// and the write time the flush age follows.
+    ///
+    /// The capacity plans for full batches: under pressure every write is one, and a backlog
+    /// admitted on the strength of small writes could not be taken back. The flush age plans
+    /// for twice the largest recent batch: a due write takes the items that came due, which
+    /// under a steady load are about as many as the last writes took. A burst beyond that is
+    /// written in a batch the flush age did not plan for; the slack it keeps (a quarter of the
+    /// window at least) covers it unless the burst nears half the capacity, where the
+    /// pressure rule takes over, and its landing teaches the model the new size. Planning the
+    /// flush age for full batches too would, at light load, pull it to zero from extrapolated
+    /// small writes: a Db write per push.
+    fn learned(&mut self, cfg: &Config, n: usize, cost: Duration) {
+        self.model.record(n, cost);
+        let full_write = self.model.predict(cfg.max_batch);
+        self.capacity = cfg.capacity(self.rate.get(), full_write);
+        let usual = self.model.largest_recent().saturating_mul(2);
+        self.due_write = self.model.predict(usual.min(cfg.max_batch));
+    }
+
+    /// What a write of `elapsed` that landed at `now` cost the backlog: its duration, plus the
+    /// time before it began during which writes were already overdue. Notes whether writes
+    /// are overdue again after it.
+    fn write_cost(&mut self, cfg: &Config, elapsed: Duration, now: Instant) -> Duration {
+        let started = now.checked_sub(elapsed).unwrap_or(now);
+        let gap = self
+            .overdue_since
+            .map_or(Duration::ZERO, |at| started.saturating_duration_since(at));
+        let overdue =
+            self.failing.is_none() && cfg.under_pressure(self.capacity, self.held(), self.bytes);
+        self.overdue_since = overdue.then_some(now);
+        elapsed + gap
     }
 
     /// Keeps poison items aside for [`Storage::take_dead_letters`](crate::Storage::take_dead_letters),
@@ -729,7 +769,7 @@ impl State {
         cfg: &Config,
         err: DbError,
         now: Instant,
-        stored: usize,
+        (attempted, stored): (usize, usize),
         elapsed: Duration,
     ) {
         self.counters.db_failures += 1;
@@ -741,7 +781,7 @@ impl State {
         if self.rate.get().is_some() {
             self.rate.learn(stored, elapsed + backoff);
         }
-        self.learned(cfg, elapsed);
+        self.learned(cfg, attempted, elapsed);
         self.failing = Some(Failure {
             since,
             last: err,
@@ -962,5 +1002,66 @@ impl Wake for Core {
         self.poppers.notify_all();
         self.pushers.notify_all();
         self.landed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            window: Duration::from_millis(100),
+            max_items: 1000,
+            max_bytes: 1 << 20,
+            max_item_len: 1 << 10,
+            max_batch: 4,
+            shared_poll: Duration::from_millis(100),
+            close_timeout: Duration::from_millis(100),
+            max_dead_letters: 16,
+        }
+    }
+
+    /// Writes the oldest 4 items as one batch that took `took` and landed at `at`.
+    fn write(state: &mut State, cfg: &Config, took: Duration, at: Instant) {
+        let batch = state.begin_write(4);
+        let written = Written {
+            settled: 4,
+            poisoned: Vec::new(),
+            error: None,
+            calls: 1,
+        };
+        let (outcome, _) = state.land(batch, written, took, cfg, at);
+        assert!(outcome.is_ok());
+    }
+
+    /// A write that begins late while writes were overdue (a writer starved of CPU or of the
+    /// lock) cost the backlog its duration plus that gap: the model must see it, or the
+    /// capacity admits what such a writer cannot drain in time.
+    #[test]
+    fn the_gap_before_an_overdue_write_counts_as_write_cost() {
+        let (c, t0) = (cfg(), Instant::now());
+        let ms = Duration::from_millis;
+        let mut state = State::new(&c);
+        for i in 0..200u8 {
+            state.push(vec![i], false); // over half the slow-start capacity: pressure
+        }
+        write(&mut state, &c, ms(1), t0);
+        // Still under pressure: the next write was due at t0 but began 10 ms later.
+        write(&mut state, &c, ms(1), t0 + ms(11));
+        assert_eq!(
+            state.model.predict(4),
+            ms(11),
+            "1 ms of writing + 10 ms of gap"
+        );
+
+        // Without pressure the flusher waits on purpose: no gap is counted.
+        let mut calm = State::new(&c);
+        for i in 0..8u8 {
+            calm.push(vec![i], false);
+        }
+        write(&mut calm, &c, ms(1), t0);
+        write(&mut calm, &c, ms(1), t0 + ms(11));
+        assert_eq!(calm.model.predict(4), ms(1));
     }
 }

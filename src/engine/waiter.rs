@@ -45,8 +45,9 @@ impl<'a> Waiter<'a> {
 
     /// `Err(Closed)` once the storage is closed, the token's reason once it has ended.
     ///
-    /// The token is checked only after a wait: every call checks it with [`live`] before it
-    /// takes the lock, and nothing but a wait lets time pass in between.
+    /// The token is checked only after a wait (or a write, [`time_passed`](Self::time_passed)):
+    /// every call checks it with [`live`] before it takes the lock, and nothing else lets time
+    /// pass in between.
     ///
     /// A call leaving on its token may have consumed a notify meant for another caller of its
     /// kind (room for a pusher, an item for a popper): it hands one on.
@@ -64,7 +65,14 @@ impl<'a> Waiter<'a> {
         Ok(())
     }
 
-    /// Whether the call has waited at least once.
+    /// Time passed outside a wait (the call wrote a batch as the writer): from now on
+    /// [`check`](Self::check) tests the token again, as after a wait.
+    pub(crate) fn time_passed(&mut self) {
+        self.waited = true;
+    }
+
+    /// Whether the call has waited at least once (or let time pass, see
+    /// [`time_passed`](Self::time_passed)).
     pub(crate) fn has_waited(&self) -> bool {
         self.waited
     }

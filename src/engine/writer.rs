@@ -3,7 +3,10 @@
 //! Writing is a role, not a thread: whoever finds no batch in flight may take the oldest items
 //! and write them ([`State::begin_write`] makes it exclusive until [`State::land`]). The
 //! flusher thread takes the role when items come due or the buffer fills; `flush` and `close`
-//! take it to finish sooner. A write never holds the state's lock during the Db call.
+//! take it to finish sooner; a `push` that finds the buffer full and no batch in flight takes
+//! it too, so at full load the backlog drains even while the flusher thread waits for a CPU
+//! (two flat-out pushers on two cores starved it for tens of milliseconds, past the window).
+//! A write never holds the state's lock during the Db call.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
