@@ -20,7 +20,8 @@ M = {
             }
 ''', ''),
  'M2 lost wakeup: wake notifies without taking the state lock': ('src/engine/state.rs',
-   '        let _guard = self.state.lock();\n', ''),
+   '        let state = self.state.lock();\n        state.wake_durable_callers();\n',
+   '        self.state.lock().wake_durable_callers();\n'),
  'M3 push does not notify a waiting popper': ('src/engine/mod.rs',
    '''        self.core.poppers.notify_one();
     }''', '''    }'''),
@@ -37,7 +38,7 @@ M = {
 ''', ''),
  'M7 waiter skips the token re-check after registering': ('src/engine/waiter.rs',
    '''            if self.token.reason().is_some() {
-                return state;
+                return false;
             }
 ''', ''),
  'M8 a registration is never removed': ('src/token.rs',

@@ -6,13 +6,15 @@
 //! * [`writer`]: the writer role (a batch write, `close`'s drain, panic-safe Db calls);
 //! * [`flusher`]: the background thread's loop;
 //! * [`batch`], [`durable`], [`iter`]: the batch forms, the durable push with group commit,
-//!   the iterators and sizes (each an `impl Storage` block over the same state steps).
+//!   the iterators and sizes (each an `impl Storage` block over the same state steps);
+//! * [`durable_waiters`]: the waiting durable pushes, one wake-up slot each.
 //!
 //! `push`, `pop` and `flush` below are short loops over named steps of the state, with one
 //! [`Waiter`] per call.
 
 mod batch;
 mod durable;
+mod durable_waiters;
 mod flusher;
 mod iter;
 mod poison;

@@ -1,0 +1,211 @@
+//! [`DurableWaiters`]: the `push_durable` calls waiting for their items, each with its own
+//! [`Slot`], and group commit's gathering.
+//!
+//! Each waiting call parks its own thread on its slot instead of sleeping on a condition
+//! variable shared by all of them. Whatever moves an item out of memory (a landing write, a
+//! pop) settles the slot of the call waiting for it, under the state's lock, and that call
+//! alone is woken: it reads its outcome from its slot without taking the state's lock again.
+//! A landing write by a durable caller wakes the callers it settled only after it released
+//! the lock ([`DurableWaiters::take_wakes`]), so they do not pile up on it. A broadcast woke
+//! every durable waiter at every landing, and they took the state's lock one by one to learn
+//! whether their item was in: about 110 context switches per write of 57 items.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::db::DbError;
+use crate::error::{Error, Unconfirmed};
+use crate::sync::{Mutex, Parker};
+
+/// What became of the item of a waiting `push_durable` call.
+pub(crate) enum Settled {
+    /// It left memory: stored in the Db, or popped by someone (who owns it).
+    Done,
+    /// The Db refused it for good: it went to the dead letters.
+    DeadLettered(DbError),
+    /// A write holding it failed: it stays buffered and is retried.
+    WriteFailed(DbError),
+}
+
+/// One waiting `push_durable` call: its thread, and the outcome once settled.
+pub(crate) struct Slot {
+    parker: Parker,
+    settled: Mutex<Option<Settled>>,
+}
+
+impl Slot {
+    /// A slot for a call on the current thread.
+    pub(crate) fn for_current_thread() -> Arc<Slot> {
+        Arc::new(Slot {
+            parker: Parker::for_current_thread(),
+            settled: Mutex::new(None),
+        })
+    }
+
+    /// The call's outcome, once settled; taken, so asked for at most once after it is there.
+    pub(crate) fn outcome(&self) -> Option<Result<(), Error>> {
+        Some(match self.settled.lock().take()? {
+            Settled::Done => Ok(()),
+            Settled::DeadLettered(e) => Err(Error::DeadLettered(e)),
+            Settled::WriteFailed(e) => Err(Error::NotYetDurable {
+                why: Unconfirmed::DbFailed,
+                source: Some(e),
+            }),
+        })
+    }
+
+    fn settle(&self, settled: Settled) {
+        *self.settled.lock() = Some(settled);
+    }
+
+    /// Wakes the call's thread (it re-checks its slot, then the state).
+    pub(crate) fn wake(&self) {
+        self.parker.unpark();
+    }
+
+    /// Sleeps until [`wake`](Self::wake)d or `deadline` (spurious returns happen). Only the
+    /// calling thread of the slot's `push_durable` may call it.
+    pub(crate) fn sleep(&self, deadline: Option<Instant>) {
+        self.parker.park_until(deadline);
+    }
+}
+
+/// Group commit's gathering: how many durable callers the last landing released (their items
+/// stored) and how many durable pushes arrived since. While fewer arrived than were released,
+/// the released callers are probably about to push again, and the next durable writer waits
+/// for them - until `until` at the latest (one write's duration after that landing), so a
+/// caller that does not come back costs at most that. One waiting call, `timer`, keeps that
+/// time; the others sleep until woken, so a gathering that runs out wakes one call, not all.
+#[derive(Default)]
+struct Gather {
+    released: usize,
+    arrived: usize,
+    until: Option<Instant>,
+    timer: Option<u64>,
+}
+
+/// The waiting `push_durable` calls, by the sequence number of their items.
+#[derive(Default)]
+pub(crate) struct DurableWaiters {
+    waiting: BTreeMap<u64, Arc<Slot>>,
+    gather: Gather,
+    /// The write in flight is a durable caller's: it wakes the calls its landing settles
+    /// itself, once it released the state's lock ([`take_wakes`](Self::take_wakes)).
+    defer: bool,
+    /// Calls to wake: settled ones, and the next writer.
+    to_wake: Vec<Arc<Slot>>,
+}
+
+impl DurableWaiters {
+    /// Whether no `push_durable` call is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Registers a `push_durable` call waiting for the item with sequence number `seq`.
+    pub(crate) fn arrive(&mut self, seq: u64, slot: Arc<Slot>) {
+        self.waiting.insert(seq, slot);
+        self.gather.arrived += 1;
+    }
+
+    /// Ends the registration of the call for `seq`, which has its answer.
+    pub(crate) fn forget(&mut self, seq: u64) {
+        self.waiting.remove(&seq);
+    }
+
+    /// Ends the registration of the call for `seq`, which stops waiting. If others wait, one
+    /// of them is woken: the leaver may have been the one woken to write next.
+    pub(crate) fn leave(&mut self, seq: u64) {
+        self.waiting.remove(&seq);
+        if self.gather.timer == Some(seq) {
+            self.gather.timer = None;
+        }
+        if let Some(next) = self.waiting.values().next_back() {
+            next.wake();
+        }
+    }
+
+    /// The newest item a `push_durable` call is still waiting for: a writer for durable
+    /// pushes takes every buffered item up to it (group commit).
+    pub(crate) fn newest(&self) -> Option<u64> {
+        self.waiting.keys().next_back().copied()
+    }
+
+    /// Until when the next durable writer should wait for released callers to push again
+    /// (see `Gather`); `None`: write now.
+    pub(crate) fn gather_until(&self, now: Instant) -> Option<Instant> {
+        let g = &self.gather;
+        g.until.filter(|at| g.arrived < g.released && now < *at)
+    }
+
+    /// The call for `seq` waits for the gathering that lasts `until`: it keeps the time if no
+    /// other call does (returns `Some(until)`), else it sleeps until woken (`None`).
+    pub(crate) fn gather_timer(&mut self, seq: u64, until: Instant) -> Option<Instant> {
+        let timer = self.gather.timer.get_or_insert(seq);
+        (*timer == seq).then_some(until)
+    }
+
+    /// Settles the call waiting for `seq`, if any, and queues its wake-up. Returns whether
+    /// there was one.
+    pub(crate) fn settle(&mut self, seq: u64, settled: Settled) -> bool {
+        let Some(slot) = self.waiting.remove(&seq) else {
+            return false;
+        };
+        slot.settle(settled);
+        self.to_wake.push(slot);
+        true
+    }
+
+    /// A write that released `released` callers (their items stored) landed at `now` after
+    /// `elapsed`: a new gathering starts for them, and the newest call still waiting is woken
+    /// to write next (or to wait out the gathering: without it, nobody would write if the
+    /// released callers did not come back).
+    pub(crate) fn landed(&mut self, released: usize, now: Instant, elapsed: Duration) {
+        if released > 0 {
+            // Under loom there is no clock: a timed gathering would make the models depend on
+            // real time (a timed wait is a plain wait there), so the models run without it. It
+            // is a speed rule, not a safety one: tests/batch.rs checks it.
+            let until = (!cfg!(lifostore_loom)).then(|| now + elapsed);
+            self.gather = Gather {
+                released,
+                arrived: 0,
+                until,
+                timer: None,
+            };
+        }
+        if let Some(next) = self.waiting.values().next_back() {
+            self.to_wake.push(Arc::clone(next));
+        }
+    }
+
+    /// Wakes the queued calls now, unless a durable writer's write is in flight (it wakes them
+    /// after its landing, with the lock released).
+    pub(crate) fn wake_queued(&mut self) {
+        if !self.defer {
+            for slot in self.to_wake.drain(..) {
+                slot.wake();
+            }
+        }
+    }
+
+    /// The write about to begin is a durable caller's: its landing queues the wake-ups for
+    /// [`take_wakes`](Self::take_wakes).
+    pub(crate) fn defer_wakes(&mut self) {
+        self.defer = true;
+    }
+
+    /// The calls a durable caller's write settled (and the next writer), to wake once the
+    /// lock is released; wake-ups are immediate again from here on.
+    pub(crate) fn take_wakes(&mut self) -> Vec<Arc<Slot>> {
+        self.defer = false;
+        std::mem::take(&mut self.to_wake)
+    }
+
+    /// Wakes every waiting call, so each re-checks the storage and its token (close, cancel).
+    pub(crate) fn wake_all(&self) {
+        for slot in self.waiting.values() {
+            slot.wake();
+        }
+    }
+}
