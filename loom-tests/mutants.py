@@ -20,8 +20,15 @@ M = {
             }
 ''', ''),
  'M2 lost wakeup: wake notifies without taking the state lock': ('src/engine/state.rs',
-   '        let state = self.state.lock();\n        state.wake_durable_callers();\n',
-   '        self.state.lock().wake_durable_callers();\n'),
+   '''        let state = self.state.lock();
+        state.wake_durable_callers();
+        self.poppers.notify_all();
+        self.pushers.notify_all();
+        self.landed.notify_all();''',
+   '''        self.poppers.notify_all();
+        self.pushers.notify_all();
+        self.landed.notify_all();
+        self.state.lock().wake_durable_callers();'''),
  'M3 push does not notify a waiting popper': ('src/engine/mod.rs',
    '''        self.core.poppers.notify_one();
     }''', '''    }'''),
@@ -62,8 +69,8 @@ M = {
    '''            .drain(self.items.len() - n..)
             .rev()''', '''            .drain(self.items.len() - n..)'''),
  'M16 push_durable returns once its item left the buffer, before its batch landed': ('src/engine/state.rs',
-   '_ if self.flushed_through(seq) => Ok(()),',
-   '_ if self.items.front().is_none_or(|e| e.seq > seq) => Ok(()),'),
+   'let gone = self.flushed_through(seq);',
+   'let gone = self.items.front().is_none_or(|e| e.seq > seq);'),
  # M17 and M18 survive the models (speed, not safety; see the README); tests/batch.rs kills them.
  'M17 a durable writer writes only its own item, not the newer durable ones': ('src/engine/durable.rs',
    'let target = state.newest_durable().unwrap_or(seq).max(seq);', 'let target = seq;'),
@@ -71,6 +78,24 @@ M = {
    'g.until.filter(|at| g.arrived < g.released && now < *at)', 'g.until.filter(|_| false)'),
  'M19 a popper spins without bound instead of parking': ('src/engine/mod.rs',
    'DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {', 'DbPopStep::Wait { .. } if spins < u32::MAX => {'),
+ 'M40 a landing does not wake the next durable writer': ('src/engine/durable_waiters.rs',
+   '''        if let Some(next) = self.waiting.values().next_back() {
+            self.to_wake.push(Arc::clone(next));
+        }
+''', ''),
+ 'M41 a durable writer does not wake the callers its write settled': ('src/engine/durable.rs',
+   '''        {
+            other.wake();
+        }''', '''        {
+            let _ = other;
+        }'''),
+ 'M42 close does not wake the parked durable callers': ('src/engine/state.rs',
+   '''        self.closed = true;
+        self.durable.wake_all();''', '''        self.closed = true;'''),
+ 'M43 the gathering wakes no next writer when its timer keeper leaves': ('src/engine/durable_waiters.rs',
+   '''        if let Some(next) = self.waiting.values().next_back() {
+            next.wake();
+        }''', ''),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {
