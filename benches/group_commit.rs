@@ -18,10 +18,11 @@ use support::{BatchCell, Crew, compare, filedb_per_op, lifostore, raw_floor};
 fn group_commit(c: &mut Criterion) {
     let crew = Arc::new(Crew::new());
     let batch = BatchCell::default();
-    let (ours, _storage) = lifostore(&crew, &batch);
+    let (ours, storage) = lifostore(&crew, &batch);
     let mut contenders = vec![ours, filedb_per_op(&crew), raw_floor(&batch)];
     compare(c, "durable_push_64_threads_100B", &mut contenders, &batch);
     drop(contenders);
+    support::print_totals(&storage.stats());
     support::cleanup();
 }
 

@@ -84,11 +84,7 @@ M = {
         }
 ''', ''),
  'M41 a durable writer does not wake the callers its write settled': ('src/engine/durable.rs',
-   '''        {
-            other.wake();
-        }''', '''        {
-            let _ = other;
-        }'''),
+   '        wake_as_tree(settled);', '        drop(settled);'),
  'M42 close does not wake the parked durable callers': ('src/engine/state.rs',
    '''        self.closed = true;
         self.durable.wake_all();''', '''        self.closed = true;'''),

@@ -46,7 +46,8 @@ fn sqlite(path: &Path, journal: Journal) -> rusqlite::Connection {
         Journal::Wal => "WAL",
         Journal::Rollback => "DELETE",
     };
-    c.pragma_update(None, "journal_mode", mode).expect("journal");
+    c.pragma_update(None, "journal_mode", mode)
+        .expect("journal");
     c.pragma_update(None, "synchronous", "FULL").expect("full");
     c.busy_timeout(std::time::Duration::from_secs(60))
         .expect("busy");
@@ -113,7 +114,7 @@ fn bstack_per_op(crew: &Arc<Crew>) -> Contender {
 fn group_commit_peers(c: &mut Criterion) {
     let crew = Arc::new(Crew::new());
     let batch = BatchCell::default();
-    let (ours, _storage) = lifostore(&crew, &batch);
+    let (ours, storage) = lifostore(&crew, &batch);
     let mut contenders = vec![
         ours,
         sqlite_one_thread(Journal::Wal),
@@ -128,6 +129,7 @@ fn group_commit_peers(c: &mut Criterion) {
     }
     compare(c, "group_commit_vs_peers_100B", &mut contenders, &batch);
     drop(contenders);
+    support::print_totals(&storage.stats());
     support::cleanup();
 }
 

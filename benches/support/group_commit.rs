@@ -175,7 +175,12 @@ pub fn filedb_per_op(crew: &Arc<Crew>) -> Contender {
             db.push(&item).expect("push");
         }
     });
-    on_crew("filedb_push_per_item", crew, (THREADS * per_thread) as u64, job)
+    on_crew(
+        "filedb_push_per_item",
+        crew,
+        (THREADS * per_thread) as u64,
+        job,
+    )
 }
 
 /// The raw floor: append the framed bytes of one batch of the size the latest lifostore run
@@ -259,6 +264,16 @@ pub fn compare(c: &mut Criterion, group: &str, contenders: &mut [Contender], bat
     report(group, contenders, &tallies, &batches, &loads);
 }
 
+/// lifostore's totals over the whole run (for context switches per write under `perf stat`).
+pub fn print_totals(stats: &lifostore::Stats) {
+    println!(
+        "lifostore totals: {} items in {} Db writes, mean batch {:.1}",
+        stats.items_flushed,
+        stats.db_push_calls,
+        stats.items_flushed as f64 / stats.db_push_calls.max(1) as f64
+    );
+}
+
 /// The load average (1 min) now, as `/proc/loadavg` says.
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -310,6 +325,9 @@ fn report(
     for (k, c) in contenders.iter().enumerate().skip(1) {
         let rate = median(tallies.iter().map(|t| t[k].rate()).collect());
         let ratio = median(tallies.iter().map(|t| t[0].rate() / t[k].rate()).collect());
-        println!("  {}: {rate:.0}/s; median per-round ratio {ratio:.2}x", c.name);
+        println!(
+            "  {}: {rate:.0}/s; median per-round ratio {ratio:.2}x",
+            c.name
+        );
     }
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Storage;
-use super::durable_waiters::Slot;
+use super::durable_waiters::{Slot, wake_as_tree};
 use super::state::State;
 use super::waiter::{Waiter, live};
 use super::writer;
@@ -130,14 +130,10 @@ impl<D> Storage<D> {
         let n = state.count_through(target, &self.core.cfg);
         state.defer_durable_wakes();
         let mut state = writer::write_batch(&self.core, state, n).0;
-        let settled = state.take_durable_wakes();
+        let mut settled = state.take_durable_wakes();
         drop(state);
-        for other in settled
-            .iter()
-            .filter(|s| !std::ptr::eq(Arc::as_ptr(s), slot))
-        {
-            other.wake();
-        }
+        settled.retain(|s| !std::ptr::eq(Arc::as_ptr(s), slot));
+        wake_as_tree(settled);
     }
 }
 

@@ -31,7 +31,16 @@ pub(crate) enum Settled {
 /// One waiting `push_durable` call: its thread, and the outcome once settled.
 pub(crate) struct Slot {
     parker: Parker,
-    settled: Mutex<Option<Settled>>,
+    inner: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    settled: Option<Settled>,
+    /// The call has taken its outcome: it passes no wake-up on any more.
+    taken: bool,
+    /// Calls this one wakes once it has taken its outcome (see [`Slot::pass_on`]).
+    onward: Vec<Arc<Slot>>,
 }
 
 impl Slot {
@@ -39,13 +48,23 @@ impl Slot {
     pub(crate) fn for_current_thread() -> Arc<Slot> {
         Arc::new(Slot {
             parker: Parker::for_current_thread(),
-            settled: Mutex::new(None),
+            inner: Mutex::new(SlotState::default()),
         })
     }
 
     /// The call's outcome, once settled; taken, so asked for at most once after it is there.
+    /// Wakes the calls [`pass_on`](Self::pass_on) gave it, if it has its outcome.
     pub(crate) fn outcome(&self) -> Option<Result<(), Error>> {
-        Some(match self.settled.lock().take()? {
+        let (settled, onward) = {
+            let mut inner = self.inner.lock();
+            let settled = inner.settled.take()?;
+            inner.taken = true;
+            (settled, std::mem::take(&mut inner.onward))
+        };
+        for slot in onward {
+            slot.wake();
+        }
+        Some(match settled {
             Settled::Done => Ok(()),
             Settled::DeadLettered(e) => Err(Error::DeadLettered(e)),
             Settled::WriteFailed(e) => Err(Error::NotYetDurable {
@@ -56,7 +75,24 @@ impl Slot {
     }
 
     fn settle(&self, settled: Settled) {
-        *self.settled.lock() = Some(settled);
+        self.inner.lock().settled = Some(settled);
+    }
+
+    /// Whether a write or pop settled the call (its outcome is there or was taken).
+    fn is_settled(&self) -> bool {
+        let inner = self.inner.lock();
+        inner.settled.is_some() || inner.taken
+    }
+
+    /// Gives this settled call `onward` calls to wake once it has taken its outcome; if it
+    /// has already, they are handed back (the caller wakes them).
+    fn pass_on(&self, onward: Vec<Arc<Slot>>) -> Result<(), Vec<Arc<Slot>>> {
+        let mut inner = self.inner.lock();
+        if inner.taken {
+            return Err(onward);
+        }
+        inner.onward = onward;
+        Ok(())
     }
 
     /// Wakes the call's thread (it re-checks its slot, then the state).
@@ -68,6 +104,34 @@ impl Slot {
     /// calling thread of the slot's `push_durable` may call it.
     pub(crate) fn sleep(&self, deadline: Option<Instant>) {
         self.parker.park_until(deadline);
+    }
+}
+
+/// How many calls each woken call wakes in turn (see [`wake_as_tree`]).
+const FAN_OUT: usize = 2;
+
+/// Wakes `slots` (a landing's wake-ups, from a durable writer that released the lock) as a
+/// tree: the writer wakes `FAN_OUT` settled calls, each of them wakes `FAN_OUT` more once it
+/// has taken its outcome, and so on; calls not settled (the next writer) are woken at once.
+/// One thread waking 60 in a row is preempted by the threads it wakes and serializes their
+/// start; the tree spreads the wake-ups over the woken threads, on every core.
+pub(crate) fn wake_as_tree(slots: Vec<Arc<Slot>>) {
+    let (settled, others): (Vec<_>, Vec<_>) = slots.into_iter().partition(|s| s.is_settled());
+    for slot in others {
+        slot.wake();
+    }
+    // Node i's children are FAN_OUT * (i + 1) .. FAN_OUT * (i + 2): the roots are 0..FAN_OUT.
+    for (i, slot) in settled.iter().enumerate() {
+        let from = (FAN_OUT * (i + 1)).min(settled.len());
+        let to = (FAN_OUT * (i + 2)).min(settled.len());
+        if let Err(children) = slot.pass_on(settled[from..to].to_vec()) {
+            for child in children {
+                child.wake();
+            }
+        }
+    }
+    for slot in settled.iter().take(FAN_OUT) {
+        slot.wake();
     }
 }
 
