@@ -74,7 +74,7 @@ fn sqlite_one_thread(journal: Journal) -> Contender {
     let n = THREADS as u64;
     Contender {
         name: format!("sqlite_{}_commit_each_1_thread", journal.name()),
-        items: n,
+        items: Box::new(move || n),
         run: Box::new(move || {
             let t = std::time::Instant::now();
             for _ in 0..n {

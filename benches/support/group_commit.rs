@@ -107,8 +107,8 @@ pub type Run = Box<dyn FnMut() -> (u64, Duration)>;
 /// A contender of the comparison.
 pub struct Contender {
     pub name: String,
-    /// Items per run (criterion's throughput).
-    pub items: u64,
+    /// Items per run (criterion's throughput), asked before each benchmark.
+    pub items: Box<dyn Fn() -> u64>,
     pub run: Run,
 }
 
@@ -117,7 +117,7 @@ pub fn on_crew(name: &str, crew: &Arc<Crew>, items: u64, job: Job) -> Contender 
     let crew = crew.clone();
     Contender {
         name: name.to_string(),
-        items,
+        items: Box::new(move || items),
         run: Box::new(move || (items, crew.run(&job))),
     }
 }
@@ -155,8 +155,8 @@ pub fn lifostore(crew: &Arc<Crew>, batch: &BatchCell) -> (Contender, Arc<Storage
         let r = inner();
         let st = s.stats();
         let (items, writes) = (st.items_flushed - last.0, st.db_push_calls - last.1);
-        if writes > 0 {
-            batch.store((items / writes).max(1) as usize, Ordering::Relaxed);
+        if let Some(mean) = items.checked_div(writes) {
+            batch.store(mean.max(1) as usize, Ordering::Relaxed);
         }
         last = (st.items_flushed, st.db_push_calls);
         r
@@ -193,9 +193,10 @@ pub fn raw_floor(batch: &BatchCell) -> Contender {
         .open(fresh("raw.bin"))
         .expect("raw");
     let batch = batch.clone();
+    let items = batch.clone();
     Contender {
         name: "raw_append_fdatasync_at_lifostore_batch".to_string(),
-        items: 1,
+        items: Box::new(move || items.load(Ordering::Relaxed).max(1) as u64),
         run: Box::new(move || {
             let n = batch.load(Ordering::Relaxed).max(1);
             let mut bytes = Vec::with_capacity(n * (ITEM + 20));
@@ -242,7 +243,7 @@ pub fn compare(c: &mut Criterion, group: &str, contenders: &mut [Contender], bat
         loads.push(load());
         for (k, contender) in contenders.iter_mut().enumerate() {
             let t = &mut tally[k];
-            g.throughput(Throughput::Elements(contender.items));
+            g.throughput(Throughput::Elements((contender.items)()));
             g.bench_function(format!("{}/round{round}", contender.name), |b| {
                 b.iter_custom(|iters| {
                     let mut time = Duration::ZERO;
