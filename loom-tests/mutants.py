@@ -71,10 +71,11 @@ M = {
  'M16 push_durable returns once its item left the buffer, before its batch landed': ('src/engine/state.rs',
    'let gone = self.flushed_through(seq);',
    'let gone = self.items.front().is_none_or(|e| e.seq > seq);'),
- # M17 and M18 survive the models (speed, not safety; see the README); tests/batch.rs kills them.
+ # M17 and M18 survive the models (speed, not safety; see the README); tests/batch.rs kills M18
+ # (M17 is nearly equivalent since the wake-up slots: see the README).
  'M17 a durable writer writes only its own item, not the newer durable ones': ('src/engine/durable.rs',
    'let target = state.newest_durable().unwrap_or(seq).max(seq);', 'let target = seq;'),
- 'M18 group commit never gathers the callers the last write released': ('src/engine/state.rs',
+ 'M18 group commit never gathers the callers the last write released': ('src/engine/durable_waiters.rs',
    'g.until.filter(|at| g.arrived < g.released && now < *at)', 'g.until.filter(|_| false)'),
  'M19 a popper spins without bound instead of parking': ('src/engine/mod.rs',
    'DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {', 'DbPopStep::Wait { .. } if spins < u32::MAX => {'),
@@ -92,6 +93,16 @@ M = {
    '''        if let Some(next) = self.waiting.values().next_back() {
             next.wake();
         }''', ''),
+ # M44 and M45 are killed by the unit test engine::durable_waiters::tests (not by loom):
+ # cargo test --lib durable_waiters
+ 'M44 a call that already took its outcome does not hand its children back': ('src/engine/durable_waiters.rs',
+   '''            for child in children {
+                child.wake();
+            }''', '''            drop(children);'''),
+ 'M45 a woken call does not wake its children': ('src/engine/durable_waiters.rs',
+   '''        for slot in onward {
+            slot.wake();
+        }''', '''        drop(onward);'''),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {

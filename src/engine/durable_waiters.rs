@@ -273,3 +273,64 @@ impl DurableWaiters {
         }
     }
 }
+
+#[cfg(all(test, not(lifostore_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// `n` threads, each parked on its own slot until it takes its outcome; each sends its
+    /// number once done. Returns the slots (registered as waiting for seq 0..n) and the
+    /// receiver.
+    fn parked_callers(waiters: &mut DurableWaiters, n: u64) -> mpsc::Receiver<u64> {
+        let (tx, rx) = mpsc::channel();
+        let (slot_tx, slot_rx) = mpsc::channel();
+        for seq in 0..n {
+            let (tx, slot_tx) = (tx.clone(), slot_tx.clone());
+            std::thread::spawn(move || {
+                let slot = Slot::for_current_thread();
+                slot_tx.send((seq, Arc::clone(&slot))).expect("send slot");
+                while slot.outcome().is_none() {
+                    slot.sleep(None);
+                }
+                tx.send(seq).expect("send done");
+            });
+        }
+        for _ in 0..n {
+            let (seq, slot) = slot_rx.recv().expect("slot");
+            waiters.arrive(seq, slot);
+        }
+        rx
+    }
+
+    /// Every caller a landing settled is woken through the tree, including the children of
+    /// one that had already taken its outcome before the tree was built (handed back to the
+    /// writer, which wakes them itself).
+    #[test]
+    fn the_wake_tree_reaches_every_settled_caller() {
+        let n = 20;
+        let mut waiters = DurableWaiters::default();
+        let done = parked_callers(&mut waiters, n);
+        waiters.defer_wakes();
+        for seq in 0..n {
+            assert!(waiters.settle(seq, Settled::Done));
+        }
+        let slots = waiters.take_wakes();
+        // Caller 1 (a root, with children 4 and 5) wakes early and takes its outcome.
+        slots[1].wake();
+        let first = done
+            .recv_timeout(Duration::from_secs(10))
+            .expect("caller 1");
+        assert_eq!(first, 1);
+        wake_as_tree(slots);
+        let mut finished = vec![first];
+        while finished.len() < n as usize {
+            match done.recv_timeout(Duration::from_secs(10)) {
+                Ok(seq) => finished.push(seq),
+                Err(_) => panic!("callers never woken; finished: {finished:?}"),
+            }
+        }
+        finished.sort_unstable();
+        assert_eq!(finished, (0..n).collect::<Vec<_>>());
+    }
+}
