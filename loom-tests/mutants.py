@@ -51,7 +51,11 @@ M = {
  'M8 a registration is never removed': ('src/token.rs',
    'st.waiters.swap_remove(pos);', 'let _ = pos;'),
  'M9 pop takes the oldest buffered item': ('src/engine/state.rs',
-   'let entry = self.items.pop_back()?;', 'let entry = self.items.pop_front()?;'),
+   '''        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        self.counters.pops_from_memory += 1;''', '''        let entry = self.items.pop_front()?;
+        self.bytes -= entry.data.len();
+        self.counters.pops_from_memory += 1;'''),
  'M10 a landed batch wakes nobody': ('src/engine/writer.rs',
    '    core.notify_everyone();\n    if !poison.is_empty()', '    if !poison.is_empty()'),
  'M12 a poison item is retried like a transient failure': ('src/engine/poison.rs',
@@ -79,6 +83,37 @@ M = {
    'g.until.filter(|at| g.arrived < g.released && now < *at)', 'g.until.filter(|_| false)'),
  'M19 a popper spins without bound instead of parking': ('src/engine/mod.rs',
    'DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {', 'DbPopStep::Wait { .. } if spins < u32::MAX => {'),
+ 'M20 a memory lease takes the oldest buffered item': ('src/engine/state.rs',
+   '''        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        if !self.durable.is_empty() {
+            // A durable push whose item is leased''', '''        let entry = self.items.pop_front()?;
+        self.bytes -= entry.data.len();
+        if !self.durable.is_empty() {
+            // A durable push whose item is leased'''),
+ 'M21 a released item goes to the bottom of memory': ('src/engine/state.rs',
+   '''        self.items.push_back(Entry {
+            seq,
+            pushed_at,
+            data,
+        });''', '''        self.items.push_front(Entry {
+            seq,
+            pushed_at,
+            data,
+        });'''),
+ 'M22 an ack succeeds for a lease that already expired': ('src/engine/lease.rs',
+   '''        return if ack {
+            Err(Error::LeaseExpired)''', '''        return if ack {
+            Ok(())'''),
+ 'M23 a memory lease leaves a copy on the stack': ('src/engine/state.rs',
+   '''        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        if !self.durable.is_empty() {
+            // A durable push whose item is leased returns `Ok`, as when a pop takes it.
+            self.settle_popped(&[entry.seq]);
+        }
+        Some((entry.data, entry.pushed_at))''', '''        let entry = self.items.back()?;
+        Some((entry.data.clone(), entry.pushed_at))'''),
  'M40 a landing does not wake the next durable writer': ('src/engine/durable_waiters.rs',
    '''        if let Some(next) = self.waiting.values().next_back() {
             self.to_wake.push(Arc::clone(next));
@@ -103,6 +138,10 @@ M = {
    '''        for slot in onward {
             slot.wake();
         }''', '''        drop(onward);'''),
+ # Killed by tests/batch.rs a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands.
+ 'M46 a memory lease does not settle the durable call waiting for its item': ('src/engine/state.rs',
+   '''            // A durable push whose item is leased returns `Ok`, as when a pop takes it.
+            self.settle_popped(&[entry.seq]);''', '''            // A durable push whose item is leased returns `Ok`, as when a pop takes it.'''),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {

@@ -116,6 +116,14 @@ pub enum Error {
         "the database refused the item for good; it was set aside as a dead letter, fix or drop it"
     )]
     DeadLettered(#[source] DbError),
+    /// A [`Lease::ack`](crate::Lease::ack) came after the lease's deadline (or the Db no longer
+    /// held the lease): the item went back to the storage and may be delivered again, or
+    /// already was. The ack removed nothing.
+    #[error(
+        "the lease expired before its ack: the item went back to the storage and may be \
+         delivered again; make the work idempotent, ack sooner, or raise lease_ttl"
+    )]
+    LeaseExpired,
     /// The flusher thread could not be started, so [`StorageBuilder::build`](
     /// crate::StorageBuilder::build) built no storage; the source is the OS's error.
     #[error("could not start the flusher thread; free threads or memory, then build again")]

@@ -40,6 +40,6 @@ pub use db::postgres::PostgresDb;
 #[cfg(feature = "redis")]
 pub use db::redis::RedisDb;
 pub use db::{Db, DbLease, LeaseId};
-pub use engine::{DeadLetter, Iter, Stats, Storage, StorageBuilder, TryIter};
+pub use engine::{DeadLetter, Iter, Lease, Stats, Storage, StorageBuilder, TryIter};
 pub use error::{DbError, Error, PushBatchError, TryPushError, Unconfirmed};
 pub use token::{CancelReason, CancelToken};

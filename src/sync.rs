@@ -42,6 +42,7 @@ impl Condvar {
         }
     }
 
+    #[inline]
     pub(crate) fn notify_one(&self) {
         self.0.notify_one();
     }

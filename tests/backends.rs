@@ -388,7 +388,7 @@ fn lease_consumer_child() {
     };
     let parts: Vec<&str> = spec.splitn(4, '|').collect();
     let db = open(parts[0], parts[1], parts[2]);
-    common::lease_crash::consumer_main(&*db, parts[3].parse().expect("seed"));
+    common::lease_crash::consumer_main(db, parts[3].parse().expect("seed"));
 }
 
 fn consumer_kill_loop(kind: &str, url: &str) {

@@ -568,3 +568,41 @@ fn sizes_over_a_file_db_and_an_uncountable_db() {
     s.push(&CancelToken::new(), item(1)).unwrap();
     assert_eq!(s.is_empty().unwrap(), Some(false));
 }
+
+/// A durable push whose item a lease takes from memory, while another write is in flight,
+/// returns `Ok` at once (the item left memory, as with a pop): the lease settles the waiting
+/// call's slot and wakes it, so it does not wait for the write in flight to land.
+#[test]
+fn a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands() {
+    let s = Arc::new(quiet(MemDb::with_latency(Duration::from_secs(2))));
+    s.push(&CancelToken::new(), item(0)).unwrap();
+    let flush = {
+        let s = s.clone();
+        std::thread::spawn(move || s.flush(&CancelToken::new()))
+    };
+    while s.stats().in_flight_items == 0 {
+        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
+    }
+    let durable = {
+        let s = s.clone();
+        std::thread::spawn(move || s.push_durable(&CancelToken::new(), item(1)))
+    };
+    while s.len_in_memory() < 2 {
+        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
+    }
+    let lease = s
+        .try_pop_lease()
+        .unwrap()
+        .expect("the durable item, newest in memory");
+    assert_eq!(lease.to_vec(), item(1));
+    durable.join().unwrap().unwrap();
+    assert_eq!(
+        s.stats().in_flight_items,
+        1,
+        "push_durable returned only after the write in flight landed"
+    );
+    lease.ack().unwrap();
+    flush.join().unwrap().unwrap();
+    s.close().unwrap();
+    assert_eq!(s.db().snapshot(), vec![item(0)]);
+}

@@ -96,7 +96,7 @@ fn lease_consumer_child() {
     };
     let (path, seed) = spec.rsplit_once('|').expect("path|seed");
     let db = lifostore::FileDb::open(path).expect("open in child");
-    common::lease_crash::consumer_main(&db, seed.parse().expect("seed"));
+    common::lease_crash::consumer_main(Box::new(db), seed.parse().expect("seed"));
 }
 
 #[test]

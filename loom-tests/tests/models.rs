@@ -409,3 +409,99 @@ fn durable_pushes_racing_a_close_keep_every_accepted_item() {
         }
     });
 }
+
+/// A lease races a push, a flush and another pop, over a Db holding an older item: the lease
+/// and the pop take distinct items, each the newest there was (nothing left behind is newer
+/// than the leased item but the item pushed meanwhile); the released item comes back on top
+/// and everything is still there once, newest first.
+#[test]
+fn a_lease_racing_a_push_a_flush_and_a_pop_is_lifo_and_exactly_once() {
+    loom::model(|| {
+        let db = MemDb::new();
+        db.push(&[0]).unwrap();
+        let s = storage_over(db);
+        let t = CancelToken::new();
+        s.push(&t, vec![1]).unwrap();
+        s.push(&t, vec![2]).unwrap();
+        let flusher = spawn_flush(&s);
+        let popper = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || {
+                s.push(&t, vec![3]).unwrap();
+                s.pop(&t).unwrap()[0]
+            })
+        };
+        let lease = s.pop_lease(&t).unwrap();
+        let leased = lease[0];
+        let popped = popper.join().unwrap();
+        flusher.join().unwrap();
+        assert_ne!(leased, popped);
+        let rest: Vec<u8> = s.try_iter().map(|r| r.unwrap()[0]).collect();
+        assert!(
+            rest.iter().all(|&x| x < leased || x == 3),
+            "leased {leased} while a newer item stayed: {rest:?}"
+        );
+        lease.release();
+        let after: Vec<u8> = s.try_iter().map(|r| r.unwrap()[0]).collect();
+        assert_eq!(after, vec![leased], "released: back on top, once");
+        let mut all: Vec<u8> = rest.into_iter().chain([leased, popped]).collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2, 3]);
+        s.close().unwrap();
+    });
+}
+
+/// A release races a push and a flush: the released item goes back on top (above the pushed
+/// item if that came first, below it if it came after), whether the flush wrote it or not.
+#[test]
+fn release_puts_the_item_back_on_top() {
+    loom::model(|| {
+        let s = storage();
+        let t = CancelToken::new();
+        s.push(&t, vec![1]).unwrap();
+        s.push(&t, vec![2]).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        assert_eq!(lease[0], 2);
+        let pusher = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.push(&t, vec![3]).unwrap())
+        };
+        let flusher = spawn_flush(&s);
+        lease.release();
+        pusher.join().unwrap();
+        flusher.join().unwrap();
+        let got: Vec<u8> = s.try_iter().map(|r| r.unwrap()[0]).collect();
+        assert!(
+            got == vec![2, 3, 1] || got == vec![3, 2, 1],
+            "release not on top: {got:?}"
+        );
+        s.close().unwrap();
+    });
+}
+
+/// Expiry races an ack: either the ack wins (the item is gone for good) or the expiry does
+/// (the ack fails with `LeaseExpired` and the item is back), never both, never neither.
+#[test]
+fn expiry_racing_an_ack_removes_or_returns_the_item_once() {
+    loom::model(|| {
+        let s = storage();
+        let t = CancelToken::new();
+        s.push(&t, vec![7]).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        let acker = loom::thread::spawn(move || lease.ack());
+        let expirer = {
+            let s = s.clone();
+            loom::thread::spawn(move || s.expire_leases_now())
+        };
+        let acked = acker.join().unwrap();
+        expirer.join().unwrap();
+        let left = s.try_pop().unwrap();
+        match (acked, left) {
+            (Ok(()), None) => {}
+            (Err(Error::LeaseExpired), Some(x)) => assert_eq!(x, vec![7]),
+            other => panic!("acked and returned, or lost: {other:?}"),
+        }
+        assert_eq!(s.stats().leases_held, 0);
+        s.close().unwrap();
+    });
+}

@@ -46,6 +46,11 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// An epoch-milliseconds stamp as a `SystemTime`.
+pub(crate) fn system_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
 /// The deadline of a lease taken at `now` for `ttl`, in epoch milliseconds.
 pub(crate) fn deadline_ms(now: u64, ttl: Duration) -> u64 {
     now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))

@@ -1,7 +1,7 @@
 //! [`MemDb`]: an in-memory [`Db`] for tests, examples and benchmarks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::db::lease::{LeaseTable, deadline_ms, now_ms};
 use crate::db::{Db, DbError, DbLease, LeaseId, PushBatchError};
@@ -257,6 +257,12 @@ impl Db for MemDb {
 
     fn native_leases(&self) -> bool {
         true
+    }
+
+    fn held_lease_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+        let leases = self.leases.lock();
+        let deadlines = leases.0.iter().map(|(_, held)| held.deadline);
+        Ok(deadlines.map(crate::db::lease::system_time).collect())
     }
 }
 

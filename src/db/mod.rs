@@ -3,7 +3,7 @@
 //! and PostgreSQL behind cargo features.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 pub use self::lease::{DbLease, LeaseId};
 pub use crate::error::{DbError, PushBatchError};
@@ -163,6 +163,17 @@ pub trait Db: Send + Sync {
     fn native_leases(&self) -> bool {
         false
     }
+
+    /// When the leases this Db holds now come back by themselves: their deadlines. Asked once,
+    /// when a [`Storage`](crate::Storage) is built over a Db that is not
+    /// [shared](Db::is_shared) and has [native leases](Db::native_leases): leases a process
+    /// that died still held come back at their deadline without anyone pushing, so until
+    /// then the storage keeps no count of the Db and a pop that finds it empty asks again at
+    /// the next deadline. (A shared Db is re-asked every `shared_poll_interval` anyway.)
+    /// Default: none.
+    fn held_lease_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Refuses a batch holding an item longer than `max` before anything is sent or written: the
@@ -215,6 +226,9 @@ macro_rules! forward_db {
             }
             fn native_leases(&self) -> bool {
                 (**self).native_leases()
+            }
+            fn held_lease_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+                (**self).held_lease_deadlines()
             }
         }
     )*};

@@ -1,5 +1,6 @@
 //! The flusher thread's loop: sleep until the policy says write, take the writer role, repeat.
-//! It also ticks the coarse clock pushes stamp items with, while pushes come. It returns when
+//! It also ticks the coarse clock pushes stamp items with, while pushes come, and returns
+//! leases past their deadline. It returns when
 //! the storage closes (`close` drains the rest on its own thread).
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ pub(crate) fn run(core: Arc<Core>) {
             return;
         }
         let now = Instant::now();
-        let tick = state.tick(&core.cfg, now);
+        let tick = super::lease::sweep_and_tick(&core, &mut state, now);
         match state.next(&core.cfg, now) {
             // A failure is recorded in the state (with its retry time) and reported to pushers
             // by `State::refusing`; the loop simply goes on.

@@ -8,6 +8,7 @@
 //! * [`batch`], [`durable`], [`iter`]: the batch forms, the durable push with group commit,
 //!   the iterators and sizes (each an `impl Storage` block over the same state steps);
 //! * [`durable_waiters`]: the waiting durable pushes, one wake-up slot each.
+//! * [`lease`]: `pop_lease` and the [`Lease`] guard, and the table of leases the engine holds.
 //!
 //! `push`, `pop` and `flush` below are short loops over named steps of the state, with one
 //! [`Waiter`] per call.
@@ -17,6 +18,7 @@ mod durable;
 mod durable_waiters;
 mod flusher;
 mod iter;
+mod lease;
 mod poison;
 mod policy;
 mod state;
@@ -28,12 +30,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::db::Db;
 use crate::db::file::{FileDb, FileDbOptions};
+use crate::db::{Db, DbError};
 use crate::error::Error;
 use crate::sync::{JoinHandle, Mutex, MutexGuard, SPIN_ROUNDS, backoff};
 use crate::token::CancelToken;
 pub use iter::{Iter, TryIter};
+pub use lease::Lease;
 pub use poison::DeadLetter;
 use poison::DeadLetterHook;
 use policy::{Config, DEFAULT_WINDOW};
@@ -114,6 +117,7 @@ pub struct StorageBuilder<D> {
     close_timeout: Option<Duration>,
     max_dead_letters: usize,
     dead_letter: Option<DeadLetterHook>,
+    lease_ttl: Option<Duration>,
     /// The Db type the storage will have: fixed by `build(db)`, so `Storage::builder()` needs
     /// no type annotation.
     db: PhantomData<fn() -> D>,
@@ -131,6 +135,7 @@ impl<D> Default for StorageBuilder<D> {
             close_timeout: None,
             max_dead_letters: 1024,
             dead_letter: None,
+            lease_ttl: None,
             db: PhantomData,
         }
     }
@@ -245,6 +250,38 @@ impl<D> StorageBuilder<D> {
         self
     }
 
+    /// How long a [`Lease`] from [`Storage::pop_lease`] stays held before its item returns by
+    /// itself (the visibility timeout); at least 1 ms, at most a year.
+    ///
+    /// Without it (the default):
+    /// * a lease on an item taken from memory lasts until the flusher would have started
+    ///   writing that item (its push stamp plus the flush age, at most three quarters of the
+    ///   window), but at least a sixteenth of the window: on expiry the item is back on top
+    ///   and due, so it reaches the Db within the window like any buffered item;
+    /// * a lease on an item taken from the Db lasts one window.
+    ///
+    /// Set, it applies to every lease. A ttl longer than the flush age keeps an item leased
+    /// from memory out of the Db for longer than the window: a crash while such a lease is
+    /// held loses the item (at most once, as for a popped item), so the durability window
+    /// does not cover it. Items leased from a Db with native leases are not affected.
+    ///
+    /// ```
+    /// use lifostore::{MemDb, Storage};
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), lifostore::Error> {
+    /// let storage = Storage::builder()
+    ///     .lease_ttl(Duration::from_secs(30))
+    ///     .build(MemDb::new())?;
+    /// # storage.close()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = Some(ttl.clamp(Duration::from_millis(1), MAX_SETTING));
+        self
+    }
+
     /// The settings with their derived defaults filled in.
     fn config(&self) -> Config {
         Config {
@@ -263,8 +300,9 @@ impl<D> StorageBuilder<D> {
 impl<D: Db + 'static> StorageBuilder<D> {
     /// Builds a storage over `db` and starts its flusher thread.
     ///
-    /// Fails with [`Error::FlusherUnavailable`] if the OS refuses to start the thread; `db`
-    /// is dropped then.
+    /// Fails with [`Error::FlusherUnavailable`] if the OS refuses to start the thread, or
+    /// [`Error::Db`] if a Db not shared with other processes cannot say which leases it holds
+    /// ([`Db::held_lease_deadlines`]); `db` is dropped then.
     pub fn build(self, db: D) -> Result<Storage<D>, Error> {
         let mut config = self.config();
         // Never accept an item the Db states it could not store: it would fail every batch.
@@ -273,7 +311,11 @@ impl<D: Db + 'static> StorageBuilder<D> {
         }
         let db = Arc::new(db);
         let hook = self.dead_letter.clone();
-        let core = Arc::new(Core::new(config, Arc::clone(&db) as Arc<dyn Db>, hook));
+        let erased = Arc::clone(&db) as Arc<dyn Db>;
+        let core = Arc::new(Core::new(config, erased, hook, self.lease_ttl));
+        if core.native_leases && !core.shared {
+            lease::adopt_db_leases(&core, db.held_lease_deadlines()?);
+        }
         let thread_core = Arc::clone(&core);
         let spawned = crate::sync::spawn("lifostore-flusher".into(), move || {
             flusher::run(thread_core)
@@ -390,6 +432,17 @@ pub struct Stats {
     /// Items in the Db, when the storage knows its count exactly (no Db call): for a Db not
     /// shared with other processes, once a pop found it empty or [`Storage::len`] counted it.
     pub db_len: Option<u64>,
+    /// Leases taken with [`Storage::pop_lease`] / [`Storage::try_pop_lease`]. A lease taken
+    /// from memory is not a pop; one taken from the Db also counts in `pops` and
+    /// `pops_from_db`, as the answer of a Db pop call.
+    pub leases: u64,
+    /// Leases held now: taken, and not yet acked, released or expired (plus, over a Db not
+    /// shared with other processes, the leases it held when the storage was built, until
+    /// their deadline). Their items are not counted in `buffered_items` nor in
+    /// [`Storage::len`].
+    pub leases_held: usize,
+    /// Leases whose deadline passed before an ack or a release (their items went back).
+    pub leases_expired: u64,
 }
 
 impl Stats {
@@ -456,6 +509,7 @@ impl<D> Storage<D> {
 
     /// Puts `data` on top and wakes whoever it concerns: a popper, and the flusher when the
     /// buffer wants an early write or the coarse clock needs its ticks again.
+    #[inline]
     fn push_locked(&self, state: &mut State, data: Vec<u8>, waited: bool) {
         let clock_idle = state.push(data, waited);
         if clock_idle || state.wants_early_write(&self.core.cfg) {
@@ -465,6 +519,7 @@ impl<D> Storage<D> {
     }
 
     /// `push` when the fast path could not take the item: waits for room, or reports why not.
+    #[inline(never)]
     fn push_waiting(
         &self,
         token: &CancelToken,
@@ -502,7 +557,7 @@ impl<D> Storage<D> {
         if let Some(item) = self.take_at_once(&mut state) {
             return Ok(item);
         }
-        match self.pop_waiting(token, true, state)? {
+        match self.pop_waiting(token, true, state, &Popping)? {
             Some(item) => Ok(item),
             // pop_waiting only returns None when told not to wait.
             None => Err(Error::Closed),
@@ -527,7 +582,7 @@ impl<D> Storage<D> {
             return Ok(Some(item));
         }
         // A token of its own that nobody can end: try_pop waits only for work under way.
-        self.pop_waiting(&CancelToken::new(), false, state)
+        self.pop_waiting(&CancelToken::new(), false, state, &Popping)
     }
 
     /// The common case of `pop` and `try_pop`, straight through: the storage is open and the
@@ -541,19 +596,21 @@ impl<D> Storage<D> {
         Some(item)
     }
 
-    /// `pop` and `try_pop` when memory had nothing to give at once: the in-flight batch, the
-    /// Db, or (`wait`) a wait for a push.
-    fn pop_waiting<'a>(
+    /// `pop` and `try_pop` (and the lease forms, as `take` says) when memory had nothing to
+    /// give at once: the in-flight batch, the Db, or (`wait`) a wait for a push.
+    #[inline(never)]
+    fn pop_waiting<'a, T: Take>(
         &'a self,
         token: &CancelToken,
         wait: bool,
         mut state: MutexGuard<'a, State>,
-    ) -> Result<Option<Vec<u8>>, Error> {
+        take: &T,
+    ) -> Result<Option<T::Out>, Error> {
         let mut waiter = Waiter::new(&self.core, token, &self.core.poppers);
         let mut spins = 0;
         loop {
             waiter.check(&state)?;
-            if let Some(item) = state.take_newest() {
+            if let Some(item) = take.take_from_memory(&self.core, &mut state) {
                 self.core.pushers.notify_one();
                 return Ok(Some(item));
             }
@@ -565,7 +622,7 @@ impl<D> Storage<D> {
             }
             match state.db_pop_step(&self.core.cfg, Instant::now()) {
                 DbPopStep::Call(ticket) => {
-                    let (guard, answer) = self.pop_from_db(state, ticket);
+                    let (guard, answer) = self.pop_from_db(state, ticket, take);
                     state = guard;
                     if let Some(item) = answer? {
                         return Ok(Some(item));
@@ -591,16 +648,18 @@ impl<D> Storage<D> {
     }
 
     /// One Db pop, with the lock released during the call.
-    fn pop_from_db<'a>(
+    fn pop_from_db<'a, T: Take>(
         &'a self,
         state: MutexGuard<'a, State>,
         ticket: DbPopTicket,
-    ) -> (MutexGuard<'a, State>, Result<Option<Vec<u8>>, Error>) {
+        take: &T,
+    ) -> (MutexGuard<'a, State>, Result<Option<T::Out>, Error>) {
         drop(state);
-        let answer = writer::call_db(|| self.core.db.pop());
+        let answer = writer::call_db(|| take.take_from_db(&self.core));
         let mut state = self.core.state.lock();
         let answer = state.end_db_pop(ticket, answer, self.core.shared, Instant::now());
         self.core.poppers.notify_all(); // poppers waiting for a Db call's answer
+        let answer = answer.map(|raw| raw.map(|raw| take.settle(&self.core, &mut state, raw)));
         (state, answer.map_err(Error::Db))
     }
 
@@ -650,6 +709,42 @@ impl<D> Storage<D> {
             let _ = handle.join();
         }
         writer::drain(&self.core)
+    }
+}
+
+/// What a pop-like call takes, and from where: an item ([`Popping`]) or a lease
+/// ([`lease::Leasing`]). `pop_waiting` is the same walk for both: memory, the in-flight batch,
+/// the Db.
+trait Take {
+    /// What the Db call returns.
+    type Raw;
+    /// What the caller gets.
+    type Out;
+    /// Takes the newest buffered item (lock held).
+    fn take_from_memory(&self, core: &Arc<Core>, state: &mut State) -> Option<Self::Out>;
+    /// One Db call (lock released).
+    fn take_from_db(&self, core: &Arc<Core>) -> Result<Option<Self::Raw>, DbError>;
+    /// Turns the Db's answer into what the caller gets (lock held again).
+    fn settle(&self, core: &Arc<Core>, state: &mut State, raw: Self::Raw) -> Self::Out;
+}
+
+/// `pop` and `try_pop`: the item leaves the storage for good.
+struct Popping;
+
+impl Take for Popping {
+    type Raw = Vec<u8>;
+    type Out = Vec<u8>;
+
+    fn take_from_memory(&self, _: &Arc<Core>, state: &mut State) -> Option<Vec<u8>> {
+        state.take_newest()
+    }
+
+    fn take_from_db(&self, core: &Arc<Core>) -> Result<Option<Vec<u8>>, DbError> {
+        core.db.pop()
+    }
+
+    fn settle(&self, _: &Arc<Core>, _: &mut State, raw: Vec<u8>) -> Vec<u8> {
+        raw
     }
 }
 

@@ -111,6 +111,7 @@ impl Config {
 
     /// Whether an item of `len` bytes fits beside `held` items of `bytes` bytes, with
     /// `capacity` items allowed ([`Config::capacity`]).
+    #[inline]
     pub(crate) fn has_room(&self, capacity: usize, held: usize, bytes: usize, len: usize) -> bool {
         if held == 0 {
             return true; // an item within max_item_len always fits an empty buffer
@@ -119,6 +120,7 @@ impl Config {
     }
 
     /// Half full: the flusher writes early instead of waiting for items to come due.
+    #[inline]
     pub(crate) fn under_pressure(&self, capacity: usize, held: usize, bytes: usize) -> bool {
         held * 2 >= capacity || bytes * 2 >= self.max_bytes
     }

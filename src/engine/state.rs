@@ -7,6 +7,13 @@
 //!
 //! # Invariants (hold whenever the lock is free)
 //! * `items` is ordered by push order: front = oldest, back = newest (the top of the stack).
+//!   An item a lease returns ([`State::put_back_on_top`]) counts as pushed when it returns: it
+//!   gets a new sequence number and goes to the back, keeping its push stamp.
+//! * Push stamps never decrease from front to back, so the front is the item due first:
+//!   returning an item with an older stamp lowers the stamps above it to its own (they are
+//!   written earlier, never later).
+//! * An item held by a lease of the engine's ([`Leases`]) is in neither `items` nor `bytes`:
+//!   it is in its holder's hands, like a popped item, until acked, released or expired.
 //! * The in-flight batch, when there is one, is older than every entry of `items`: writers
 //!   always take from the front, pushes go to the back, pops take from the back. So "newest
 //!   first" across memory and Db is: the back of `items`, then the in-flight batch, then the Db.
@@ -28,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::Stats;
 use super::durable_waiters::{DurableWaiters, Settled, Slot};
+use super::lease::Leases;
 use super::policy::{self, Buffer, Config, Next, WriteRate, WriteTail};
 use std::sync::Arc;
 
@@ -84,6 +92,8 @@ struct Counters {
     push_waits: u64,
     dead_letters: u64,
     dead_letters_dropped: u64,
+    /// Items leases put back on top (they took a sequence number without a push).
+    returned: u64,
 }
 
 /// A [`Storage::len`](crate::Storage::len) under way: what the state looked like when its Db
@@ -127,6 +137,11 @@ pub(crate) struct State {
     /// before `shared_poll` has passed or a write of ours has landed (one re-check per interval
     /// for the whole storage, however many poppers wait).
     shared_db_empty_at: Option<(u64, Instant)>,
+    /// A Db answered "empty" at this epoch while leases it holds for us were outstanding:
+    /// they may come back by themselves at the instant given (the earliest of their
+    /// deadlines), so no pop asks again before then (or before the epoch moves). The count
+    /// stays unknown meanwhile: a Db pop may return such an item, which the count never held.
+    lease_recheck: Option<(u64, Instant)>,
     /// Db pop calls under way.
     db_pops: usize,
     /// While `db_count` is unknown: how many Db pops may run at once. Starts at 1 (a probe),
@@ -153,6 +168,8 @@ pub(crate) struct State {
     dead_letters: VecDeque<DeadLetter>,
     /// `push_durable` calls waiting for their item, and group commit's gathering.
     durable: DurableWaiters,
+    /// Leases held through this storage.
+    leases: Leases,
 }
 
 impl State {
@@ -165,6 +182,7 @@ impl State {
             db_epoch: 0,
             db_count: None,
             shared_db_empty_at: None,
+            lease_recheck: None,
             db_pops: 0,
             db_pop_limit: 1,
             closed: false,
@@ -177,9 +195,11 @@ impl State {
             counters: Counters::default(),
             dead_letters: VecDeque::new(),
             durable: DurableWaiters::default(),
+            leases: Leases::default(),
         }
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.closed
     }
@@ -191,6 +211,7 @@ impl State {
     }
 
     /// Whether a batch is in flight.
+    #[inline]
     pub(crate) fn is_writing(&self) -> bool {
         self.in_flight.is_some()
     }
@@ -201,6 +222,7 @@ impl State {
     }
 
     /// Items held in memory, buffered plus in flight.
+    #[inline]
     fn held(&self) -> usize {
         self.items.len() + self.in_flight.as_ref().map_or(0, |f| f.len)
     }
@@ -213,6 +235,7 @@ impl State {
     // ---- push ---------------------------------------------------------------------------
 
     /// Whether an item of `len` bytes fits now.
+    #[inline]
     pub(crate) fn has_room(&self, cfg: &Config, len: usize) -> bool {
         cfg.has_room(self.capacity, self.held(), self.bytes, len)
     }
@@ -220,6 +243,7 @@ impl State {
     /// Puts `data` on top, stamped with the coarse clock; `waited` says whether the push had
     /// to wait for room. Returns `true` when the clock was idle: the push read the system
     /// clock and the flusher must be woken to keep the clock ticking.
+    #[inline]
     pub(crate) fn push(&mut self, data: Vec<u8>, waited: bool) -> bool {
         let (now, idle) = match self.clock {
             Some(now) => (now, false),
@@ -263,6 +287,7 @@ impl State {
 
     /// The common case of a push, decided at once: the storage is open, the Db is not failing
     /// and there is room for an item of `len` bytes.
+    #[inline]
     pub(crate) fn accepts(&self, cfg: &Config, len: usize) -> bool {
         !self.closed && self.failing.is_none() && self.has_room(cfg, len)
     }
@@ -290,6 +315,7 @@ impl State {
     }
 
     /// No batch is in flight and the buffer is half full: the flusher should write early.
+    #[inline]
     pub(crate) fn wants_early_write(&self, cfg: &Config) -> bool {
         !self.is_writing() && cfg.under_pressure(self.capacity, self.held(), self.bytes)
     }
@@ -322,6 +348,7 @@ impl State {
     // ---- pop ----------------------------------------------------------------------------
 
     /// Removes and returns the newest buffered item.
+    #[inline]
     pub(crate) fn take_newest(&mut self) -> Option<Vec<u8>> {
         let entry = self.items.pop_back()?;
         self.bytes -= entry.data.len();
@@ -382,7 +409,7 @@ impl State {
             && self.db_pops == 0
             && probe.epoch == self.db_epoch
             && probe.db_pop_calls == self.counters.db_pop_calls;
-        if quiet && !shared {
+        if quiet && !shared && self.leases.earliest_in_db().is_none() {
             self.db_count = Some(db_len);
         }
         db_len + self.held() as u64
@@ -390,9 +417,16 @@ impl State {
 
     /// Whether a pop that found memory empty should call the Db now.
     pub(crate) fn db_pop_step(&mut self, cfg: &Config, now: Instant) -> DbPopStep {
-        let recheck_at = self
+        let shared_at = self
             .shared_db_empty_at
             .and_then(|(epoch, at)| (epoch == self.db_epoch).then_some(at + cfg.shared_poll));
+        let lease_at = self
+            .lease_recheck
+            .and_then(|(epoch, at)| (epoch == self.db_epoch).then_some(at));
+        let recheck_at = match (shared_at, lease_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let db_empty = self.db_count == Some(0);
         let due = recheck_at.is_none_or(|t| now >= t);
         if !db_empty
@@ -417,13 +451,13 @@ impl State {
 
     /// Records the answer of the Db pop `ticket` stands for and passes it on. `shared` says
     /// whether other processes may push to the Db; `now` is when the answer came.
-    pub(crate) fn end_db_pop(
+    pub(crate) fn end_db_pop<T>(
         &mut self,
         ticket: DbPopTicket,
-        answer: Result<Option<Vec<u8>>, DbError>,
+        answer: Result<Option<T>, DbError>,
         shared: bool,
         now: Instant,
-    ) -> Result<Option<Vec<u8>>, DbError> {
+    ) -> Result<Option<T>, DbError> {
         let taken = answer.as_ref().map(|item| usize::from(item.is_some()));
         self.note_db_pop(ticket, taken.ok(), shared, now);
         answer
@@ -458,6 +492,9 @@ impl State {
                 self.db_pop_limit = 1;
                 if shared {
                     self.shared_db_empty_at = Some((ticket.epoch, now));
+                } else if let Some(at) = self.leases.earliest_in_db() {
+                    // Leases the Db holds for us may come back by themselves: no count.
+                    self.lease_recheck = Some((ticket.epoch, at));
                 } else if self.db_epoch == ticket.epoch {
                     // Only if no batch landed meanwhile. And another Db pop under way may have
                     // taken items the count still holds (its answer subtracts them later): then
@@ -475,6 +512,63 @@ impl State {
             }
             None => {}
         }
+    }
+
+    // ---- leases -------------------------------------------------------------------------
+
+    /// The leases held through this storage.
+    pub(crate) fn leases(&mut self) -> &mut Leases {
+        &mut self.leases
+    }
+
+    /// Removes the newest buffered item for a lease: its bytes and push stamp. Not counted as
+    /// a pop.
+    pub(crate) fn take_newest_for_lease(&mut self) -> Option<(Vec<u8>, Instant)> {
+        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        if !self.durable.is_empty() {
+            // A durable push whose item is leased returns `Ok`, as when a pop takes it.
+            self.settle_popped(&[entry.seq]);
+        }
+        Some((entry.data, entry.pushed_at))
+    }
+
+    /// Puts an item a lease returns on top (the newest), with its push stamp `pushed_at`:
+    /// a new sequence number, and the stamps above it lowered to `pushed_at`, so the flusher
+    /// writes it (with everything below it) when it comes due, as if it had never left.
+    pub(crate) fn put_back_on_top(&mut self, data: Vec<u8>, pushed_at: Instant) {
+        for entry in self.items.iter_mut().rev() {
+            if entry.pushed_at <= pushed_at {
+                break;
+            }
+            entry.pushed_at = pushed_at;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.counters.returned += 1;
+        self.bytes += data.len();
+        self.items.push_back(Entry {
+            seq,
+            pushed_at,
+            data,
+        });
+    }
+
+    /// A lease a native Db holds was taken, or went back to the Db, or may have (released, or
+    /// past its deadline): the Db may hold more than the storage counted, by itself. The count
+    /// is forgotten (a pop asks the Db again; it is not learned again while such leases are
+    /// held) and the epoch moves, so a Db pop under way that found the Db empty does not
+    /// teach a count of zero.
+    pub(crate) fn db_may_have_grown(&mut self) {
+        self.db_epoch += 1;
+        self.db_count = None;
+        self.shared_db_empty_at = None;
+    }
+
+    /// When the flusher would start writing an item pushed at `pushed_at`: its stamp plus
+    /// the flush age the policy uses now.
+    pub(crate) fn due_at(&self, cfg: &Config, pushed_at: Instant) -> Instant {
+        pushed_at + cfg.flush_after(self.tail.get())
     }
 
     // ---- write --------------------------------------------------------------------------
@@ -763,7 +857,7 @@ impl State {
     pub(crate) fn stats(&self, now: Instant) -> Stats {
         let c = &self.counters;
         Stats {
-            pushes: self.next_seq - 1,
+            pushes: self.next_seq - 1 - c.returned,
             pops: c.pops_from_memory + c.pops_from_db,
             pops_from_memory: c.pops_from_memory,
             pops_from_db: c.pops_from_db,
@@ -788,6 +882,9 @@ impl State {
                 .failing
                 .as_ref()
                 .map(|f| now.saturating_duration_since(f.since)),
+            leases: self.leases.taken(),
+            leases_held: self.leases.len(),
+            leases_expired: self.leases.expired(),
         }
     }
 }
@@ -805,6 +902,10 @@ pub(crate) struct Core {
     pub(crate) shared: bool,
     /// Where poison items go, if the user set a hook.
     pub(crate) dead_letter: Option<DeadLetterHook>,
+    /// `db.native_leases()`, asked once.
+    pub(crate) native_leases: bool,
+    /// The builder's `lease_ttl`, if set.
+    pub(crate) lease_ttl: Option<Duration>,
     /// Poppers wait here: notified by pushes (one) and by landed batches (all).
     pub(crate) poppers: Condvar,
     /// Pushers wait here for room: notified by pops (one) and by landed batches (all).
@@ -816,13 +917,20 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(cfg: Config, db: Arc<dyn Db>, dead_letter: Option<DeadLetterHook>) -> Self {
+    pub(crate) fn new(
+        cfg: Config,
+        db: Arc<dyn Db>,
+        dead_letter: Option<DeadLetterHook>,
+        lease_ttl: Option<Duration>,
+    ) -> Self {
         Core {
             state: Mutex::new(State::new(&cfg)),
             cfg,
             shared: db.is_shared(),
+            native_leases: db.native_leases(),
             db,
             dead_letter,
+            lease_ttl,
             poppers: Condvar::new(),
             pushers: Condvar::new(),
             landed: Condvar::new(),

@@ -1,14 +1,15 @@
-//! The consumer kill loop for leases: a child process leases items, acks most and releases
-//! some, and is killed with SIGKILL at a random moment, round after round. After the last
-//! kill (and once its leases have expired) every item must have been acked exactly once or
-//! still be in the store, once; redeliveries are counted.
+//! The consumer kill loop for leases: a child process leases items through a `Storage`
+//! (`Storage::pop_lease`), acks most and releases some, and is killed with SIGKILL at a random
+//! moment, round after round. After the last kill (and once its leases have expired) every
+//! item must have been acked exactly once or still be in the store, once; redeliveries are
+//! counted.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lifostore::Db;
+use lifostore::{CancelToken, Db, Storage};
 
 use super::{Rng, id_of, item};
 
@@ -17,36 +18,31 @@ pub const CHILD_ENV: &str = "LIFOSTORE_LEASE_CHILD";
 /// The lease deadline the child uses: what a killed child's leases wait before coming back.
 pub const TTL: Duration = Duration::from_millis(300);
 
-/// Child mode: runs until killed. Prints `READY`, `L id` after a lease returned, `a id`
-/// before an ack call and `A id` after it returned `Ok`, `r id` before a release.
-pub fn consumer_main(db: &dyn Db, seed: u64) {
+/// Child mode: runs until killed. Leases through a storage over `db` (a Db shared with the
+/// parent, so a pop on an empty storage re-asks it every 10 ms: a killed child's leases come
+/// back by themselves at their deadline). Prints `READY`, `L id` after a lease returned,
+/// `a id` before an ack call and `A id` after it returned `Ok`, `r id` before a release.
+pub fn consumer_main(db: Box<dyn Db>, seed: u64) {
+    assert!(db.is_shared() && db.native_leases());
+    let storage = Storage::builder()
+        .lease_ttl(TTL)
+        .shared_poll_interval(Duration::from_millis(10))
+        .build(db)
+        .expect("storage in child");
+    let token = CancelToken::new();
     let mut rng = Rng(seed | 1);
     println!("\nREADY");
     loop {
-        let max = 1 + (rng.next() % 4) as usize;
-        let leases = db.pop_lease(max, TTL).expect("lease in child");
-        if leases.is_empty() {
-            // Leases of a killed child come back at their deadline; nothing wakes us then.
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        for l in &leases {
-            println!("L {}", id_of(&l.item));
-        }
-        let (release, ack): (Vec<_>, Vec<_>) = leases
-            .into_iter()
-            .partition(|_| rng.next().is_multiple_of(5));
-        for l in &release {
-            println!("r {}", id_of(&l.item));
-        }
-        let _ = db.release(&release); // an expired one is back already
-        for l in &ack {
-            println!("a {}", id_of(&l.item));
-        }
-        let ids: Vec<_> = ack.iter().map(|l| l.id).collect();
-        if db.ack(&ids).is_ok() {
-            for l in &ack {
-                println!("A {}", id_of(&l.item));
+        let lease = storage.pop_lease(&token).expect("lease in child");
+        let id = id_of(&lease);
+        println!("L {id}");
+        if rng.next().is_multiple_of(5) {
+            println!("r {id}");
+            lease.release(); // an expired one is back already
+        } else {
+            println!("a {id}");
+            if lease.ack().is_ok() {
+                println!("A {id}");
             }
         }
     }

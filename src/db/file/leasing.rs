@@ -122,6 +122,15 @@ impl FileDb {
         Ok(())
     }
 
+    /// The deadlines of the leases the file holds (epoch milliseconds), after putting the
+    /// expired ones back.
+    pub(super) fn lease_deadlines(&self) -> Result<Vec<u64>, DbError> {
+        self.locked(|h| {
+            let (_, table) = self.leased_state(h)?;
+            Ok(table.iter().map(|(_, held)| held.deadline).collect())
+        })
+    }
+
     /// Leases up to `max` items off the top: one log append and sync, one slot and sync.
     pub(super) fn lease_top(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
         let max = max.min(MAX_BATCH);

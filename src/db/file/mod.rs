@@ -19,7 +19,7 @@ mod sim;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use self::format::{REC_OVERHEAD, Superblock, encode_record};
 use self::io::{FileIo, StdVfs, Vfs};
@@ -512,5 +512,14 @@ impl Db for FileDb {
 
     fn native_leases(&self) -> bool {
         true
+    }
+
+    /// Reads the lease log (and returns the expired leases, which costs syncs).
+    fn held_lease_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+        Ok(self
+            .lease_deadlines()?
+            .into_iter()
+            .map(crate::db::lease::system_time)
+            .collect())
     }
 }
