@@ -20,7 +20,15 @@ M = {
             }
 ''', ''),
  'M2 lost wakeup: wake notifies without taking the state lock': ('src/engine/state.rs',
-   '        let _guard = self.state.lock();\n', ''),
+   '''        let state = self.state.lock();
+        state.wake_durable_callers();
+        self.poppers.notify_all();
+        self.pushers.notify_all();
+        self.landed.notify_all();''',
+   '''        self.poppers.notify_all();
+        self.pushers.notify_all();
+        self.landed.notify_all();
+        self.state.lock().wake_durable_callers();'''),
  'M3 push does not notify a waiting popper': ('src/engine/mod.rs',
    '''        self.core.poppers.notify_one();
     }''', '''    }'''),
@@ -37,7 +45,7 @@ M = {
 ''', ''),
  'M7 waiter skips the token re-check after registering': ('src/engine/waiter.rs',
    '''            if self.token.reason().is_some() {
-                return state;
+                return false;
             }
 ''', ''),
  'M8 a registration is never removed': ('src/token.rs',
@@ -65,21 +73,24 @@ M = {
    '''            .drain(self.items.len() - n..)
             .rev()''', '''            .drain(self.items.len() - n..)'''),
  'M16 push_durable returns once its item left the buffer, before its batch landed': ('src/engine/state.rs',
-   '_ if self.flushed_through(seq) => Ok(()),',
-   '_ if self.items.front().is_none_or(|e| e.seq > seq) => Ok(()),'),
- # M17 and M18 survive the models (speed, not safety; see the README); tests/batch.rs kills them.
+   'let gone = self.flushed_through(seq);',
+   'let gone = self.items.front().is_none_or(|e| e.seq > seq);'),
+ # M17 and M18 survive the models (speed, not safety; see the README); tests/batch.rs kills M18
+ # (M17 is nearly equivalent since the wake-up slots: see the README).
  'M17 a durable writer writes only its own item, not the newer durable ones': ('src/engine/durable.rs',
    'let target = state.newest_durable().unwrap_or(seq).max(seq);', 'let target = seq;'),
- 'M18 group commit never gathers the callers the last write released': ('src/engine/state.rs',
+ 'M18 group commit never gathers the callers the last write released': ('src/engine/durable_waiters.rs',
    'g.until.filter(|at| g.arrived < g.released && now < *at)', 'g.until.filter(|_| false)'),
  'M19 a popper spins without bound instead of parking': ('src/engine/mod.rs',
    'DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {', 'DbPopStep::Wait { .. } if spins < u32::MAX => {'),
  'M20 a memory lease takes the oldest buffered item': ('src/engine/state.rs',
    '''        let entry = self.items.pop_back()?;
         self.bytes -= entry.data.len();
-        Some((entry.data, entry.pushed_at))''', '''        let entry = self.items.pop_front()?;
+        if !self.durable.is_empty() {
+            // A durable push whose item is leased''', '''        let entry = self.items.pop_front()?;
         self.bytes -= entry.data.len();
-        Some((entry.data, entry.pushed_at))'''),
+        if !self.durable.is_empty() {
+            // A durable push whose item is leased'''),
  'M21 a released item goes to the bottom of memory': ('src/engine/state.rs',
    '''        self.items.push_back(Entry {
             seq,
@@ -97,11 +108,43 @@ M = {
  'M23 a memory lease leaves a copy on the stack': ('src/engine/state.rs',
    '''        let entry = self.items.pop_back()?;
         self.bytes -= entry.data.len();
+        if !self.durable.is_empty() {
+            // A durable push whose item is leased returns `Ok`, as when a pop takes it.
+            self.settle_popped(&[entry.seq]);
+        }
         Some((entry.data, entry.pushed_at))''', '''        let entry = self.items.back()?;
         Some((entry.data.clone(), entry.pushed_at))'''),
  'M30 a push that wrote a batch parks instead of re-checking for room': ('src/engine/mod.rs',
    '''                    waiter.time_passed(); // a write takes time: re-check the token
                     continue;''', '''                    waiter.time_passed(); // a write takes time: re-check the token'''),
+ 'M40 a landing does not wake the next durable writer': ('src/engine/durable_waiters.rs',
+   '''        if let Some(next) = self.waiting.values().next_back() {
+            self.to_wake.push(Arc::clone(next));
+        }
+''', ''),
+ 'M41 a durable writer does not wake the callers its write settled': ('src/engine/durable.rs',
+   '        wake_as_tree(settled);', '        drop(settled);'),
+ 'M42 close does not wake the parked durable callers': ('src/engine/state.rs',
+   '''        self.closed = true;
+        self.durable.wake_all();''', '''        self.closed = true;'''),
+ 'M43 the gathering wakes no next writer when its timer keeper leaves': ('src/engine/durable_waiters.rs',
+   '''        if let Some(next) = self.waiting.values().next_back() {
+            next.wake();
+        }''', ''),
+ # M44 and M45 are killed by the unit test engine::durable_waiters::tests (not by loom):
+ # cargo test --lib durable_waiters
+ 'M44 a call that already took its outcome does not hand its children back': ('src/engine/durable_waiters.rs',
+   '''            for child in children {
+                child.wake();
+            }''', '''            drop(children);'''),
+ 'M45 a woken call does not wake its children': ('src/engine/durable_waiters.rs',
+   '''        for slot in onward {
+            slot.wake();
+        }''', '''        drop(onward);'''),
+ # Killed by tests/batch.rs a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands.
+ 'M46 a memory lease does not settle the durable call waiting for its item': ('src/engine/state.rs',
+   '''            // A durable push whose item is leased returns `Ok`, as when a pop takes it.
+            self.settle_popped(&[entry.seq]);''', '''            // A durable push whose item is leased returns `Ok`, as when a pop takes it.'''),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {

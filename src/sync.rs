@@ -7,12 +7,15 @@
 //! loom-testing their own code with `--cfg loom` does not switch lifostore's internals.
 //!
 //! Two loom limits shape the API: loom has no clock, so [`Condvar::wait_until`] is a plain wait
-//! there (models drive time explicitly: a `flush` call instead of a timer tick), and loom's
+//! there (models drive time explicitly: a `flush` call instead of a timer tick), as is a timed
+//! [`Parker::park_until`] (the per-caller wake-ups of `push_durable`), and loom's
 //! condition variable takes its guard by value, so ours does too in both builds.
 
 use std::time::Instant;
 
-pub(crate) use imp::{AtomicBool, JoinHandle, Mutex, MutexGuard, SPIN_ROUNDS, backoff, spawn};
+pub(crate) use imp::{
+    AtomicBool, JoinHandle, Mutex, MutexGuard, Parker, SPIN_ROUNDS, backoff, spawn,
+};
 
 /// A condition variable with one API over parking_lot and loom.
 pub(crate) struct Condvar(imp::RawCondvar);
@@ -56,6 +59,36 @@ mod imp {
     pub(crate) use parking_lot::{Condvar as RawCondvar, Mutex, MutexGuard};
     pub(crate) use std::sync::atomic::AtomicBool;
     pub(crate) use std::thread::JoinHandle;
+
+    /// A one-token wake-up for the thread that created it: [`std::thread::park`] and
+    /// `unpark` (one futex, no lock).
+    pub(crate) struct Parker(std::thread::Thread);
+
+    impl Parker {
+        /// A parker for the calling thread, which alone may [`park_until`](Self::park_until).
+        pub(crate) fn for_current_thread() -> Self {
+            Parker(std::thread::current())
+        }
+
+        /// Makes the token available: the owner's next park (or the current one) returns.
+        pub(crate) fn unpark(&self) {
+            self.0.unpark();
+        }
+
+        /// Sleeps until the token is available (and takes it) or `deadline` passes (`None`:
+        /// no time limit). Spurious returns happen: callers re-check their condition.
+        pub(crate) fn park_until(&self, deadline: Option<Instant>) {
+            match deadline {
+                None => std::thread::park(),
+                Some(at) => {
+                    let now = Instant::now();
+                    if at > now {
+                        std::thread::park_timeout(at - now);
+                    }
+                }
+            }
+        }
+    }
 
     pub(crate) fn wait<'a, T>(cv: &RawCondvar, mut guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         cv.wait(&mut guard);
@@ -104,6 +137,38 @@ mod imp {
     pub(crate) use loom::sync::MutexGuard;
     pub(crate) use loom::sync::atomic::AtomicBool;
     pub(crate) use loom::thread::JoinHandle;
+
+    /// The same one-token wake-up over loom's mutex and condition variable: loom's own
+    /// `unpark` also wakes a thread blocked on a mutex (it then panics "expected to be able to
+    /// acquire lock"), so `park`/`unpark` cannot be modelled with it. The token semantics are
+    /// std's: an unpark before the park makes the park return at once.
+    pub(crate) struct Parker {
+        token: loom::sync::Mutex<bool>,
+        cv: loom::sync::Condvar,
+    }
+
+    impl Parker {
+        pub(crate) fn for_current_thread() -> Self {
+            Parker {
+                token: loom::sync::Mutex::new(false),
+                cv: loom::sync::Condvar::new(),
+            }
+        }
+
+        pub(crate) fn unpark(&self) {
+            *self.token.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            self.cv.notify_one();
+        }
+
+        /// loom has no clock: a timed park is an untimed one, as a timed wait is.
+        pub(crate) fn park_until(&self, _deadline: Option<Instant>) {
+            let mut token = self.token.lock().unwrap_or_else(PoisonError::into_inner);
+            if !*token {
+                token = self.cv.wait(token).unwrap_or_else(PoisonError::into_inner);
+            }
+            *token = false;
+        }
+    }
 
     /// loom's mutex behind parking_lot's non-poisoning `lock()` signature.
     #[derive(Debug)]

@@ -366,10 +366,9 @@ fn an_ended_token_before_hand_off_stores_nothing() {
     assert_eq!(s.len().unwrap(), Some(0));
 }
 
-#[test]
-fn a_durable_push_that_stops_waiting_after_hand_off_says_the_item_is_kept() {
-    let s = Arc::new(quiet(MemDb::with_latency(Duration::from_millis(300))));
-    // Another write is in flight, so the durable push waits for it (and does not write itself).
+/// Pushes `item(0)` and starts a `flush` of it on another thread; returns once that write is
+/// in flight (the Db's latency keeps it there).
+fn write_in_flight(s: &Arc<Storage<MemDb>>) -> std::thread::JoinHandle<Result<(), Error>> {
     s.push(&CancelToken::new(), item(0)).unwrap();
     let flush = {
         let s = s.clone();
@@ -378,6 +377,14 @@ fn a_durable_push_that_stops_waiting_after_hand_off_says_the_item_is_kept() {
     while s.stats().in_flight_items == 0 {
         std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
     }
+    flush
+}
+
+#[test]
+fn a_durable_push_that_stops_waiting_after_hand_off_says_the_item_is_kept() {
+    let s = Arc::new(quiet(MemDb::with_latency(Duration::from_millis(300))));
+    // Another write is in flight, so the durable push waits for it (and does not write itself).
+    let flush = write_in_flight(&s);
     let t = CancelToken::new().with_timeout(Duration::from_millis(50));
     let err = s.push_durable(&t, item(1)).unwrap_err();
     flush.join().unwrap().unwrap();
@@ -567,4 +574,35 @@ fn sizes_over_a_file_db_and_an_uncountable_db() {
     assert_eq!(s.is_empty().unwrap(), None);
     s.push(&CancelToken::new(), item(1)).unwrap();
     assert_eq!(s.is_empty().unwrap(), Some(false));
+}
+
+/// A durable push whose item a lease takes from memory, while another write is in flight,
+/// returns `Ok` at once (the item left memory, as with a pop): the lease settles the waiting
+/// call's slot and wakes it, so it does not wait for the write in flight to land.
+#[test]
+fn a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands() {
+    let s = Arc::new(quiet(MemDb::with_latency(Duration::from_secs(2))));
+    let flush = write_in_flight(&s);
+    let durable = {
+        let s = s.clone();
+        std::thread::spawn(move || s.push_durable(&CancelToken::new(), item(1)))
+    };
+    while s.len_in_memory() < 2 {
+        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
+    }
+    let lease = s
+        .try_pop_lease()
+        .unwrap()
+        .expect("the durable item, newest in memory");
+    assert_eq!(lease.to_vec(), item(1));
+    durable.join().unwrap().unwrap();
+    assert_eq!(
+        s.stats().in_flight_items,
+        1,
+        "push_durable returned only after the write in flight landed"
+    );
+    lease.ack().unwrap();
+    flush.join().unwrap().unwrap();
+    s.close().unwrap();
+    assert_eq!(s.db().snapshot(), vec![item(0)]);
 }

@@ -397,6 +397,35 @@ fn pop_batch_racing_a_flush_is_lifo_and_exactly_once() {
     });
 }
 
+/// Two durable pushes arrive while a `flush` writes an older plain item: whichever of them
+/// writes next (woken by the flush's landing, or arriving after it) carries both items in one
+/// write when both are buffered, and the other caller, parked on its own slot, must be woken
+/// by that write. Both return `Ok` with their items in the Db, after the older one, once each.
+#[test]
+fn durable_pushes_sharing_a_write_are_each_woken() {
+    loom::model(|| {
+        let s = storage();
+        s.push(&CancelToken::new(), vec![0]).unwrap();
+        let flusher = spawn_flush(&s);
+        let pushers: Vec<_> = [1u8, 2]
+            .into_iter()
+            .map(|i| {
+                let s = s.clone();
+                loom::thread::spawn(move || s.push_durable(&CancelToken::new(), vec![i]))
+            })
+            .collect();
+        for p in pushers {
+            p.join().unwrap().unwrap();
+        }
+        flusher.join().unwrap();
+        let in_db: Vec<u8> = s.db().snapshot().into_iter().map(|x| x[0]).collect();
+        assert_eq!(in_db.len(), 3, "{in_db:?}");
+        assert_eq!(in_db[0], 0, "the older plain item must be below: {in_db:?}");
+        assert!(in_db.contains(&1) && in_db.contains(&2), "{in_db:?}");
+        s.close().unwrap();
+    });
+}
+
 /// Two durable pushes racing `close`: a durable push that returned `Ok` finds its item in the
 /// Db at that moment; one that stopped with `NotYetDurable { why: Closed }` had its item
 /// accepted, and close wrote it; one refused with `Closed` stored nothing. Nothing twice.

@@ -1,27 +1,32 @@
 //! [`Storage::push_durable`]: a push that returns once its item is in the Db, with group
 //! commit.
 //!
-//! A durable push admits its item like `push` and registers it in the state
-//! ([`State::expect_durable`]). Then, whenever no write is in flight, the first waiting durable
-//! caller to get the lock takes the writer role and writes every buffered item up to the
-//! **newest** item a durable caller waits for ([`State::newest_durable`]), older plain pushes
-//! included, in push order: so the Db's stack order stays the push order, and every durable
-//! push that arrived while the previous write was in flight shares this one write (and its
-//! fsync, on a `FileDb`). Callers whose items that write carried find them settled when it
-//! lands ([`State::durable_outcome`]).
+//! A durable push admits its item like `push` and registers it, with a wake-up slot of its
+//! own ([`Slot`]), in the state ([`State::expect_durable`]). Then, whenever no write is in
+//! flight, the waiting durable caller that finds it so takes the writer role - usually the
+//! caller arriving last, which is running already, so no sleeping thread is woken to write -
+//! and writes every buffered item up to the **newest** item a durable caller waits for
+//! ([`State::newest_durable`]), older plain pushes included, in push order: so the Db's stack
+//! order stays the push order, and every durable push that arrived while the previous write
+//! was in flight shares this one write (and its fsync, on a `FileDb`). The landing settles the
+//! slots of the callers whose items it carried, and the writer wakes exactly those callers,
+//! plus one still waiting (the next writer), after releasing the lock. A woken caller reads
+//! its outcome from its slot without taking the state's lock.
 //!
 //! Gathering: each caller has one item outstanding, so if the next write started the moment
 //! the previous one landed, the callers it released (busy re-pushing) would miss it, and the
 //! callers would split into two alternating groups, each write carrying about half of them.
 //! So after a durable write lands, the next durable writer waits until as many durable pushes
-//! have arrived as that write released ([`State::gather_until`]; the last arrival notifies),
+//! have arrived as that write released ([`State::gather_until`]; the last arrival writes),
 //! for at most the landed write's own duration - PostgreSQL's `commit_delay`, bounded by what
 //! the Db just showed a write costs. A caller that does not come back costs the others at most
 //! one write's time. On 64 threads this doubled the items per write (31 -> 59).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Storage;
+use super::durable_waiters::{Slot, wake_as_tree};
 use super::state::State;
 use super::waiter::{Waiter, live};
 use super::writer;
@@ -74,58 +79,90 @@ impl<D> Storage<D> {
             let mut waiter = Waiter::new(&self.core, token, &self.core.pushers);
             self.admit(&mut waiter, vec![data], bytes)?
         };
-        if state.expect_durable(seq) {
-            // The gathering is complete: one waiting durable caller suffices to write for all
-            // (any of them may; one leaving on its token hands the notify on; should a `flush`
-            // caller waiting on the same condvar take it, the gatherers go at their time
-            // bound). Waking them all would be a second herd of wake-ups per write.
-            self.core.landed.notify_one();
-        }
+        let slot = Slot::for_current_thread();
+        state.expect_durable(seq, Arc::clone(&slot));
         // Accepted: from here on every error says the item is kept.
         let mut waiter = Waiter::new(&self.core, token, &self.core.landed);
-        self.await_durable(state, &mut waiter, seq)
+        self.await_durable(state, &mut waiter, seq, &slot)
     }
 
-    /// Waits until the item with sequence number `seq` has left memory, writing (as the group
-    /// commit's writer) whenever no write is in flight.
+    /// Waits until the item with sequence number `seq` has left memory (its `slot` settled),
+    /// writing (as the group commit's writer) whenever no write is in flight.
     fn await_durable<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
         waiter: &mut Waiter<'a>,
         seq: u64,
+        slot: &Slot,
     ) -> Result<(), Error> {
         loop {
-            if let Some(outcome) = state.durable_outcome(seq) {
+            if let Some(outcome) = slot.outcome() {
                 return outcome;
+            }
+            if state.left_memory_unsettled(seq) {
+                return Ok(());
             }
             if let Err(e) = waiter.check(&state) {
                 state.forget_durable(seq);
                 return Err(not_yet_durable(e));
             }
-            if state.is_writing() {
-                state = waiter.wait(state, None);
-                continue;
+            match durable_step(&state, Instant::now()) {
+                Step::Write => self.write_group(state, seq, slot),
+                Step::Gather(until) => {
+                    let until = state.gather_timer(seq, until);
+                    waiter.park(state, slot, until);
+                }
+                Step::Wait(until) => waiter.park(state, slot, until),
             }
-            if let Some(at) = state.retry_at().filter(|at| Instant::now() < *at) {
-                // The Db is failing: keep to its backoff, like the flusher.
-                state = waiter.wait(state, Some(at));
-                continue;
+            // Woken for our own item: its outcome is in the slot, no need for the lock.
+            if let Some(outcome) = slot.outcome() {
+                return outcome;
             }
-            if let Some(until) = state.gather_until(Instant::now()) {
-                // Callers the last write released are about to push again: wait for them
-                // (the last to arrive notifies), so they ride in this write.
-                state = waiter.wait(state, Some(until));
-                continue;
-            }
-            // Everything up to the newest durable item, ours included (group commit).
-            let target = state.newest_durable().unwrap_or(seq).max(seq);
-            let n = state.count_through(target, &self.core.cfg);
-            let started = Instant::now();
-            // The outcome reaches every caller it concerns through `durable_outcome`.
-            state = writer::write_batch(&self.core, state, n).0;
-            state.end_durable_write(Instant::now(), started.elapsed());
+            state = self.core.state.lock();
         }
     }
+
+    /// Writes, as the group commit's writer, everything up to the newest durable item (ours,
+    /// `seq`, included), then wakes the callers the write settled with the lock released
+    /// (not ourselves, on `slot`: an unpark would only make our next park return at once).
+    fn write_group(&self, mut state: MutexGuard<'_, State>, seq: u64, slot: &Slot) {
+        let target = state.newest_durable().unwrap_or(seq).max(seq);
+        let n = state.count_through(target, &self.core.cfg);
+        state.defer_durable_wakes();
+        let mut state = writer::write_batch(&self.core, state, n).0;
+        let mut settled = state.take_durable_wakes();
+        drop(state);
+        settled.retain(|s| !std::ptr::eq(Arc::as_ptr(s), slot));
+        wake_as_tree(settled);
+    }
+}
+
+/// What a waiting durable caller does next, when its item is still in memory.
+enum Step {
+    /// Take the writer role now.
+    Write,
+    /// Sleep until woken or the time given.
+    Wait(Option<Instant>),
+    /// Wait for the gathering, which lasts until the time given.
+    Gather(Instant),
+}
+
+/// Decides [`Step`] on `state` at `now`.
+fn durable_step(state: &State, now: Instant) -> Step {
+    if state.is_writing() {
+        // Its landing wakes us if it carried our item, or to write next.
+        return Step::Wait(None);
+    }
+    if let Some(at) = state.retry_at().filter(|at| now < *at) {
+        // The Db is failing: keep to its backoff, like the flusher.
+        return Step::Wait(Some(at));
+    }
+    if let Some(until) = state.gather_until(now) {
+        // Callers the last write released are about to push again: wait for them (the last
+        // to arrive writes), so they ride in this write.
+        return Step::Gather(until);
+    }
+    Step::Write
 }
 
 /// The error of a durable push that stops waiting for an accepted item: `e` is why

@@ -7,6 +7,7 @@
 //! * [`flusher`]: the background thread's loop;
 //! * [`batch`], [`durable`], [`iter`]: the batch forms, the durable push with group commit,
 //!   the iterators and sizes (each an `impl Storage` block over the same state steps);
+//! * [`durable_waiters`]: the waiting durable pushes, one wake-up slot each.
 //! * [`lease`]: `pop_lease` and the [`Lease`] guard, and the table of leases the engine holds.
 //!
 //! `push`, `pop` and `flush` below are short loops over named steps of the state, with one
@@ -14,6 +15,7 @@
 
 mod batch;
 mod durable;
+mod durable_waiters;
 mod flusher;
 mod iter;
 mod lease;

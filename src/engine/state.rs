@@ -21,8 +21,8 @@
 //!   thread, a `flush` or `close` caller) is the only writer until it lands.
 //! * `bytes` counts the bytes of `items` plus the in-flight batch.
 //! * `durable` holds one entry per `push_durable` call waiting for its item (by sequence
-//!   number); the entry is removed by that call when it returns, so the map never outgrows the
-//!   number of callers blocked in `push_durable`.
+//!   number); the entry is removed when the item leaves memory (settled) or the call stops
+//!   waiting, so it never outgrows the number of callers blocked in `push_durable`.
 //! * `db_count` (the exact number of items in a non-shared Db) is only learned by a pop whose
 //!   Db call returned nothing while `db_epoch` (bumped by every write that stored something)
 //!   did not move and no other Db pop was under way (so it never hides a landed batch, nor
@@ -30,10 +30,11 @@
 //!   the count is forgotten instead), or by a
 //!   `Storage::len` whose Db count no write and no Db pop overlapped (`end_len_probe`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::Stats;
+use super::durable_waiters::{DurableWaiters, Settled, Slot};
 use super::lease::Leases;
 use super::policy::{self, Buffer, Config, Next, WriteModel, WriteRate};
 use std::sync::Arc;
@@ -94,31 +95,6 @@ struct Counters {
     /// Items leases put back on top (they took a sequence number without a push).
     returned: u64,
 }
-
-/// What became of the item of a waiting `push_durable` call, as far as writes told.
-enum Durable {
-    /// Not settled by a write yet.
-    Waiting,
-    /// A write holding it failed (it stays buffered and is retried).
-    Failed(DbError),
-    /// The Db refused it for good: it was set aside as a dead letter.
-    Poisoned(DbError),
-}
-
-/// Group commit's gathering: how many durable callers the last durable write released (their
-/// items settled) and how many durable pushes arrived since it landed. While fewer arrived
-/// than were released, the released callers are probably about to push again, and the next
-/// durable writer waits for them - until `until` at the latest (one write's duration after
-/// that write landed), so a caller that does not come back costs at most that.
-#[derive(Default)]
-struct Gather {
-    released: usize,
-    arrived: usize,
-    until: Option<Instant>,
-}
-
-/// What a `push_durable` call learns about its item: `None` while it must keep waiting.
-pub(crate) type DurableOutcome = Option<Result<(), Error>>;
 
 /// A [`Storage::len`](crate::Storage::len) under way: what the state looked like when its Db
 /// call began, so its answer is only trusted if nothing moved items meanwhile.
@@ -197,9 +173,8 @@ pub(crate) struct State {
     /// Poison items kept aside (no dead-letter hook set), oldest first, at most
     /// `cfg.max_dead_letters`: when full, the oldest is dropped and counted.
     dead_letters: VecDeque<DeadLetter>,
-    /// `push_durable` calls waiting for their item, by sequence number.
-    durable: BTreeMap<u64, Durable>,
-    gather: Gather,
+    /// `push_durable` calls waiting for their item, and group commit's gathering.
+    durable: DurableWaiters,
     /// Leases held through this storage.
     leases: Leases,
 }
@@ -228,8 +203,7 @@ impl State {
             seq_at_tick: 1,
             counters: Counters::default(),
             dead_letters: VecDeque::new(),
-            durable: BTreeMap::new(),
-            gather: Gather::default(),
+            durable: DurableWaiters::default(),
             leases: Leases::default(),
         }
     }
@@ -242,6 +216,7 @@ impl State {
     /// Marks the storage closed: every call re-checking the state returns `Closed`.
     pub(crate) fn close(&mut self) {
         self.closed = true;
+        self.durable.wake_all();
     }
 
     /// Whether a batch is in flight.
@@ -387,12 +362,23 @@ impl State {
         let entry = self.items.pop_back()?;
         self.bytes -= entry.data.len();
         self.counters.pops_from_memory += 1;
+        if !self.durable.is_empty() {
+            self.settle_popped(&[entry.seq]);
+        }
         Some(entry.data)
     }
 
     /// Removes and returns up to `max` of the newest buffered items, newest first.
     pub(crate) fn take_newest_batch(&mut self, max: usize) -> Vec<Vec<u8>> {
         let n = max.min(self.items.len());
+        if !self.durable.is_empty() {
+            let popped: Vec<u64> = self
+                .items
+                .range(self.items.len() - n..)
+                .map(|e| e.seq)
+                .collect();
+            self.settle_popped(&popped);
+        }
         let taken: Vec<Vec<u8>> = self
             .items
             .drain(self.items.len() - n..)
@@ -549,6 +535,10 @@ impl State {
     pub(crate) fn take_newest_for_lease(&mut self) -> Option<(Vec<u8>, Instant)> {
         let entry = self.items.pop_back()?;
         self.bytes -= entry.data.len();
+        if !self.durable.is_empty() {
+            // A durable push whose item is leased returns `Ok`, as when a pop takes it.
+            self.settle_popped(&[entry.seq]);
+        }
         Some((entry.data, entry.pushed_at))
     }
 
@@ -662,7 +652,7 @@ impl State {
         let stored = written.stored();
         let unstored = batch.split_off(settled);
         if !self.durable.is_empty() {
-            self.note_durable_landing(&batch, &unstored, &written);
+            self.note_durable_landing(&batch, &unstored, &written, now, elapsed);
         }
         self.bytes -= batch.iter().map(|e| e.data.len()).sum::<usize>();
         let mut settled_items: Vec<Option<Vec<u8>>> =
@@ -792,86 +782,99 @@ impl State {
 
     // ---- durable pushes ------------------------------------------------------------------
 
-    /// Registers a `push_durable` call waiting for the item with sequence number `seq`.
-    /// Returns whether this arrival completes a gathering (a waiting writer should be woken).
-    pub(crate) fn expect_durable(&mut self, seq: u64) -> bool {
-        self.durable.insert(seq, Durable::Waiting);
-        self.gather.arrived += 1;
-        self.gather.arrived == self.gather.released
+    /// Registers a `push_durable` call waiting for the item with sequence number `seq` on
+    /// `slot`.
+    pub(crate) fn expect_durable(&mut self, seq: u64, slot: Arc<Slot>) {
+        self.durable.arrive(seq, slot);
     }
 
-    /// Until when the next durable writer should wait for released callers to push again
-    /// (see `Gather`); `None`: write now.
+    /// Until when the next durable writer should wait for the callers the last write released
+    /// to push again; `None`: write now.
     pub(crate) fn gather_until(&self, now: Instant) -> Option<Instant> {
-        let g = &self.gather;
-        g.until.filter(|at| g.arrived < g.released && now < *at)
+        self.durable.gather_until(now)
     }
 
-    /// A durable writer's write took `elapsed` and landed at `now`: a new gathering starts,
-    /// for the callers this write released.
-    pub(crate) fn end_durable_write(&mut self, now: Instant, elapsed: Duration) {
-        let released = self
-            .durable
-            .iter()
-            .filter(|(seq, d)| matches!(d, Durable::Waiting) && self.flushed_through(**seq))
-            .count();
-        // Under loom there is no clock: a timed gathering would make the models depend on real
-        // time (a timed wait is a plain wait there), so the models run without it. It is a
-        // speed rule, not a safety one: tests/batch.rs checks it.
-        let until = (!cfg!(lifostore_loom)).then(|| now + elapsed);
-        self.gather = Gather {
-            released,
-            arrived: 0,
-            until,
-        };
+    /// How long the `push_durable` call for `seq` sleeps while the gathering lasts `until`:
+    /// that long if it keeps the gathering's time, else until woken (`None`).
+    pub(crate) fn gather_timer(&mut self, seq: u64, until: Instant) -> Option<Instant> {
+        self.durable.gather_timer(seq, until)
     }
 
     /// The newest item a `push_durable` call is still waiting for: a writer for durable
     /// pushes takes every buffered item up to it (group commit).
     pub(crate) fn newest_durable(&self) -> Option<u64> {
-        self.durable
-            .iter()
-            .rev()
-            .find(|(_, d)| matches!(d, Durable::Waiting))
-            .map(|(seq, _)| *seq)
+        self.durable.newest()
     }
 
-    /// What the `push_durable` call for `seq` should return now, if anything; a returned
-    /// outcome ends its registration. `Ok` once the item has left memory (stored, or popped by
-    /// someone), unless the Db refused it for good or a write holding it failed.
-    pub(crate) fn durable_outcome(&mut self, seq: u64) -> DurableOutcome {
-        let outcome = match self.durable.get(&seq)? {
-            Durable::Poisoned(e) => Err(Error::DeadLettered(e.clone())),
-            _ if self.flushed_through(seq) => Ok(()),
-            Durable::Failed(e) => Err(Error::NotYetDurable {
-                why: crate::error::Unconfirmed::DbFailed,
-                source: Some(e.clone()),
-            }),
-            Durable::Waiting => return None,
-        };
-        self.durable.remove(&seq);
-        Some(outcome)
+    /// Whether the item of the `push_durable` call for `seq` has left memory by a way that
+    /// did not settle its slot; if so the call's registration ends (it returns `Ok`).
+    pub(crate) fn left_memory_unsettled(&mut self, seq: u64) -> bool {
+        let gone = self.flushed_through(seq);
+        if gone {
+            self.durable.forget(seq);
+        }
+        gone
     }
 
     /// Ends the registration of a `push_durable` call that stops waiting.
     pub(crate) fn forget_durable(&mut self, seq: u64) {
-        self.durable.remove(&seq);
+        self.durable.leave(seq);
     }
 
-    /// Tells waiting `push_durable` calls what a landing write did to their items: poison
-    /// among the `settled` entries, a failure for the `unstored` ones.
-    fn note_durable_landing(&mut self, settled: &[Entry], unstored: &[Entry], written: &Written) {
-        for (i, error) in &written.poisoned {
-            if let Some(d) = settled.get(*i).and_then(|e| self.durable.get_mut(&e.seq)) {
-                *d = Durable::Poisoned(error.clone());
+    /// The next write is a durable caller's: it wakes the callers its landing settles itself,
+    /// with the lock released ([`take_durable_wakes`](Self::take_durable_wakes)).
+    pub(crate) fn defer_durable_wakes(&mut self) {
+        self.durable.defer_wakes();
+    }
+
+    /// The `push_durable` calls a durable caller's write settled, and the next writer: to wake
+    /// once the lock is released.
+    pub(crate) fn take_durable_wakes(&mut self) -> Vec<Arc<Slot>> {
+        self.durable.take_wakes()
+    }
+
+    /// Wakes every waiting `push_durable` call (a token ended: each re-checks its own).
+    pub(crate) fn wake_durable_callers(&self) {
+        self.durable.wake_all();
+    }
+
+    /// Settles the `push_durable` calls whose items a pop took (the popper owns them).
+    fn settle_popped(&mut self, popped: &[u64]) {
+        for seq in popped {
+            self.durable.settle(*seq, Settled::Done);
+        }
+        self.durable.wake_queued();
+    }
+
+    /// Settles the waiting `push_durable` calls whose items a landing write (that took
+    /// `elapsed` and landed at `now`) carried: stored, poison among the `settled` entries, or
+    /// failed for the `unstored` ones. The callers it stored start a new gathering.
+    fn note_durable_landing(
+        &mut self,
+        settled: &[Entry],
+        unstored: &[Entry],
+        written: &Written,
+        now: Instant,
+        elapsed: Duration,
+    ) {
+        let mut released = 0;
+        for (i, entry) in settled.iter().enumerate() {
+            let poison = written.poisoned.iter().find(|(p, _)| *p == i);
+            let outcome = match poison {
+                Some((_, error)) => Settled::DeadLettered(error.clone()),
+                None => Settled::Done,
+            };
+            let stored = poison.is_none();
+            released += usize::from(self.durable.settle(entry.seq, outcome) && stored);
+        }
+        if let Some(error) = &written.error {
+            for entry in unstored {
+                self.durable
+                    .settle(entry.seq, Settled::WriteFailed(error.clone()));
             }
         }
-        let Some(error) = &written.error else { return };
-        for entry in unstored {
-            if let Some(d) = self.durable.get_mut(&entry.seq) {
-                *d = Durable::Failed(error.clone());
-            }
-        }
+        self.durable.landed(released, now, elapsed);
+        self.durable.wake_queued();
     }
 
     // ---- close and stats ----------------------------------------------------------------
@@ -998,7 +1001,8 @@ impl Wake for Core {
     /// lock from its check until the condvar releases it, so this notify cannot fall in
     /// between and be lost.
     fn wake(&self) {
-        let _guard = self.state.lock();
+        let state = self.state.lock();
+        state.wake_durable_callers();
         self.poppers.notify_all();
         self.pushers.notify_all();
         self.landed.notify_all();

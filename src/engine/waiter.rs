@@ -1,11 +1,12 @@
 //! [`Waiter`]: how a blocking call waits. One per call: it checks the storage and the caller's
 //! token, registers the storage's waker on the token the first time the call must wait, and
-//! sleeps on the call's condition variable until notified, the token's deadline, or a time
-//! the call names.
+//! sleeps on the call's condition variable (or, for `push_durable`, parks its thread) until
+//! notified, the token's deadline, or a time the call names.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::durable_waiters::Slot;
 use super::state::{Core, State};
 use crate::error::Error;
 use crate::sync::{Condvar, MutexGuard};
@@ -84,21 +85,54 @@ impl<'a> Waiter<'a> {
         state: MutexGuard<'g, State>,
         until: Option<Instant>,
     ) -> MutexGuard<'g, State> {
+        if !self.prepare() {
+            return state;
+        }
+        self.cv.wait_until(state, self.deadline(until))
+    }
+
+    /// Releases the lock and sleeps on the call's `push_durable` `slot` until it is woken
+    /// (settled or poked), the token's deadline, or `until`. The caller
+    /// re-takes the lock and re-checks everything (spurious returns happen). A cancel that
+    /// latches after the registration below runs the storage's waker, which unparks every
+    /// waiting durable call under the lock: an unpark that comes before the park makes the
+    /// park return at once, so it cannot be lost.
+    pub(crate) fn park(
+        &mut self,
+        state: MutexGuard<'_, State>,
+        slot: &Slot,
+        until: Option<Instant>,
+    ) {
+        if !self.prepare() {
+            return;
+        }
+        let deadline = self.deadline(until);
+        drop(state);
+        slot.sleep(deadline);
+    }
+
+    /// Marks the call as having waited and registers the storage's waker on the token the
+    /// first time; `false` if the token ended before the registration (do not sleep).
+    fn prepare(&mut self) -> bool {
         self.waited = true;
         if self.registration.is_none() {
             let waker: Arc<dyn Wake> = Arc::clone(self.core) as Arc<dyn Wake>;
             self.registration = Some(self.token.register(waker));
             // A cancel that latched before the registration saw no waker: catch it here, still
             // under the lock. One that latches after it will run our waker, which needs the
-            // lock we hold until the wait below releases it - so its notify cannot be lost.
+            // lock we hold until the wait releases it - so its notify cannot be lost.
             if self.token.reason().is_some() {
-                return state;
+                return false;
             }
         }
-        let deadline = match (self.token.deadline(), until) {
+        true
+    }
+
+    /// The earlier of the token's deadline and `until`.
+    fn deadline(&self, until: Option<Instant>) -> Option<Instant> {
+        match (self.token.deadline(), until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        self.cv.wait_until(state, deadline)
+        }
     }
 }

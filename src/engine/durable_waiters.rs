@@ -1,0 +1,336 @@
+//! [`DurableWaiters`]: the `push_durable` calls waiting for their items, each with its own
+//! [`Slot`], and group commit's gathering.
+//!
+//! Each waiting call parks its own thread on its slot instead of sleeping on a condition
+//! variable shared by all of them. Whatever moves an item out of memory (a landing write, a
+//! pop) settles the slot of the call waiting for it, under the state's lock, and that call
+//! alone is woken: it reads its outcome from its slot without taking the state's lock again.
+//! A landing write by a durable caller wakes the callers it settled only after it released
+//! the lock ([`DurableWaiters::take_wakes`]), so they do not pile up on it. A broadcast woke
+//! every durable waiter at every landing, and they took the state's lock one by one to learn
+//! whether their item was in: about 110 context switches per write of 57 items.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::db::DbError;
+use crate::error::{Error, Unconfirmed};
+use crate::sync::{Mutex, Parker};
+
+/// What became of the item of a waiting `push_durable` call.
+pub(crate) enum Settled {
+    /// It left memory: stored in the Db, or popped by someone (who owns it).
+    Done,
+    /// The Db refused it for good: it went to the dead letters.
+    DeadLettered(DbError),
+    /// A write holding it failed: it stays buffered and is retried.
+    WriteFailed(DbError),
+}
+
+/// One waiting `push_durable` call: its thread, and the outcome once settled.
+pub(crate) struct Slot {
+    parker: Parker,
+    inner: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    settled: Option<Settled>,
+    /// The call has taken its outcome: it passes no wake-up on any more.
+    taken: bool,
+    /// Calls this one wakes once it has taken its outcome (see [`Slot::pass_on`]).
+    onward: Vec<Arc<Slot>>,
+}
+
+impl Slot {
+    /// A slot for a call on the current thread.
+    pub(crate) fn for_current_thread() -> Arc<Slot> {
+        Arc::new(Slot {
+            parker: Parker::for_current_thread(),
+            inner: Mutex::new(SlotState::default()),
+        })
+    }
+
+    /// The call's outcome, once settled; taken, so asked for at most once after it is there.
+    /// Wakes the calls [`pass_on`](Self::pass_on) gave it, if it has its outcome.
+    pub(crate) fn outcome(&self) -> Option<Result<(), Error>> {
+        let (settled, onward) = {
+            let mut inner = self.inner.lock();
+            let settled = inner.settled.take()?;
+            inner.taken = true;
+            (settled, std::mem::take(&mut inner.onward))
+        };
+        for slot in onward {
+            slot.wake();
+        }
+        Some(match settled {
+            Settled::Done => Ok(()),
+            Settled::DeadLettered(e) => Err(Error::DeadLettered(e)),
+            Settled::WriteFailed(e) => Err(Error::NotYetDurable {
+                why: Unconfirmed::DbFailed,
+                source: Some(e),
+            }),
+        })
+    }
+
+    fn settle(&self, settled: Settled) {
+        self.inner.lock().settled = Some(settled);
+    }
+
+    /// Whether a write or pop settled the call (its outcome is there or was taken).
+    fn is_settled(&self) -> bool {
+        let inner = self.inner.lock();
+        inner.settled.is_some() || inner.taken
+    }
+
+    /// Gives this settled call `onward` calls to wake once it has taken its outcome; if it
+    /// has already, they are handed back (the caller wakes them).
+    fn pass_on(&self, onward: Vec<Arc<Slot>>) -> Result<(), Vec<Arc<Slot>>> {
+        let mut inner = self.inner.lock();
+        if inner.taken {
+            return Err(onward);
+        }
+        inner.onward = onward;
+        Ok(())
+    }
+
+    /// Wakes the call's thread (it re-checks its slot, then the state).
+    pub(crate) fn wake(&self) {
+        self.parker.unpark();
+    }
+
+    /// Sleeps until [`wake`](Self::wake)d or `deadline` (spurious returns happen). Only the
+    /// calling thread of the slot's `push_durable` may call it.
+    pub(crate) fn sleep(&self, deadline: Option<Instant>) {
+        self.parker.park_until(deadline);
+    }
+}
+
+/// How many calls each woken call wakes in turn (see [`wake_as_tree`]).
+const FAN_OUT: usize = 2;
+
+/// Wakes `slots` (a landing's wake-ups, from a durable writer that released the lock) as a
+/// tree: the writer wakes `FAN_OUT` settled calls, each of them wakes `FAN_OUT` more once it
+/// has taken its outcome, and so on; calls not settled (the next writer) are woken at once.
+/// One thread waking 60 in a row is preempted by the threads it wakes and serializes their
+/// start; the tree spreads the wake-ups over the woken threads, on every core.
+pub(crate) fn wake_as_tree(slots: Vec<Arc<Slot>>) {
+    let (settled, others): (Vec<_>, Vec<_>) = slots.into_iter().partition(|s| s.is_settled());
+    for slot in others {
+        slot.wake();
+    }
+    // Node i's children are FAN_OUT * (i + 1) .. FAN_OUT * (i + 2): the roots are 0..FAN_OUT.
+    for (i, slot) in settled.iter().enumerate() {
+        let from = (FAN_OUT * (i + 1)).min(settled.len());
+        let to = (FAN_OUT * (i + 2)).min(settled.len());
+        if let Err(children) = slot.pass_on(settled[from..to].to_vec()) {
+            for child in children {
+                child.wake();
+            }
+        }
+    }
+    for slot in settled.iter().take(FAN_OUT) {
+        slot.wake();
+    }
+}
+
+/// Group commit's gathering: how many durable callers the last landing released (their items
+/// stored) and how many durable pushes arrived since. While fewer arrived than were released,
+/// the released callers are probably about to push again, and the next durable writer waits
+/// for them - until `until` at the latest (one write's duration after that landing), so a
+/// caller that does not come back costs at most that. One waiting call, `timer`, keeps that
+/// time; the others sleep until woken, so a gathering that runs out wakes one call, not all.
+#[derive(Default)]
+struct Gather {
+    released: usize,
+    arrived: usize,
+    until: Option<Instant>,
+    timer: Option<u64>,
+}
+
+/// The waiting `push_durable` calls, by the sequence number of their items.
+#[derive(Default)]
+pub(crate) struct DurableWaiters {
+    waiting: BTreeMap<u64, Arc<Slot>>,
+    gather: Gather,
+    /// The write in flight is a durable caller's: it wakes the calls its landing settles
+    /// itself, once it released the state's lock ([`take_wakes`](Self::take_wakes)).
+    defer: bool,
+    /// Calls to wake: settled ones, and the next writer.
+    to_wake: Vec<Arc<Slot>>,
+}
+
+impl DurableWaiters {
+    /// Whether no `push_durable` call is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Registers a `push_durable` call waiting for the item with sequence number `seq`.
+    pub(crate) fn arrive(&mut self, seq: u64, slot: Arc<Slot>) {
+        self.waiting.insert(seq, slot);
+        self.gather.arrived += 1;
+    }
+
+    /// Ends the registration of the call for `seq`, which has its answer.
+    pub(crate) fn forget(&mut self, seq: u64) {
+        self.waiting.remove(&seq);
+    }
+
+    /// Ends the registration of the call for `seq`, which stops waiting. If others wait, one
+    /// of them is woken: the leaver may have been the one woken to write next.
+    pub(crate) fn leave(&mut self, seq: u64) {
+        self.waiting.remove(&seq);
+        if self.gather.timer == Some(seq) {
+            self.gather.timer = None;
+        }
+        if let Some(next) = self.waiting.values().next_back() {
+            next.wake();
+        }
+    }
+
+    /// The newest item a `push_durable` call is still waiting for: a writer for durable
+    /// pushes takes every buffered item up to it (group commit).
+    pub(crate) fn newest(&self) -> Option<u64> {
+        self.waiting.keys().next_back().copied()
+    }
+
+    /// Until when the next durable writer should wait for released callers to push again
+    /// (see `Gather`); `None`: write now.
+    pub(crate) fn gather_until(&self, now: Instant) -> Option<Instant> {
+        let g = &self.gather;
+        g.until.filter(|at| g.arrived < g.released && now < *at)
+    }
+
+    /// The call for `seq` waits for the gathering that lasts `until`: it keeps the time if no
+    /// other call does (returns `Some(until)`), else it sleeps until woken (`None`).
+    pub(crate) fn gather_timer(&mut self, seq: u64, until: Instant) -> Option<Instant> {
+        let timer = self.gather.timer.get_or_insert(seq);
+        (*timer == seq).then_some(until)
+    }
+
+    /// Settles the call waiting for `seq`, if any, and queues its wake-up. Returns whether
+    /// there was one.
+    pub(crate) fn settle(&mut self, seq: u64, settled: Settled) -> bool {
+        let Some(slot) = self.waiting.remove(&seq) else {
+            return false;
+        };
+        slot.settle(settled);
+        self.to_wake.push(slot);
+        true
+    }
+
+    /// A write that released `released` callers (their items stored) landed at `now` after
+    /// `elapsed`: a new gathering starts for them, and the newest call still waiting is woken
+    /// to write next (or to wait out the gathering: without it, nobody would write if the
+    /// released callers did not come back).
+    pub(crate) fn landed(&mut self, released: usize, now: Instant, elapsed: Duration) {
+        if released > 0 {
+            // Under loom there is no clock: a timed gathering would make the models depend on
+            // real time (a timed wait is a plain wait there), so the models run without it. It
+            // is a speed rule, not a safety one: tests/batch.rs checks it.
+            let until = (!cfg!(lifostore_loom)).then(|| now + elapsed);
+            self.gather = Gather {
+                released,
+                arrived: 0,
+                until,
+                timer: None,
+            };
+        }
+        if let Some(next) = self.waiting.values().next_back() {
+            self.to_wake.push(Arc::clone(next));
+        }
+    }
+
+    /// Wakes the queued calls now, unless a durable writer's write is in flight (it wakes them
+    /// after its landing, with the lock released).
+    pub(crate) fn wake_queued(&mut self) {
+        if !self.defer {
+            for slot in self.to_wake.drain(..) {
+                slot.wake();
+            }
+        }
+    }
+
+    /// The write about to begin is a durable caller's: its landing queues the wake-ups for
+    /// [`take_wakes`](Self::take_wakes).
+    pub(crate) fn defer_wakes(&mut self) {
+        self.defer = true;
+    }
+
+    /// The calls a durable caller's write settled (and the next writer), to wake once the
+    /// lock is released; wake-ups are immediate again from here on.
+    pub(crate) fn take_wakes(&mut self) -> Vec<Arc<Slot>> {
+        self.defer = false;
+        std::mem::take(&mut self.to_wake)
+    }
+
+    /// Wakes every waiting call, so each re-checks the storage and its token (close, cancel).
+    pub(crate) fn wake_all(&self) {
+        for slot in self.waiting.values() {
+            slot.wake();
+        }
+    }
+}
+
+#[cfg(all(test, not(lifostore_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// `n` threads, each parked on its own slot until it takes its outcome; each sends its
+    /// number once done. Returns the slots (registered as waiting for seq 0..n) and the
+    /// receiver.
+    fn parked_callers(waiters: &mut DurableWaiters, n: u64) -> mpsc::Receiver<u64> {
+        let (tx, rx) = mpsc::channel();
+        let (slot_tx, slot_rx) = mpsc::channel();
+        for seq in 0..n {
+            let (tx, slot_tx) = (tx.clone(), slot_tx.clone());
+            std::thread::spawn(move || {
+                let slot = Slot::for_current_thread();
+                slot_tx.send((seq, Arc::clone(&slot))).expect("send slot");
+                while slot.outcome().is_none() {
+                    slot.sleep(None);
+                }
+                tx.send(seq).expect("send done");
+            });
+        }
+        for _ in 0..n {
+            let (seq, slot) = slot_rx.recv().expect("slot");
+            waiters.arrive(seq, slot);
+        }
+        rx
+    }
+
+    /// Every caller a landing settled is woken through the tree, including the children of
+    /// one that had already taken its outcome before the tree was built (handed back to the
+    /// writer, which wakes them itself).
+    #[test]
+    fn the_wake_tree_reaches_every_settled_caller() {
+        let n = 20;
+        let mut waiters = DurableWaiters::default();
+        let done = parked_callers(&mut waiters, n);
+        waiters.defer_wakes();
+        for seq in 0..n {
+            assert!(waiters.settle(seq, Settled::Done));
+        }
+        let slots = waiters.take_wakes();
+        // Caller 1 (a root, with children 4 and 5) wakes early and takes its outcome.
+        slots[1].wake();
+        let first = done
+            .recv_timeout(Duration::from_secs(10))
+            .expect("caller 1");
+        assert_eq!(first, 1);
+        wake_as_tree(slots);
+        let mut finished = vec![first];
+        while finished.len() < n as usize {
+            match done.recv_timeout(Duration::from_secs(10)) {
+                Ok(seq) => finished.push(seq),
+                Err(_) => panic!("callers never woken; finished: {finished:?}"),
+            }
+        }
+        finished.sort_unstable();
+        assert_eq!(finished, (0..n).collect::<Vec<_>>());
+    }
+}
