@@ -602,6 +602,7 @@ impl<D> Storage<D> {
 
     /// The common case of `pop` and `try_pop`, straight through: the storage is open and the
     /// newest item is in memory.
+    #[inline]
     fn take_at_once(&self, state: &mut State) -> Option<Vec<u8>> {
         if state.is_closed() {
             return None;
