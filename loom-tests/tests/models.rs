@@ -44,6 +44,21 @@ fn spawn_flush(s: &Arc<Storage<MemDb>>) -> loom::thread::JoinHandle<()> {
     loom::thread::spawn(move || s.flush(&CancelToken::new()).unwrap())
 }
 
+/// Closes `s`, then checks that the popped item `first` and what the Db holds are exactly
+/// `expected`, each once: nothing lost, nothing twice.
+fn assert_items_once_after_close<const N: usize>(
+    s: &Arc<Storage<MemDb>>,
+    first: u8,
+    expected: [u8; N],
+) {
+    s.close().unwrap();
+    let mut all = vec![first];
+    all.extend(s.db().snapshot().into_iter().map(|x| x[0]));
+    let unique: HashSet<u8> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "an item came out twice: {all:?}");
+    assert_eq!(unique, HashSet::from(expected), "an item was lost: {all:?}");
+}
+
 /// Items already pushed are popped newest first while a flush races the pops, over a Db that
 /// already holds an older item: the pops must wait for the in-flight batch (never take the
 /// older Db item first), never skip it, never take an item the Db keeps.
@@ -154,12 +169,7 @@ fn concurrent_push_pop_flush_keeps_every_item_once() {
         let first = s.pop(&t).unwrap()[0];
         pusher.join().unwrap();
         flusher.join().unwrap();
-        s.close().unwrap();
-        let mut all = vec![first];
-        all.extend(s.db().snapshot().into_iter().map(|x| x[0]));
-        let unique: HashSet<u8> = all.iter().copied().collect();
-        assert_eq!(unique.len(), all.len(), "an item came out twice: {all:?}");
-        assert_eq!(unique, HashSet::from([1, 2]), "an item was lost: {all:?}");
+        assert_items_once_after_close(&s, first, [1, 2]);
     });
 }
 
@@ -183,12 +193,7 @@ fn a_push_finding_the_buffer_full_writes_and_keeps_every_item_once() {
         };
         let first = s.pop(&t).unwrap()[0];
         pusher.join().unwrap();
-        s.close().unwrap();
-        let mut all = vec![first];
-        all.extend(s.db().snapshot().into_iter().map(|x| x[0]));
-        let unique: HashSet<u8> = all.iter().copied().collect();
-        assert_eq!(unique.len(), all.len(), "an item came out twice: {all:?}");
-        assert_eq!(unique, HashSet::from([1, 2]), "an item was lost: {all:?}");
+        assert_items_once_after_close(&s, first, [1, 2]);
     });
 }
 
