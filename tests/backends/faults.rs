@@ -156,22 +156,34 @@ fn pop_reply_lost(kind: &str, url: &str) {
     );
 }
 
-/// Through a Storage: a flush whose reply is lost is retried by the storage; a pop whose reply
-/// is lost fails and the next pop returns its items. Everything comes out exactly once.
-fn storage_reply_lost(kind: &str, url: &str) {
-    let name = unique("storage_lost");
+/// A storage over `kind` at `url` through a cutting proxy, holding items `0..n` (window 30 s),
+/// whose first flush lost its reply: the flush failed, the batch is buffered again.
+fn storage_after_a_lost_flush(
+    kind: &str,
+    url: &str,
+    name: &str,
+    n: u64,
+) -> (Proxy, Storage<Box<dyn lifostore::Db>>, CancelToken) {
     let (proxy, via) = proxied(kind, url);
     let storage = Storage::builder()
         .max_unflushed_age(Duration::from_secs(30))
-        .build(open(kind, &via, &name))
+        .build(open(kind, &via, name))
         .expect("build the storage");
     let t = CancelToken::new();
-    for i in 0..100 {
+    for i in 0..n {
         storage.push(&t, item(i).to_vec()).unwrap();
     }
     proxy.cut_next_reply();
     assert!(storage.flush(&t).is_err(), "the flush's reply was cut");
     assert_eq!(proxy.cuts(), 1);
+    (proxy, storage, t)
+}
+
+/// Through a Storage: a flush whose reply is lost is retried by the storage; a pop whose reply
+/// is lost fails and the next pop returns its items. Everything comes out exactly once.
+fn storage_reply_lost(kind: &str, url: &str) {
+    let name = unique("storage_lost");
+    let (proxy, storage, t) = storage_after_a_lost_flush(kind, url, &name, 100);
     storage.flush(&t).expect("the retried flush");
 
     proxy.cut_next_reply();
@@ -198,18 +210,7 @@ fn storage_reply_lost(kind: &str, url: &str) {
 /// Db and in the caller's hands: delivered twice, exactly that one.
 fn popped_from_memory_after_lost_push(kind: &str, url: &str) {
     let name = unique("residual");
-    let (proxy, via) = proxied(kind, url);
-    let storage = Storage::builder()
-        .max_unflushed_age(Duration::from_secs(30))
-        .build(open(kind, &via, &name))
-        .expect("build the storage");
-    let t = CancelToken::new();
-    for i in 0..10 {
-        storage.push(&t, item(i).to_vec()).unwrap();
-    }
-    proxy.cut_next_reply();
-    assert!(storage.flush(&t).is_err());
-    assert_eq!(proxy.cuts(), 1);
+    let (_proxy, storage, t) = storage_after_a_lost_flush(kind, url, &name, 10);
     // The failed batch is buffered again; the newest item comes from memory.
     let mut got = vec![id(&storage.try_pop().unwrap().expect("item 9"))];
     storage.flush(&t).expect("the retry, without item 9");
