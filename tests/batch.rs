@@ -331,11 +331,13 @@ fn concurrent_durable_pushes_share_db_writes() {
     );
 }
 
-/// Callers released by a write push again at once: the next write waits for them (group
-/// commit's gathering), so each write carries nearly every caller, not half of them (without
-/// the gathering the callers split into two alternating groups: ~8 writes here).
+/// Callers released by a write push again at once and ride in a later write: the next write
+/// starts as soon as the last one landed, so a steady crowd splits into two groups that
+/// write in turn, each write carrying about half of it (~9 writes here for 256 pushes over a
+/// 20 ms Db; 256, one per push, when a durable writer takes only the oldest buffered item:
+/// checked by hand).
 #[test]
-fn callers_released_by_a_write_ride_in_the_next_one() {
+fn durable_callers_pushing_again_keep_sharing_writes() {
     let s = Arc::new(quiet(MemDb::with_latency(Duration::from_millis(20))));
     std::thread::scope(|sc| {
         for i in 0..64 {
@@ -352,8 +354,8 @@ fn callers_released_by_a_write_ride_in_the_next_one() {
     assert_eq!(s.db().len(), 256);
     println!("64 callers x 4 durable pushes: {calls} Db writes");
     assert!(
-        calls <= 6,
-        "{calls} Db writes: the released callers were not gathered"
+        calls <= 24,
+        "{calls} Db writes for 64 callers x 4 durable pushes: the crowd is not sharing writes"
     );
 }
 

@@ -1,5 +1,5 @@
 //! [`DurableWaiters`]: the `push_durable` calls waiting for their items, each with its own
-//! [`Slot`], and group commit's gathering.
+//! [`Slot`].
 //!
 //! Each waiting call parks its own thread on its slot instead of sleeping on a condition
 //! variable shared by all of them. Whatever moves an item out of memory (a landing write, a
@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::db::DbError;
 use crate::error::{Error, Unconfirmed};
@@ -135,25 +135,10 @@ pub(crate) fn wake_as_tree(slots: Vec<Arc<Slot>>) {
     }
 }
 
-/// Group commit's gathering: how many durable callers the last landing released (their items
-/// stored) and how many durable pushes arrived since. While fewer arrived than were released,
-/// the released callers are probably about to push again, and the next durable writer waits
-/// for them - until `until` at the latest (one write's duration after that landing), so a
-/// caller that does not come back costs at most that. One waiting call, `timer`, keeps that
-/// time; the others sleep until woken, so a gathering that runs out wakes one call, not all.
-#[derive(Default)]
-struct Gather {
-    released: usize,
-    arrived: usize,
-    until: Option<Instant>,
-    timer: Option<u64>,
-}
-
 /// The waiting `push_durable` calls, by the sequence number of their items.
 #[derive(Default)]
 pub(crate) struct DurableWaiters {
     waiting: BTreeMap<u64, Arc<Slot>>,
-    gather: Gather,
     /// The write in flight is a durable caller's: it wakes the calls its landing settles
     /// itself, once it released the state's lock ([`take_wakes`](Self::take_wakes)).
     defer: bool,
@@ -170,7 +155,6 @@ impl DurableWaiters {
     /// Registers a `push_durable` call waiting for the item with sequence number `seq`.
     pub(crate) fn arrive(&mut self, seq: u64, slot: Arc<Slot>) {
         self.waiting.insert(seq, slot);
-        self.gather.arrived += 1;
     }
 
     /// Ends the registration of the call for `seq`, which has its answer.
@@ -182,9 +166,6 @@ impl DurableWaiters {
     /// of them is woken: the leaver may have been the one woken to write next.
     pub(crate) fn leave(&mut self, seq: u64) {
         self.waiting.remove(&seq);
-        if self.gather.timer == Some(seq) {
-            self.gather.timer = None;
-        }
         if let Some(next) = self.waiting.values().next_back() {
             next.wake();
         }
@@ -194,20 +175,6 @@ impl DurableWaiters {
     /// pushes takes every buffered item up to it (group commit).
     pub(crate) fn newest(&self) -> Option<u64> {
         self.waiting.keys().next_back().copied()
-    }
-
-    /// Until when the next durable writer should wait for released callers to push again
-    /// (see `Gather`); `None`: write now.
-    pub(crate) fn gather_until(&self, now: Instant) -> Option<Instant> {
-        let g = &self.gather;
-        g.until.filter(|at| g.arrived < g.released && now < *at)
-    }
-
-    /// The call for `seq` waits for the gathering that lasts `until`: it keeps the time if no
-    /// other call does (returns `Some(until)`), else it sleeps until woken (`None`).
-    pub(crate) fn gather_timer(&mut self, seq: u64, until: Instant) -> Option<Instant> {
-        let timer = self.gather.timer.get_or_insert(seq);
-        (*timer == seq).then_some(until)
     }
 
     /// Settles the call waiting for `seq`, if any, and queues its wake-up. Returns whether
@@ -221,23 +188,9 @@ impl DurableWaiters {
         true
     }
 
-    /// A write that released `released` callers (their items stored) landed at `now` after
-    /// `elapsed`: a new gathering starts for them, and the newest call still waiting is woken
-    /// to write next (or to wait out the gathering: without it, nobody would write if the
-    /// released callers did not come back).
-    pub(crate) fn landed(&mut self, released: usize, now: Instant, elapsed: Duration) {
-        if released > 0 {
-            // Under loom there is no clock: a timed gathering would make the models depend on
-            // real time (a timed wait is a plain wait there), so the models run without it. It
-            // is a speed rule, not a safety one: tests/batch.rs checks it.
-            let until = (!cfg!(lifostore_loom)).then(|| now + elapsed);
-            self.gather = Gather {
-                released,
-                arrived: 0,
-                until,
-                timer: None,
-            };
-        }
+    /// A write landed: the newest call still waiting is woken to write next (it holds the
+    /// newest durable item, so its write carries every call waiting now).
+    pub(crate) fn landed(&mut self) {
         if let Some(next) = self.waiting.values().next_back() {
             self.to_wake.push(Arc::clone(next));
         }
@@ -278,6 +231,7 @@ impl DurableWaiters {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+    use std::time::Duration;
 
     /// `n` threads, each parked on its own slot until it takes its outcome; each sends its
     /// number once done. Returns the slots (registered as waiting for seq 0..n) and the

@@ -173,7 +173,7 @@ pub(crate) struct State {
     /// Poison items kept aside (no dead-letter hook set), oldest first, at most
     /// `cfg.max_dead_letters`: when full, the oldest is dropped and counted.
     dead_letters: VecDeque<DeadLetter>,
-    /// `push_durable` calls waiting for their item, and group commit's gathering.
+    /// `push_durable` calls waiting for their item.
     durable: DurableWaiters,
     /// Leases held through this storage.
     leases: Leases,
@@ -652,7 +652,7 @@ impl State {
         let stored = written.stored();
         let unstored = batch.split_off(settled);
         if !self.durable.is_empty() {
-            self.note_durable_landing(&batch, &unstored, &written, now, elapsed);
+            self.note_durable_landing(&batch, &unstored, &written);
         }
         self.bytes -= batch.iter().map(|e| e.data.len()).sum::<usize>();
         let mut settled_items: Vec<Option<Vec<u8>>> =
@@ -788,18 +788,6 @@ impl State {
         self.durable.arrive(seq, slot);
     }
 
-    /// Until when the next durable writer should wait for the callers the last write released
-    /// to push again; `None`: write now.
-    pub(crate) fn gather_until(&self, now: Instant) -> Option<Instant> {
-        self.durable.gather_until(now)
-    }
-
-    /// How long the `push_durable` call for `seq` sleeps while the gathering lasts `until`:
-    /// that long if it keeps the gathering's time, else until woken (`None`).
-    pub(crate) fn gather_timer(&mut self, seq: u64, until: Instant) -> Option<Instant> {
-        self.durable.gather_timer(seq, until)
-    }
-
     /// The newest item a `push_durable` call is still waiting for: a writer for durable
     /// pushes takes every buffered item up to it (group commit).
     pub(crate) fn newest_durable(&self) -> Option<u64> {
@@ -846,26 +834,17 @@ impl State {
         self.durable.wake_queued();
     }
 
-    /// Settles the waiting `push_durable` calls whose items a landing write (that took
-    /// `elapsed` and landed at `now`) carried: stored, poison among the `settled` entries, or
-    /// failed for the `unstored` ones. The callers it stored start a new gathering.
-    fn note_durable_landing(
-        &mut self,
-        settled: &[Entry],
-        unstored: &[Entry],
-        written: &Written,
-        now: Instant,
-        elapsed: Duration,
-    ) {
-        let mut released = 0;
+    /// Settles the waiting `push_durable` calls whose items a landing write carried: stored,
+    /// poison among the `settled` entries, or failed for the `unstored` ones; the newest call
+    /// still waiting writes next.
+    fn note_durable_landing(&mut self, settled: &[Entry], unstored: &[Entry], written: &Written) {
         for (i, entry) in settled.iter().enumerate() {
             let poison = written.poisoned.iter().find(|(p, _)| *p == i);
             let outcome = match poison {
                 Some((_, error)) => Settled::DeadLettered(error.clone()),
                 None => Settled::Done,
             };
-            let stored = poison.is_none();
-            released += usize::from(self.durable.settle(entry.seq, outcome) && stored);
+            self.durable.settle(entry.seq, outcome);
         }
         if let Some(error) = &written.error {
             for entry in unstored {
@@ -873,7 +852,7 @@ impl State {
                     .settle(entry.seq, Settled::WriteFailed(error.clone()));
             }
         }
-        self.durable.landed(released, now, elapsed);
+        self.durable.landed();
         self.durable.wake_queued();
     }
 
