@@ -20,7 +20,7 @@
 //! write carrying about half of it, and the Db is never idle while a durable item waits. A
 //! first version made the next writer wait (at most one write's duration) for the released
 //! callers, which doubled the items per write (29 -> 50 on 64 threads over FileDb) but left
-//! the disk idle for the whole wake-up phase: 102 k items/s against 117 k/s without it
+//! the disk idle for the whole wake-up phase: 100 k items/s against 117 k/s without it
 //! (BENCHMARKS.md section 7), so it went.
 
 use std::sync::Arc;
