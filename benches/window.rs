@@ -23,6 +23,13 @@
 //! Besides the rate and the ages, each run prints what explains a missed window: the Db's
 //! writes (count, busy share of the run, slowest, longest gap between two) and the storage's
 //! own view sampled every 10 ms (most items held, range of its learned Db speed).
+//!
+//! After each run, the same-run baseline: the disk alone replays the FileDb's writes of that
+//! run, in the same directory: each write's bytes (its items at the run's average framed size)
+//! appended at the same offset from the start as the FileDb began it (or at once, if the
+//! replay is behind), then `fdatasync`. Its slowest sync says whether the disk itself stalls
+//! for longer than the window under that load: no write-behind store that syncs can keep a
+//! window shorter than one sync of its disk.
 
 use std::path::PathBuf;
 use std::sync::Barrier;
@@ -211,6 +218,57 @@ struct Run {
     worst: Worst,
     p99_age: Duration,
     over_window: u64,
+    /// The FileDb's writes, for the raw-disk replay: when each began (from the start of the
+    /// run) and its bytes.
+    replay: Vec<(Duration, usize)>,
+}
+
+/// The disk alone, replaying a run's writes: appends, each followed by `fdatasync`.
+struct RawDisk {
+    syncs: usize,
+    slowest: Duration,
+    /// When the slowest sync began, from the start.
+    slowest_at: Duration,
+    over_window: usize,
+}
+
+/// The raw-disk baseline (see the module docs): each write of `replay` appended at its offset
+/// from the start (at once if behind), then `fdatasync`, in the bench directory.
+fn raw_disk(window: Duration, replay: &[(Duration, usize)]) -> RawDisk {
+    use std::io::Write;
+    let path = dir().join("raw-disk.bin");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .expect("raw-disk file");
+    let largest = replay.iter().map(|w| w.1).max().unwrap_or(0);
+    let bytes = vec![0x5a_u8; largest];
+    let mut out = RawDisk {
+        syncs: 0,
+        slowest: Duration::ZERO,
+        slowest_at: Duration::ZERO,
+        over_window: 0,
+    };
+    let start = Instant::now();
+    for &(offset, len) in replay {
+        // Pacing to the recorded schedule, not polling: one sleep per write, none when behind.
+        std::thread::sleep((start + offset).saturating_duration_since(Instant::now()));
+        let began = Instant::now();
+        file.write_all(&bytes[..len]).expect("raw-disk write");
+        file.sync_data().expect("raw-disk fdatasync");
+        let took = began.elapsed();
+        out.syncs += 1;
+        out.over_window += usize::from(took > window);
+        if took > out.slowest {
+            out.slowest = took;
+            out.slowest_at = began - start;
+        }
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    out
 }
 
 fn dir() -> PathBuf {
@@ -275,12 +333,23 @@ fn run(window: Duration, secs: f64) -> Run {
     });
     storage.close().expect("close");
     let landings = std::mem::take(&mut *storage.db().landings.lock());
-    let writes = Writes::of(&storage.db().writes.lock(), start + elapsed);
+    let log = std::mem::take(&mut *storage.db().writes.lock());
+    let writes = Writes::of(&log, start + elapsed);
     drop(storage);
+    let file_bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
     let _ = std::fs::remove_file(&path);
+    let items: usize = log.iter().map(|w| w.2).sum();
+    let replay = log
+        .iter()
+        .map(|&(at, _, n)| {
+            let len = (file_bytes as u128 * n as u128 / items.max(1) as u128) as usize;
+            (at.saturating_duration_since(start), len)
+        })
+        .collect();
     Run {
         writes,
         held,
+        replay,
         ..ages(window, start, &returned, &landings, elapsed)
     }
 }
@@ -337,6 +406,7 @@ fn ages(
         worst,
         p99_age,
         over_window: all.iter().filter(|a| **a > window).count() as u64,
+        replay: Vec::new(),
     }
 }
 
@@ -355,8 +425,10 @@ fn series(window: Duration, runs: usize, secs: f64) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mut rates = Vec::new();
     let mut worsts = Vec::new();
+    let mut disk_stalled = 0;
     for i in 1..=runs {
         let r = run(window, secs);
+        let raw = raw_disk(window, &r.replay);
         let rate = r.pushes as f64 / r.secs;
         println!(
             "window {:>5} ms run {i:>2}/{runs}: {:>6.3} M pushes/s ({} items in {:.2} s), \
@@ -383,6 +455,15 @@ fn series(window: Duration, runs: usize, secs: f64) {
             r.held.learned_rate.unwrap_or_default().1 / 1e6,
             r.writes.rate / 1e6,
         );
+        println!(
+            "  raw disk replaying these writes (append + fdatasync each): {} syncs, slowest \
+             {:.1} ms (at {:.2} s), {} over the window",
+            raw.syncs,
+            ms(raw.slowest),
+            raw.slowest_at.as_secs_f64(),
+            raw.over_window,
+        );
+        disk_stalled += usize::from(raw.slowest > window);
         rates.push(rate);
         worsts.push(ms(r.worst.age));
     }
@@ -390,7 +471,8 @@ fn series(window: Duration, runs: usize, secs: f64) {
     println!(
         "window {:>5} ms, {runs} runs of {secs} s, {PUSHERS} pushers, {ITEM_LEN}-byte items: \
          median {:.3} M pushes/s (min {:.3}), worst unflushed age median {:.1} ms, \
-         max {:.1} ms; window kept in {kept}/{runs} runs",
+         max {:.1} ms; window kept in {kept}/{runs} runs; the raw disk alone had a sync \
+         longer than the window in {disk_stalled}/{runs} runs",
         window.as_millis(),
         median(rates.clone()) / 1e6,
         rates.iter().copied().fold(f64::INFINITY, f64::min) / 1e6,
