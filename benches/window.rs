@@ -225,7 +225,6 @@ struct Run {
 
 /// The disk alone, replaying a run's writes: appends, each followed by `fdatasync`.
 struct RawDisk {
-    syncs: usize,
     slowest: Duration,
     /// When the slowest sync began, from the start.
     slowest_at: Duration,
@@ -246,7 +245,6 @@ fn raw_disk(window: Duration, replay: &[(Duration, usize)]) -> RawDisk {
     let largest = replay.iter().map(|w| w.1).max().unwrap_or(0);
     let bytes = vec![0x5a_u8; largest];
     let mut out = RawDisk {
-        syncs: 0,
         slowest: Duration::ZERO,
         slowest_at: Duration::ZERO,
         over_window: 0,
@@ -259,7 +257,6 @@ fn raw_disk(window: Duration, replay: &[(Duration, usize)]) -> RawDisk {
         file.write_all(&bytes[..len]).expect("raw-disk write");
         file.sync_data().expect("raw-disk fdatasync");
         let took = began.elapsed();
-        out.syncs += 1;
         out.over_window += usize::from(took > window);
         if took > out.slowest {
             out.slowest = took;
@@ -458,7 +455,7 @@ fn series(window: Duration, runs: usize, secs: f64) {
         println!(
             "  raw disk replaying these writes (append + fdatasync each): {} syncs, slowest \
              {:.1} ms (at {:.2} s), {} over the window",
-            raw.syncs,
+            r.replay.len(),
             ms(raw.slowest),
             raw.slowest_at.as_secs_f64(),
             raw.over_window,
