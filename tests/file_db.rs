@@ -5,7 +5,9 @@ use std::path::Path;
 mod common;
 use common::TempDir;
 
-use lifostore::{CancelToken, Db, DbError, Error, FileDb, FileDbOptions, SalvageReport, Storage};
+use lifostore::{
+    CancelToken, Db, DbError, Error, FileDb, FileDbError, FileDbOptions, SalvageReport, Storage,
+};
 
 fn all(db: &FileDb) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -79,7 +81,10 @@ fn foreign_and_newer_files_are_refused_with_the_path_named() {
     let path = dir.file("notes.txt");
     std::fs::write(&path, vec![b'x'; 5000]).unwrap();
     let err = FileDb::open(&path).unwrap_err();
-    assert!(matches!(err, DbError::NotADatabase { .. }), "{err}");
+    assert!(
+        matches!(err, DbError::File(FileDbError::NotADatabase { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("notes.txt"), "{err}");
     assert_eq!(
         std::fs::read(&path).unwrap(),
@@ -96,11 +101,11 @@ fn foreign_and_newer_files_are_refused_with_the_path_named() {
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&newer, &bytes).unwrap();
     match FileDb::open(&newer) {
-        Err(DbError::UnsupportedVersion {
+        Err(DbError::File(FileDbError::UnsupportedVersion {
             found: 3,
             supported: 2,
             ..
-        }) => {}
+        })) => {}
         other => panic!("{other:?}"),
     }
 }
@@ -174,7 +179,7 @@ fn truncation_at_every_offset_recovers_exactly_or_reports_damage() {
             // A zero-length file is a new, empty database.
             Ok((items, None)) if cut == 0 => assert!(items.is_empty()),
             // Fewer bytes than the magic: not a lifostore file, and left alone.
-            Err(DbError::NotADatabase { .. }) if cut < 8 => {
+            Err(DbError::File(FileDbError::NotADatabase { .. })) if cut < 8 => {
                 assert_eq!(std::fs::read(&cut_path).unwrap(), &bytes[..cut]);
                 reported += 1;
             }
@@ -184,7 +189,10 @@ fn truncation_at_every_offset_recovers_exactly_or_reports_damage() {
             }
             Ok((items, Some(e))) => panic!("cut at {cut}: opened, then {e} after {items:?}"),
             Err(e) => {
-                assert!(matches!(e, DbError::Corrupt { .. }), "cut at {cut}: {e}");
+                assert!(
+                    matches!(e, DbError::File(FileDbError::Corrupt { .. })),
+                    "cut at {cut}: {e}"
+                );
                 assert!(e.to_string().contains("cut.lifo"), "{e}");
                 reported += 1;
             }
@@ -229,12 +237,19 @@ fn flipped_bytes_are_detected_never_returned() {
                     match err {
                         None => assert_eq!(items, allowed, "flip at {off}: items silently lost"),
                         Some(e) => {
-                            assert!(matches!(e, DbError::Corrupt { .. }), "flip at {off}: {e}")
+                            assert!(
+                                matches!(e, DbError::File(FileDbError::Corrupt { .. })),
+                                "flip at {off}: {e}"
+                            )
                         }
                     }
                 }
                 Err(e) => assert!(
-                    matches!(e, DbError::Corrupt { .. } | DbError::NotADatabase { .. }),
+                    matches!(
+                        e,
+                        DbError::File(FileDbError::Corrupt { .. })
+                            | DbError::File(FileDbError::NotADatabase { .. })
+                    ),
                     "flip at {off}: {e}"
                 ),
             }
@@ -278,7 +293,10 @@ fn salvage_option_keeps_what_checks_out_when_the_tail_is_cut() {
     let bytes = std::fs::read(&path).unwrap();
     // Cut inside the newest record ("delta-item"): the three older ones are intact.
     std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
-    assert!(matches!(FileDb::open(&path), Err(DbError::Corrupt { .. })));
+    assert!(matches!(
+        FileDb::open(&path),
+        Err(DbError::File(FileDbError::Corrupt { .. }))
+    ));
     let db = FileDb::open_with(&path, FileDbOptions::default().salvage(true)).unwrap();
     let report = db.salvage_report().cloned().unwrap();
     assert_eq!(report.kept, 3);
@@ -443,17 +461,19 @@ fn foreign_files_of_any_size_are_never_written_with_or_without_salvage() {
         for salvage in [false, true] {
             let opts = FileDbOptions::default().salvage(salvage);
             match FileDb::open_with(&path, opts) {
-                Err(DbError::NotADatabase { path: p, .. }) => assert_eq!(p, path),
+                Err(DbError::File(FileDbError::NotADatabase { path: p, .. })) => {
+                    assert_eq!(p, path)
+                }
                 other => panic!("{name} (salvage {salvage}): {other:?}"),
             }
             match FileDb::salvage(&path) {
-                Err(e @ DbError::NotADatabase { .. }) => {
+                Err(e @ DbError::File(FileDbError::NotADatabase { .. })) => {
                     assert!(e.to_string().contains(name), "{e}")
                 }
                 other => panic!("{name}: salvage gave {other:?}"),
             }
             match Storage::builder().open_with(&path, FileDbOptions::default().salvage(true)) {
-                Err(Error::Db(DbError::NotADatabase { .. })) => {}
+                Err(Error::Db(DbError::File(FileDbError::NotADatabase { .. }))) => {}
                 other => panic!("{name}: builder gave {other:?}"),
             }
         }
@@ -488,7 +508,10 @@ fn salvage_writes_a_checked_copy_and_keeps_the_original() {
     let len = damaged.len();
     damaged[len - 3] ^= 0xff; // the newest record's trailer
     std::fs::write(&path, &damaged).unwrap();
-    assert!(matches!(FileDb::open(&path), Err(DbError::Corrupt { .. })));
+    assert!(matches!(
+        FileDb::open(&path),
+        Err(DbError::File(FileDbError::Corrupt { .. }))
+    ));
     let report = FileDb::salvage(&path).unwrap();
     assert_eq!(report.kept, 3, "{report:?}");
     let original = report.original.clone().expect("the original is kept");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lifostore::{Db, MemDb};
+use lifostore::{Db, DbLeases, MemDb};
 
 mod common;
 use common::leases::lease_contract;
@@ -13,10 +13,11 @@ fn memdb_keeps_the_lease_contract() {
     lease_contract(&MemDb::new(), Duration::from_millis(50));
 }
 
-/// A Db with only push and pop gets the documented fallback: leasing pops, ack does nothing,
-/// release pushes back, nothing is hidden or returned by the Db itself.
+/// A Db with only push and pop offers no leases (`Db::leases` is `None`): the storage leases
+/// its items by popping them and holding them itself, as
+/// `storage_leases::a_fallback_db_lease_is_held_by_the_storage` checks.
 #[test]
-fn a_db_without_native_leases_gets_the_fallback() {
+fn a_db_without_native_leases_offers_none() {
     let db = MemDb::new().single_item_only();
     struct Plain<'a>(&'a MemDb);
     impl Db for Plain<'_> {
@@ -28,22 +29,9 @@ fn a_db_without_native_leases_gets_the_fallback() {
         }
     }
     let plain = Plain(&db);
-    assert!(!plain.native_leases());
-    plain.push_batch(&[b"a", b"b", b"c"]).expect("push");
-    let leased = plain.pop_lease(2, Duration::from_millis(1)).expect("lease");
-    assert_eq!(
-        db.snapshot(),
-        vec![b"a".to_vec()],
-        "the fallback pops at once"
-    );
-    plain.release(&leased).expect("release");
-    assert_eq!(
-        db.snapshot(),
-        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
-    );
-    let leased = plain.pop_lease(1, Duration::from_millis(1)).expect("lease");
-    plain.ack(&[leased[0].id]).expect("ack is a no-op");
-    assert_eq!(db.len(), 2);
+    assert!(plain.leases().is_none());
+    assert_eq!(plain.capabilities(), lifostore::Capabilities::default());
+    assert!(db.leases().is_some(), "MemDb keeps leases itself");
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {

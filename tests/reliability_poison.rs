@@ -5,10 +5,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lifostore::testing::FaultyDb;
+use lifostore::testing::{FaultyDb, StampedDb};
 use lifostore::{
     CancelToken, Db, DbError, DeadLetter, Error, FileDb, FileDbOptions, MemDb, PushBatchError,
-    Storage,
+    Storage, TryPushError,
 };
 
 mod common;
@@ -247,5 +247,35 @@ fn the_same_mismatch_through_file_db_directly_is_refused_at_push() {
         Err(Error::ItemTooLarge { len: 1000, max: 64 }) => {}
         other => panic!("{other:?}"),
     }
+    storage.close().unwrap();
+}
+
+/// The test wrappers forward what the Db states about itself in one value
+/// (`Db::capabilities`), so a limit of the wrapped Db holds through them: a `FaultyDb` (and a
+/// `StampedDb`) over a FileDb that stores at most 64 bytes per item makes the storage refuse a
+/// longer item at `push`, instead of accepting an item every batch write would refuse.
+#[test]
+fn wrappers_keep_the_wrapped_file_dbs_item_limit() {
+    let dir = TempDir::new("poison-wrapped-limit");
+    let options = FileDbOptions::default().max_item_len(64);
+    let file = FileDb::open_with(dir.file("faulty.lifo"), options.clone()).unwrap();
+    let storage = Storage::new(FaultyDb::new(file, 7)).unwrap();
+    match storage.push(&token(), vec![b'x'; 65]) {
+        Err(Error::ItemTooLarge { len: 65, max: 64 }) => {}
+        other => panic!("FaultyDb over a 64-byte FileDb: {other:?}"),
+    }
+    storage.push(&token(), vec![b'x'; 64]).unwrap();
+    storage.close().unwrap();
+    assert_eq!(storage.db().inner().len().unwrap(), 1);
+
+    let file = FileDb::open_with(dir.file("stamped.lifo"), options).unwrap();
+    let storage = Storage::new(StampedDb::new(file)).unwrap();
+    assert!(matches!(
+        storage.try_push(vec![b'x'; 65]),
+        Err(TryPushError::Failed {
+            error: Error::ItemTooLarge { max: 64, .. },
+            ..
+        })
+    ));
     storage.close().unwrap();
 }

@@ -254,7 +254,7 @@ fn a_fallback_db_lease_is_held_by_the_storage() {
         .max_unflushed_age(Duration::from_secs(60))
         .build(Plain(Arc::clone(&db)))
         .expect("build");
-    assert!(!s.db().native_leases());
+    assert!(s.db().leases().is_none());
     let t = CancelToken::new();
     s.push(&t, item(1)).expect("push");
     s.push(&t, item(2)).expect("push");
@@ -441,7 +441,10 @@ fn an_unshared_filedb_returns_a_dead_process_lease_to_a_blocked_pop() {
     {
         let db = FileDb::open(&path).expect("open");
         db.push_batch(&[b"1", b"2"]).expect("push");
-        let held = db.pop_lease(1, Duration::from_millis(150)).expect("lease");
+        let leases = db.leases().expect("FileDb has leases");
+        let held = leases
+            .pop_lease(1, Duration::from_millis(150))
+            .expect("lease");
         assert_eq!(held[0].item, b"2");
     } // the process "dies" holding the lease
     let options = lifostore::FileDbOptions::default().shared(false);

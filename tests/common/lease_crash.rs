@@ -23,7 +23,7 @@ pub const TTL: Duration = Duration::from_millis(300);
 /// back by themselves at their deadline). Prints `READY`, `L id` after a lease returned,
 /// `a id` before an ack call and `A id` after it returned `Ok`, `r id` before a release.
 pub fn consumer_main(db: Box<dyn Db>, seed: u64) {
-    assert!(db.is_shared() && db.native_leases());
+    assert!(db.capabilities().shared && db.leases().is_some());
     let storage = Storage::builder()
         .lease_ttl(TTL)
         .shared_poll_interval(Duration::from_millis(10))

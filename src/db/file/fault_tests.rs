@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::sim::{Call, Fault, Images, SimVfs};
 use super::{FileDb, FileDbOptions};
-use crate::db::{Db, DbLease, LeaseId};
+use crate::db::{Db, DbLease, DbLeases, LeaseId};
 use crate::error::DbError;
 
 /// One step of the workload; items are named by number.

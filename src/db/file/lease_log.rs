@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::crc32c;
+use super::error::FileDbError;
 use super::format::{u32_at, u64_at};
 use super::recovery::{damage, sibling};
 use crate::db::lease::LeaseTable;
@@ -85,7 +86,7 @@ pub(super) fn replay(bytes: &[u8], path: &Path) -> Result<LeaseTable, DbError> {
 pub(super) fn replay_prefix(bytes: &[u8], path: &Path) -> LeaseTable {
     match replay(bytes, path) {
         Ok(table) => table,
-        Err(DbError::Corrupt { offset, .. }) => {
+        Err(DbError::File(FileDbError::Corrupt { offset, .. })) => {
             let end = usize::try_from(offset).unwrap_or(0).min(bytes.len());
             replay(&bytes[..end], path).unwrap_or_default()
         }
@@ -110,13 +111,13 @@ mod tests {
         torn.truncate(log.len() - 1);
         assert!(matches!(
             replay(&torn, Path::new("x")),
-            Err(DbError::Corrupt { .. })
+            Err(DbError::File(FileDbError::Corrupt { .. }))
         ));
         let mut flipped = log.clone();
         flipped[30] ^= 1;
         assert!(matches!(
             replay(&flipped, Path::new("x")),
-            Err(DbError::Corrupt { .. })
+            Err(DbError::File(FileDbError::Corrupt { .. }))
         ));
         let prefix = replay_prefix(&torn, Path::new("x"));
         assert_eq!(

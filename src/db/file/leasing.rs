@@ -8,8 +8,8 @@ use super::io::FileIo;
 use super::lease_log::{self, BATCH_BITS, Kind, MAX_BATCH, log_path};
 use super::recovery::{damage, io_err};
 use super::{FileDb, Handle};
+use crate::db::lease::{DbLease, LeaseId};
 use crate::db::lease::{LeaseTable, deadline_ms, now_ms};
-use crate::db::{DbLease, LeaseId};
 use crate::error::DbError;
 
 impl FileDb {

@@ -5,6 +5,7 @@
 //! the recovery and error-path rules, and what they assume of the disk.
 
 mod crc32c;
+mod error;
 #[cfg(test)]
 mod fault_tests;
 mod format;
@@ -25,11 +26,12 @@ use self::format::{REC_OVERHEAD, Superblock, encode_record};
 use self::io::{FileIo, StdVfs, Vfs};
 use self::read_ahead::ReadAhead;
 use self::recovery::{Found, damage, io_err, read_state};
-use crate::db::mem::lease_result;
-use crate::db::{Db, DbLease, LeaseId};
+use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
+use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
 use crate::error::{DbError, PushBatchError};
 use crate::sync::Mutex;
 
+pub use self::error::FileDbError;
 pub use self::salvage::SalvageReport;
 
 /// Shrink the file when it is over four times its live size and at least this much is dead.
@@ -45,9 +47,10 @@ const SETTLE_TRIES: usize = 2;
 pub struct FileDbOptions {
     /// Largest item accepted, in bytes (default 64 MiB, at most `u32::MAX`). Larger pushes fail
     /// with [`DbError::ItemTooLarge`], and a storage over the file refuses them at `push`
-    /// ([`Db::max_item_len`]); on open, a length field above it counts as damage.
+    /// ([`Capabilities::max_item_len`]); on open, a length field above it counts as damage.
     pub max_item_len: usize,
-    /// Whether other processes may use the file too ([`Db::is_shared`]); default `true`.
+    /// Whether other processes may use the file too ([`Capabilities::shared`]); default
+    /// `true`.
     /// A storage over a shared Db re-checks it while a `pop` waits on an empty storage.
     pub shared: bool,
     /// On damage found at open, rebuild the file from every record that checks out instead
@@ -55,7 +58,7 @@ pub struct FileDbOptions {
     pub salvage: bool,
     /// On open, put every held lease back on top at once instead of at its deadline (default
     /// `false`). Only for a file no other process uses while this one opens it: a lease a
-    /// live process holds would be delivered twice. See [`Db::pop_lease`].
+    /// live process holds would be delivered twice. See [`DbLeases::pop_lease`].
     pub return_leases_on_open: bool,
 }
 
@@ -111,7 +114,7 @@ impl FileDbOptions {
 /// failed took nothing. The format, the recovery rules and these error-path rules are written
 /// down in `docs/FORMAT.md`.
 ///
-/// Leases ([`Db::pop_lease`]) are native and survive a crash: leased items move into a lease
+/// Leases ([`Db::leases`]) are native and survive a crash: leased items move into a lease
 /// log beside the file (`<name>.leases`, created on first use), named by the same superblock
 /// commit that takes them off the stack; a lease costs two syncs per call (log, then slot)
 /// whatever the batch size, an ack two (one when it ends the last held lease), a release
@@ -122,7 +125,7 @@ impl FileDbOptions {
 /// format version 2, which older builds refuse. `docs/FORMAT.md`, "Leases", has the details.
 ///
 /// Files that do not start with lifostore's magic are refused with
-/// [`DbError::NotADatabase`] and never written, whatever their size; a zero-length file is
+/// [`FileDbError::NotADatabase`] and never written, whatever their size; a zero-length file is
 /// initialised as an empty database.
 ///
 /// ```
@@ -193,9 +196,9 @@ impl FileDb {
     /// Opens the database at `path` with `options`, creating it if it does not exist (or
     /// initialising it if the file is empty).
     ///
-    /// Errors: [`DbError::Io`] naming the path and the operation, [`DbError::NotADatabase`]
+    /// Errors: [`DbError::Io`] naming the path and the operation, [`FileDbError::NotADatabase`]
     /// (the file is not a lifostore database; it is left untouched),
-    /// [`DbError::UnsupportedVersion`], [`DbError::Corrupt`] (unless `options.salvage`).
+    /// [`FileDbError::UnsupportedVersion`], [`FileDbError::Corrupt`] (unless `options.salvage`).
     pub fn open_with(path: impl AsRef<Path>, options: FileDbOptions) -> Result<Self, DbError> {
         Self::open_in(Arc::new(StdVfs), path.as_ref(), options)
     }
@@ -216,7 +219,7 @@ impl FileDb {
         };
         match db.check_on_open(&*vfs) {
             Ok(()) => Ok(db),
-            Err(DbError::Corrupt { .. }) if db.opts.salvage => {
+            Err(DbError::File(FileDbError::Corrupt { .. })) if db.opts.salvage => {
                 let opts = db.opts.clone();
                 drop(db);
                 let report = salvage::salvage(path, opts.max_item_len)?;
@@ -249,7 +252,7 @@ impl FileDb {
     }
 
     /// Rebuilds a damaged file at `path` from every record that checks out, oldest first. Use
-    /// it when open reports [`DbError::Corrupt`]. No other process may have the file open
+    /// it when open reports [`FileDbError::Corrupt`]. No other process may have the file open
     /// meanwhile.
     ///
     /// The result is written to a new file beside it and checked (it must open and hold the
@@ -259,7 +262,7 @@ impl FileDb {
     /// records in the file, which may bring back popped items.
     ///
     /// A file that does not start with lifostore's magic is refused with
-    /// [`DbError::NotADatabase`] and left untouched; an empty file needs no salvage.
+    /// [`FileDbError::NotADatabase`] and left untouched; an empty file needs no salvage.
     pub fn salvage(path: impl AsRef<Path>) -> Result<SalvageReport, DbError> {
         salvage::salvage(path.as_ref(), FileDbOptions::default().max_item_len)
     }
@@ -422,7 +425,7 @@ impl Db for FileDb {
     /// now or after a reopen (`docs/FORMAT.md`, "Error paths").
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
         let fail = |source| PushBatchError { stored: 0, source };
-        crate::db::refuse_oversize(items, self.opts.max_item_len.min(u32::MAX as usize))?;
+        refuse_oversize(items, self.opts.max_item_len.min(u32::MAX as usize))?;
         if items.is_empty() {
             return Ok(());
         }
@@ -480,18 +483,22 @@ impl Db for FileDb {
         })
     }
 
-    fn is_shared(&self) -> bool {
-        self.opts.shared
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+            .max_item_len(self.opts.max_item_len.min(u32::MAX as usize))
+            .shared(self.opts.shared)
     }
 
     fn item_count(&self) -> Result<Option<u64>, DbError> {
         FileDb::len(self).map(Some)
     }
 
-    fn max_item_len(&self) -> Option<usize> {
-        Some(self.opts.max_item_len.min(u32::MAX as usize))
+    fn leases(&self) -> Option<&dyn DbLeases> {
+        Some(self)
     }
+}
 
+impl DbLeases for FileDb {
     /// One append and sync of the lease log, then one slot and sync, whatever `max` (at most
     /// 2^20 per call). The lease survives a crash; at its deadline any call of any process
     /// sharing the file puts it back.
@@ -510,16 +517,12 @@ impl Db for FileDb {
         lease_result(self.release_leases(&ids)?)
     }
 
-    fn native_leases(&self) -> bool {
-        true
-    }
-
     /// Reads the lease log (and returns the expired leases, which costs syncs).
-    fn held_lease_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+    fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
         Ok(self
             .lease_deadlines()?
             .into_iter()
-            .map(crate::db::lease::system_time)
+            .map(system_time)
             .collect())
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::error::FileDbError;
 use super::format::{
     DATA_START, Header, OpRule, REC_HEAD, REC_OVERHEAD, SLOT_OFFSETS, Superblock, header_page,
     parse_record, read_header, u32_at, u64_at,
@@ -25,13 +26,14 @@ pub(super) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Erro
     move |e| DbError::io(op, path, e)
 }
 
-/// A [`DbError::Corrupt`] at `offset` of `path`.
+/// A [`FileDbError::Corrupt`] at `offset` of `path`.
 pub(super) fn damage(path: &Path, offset: u64, detail: impl Into<String>) -> DbError {
-    DbError::Corrupt {
+    FileDbError::Corrupt {
         path: path.to_path_buf(),
         offset,
         detail: detail.into(),
     }
+    .into()
 }
 
 /// Reads the header and picks the current superblock, rolling forward the push batches whose
@@ -69,18 +71,18 @@ pub(super) fn read_state(
 /// The error for a header that is not `Valid(Some(_))` or `TornInit`.
 fn header_error(path: &Path, page: &[u8], header: Header) -> DbError {
     match header {
-        Header::Foreign => DbError::NotADatabase {
+        Header::Foreign => DbError::File(FileDbError::NotADatabase {
             path: path.to_path_buf(),
             detail: format!(
                 "its first bytes are {:02x?}, not the lifostore magic",
                 &page[..page.len().min(8)]
             ),
-        },
-        Header::Version(found) => DbError::UnsupportedVersion {
+        }),
+        Header::Version(found) => DbError::File(FileDbError::UnsupportedVersion {
             path: path.to_path_buf(),
             found,
             supported: super::format::VERSION_LEASES,
-        },
+        }),
         Header::BadChecksum => damage(path, 8, "header checksum mismatch"),
         _ => damage(
             path,

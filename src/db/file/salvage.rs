@@ -1,20 +1,22 @@
-//! Salvage: rebuilding a damaged [`FileDb`](super::FileDb) file from every record that checks
+//! Salvage: rebuilding a damaged `FileDb` file from every record that checks
 //! out, into a new file that replaces the original only once it has been checked.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::error::FileDbError;
 use super::format::{
     DATA_START, Header, OpRule, REC_OVERHEAD, Superblock, encode_record, header_page, parse_record,
     read_header,
 };
 use super::io::{StdVfs, Vfs};
 use super::lease_log::{log_path, replay_prefix};
+use super::read_ahead::ReadAhead;
+use super::recovery::{Found, read_state};
 use super::recovery::{backup_path, io_err, roll_forward, sibling};
-use super::{FileDb, FileDbOptions};
 use crate::error::DbError;
 
-/// What [`FileDb::salvage`] kept and dropped.
+/// What [`FileDb::salvage`](crate::FileDb::salvage) kept and dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SalvageReport {
     /// Items that checked out and were kept, in their order.
@@ -34,7 +36,7 @@ struct Scan {
     leases: Option<u32>,
 }
 
-/// See [`FileDb::salvage`].
+/// See `FileDb::salvage`.
 pub(super) fn salvage(path: &Path, max_item_len: usize) -> Result<SalvageReport, DbError> {
     let bytes = fs::read(path).map_err(io_err("read", path))?;
     let Some(scan) = plan(path, &bytes, max_item_len)? else {
@@ -83,18 +85,18 @@ fn plan(path: &Path, bytes: &[u8], max_item_len: usize) -> Result<Option<Scan>, 
     let scan = match read_header(head, len) {
         Header::TornInit => return Ok(None),
         Header::Foreign => {
-            return Err(DbError::NotADatabase {
+            return Err(DbError::File(FileDbError::NotADatabase {
                 path: path.to_path_buf(),
                 detail: "it does not start with the lifostore magic, so salvage leaves it alone"
                     .into(),
-            });
+            }));
         }
         Header::Version(found) => {
-            return Err(DbError::UnsupportedVersion {
+            return Err(DbError::File(FileDbError::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found,
                 supported: super::format::VERSION_LEASES,
-            });
+            }));
         }
         Header::BadChecksum | Header::Valid(None) => Scan {
             limit: len,
@@ -153,6 +155,19 @@ fn keep_valid_records(bytes: &[u8], scan: &Scan, max_item_len: usize) -> (Vec<u8
     (kept, count, dropped)
 }
 
+/// Whether the file at `path` reads back as a database of `count` items whose top record
+/// checks out: what opening it checks.
+fn reads_back(path: &Path, count: u64, max_item_len: usize) -> Result<bool, DbError> {
+    let io = StdVfs.open(path).map_err(io_err("open", path))?;
+    let Found::State(sb) = read_state(&*io, path, max_item_len)? else {
+        return Ok(count == 0);
+    };
+    if sb.count > 0 {
+        ReadAhead::new(1).top_record(&*io, path, max_item_len, sb.top, sb.op)?;
+    }
+    Ok(sb.count == count)
+}
+
 /// Writes `out` to `tmp`, checks that it opens with `count` items, keeps the original at a
 /// backup path (a hard link), and renames `tmp` over `path`. Returns the backup path.
 fn replace_checked(
@@ -165,18 +180,13 @@ fn replace_checked(
     let file = fs::File::create(tmp).map_err(io_err("create", tmp))?;
     std::io::Write::write_all(&mut &file, out).map_err(io_err("write", tmp))?;
     file.sync_all().map_err(io_err("sync", tmp))?;
-    let options = FileDbOptions::default()
-        .max_item_len(max_item_len)
-        .shared(false);
-    let check = FileDb::open_with(tmp, options)?;
-    if check.len()? != count {
+    if !reads_back(tmp, count, max_item_len)? {
         return Err(super::recovery::damage(
             tmp,
             DATA_START,
             "the salvaged copy does not read back; the original was left untouched",
         ));
     }
-    drop(check);
     let backup = backup_path(path);
     fs::hard_link(path, &backup).map_err(io_err("keep a copy of", path))?;
     fs::rename(tmp, path).map_err(io_err("rename the salvaged copy over", path))?;

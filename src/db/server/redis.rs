@@ -1,13 +1,12 @@
-//! [`RedisDb`]: a Redis list as the stack (feature `redis`), with retries that a lost reply
-//! cannot turn into duplicates or losses.
+//! [`RedisDb`]: a Redis list as the stack (feature `redis`): its Lua scripts, and the
+//! [`Protocol`] that runs them for the client core, which makes a lost reply harmless.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::db::mem::lease_result;
-use crate::db::{Db, DbError, DbLease, LeaseId, PushBatchError};
-use crate::sync::Mutex;
-
-use crate::db::lost_reply::{InDoubt, client_id};
+use super::client::{Protocol, ServerClient};
+use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
+use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
+use crate::error::{DbError, PushBatchError};
 
 /// How long connecting, reading and writing may take before a call fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -178,7 +177,7 @@ return items
 ///
 /// # Leases
 ///
-/// [`pop_lease`](Db::pop_lease) moves items from the list into `<key>:leases` (a hash: id ->
+/// [`pop_lease`](DbLeases::pop_lease) moves items from the list into `<key>:leases` (a hash: id ->
 /// item) and stamps each id's deadline, in the server's clock, into `<key>:lease_deadlines` (a
 /// sorted set); ids come from `INCRBY <key>:lease_seq`, so they never repeat for a key. Every
 /// lease, ack, release and pop script first moves the expired leases back on top of the list
@@ -196,35 +195,26 @@ return items
 /// use lifostore::{RedisDb, Storage};
 ///
 /// let db = RedisDb::open("redis://127.0.0.1:6379/")?.with_key("jobs:lifo");
-/// let storage = Storage::new(db);
-/// # Ok::<(), lifostore::DbError>(())
+/// let storage = Storage::new(db)?;
+/// # Ok::<(), lifostore::Error>(())
 /// ```
 pub struct RedisDb {
-    client: redis::Client,
-    key: String,
-    id: String,
-    /// The server's `proto-max-bulk-len`, read at open.
-    max_item_len: usize,
-    session: Mutex<Session>,
+    client: ServerClient<Redis>,
 }
 
-/// The connection and what this client must remember across calls.
-struct Session {
-    conn: Option<redis::Connection>,
-    /// Last batch id used.
-    batch: i64,
-    /// A batch whose push failed after it may have reached the server.
-    in_doubt: Option<InDoubt>,
-    /// Last pop sequence number used, and the last one whose reply arrived.
-    pop_seq: i64,
-    pop_acked: i64,
+/// The server, the list's key and what the server told at open.
+struct Redis {
+    client: redis::Client,
+    key: String,
+    /// The server's `proto-max-bulk-len`, read at open.
+    max_item_len: usize,
 }
 
 impl std::fmt::Debug for RedisDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisDb")
-            .field("key", &self.key)
-            .field("client", &self.id)
+            .field("key", &self.client.protocol().key)
+            .field("client", &self.client.id())
             .finish_non_exhaustive()
     }
 }
@@ -256,41 +246,33 @@ impl RedisDb {
             redis::Client::open(url).map_err(|e| db_error(&format!("opening {url}"), e))?;
         let mut conn =
             connect(&client).map_err(|e| db_error(&format!("connecting to {url}"), e))?;
-        Ok(RedisDb {
+        let redis = Redis {
             client,
             key: "lifostore".to_string(),
-            id: client_id(),
             max_item_len: server_max_item_len(&mut conn),
-            session: Mutex::new(Session {
-                conn: Some(conn),
-                batch: 0,
-                in_doubt: None,
-                pop_seq: 0,
-                pop_acked: 0,
-            }),
+        };
+        Ok(RedisDb {
+            client: ServerClient::new(redis, Some(conn)),
         })
     }
 
     /// Uses `key` as the list's key.
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.key = key.into();
+        self.client.protocol_mut().key = key.into();
         self
     }
 
     /// The list's key.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.client.protocol().key
     }
 
     /// Number of items in the list (`LLEN`). Items a client popped and has not yet
     /// acknowledged (see the type's docs) are not counted, nor are leased items (expired
     /// leases count again once a call has moved them back).
     pub fn len(&self) -> Result<u64, DbError> {
-        let key = self.key.clone();
-        self.call(&mut self.session.lock(), |c| {
-            redis::cmd("LLEN").arg(&key).query(c)
-        })
-        .map_err(|(e, _)| e)
+        self.client
+            .run(|redis, c| redis::cmd("LLEN").arg(&redis.key).query(c))
     }
 
     /// Whether the list is empty.
@@ -298,35 +280,29 @@ impl RedisDb {
         Ok(self.len()? == 0)
     }
 
-    /// Runs a command on the session's connection, reconnecting first if the last call broke
-    /// it. On error, also says whether the command may have reached the server.
-    fn call<T>(
-        &self,
-        session: &mut Session,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, (DbError, bool)> {
-        let conn = match session.conn.as_mut() {
-            Some(c) => c,
-            None => {
-                let c = connect(&self.client).map_err(|e| {
-                    let context = format!("reconnecting for key {}", self.key);
-                    (db_error(&context, e), false)
-                })?;
-                session.conn.insert(c)
+    /// One `EVAL` of the end script: ack or release the held ones of `ids`; returns how many
+    /// were not held.
+    fn end_leases(&self, ids: &[LeaseId], release: bool) -> Result<usize, DbError> {
+        self.client.run(|redis, c| {
+            let [seq, leases, deadlines] = redis.lease_keys();
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(END_SCRIPT).arg(5).arg(&redis.key).arg("-").arg(seq);
+            cmd.arg(leases).arg(deadlines);
+            cmd.arg(if release { "release" } else { "ack" });
+            for id in ids {
+                cmd.arg(id.0);
             }
-        };
-        f(conn).map_err(|e| {
-            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                session.conn = None; // reconnect on the next call
-            }
-            (db_error(&format!("a call on key {}", self.key), e), true)
+            cmd.query::<usize>(c)
         })
     }
+}
 
-    fn client_keys(&self) -> (String, String) {
+impl Redis {
+    /// The client's hash and taken list: `<key>:client:<id>`, `<key>:taken:<id>`.
+    fn client_keys(&self, client: &str) -> (String, String) {
         (
-            format!("{}:client:{}", self.key, self.id),
-            format!("{}:taken:{}", self.key, self.id),
+            format!("{}:client:{client}", self.key),
+            format!("{}:taken:{client}", self.key),
         )
     }
 
@@ -336,32 +312,16 @@ impl RedisDb {
         ["lease_seq", "leases", "lease_deadlines"].map(|k| format!("{}:{k}", self.key))
     }
 
-    /// One `EVAL` of the end script: ack or release the held ones of `ids`; returns how many
-    /// were not held.
-    fn end_leases(&self, ids: &[LeaseId], release: bool) -> Result<usize, DbError> {
-        let [seq, leases, deadlines] = self.lease_keys();
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(END_SCRIPT).arg(5).arg(&self.key).arg("-").arg(seq);
-        cmd.arg(leases).arg(deadlines);
-        cmd.arg(if release { "release" } else { "ack" });
-        for id in ids {
-            cmd.arg(id.0);
-        }
-        let mut session = self.session.lock();
-        self.call(&mut session, |c| cmd.query::<usize>(c))
-            .map_err(|(e, _)| e)
-    }
-
-    /// One `EVAL` of the pop script taking up to `max` items (0: only settle the last pop).
+    /// One `EVAL` of the pop script taking up to `max` items (0: only settle the last pop,
+    /// and with `release`, forget the client).
     fn pop_script(
         &self,
-        session: &mut Session,
-        max: usize,
-        release: bool,
-    ) -> Result<Vec<Vec<u8>>, DbError> {
-        session.pop_seq += 1;
-        let (seq, acked) = (session.pop_seq, session.pop_acked);
-        let (hash, taken) = self.client_keys();
+        conn: &mut redis::Connection,
+        client: &str,
+        (acked, seq): (i64, i64),
+        (max, release): (usize, bool),
+    ) -> redis::RedisResult<Vec<Vec<u8>>> {
+        let (hash, taken) = self.client_keys(client);
         let [_, leases, deadlines] = self.lease_keys();
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(POP_SCRIPT)
@@ -376,9 +336,76 @@ impl RedisDb {
             .arg(max)
             .arg(MARKER_TTL_SECS)
             .arg(if release { "release" } else { "" });
-        let items: Vec<Vec<u8>> = self.call(session, |c| cmd.query(c)).map_err(|(e, _)| e)?;
-        session.pop_acked = seq;
-        Ok(items)
+        cmd.query(conn)
+    }
+}
+
+impl Protocol for Redis {
+    type Conn = redis::Connection;
+    type Error = redis::RedisError;
+
+    fn connect(&self) -> Result<redis::Connection, DbError> {
+        connect(&self.client)
+            .map_err(|e| db_error(&format!("reconnecting for key {}", self.key), e))
+    }
+
+    fn is_closed(_: &redis::Connection) -> bool {
+        false // a broken connection is noticed by its error (`broke`)
+    }
+
+    fn broke(_: &redis::Connection, e: &redis::RedisError) -> bool {
+        e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
+    }
+
+    /// Every failure but a refused connection may come after the server ran the script.
+    fn in_doubt(_: &redis::RedisError) -> bool {
+        true
+    }
+
+    fn error(&self, e: redis::RedisError) -> DbError {
+        db_error(&format!("a call on key {}", self.key), e)
+    }
+
+    /// One `EVAL` of the push script: atomic.
+    fn push(
+        &self,
+        conn: &mut redis::Connection,
+        client: &str,
+        batch: i64,
+        attempts: &[(i64, i64)],
+        items: &[&[u8]],
+    ) -> redis::RedisResult<()> {
+        let (hash, _) = self.client_keys(client);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(PUSH_SCRIPT).arg(2).arg(&self.key).arg(&hash);
+        cmd.arg(batch).arg(MARKER_TTL_SECS).arg(attempts.len());
+        for (attempt, stored) in attempts {
+            cmd.arg(attempt).arg(stored);
+        }
+        for item in items {
+            cmd.arg(*item);
+        }
+        cmd.query::<i64>(conn).map(drop)
+    }
+
+    fn pop(
+        &self,
+        conn: &mut redis::Connection,
+        client: &str,
+        seqs: (i64, i64),
+        max: usize,
+    ) -> redis::RedisResult<Vec<Vec<u8>>> {
+        self.pop_script(conn, client, seqs, (max, false))
+    }
+
+    fn release(
+        &self,
+        conn: &mut redis::Connection,
+        client: &str,
+        acked: i64,
+    ) -> redis::RedisResult<()> {
+        self.pop_script(conn, client, (acked, acked + 1), (0, true))
+            .map(drop)
     }
 }
 
@@ -414,55 +441,22 @@ impl Db for RedisDb {
     /// unless the reply was lost; then a retry of the same items stores only what is missing
     /// (see the type's docs).
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        crate::db::refuse_oversize(items, self.max_item_len)?;
-        let mut session = self.session.lock();
-        session.batch += 1;
-        let id = session.batch;
-        let attempts = InDoubt::attempts_for(session.in_doubt.as_ref(), items);
-        let (hash, _) = self.client_keys();
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(PUSH_SCRIPT).arg(2).arg(&self.key).arg(&hash);
-        cmd.arg(id).arg(MARKER_TTL_SECS).arg(attempts.len());
-        for (attempt, stored) in &attempts {
-            cmd.arg(attempt).arg(stored);
-        }
-        for item in items {
-            cmd.arg(*item);
-        }
-        match self.call(&mut session, |c| cmd.query::<i64>(c)) {
-            Ok(_) => {
-                session.in_doubt = None;
-                Ok(())
-            }
-            Err((source, sent)) => {
-                if sent && !source.is_permanent() {
-                    session.in_doubt = Some(InDoubt::after(attempts, id, items));
-                }
-                Err(PushBatchError { stored: 0, source })
-            }
-        }
+        refuse_oversize(items, self.client.protocol().max_item_len)?;
+        self.client.push_batch(items)
     }
 
     /// One `EVAL` of the pop script (`LPOP key count` inside), newest first. Items of an
     /// earlier pop whose reply was lost are put back on top first (see the type's docs).
     fn pop_batch(&self, max: usize) -> Result<Vec<Vec<u8>>, DbError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        self.pop_script(&mut self.session.lock(), max, false)
+        self.client.pop_batch(max)
     }
 
-    /// The server's `proto-max-bulk-len` as read at open (512 MB unless configured): Redis
-    /// refuses a longer value, and closes the connection.
-    fn max_item_len(&self) -> Option<usize> {
-        Some(self.max_item_len)
-    }
-
-    fn is_shared(&self) -> bool {
-        true
+    /// Shared; the item limit is the server's `proto-max-bulk-len` as read at open (512 MB
+    /// unless configured): Redis refuses a longer value, and closes the connection.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+            .max_item_len(self.client.protocol().max_item_len)
+            .shared(true)
     }
 
     /// `LLEN` (see [`RedisDb::len`]).
@@ -470,25 +464,30 @@ impl Db for RedisDb {
         RedisDb::len(self).map(Some)
     }
 
+    fn leases(&self) -> Option<&dyn DbLeases> {
+        Some(self)
+    }
+}
+
+impl DbLeases for RedisDb {
     /// One `EVAL` (see the type's docs, "Leases"): expired leases go back on top, then up to
     /// `max` items move from the list into the lease hash.
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let [seq, leases, deadlines] = self.lease_keys();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(LEASE_SCRIPT)
-            .arg(5)
-            .arg(&self.key)
-            .arg("-")
-            .arg(seq);
-        cmd.arg(leases).arg(deadlines).arg(max).arg(ttl_ms);
-        let mut session = self.session.lock();
-        let flat: Vec<Vec<u8>> = self
-            .call(&mut session, |c| cmd.query(c))
-            .map_err(|(e, _)| e)?;
+        let flat: Vec<Vec<u8>> = self.client.run(|redis, c| {
+            let [seq, leases, deadlines] = redis.lease_keys();
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(LEASE_SCRIPT)
+                .arg(5)
+                .arg(&redis.key)
+                .arg("-")
+                .arg(seq);
+            cmd.arg(leases).arg(deadlines).arg(max).arg(ttl_ms);
+            cmd.query(c)
+        })?;
         let mut out = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
             let id = std::str::from_utf8(&pair[0])
@@ -515,18 +514,21 @@ impl Db for RedisDb {
         lease_result(self.end_leases(&ids, true)?)
     }
 
-    fn native_leases(&self) -> bool {
-        true
-    }
-}
-
-impl Drop for RedisDb {
-    /// Best effort: settles the last pop (puts its items back if its reply was lost) and
-    /// deletes this client's keys. Reconnects for it only when a pop's reply was lost.
-    fn drop(&mut self) {
-        let mut session = self.session.lock();
-        if session.conn.is_some() || session.pop_seq != session.pop_acked {
-            let _ = self.pop_script(&mut session, 0, true);
-        }
+    /// The deadlines in the lease deadline set (`ZRANGE ... WITHSCORES`), in the server's
+    /// clock.
+    fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+        let scored: Vec<(String, f64)> = self.client.run(|redis, c| {
+            let [_, _, deadlines] = redis.lease_keys();
+            redis::cmd("ZRANGE")
+                .arg(deadlines)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query(c)
+        })?;
+        Ok(scored
+            .into_iter()
+            .map(|(_, ms)| system_time(ms.max(0.0) as u64))
+            .collect())
     }
 }

@@ -1,12 +1,12 @@
-//! [`PostgresDb`]: a PostgreSQL table as the stack (feature `postgres`).
+//! [`PostgresDb`]: a PostgreSQL table as the stack (feature `postgres`): its SQL, and the
+//! [`Protocol`] that runs it for the client core, which makes a lost reply harmless.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::db::mem::lease_result;
-use crate::db::{Db, DbError, DbLease, LeaseId, PushBatchError};
-use crate::sync::Mutex;
-
-use crate::db::lost_reply::{InDoubt, client_id};
+use super::client::{Protocol, ServerClient};
+use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
+use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
+use crate::error::{DbError, PushBatchError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -60,11 +60,11 @@ const MAX_TABLE_LEN: usize = 63 - "_clients".len();
 ///
 /// The table has two more columns, `lease_id bigint` and `leased_until timestamptz` (added to
 /// an existing table by `open`), and a sequence `<table>_lseq` for lease ids.
-/// [`pop_lease`](Db::pop_lease) is one statement: it picks the newest rows that are not
+/// [`pop_lease`](DbLeases::pop_lease) is one statement: it picks the newest rows that are not
 /// leased (or whose lease has expired) with `FOR UPDATE SKIP LOCKED`, as a pop does, and
 /// stamps them with a new lease id and `now() + ttl` instead of deleting them; every pop skips
-/// rows whose lease has not expired. [`ack`](Db::ack) deletes the rows whose lease is still
-/// held; [`release`](Db::release) clears the lease and gives the row a new id from the table's
+/// rows whose lease has not expired. [`ack`](DbLeases::ack) deletes the rows whose lease is still
+/// held; [`release`](DbLeases::release) clears the lease and gives the row a new id from the table's
 /// sequence, so it is back on top. An expired lease needs no statement: the row is simply
 /// visible again, **at its old place** in the stack (by its original id), not on top. The
 /// server's clock decides expiry.
@@ -88,26 +88,17 @@ const MAX_TABLE_LEN: usize = 63 - "_clients".len();
 /// use lifostore::{PostgresDb, Storage};
 ///
 /// let db = PostgresDb::open("postgres://app@127.0.0.1/app")?.with_table("jobs_lifo")?;
-/// let storage = Storage::new(db);
-/// # Ok::<(), lifostore::DbError>(())
+/// let storage = Storage::new(db)?;
+/// # Ok::<(), lifostore::Error>(())
 /// ```
 pub struct PostgresDb {
-    config: postgres::Config,
-    table: String,
-    id: String,
-    session: Mutex<Session>,
+    client: ServerClient<Postgres>,
 }
 
-/// The connection and what this client must remember across calls.
-struct Session {
-    conn: Option<Conn>,
-    /// Last batch id used.
-    batch: i64,
-    /// A batch whose push failed after it may have been committed.
-    in_doubt: Option<InDoubt>,
-    /// Last pop sequence number used, and the last one whose reply arrived.
-    pop_seq: i64,
-    pop_acked: i64,
+/// The server and the table.
+struct Postgres {
+    config: postgres::Config,
+    table: String,
 }
 
 /// A connection and the statements prepared on it (a prepared statement saves the round trip
@@ -138,8 +129,8 @@ impl Conn {
 impl std::fmt::Debug for PostgresDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresDb")
-            .field("table", &self.table)
-            .field("client", &self.id)
+            .field("table", &self.client.protocol().table)
+            .field("client", &self.client.id())
             .finish_non_exhaustive()
     }
 }
@@ -202,17 +193,12 @@ impl PostgresDb {
         let mut config: postgres::Config =
             url.parse().map_err(|e| db_error("parsing the URL", e))?;
         config.connect_timeout(CONNECT_TIMEOUT);
-        let db = PostgresDb {
+        let pg = Postgres {
             config,
             table: "lifostore".to_string(),
-            id: client_id(),
-            session: Mutex::new(Session {
-                conn: None,
-                batch: 0,
-                in_doubt: None,
-                pop_seq: 0,
-                pop_acked: 0,
-            }),
+        };
+        let db = PostgresDb {
+            client: ServerClient::new(pg, None),
         };
         db.create_tables()?;
         Ok(db)
@@ -229,28 +215,26 @@ impl PostgresDb {
                  letter or _), at most {MAX_TABLE_LEN} bytes"
             )));
         }
-        self.table = table.to_string();
+        self.client.protocol_mut().table = table.to_string();
         self.create_tables()?;
         Ok(self)
     }
 
     /// The table's name.
     pub fn table(&self) -> &str {
-        &self.table
+        &self.client.protocol().table
     }
 
     /// Number of rows in the table that are not leased (or whose lease has expired). Rows a
     /// client popped and has not yet acknowledged (see the type's docs) are not counted.
     pub fn len(&self) -> Result<u64, DbError> {
-        let sql = format!(
-            "SELECT count(*) FROM {} WHERE leased_until IS NULL OR leased_until <= now()",
-            self.table
-        );
-        let n: i64 = self
-            .call(&mut self.session.lock(), |c| {
-                c.client.query_one(&sql, &[])?.try_get(0)
-            })
-            .map_err(|(e, _)| e)?;
+        let n: i64 = self.client.run(|pg, c| {
+            let sql = format!(
+                "SELECT count(*) FROM {} WHERE leased_until IS NULL OR leased_until <= now()",
+                pg.table
+            );
+            c.client.query_one(&sql, &[])?.try_get(0)
+        })?;
         Ok(n.max(0) as u64)
     }
 
@@ -262,6 +246,7 @@ impl PostgresDb {
     /// Creates the table and its side tables if missing, and deletes side rows of clients
     /// gone for more than a day.
     fn create_tables(&self) -> Result<(), DbError> {
+        let table = &self.client.protocol().table;
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS {t} (id bigserial PRIMARY KEY, data bytea NOT NULL, \
              pushed_at timestamptz NOT NULL DEFAULT now()); \
@@ -276,9 +261,9 @@ impl PostgresDb {
              taken_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (client, id)); \
              DELETE FROM {t}_clients WHERE touched_at < now() - interval '1 day'; \
              DELETE FROM {t}_taken WHERE taken_at < now() - interval '1 day';",
-            t = self.table
+            t = table
         );
-        self.call(&mut self.session.lock(), |c| {
+        self.client.run(|_, c| {
             match c.client.batch_execute(&sql) {
                 // Two processes creating the same table at once: one wins, the other sees a
                 // duplicate; either way the table exists now.
@@ -292,47 +277,21 @@ impl PostgresDb {
                 other => other,
             }
         })
-        .map_err(|(e, _)| e)
     }
 
-    /// Runs `f` on the session's connection, connecting first if there is none or the last one
-    /// broke. On error, also says whether the outcome is in doubt: the statement may have been
-    /// committed although no reply says so (the connection broke while it ran).
-    fn call<T>(
-        &self,
-        session: &mut Session,
-        f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>,
-    ) -> Result<T, (DbError, bool)> {
-        if session.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            session.conn = None;
-            let client = self.config.connect(postgres::NoTls).map_err(|e| {
-                (
-                    db_error(&format!("connecting to {}", address(&self.config)), e),
-                    false,
-                )
-            })?;
-            session.conn = Some(Conn {
-                client,
-                statements: Vec::new(),
-            });
-        }
-        let Some(conn) = session.conn.as_mut() else {
-            return Err((DbError::msg("postgres: no connection"), false));
-        };
-        let result = f(conn);
-        if result.is_err() && conn.client.is_closed() {
-            session.conn = None;
-        }
-        result.map_err(|e| {
-            // A server error means the statement failed and its transaction rolled back.
-            let in_doubt = e.as_db_error().is_none();
-            (
-                db_error(&format!("a call on table {}", self.table), e),
-                in_doubt,
-            )
-        })
+    /// Runs `sql` (naming the table as `{t}`) with the lease ids `ids` as `$1`; returns how
+    /// many of them were not held (`sql` ends one row per held lease).
+    fn end_leases(&self, sql: &str, ids: &[LeaseId]) -> Result<usize, DbError> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
+        let ended = self.client.run(|pg, c| {
+            let statement = c.prepared(&sql.replace("{t}", &pg.table))?;
+            c.client.execute(&statement, &[&ids])
+        })?;
+        Ok(ids.len().saturating_sub(ended as usize))
     }
+}
 
+impl Postgres {
     /// The pop statement: settles this client's previous pop (its reply arrived: delete the
     /// copies; it did not: return them again, up to `$4`), then takes up to `$4` in all.
     /// `$1` client, `$2` acknowledged pop, `$3` this pop, `$4` max.
@@ -352,23 +311,95 @@ impl PostgresDb {
             t = self.table
         )
     }
+}
 
-    /// Runs `sql` with the lease ids `ids` as `$1`; returns how many of them were not held
-    /// (`sql` returns one row per held lease it ended).
-    fn end_leases(&self, sql: &str, ids: &[LeaseId]) -> Result<usize, DbError> {
-        let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
-        let ended = self
-            .call(&mut self.session.lock(), |c| {
-                let statement = c.prepared(sql)?;
-                c.client.execute(&statement, &[&ids])
-            })
-            .map_err(|(e, _)| e)?;
-        Ok(ids.len().saturating_sub(ended as usize))
+impl Protocol for Postgres {
+    type Conn = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, DbError> {
+        let client = self
+            .config
+            .connect(postgres::NoTls)
+            .map_err(|e| db_error(&format!("connecting to {}", address(&self.config)), e))?;
+        Ok(Conn {
+            client,
+            statements: Vec::new(),
+        })
     }
 
-    /// Settles the last pop for good (deletes the copies if its reply arrived, puts them back
-    /// into the table if not) and deletes this client's row.
-    fn release(&self, session: &mut Session) -> Result<(), DbError> {
+    fn is_closed(conn: &Conn) -> bool {
+        conn.client.is_closed()
+    }
+
+    fn broke(conn: &Conn, _: &postgres::Error) -> bool {
+        conn.client.is_closed()
+    }
+
+    /// A server error means the statement failed and its transaction rolled back; any other
+    /// (the connection broke while it ran) may come after the commit.
+    fn in_doubt(e: &postgres::Error) -> bool {
+        e.as_db_error().is_none()
+    }
+
+    fn error(&self, e: postgres::Error) -> DbError {
+        db_error(&format!("a call on table {}", self.table), e)
+    }
+
+    /// One statement, one transaction: records the batch as the client's last in
+    /// `<table>_clients` (an upsert, so a retry waits for a still-running earlier attempt and
+    /// sees its outcome) and inserts the items the recorded attempt did not store.
+    fn push(
+        &self,
+        conn: &mut Conn,
+        client: &str,
+        batch: i64,
+        attempts: &[(i64, i64)],
+        items: &[&[u8]],
+    ) -> Result<(), postgres::Error> {
+        let sql = format!(
+            "WITH c AS (INSERT INTO {t}_clients AS k (client, batch) VALUES ($1, $2) \
+               ON CONFLICT (client) DO UPDATE SET prev = k.batch, batch = EXCLUDED.batch, \
+               touched_at = now() RETURNING k.prev), \
+             s AS (SELECT coalesce(max(a.stored), 0) AS skip FROM c, \
+               unnest($3::int8[], $4::int8[]) AS a(id, stored) WHERE a.id = c.prev) \
+             INSERT INTO {t} (data) SELECT u.d FROM unnest($5::bytea[]) WITH ORDINALITY \
+               AS u(d, n), s WHERE u.n > s.skip ORDER BY u.n",
+            t = self.table
+        );
+        let (ids, stored): (Vec<i64>, Vec<i64>) = attempts.iter().copied().unzip();
+        let values: Vec<&[u8]> = items.to_vec();
+        let client = client.to_string();
+        let params: [&(dyn postgres::types::ToSql + Sync); 5] =
+            [&client, &batch, &ids, &stored, &values];
+        let statement = conn.prepared(&sql)?;
+        conn.client.execute(&statement, &params).map(drop)
+    }
+
+    /// One statement (`DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING` inside), newest first.
+    fn pop(
+        &self,
+        conn: &mut Conn,
+        client: &str,
+        (acked, seq): (i64, i64),
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, postgres::Error> {
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let statement = conn.prepared(&self.pop_sql())?;
+        let client = client.to_string();
+        let mut rows: Vec<(i64, Vec<u8>)> = conn
+            .client
+            .query(&statement, &[&client, &acked, &seq, &limit])?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, postgres::Error>>()?;
+        rows.sort_by_key(|row| std::cmp::Reverse(row.0));
+        Ok(rows.into_iter().map(|(_, d)| d).collect())
+    }
+
+    /// Deletes the copies of pop `acked`, puts those of a lost later pop back into the table,
+    /// and deletes the client's row.
+    fn release(&self, conn: &mut Conn, client: &str, acked: i64) -> Result<(), postgres::Error> {
         let sql = format!(
             "WITH done AS (DELETE FROM {t}_taken WHERE client = $1 AND seq = $2), \
              lost AS (DELETE FROM {t}_taken WHERE client = $1 AND seq <> $2 \
@@ -377,11 +408,8 @@ impl PostgresDb {
              DELETE FROM {t}_clients WHERE client = $1",
             t = self.table
         );
-        let (id, acked) = (self.id.clone(), session.pop_acked);
-        self.call(session, |c| {
-            c.client.execute(&sql, &[&id, &acked]).map(|_| ())
-        })
-        .map_err(|(e, _)| e)
+        let client = client.to_string();
+        conn.client.execute(&sql, &[&client, &acked]).map(drop)
     }
 }
 
@@ -398,78 +426,20 @@ impl Db for PostgresDb {
     /// the connection broke after the commit; then a retry of the same items stores only what
     /// is missing (see the type's docs).
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        crate::db::refuse_oversize(items, MAX_ITEM_LEN)?;
-        let sql = format!(
-            "WITH c AS (INSERT INTO {t}_clients AS k (client, batch) VALUES ($1, $2) \
-               ON CONFLICT (client) DO UPDATE SET prev = k.batch, batch = EXCLUDED.batch, \
-               touched_at = now() RETURNING k.prev), \
-             s AS (SELECT coalesce(max(a.stored), 0) AS skip FROM c, \
-               unnest($3::int8[], $4::int8[]) AS a(id, stored) WHERE a.id = c.prev) \
-             INSERT INTO {t} (data) SELECT u.d FROM unnest($5::bytea[]) WITH ORDINALITY \
-               AS u(d, n), s WHERE u.n > s.skip ORDER BY u.n",
-            t = self.table
-        );
-        let mut session = self.session.lock();
-        session.batch += 1;
-        let batch = session.batch;
-        let attempts = InDoubt::attempts_for(session.in_doubt.as_ref(), items);
-        let (ids, stored): (Vec<i64>, Vec<i64>) = attempts.iter().copied().unzip();
-        let values: Vec<&[u8]> = items.to_vec();
-        let id = self.id.clone();
-        let params: [&(dyn postgres::types::ToSql + Sync); 5] =
-            [&id, &batch, &ids, &stored, &values];
-        match self.call(&mut session, |c| {
-            let statement = c.prepared(&sql)?;
-            c.client.execute(&statement, &params)
-        }) {
-            Ok(_) => {
-                session.in_doubt = None;
-                Ok(())
-            }
-            Err((source, in_doubt)) => {
-                if in_doubt {
-                    session.in_doubt = Some(InDoubt::after(attempts, batch, items));
-                }
-                Err(PushBatchError { stored: 0, source })
-            }
-        }
+        refuse_oversize(items, MAX_ITEM_LEN)?;
+        self.client.push_batch(items)
     }
 
-    /// One statement (`DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING` inside), newest first.
-    /// Items of an earlier pop whose reply was lost come first (see the type's docs).
+    /// One statement, newest first. Items of an earlier pop whose reply was lost come first
+    /// (see the type's docs).
     fn pop_batch(&self, max: usize) -> Result<Vec<Vec<u8>>, DbError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let sql = self.pop_sql();
-        let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        let mut session = self.session.lock();
-        session.pop_seq += 1;
-        let (seq, acked, id) = (session.pop_seq, session.pop_acked, self.id.clone());
-        let mut rows: Vec<(i64, Vec<u8>)> = self
-            .call(&mut session, |c| {
-                let statement = c.prepared(&sql)?;
-                c.client
-                    .query(&statement, &[&id, &acked, &seq, &limit])?
-                    .iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                    .collect()
-            })
-            .map_err(|(e, _)| e)?;
-        session.pop_acked = seq;
-        rows.sort_by_key(|row| std::cmp::Reverse(row.0));
-        Ok(rows.into_iter().map(|(_, d)| d).collect())
+        self.client.pop_batch(max)
     }
 
-    fn max_item_len(&self) -> Option<usize> {
-        Some(MAX_ITEM_LEN)
-    }
-
-    fn is_shared(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+            .max_item_len(MAX_ITEM_LEN)
+            .shared(true)
     }
 
     /// `SELECT count(*)` (see [`PostgresDb::len`]).
@@ -477,31 +447,35 @@ impl Db for PostgresDb {
         PostgresDb::len(self).map(Some)
     }
 
+    fn leases(&self) -> Option<&dyn DbLeases> {
+        Some(self)
+    }
+}
+
+impl DbLeases for PostgresDb {
     /// One statement (see the type's docs, "Leases"): the newest unleased rows, `FOR UPDATE
     /// SKIP LOCKED`, get a lease id and a deadline.
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "WITH took AS (SELECT id FROM {t} WHERE leased_until IS NULL OR leased_until <= now() \
-               ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE {t} SET lease_id = nextval('{t}_lseq'), \
-               leased_until = now() + $2 * interval '1 millisecond' \
-             FROM took WHERE {t}.id = took.id RETURNING {t}.id, {t}.lease_id, {t}.data",
-            t = self.table
-        );
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1) as f64;
-        let mut rows: Vec<(i64, i64, Vec<u8>)> = self
-            .call(&mut self.session.lock(), |c| {
-                let statement = c.prepared(&sql)?;
-                let rows = c.client.query(&statement, &[&limit, &ttl_ms])?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                    .collect()
-            })
-            .map_err(|(e, _)| e)?;
+        let mut rows: Vec<(i64, i64, Vec<u8>)> = self.client.run(|pg, c| {
+            let sql = format!(
+                "WITH took AS (SELECT id FROM {t} WHERE leased_until IS NULL \
+                   OR leased_until <= now() ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE {t} SET lease_id = nextval('{t}_lseq'), \
+                   leased_until = now() + $2 * interval '1 millisecond' \
+                 FROM took WHERE {t}.id = took.id RETURNING {t}.id, {t}.lease_id, {t}.data",
+                t = pg.table
+            );
+            let statement = c.prepared(&sql)?;
+            let rows = c.client.query(&statement, &[&limit, &ttl_ms])?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect()
+        })?;
         rows.sort_by_key(|row| std::cmp::Reverse(row.0));
         let leases = rows.into_iter().map(|(_, id, item)| DbLease {
             id: LeaseId(id as u64),
@@ -512,42 +486,40 @@ impl Db for PostgresDb {
 
     /// One statement: deletes the rows whose lease is still held.
     fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
-        let sql = format!(
-            "DELETE FROM {t} WHERE lease_id = ANY($1) AND leased_until > now()",
-            t = self.table
-        );
-        lease_result(self.end_leases(&sql, ids)?)
+        let sql = "DELETE FROM {t} WHERE lease_id = ANY($1) AND leased_until > now()";
+        lease_result(self.end_leases(sql, ids)?)
     }
 
     /// One statement: clears the held leases and gives their rows new ids, oldest first, so
     /// they are back on top as they were.
     fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
-        let sql = format!(
-            "WITH r AS (SELECT id FROM {t} WHERE lease_id = ANY($1) AND leased_until > now() \
-               ORDER BY id FOR UPDATE), \
-             n AS (SELECT id, nextval(pg_get_serial_sequence('{t}', 'id')) AS new \
-               FROM (SELECT id FROM r ORDER BY id) s) \
-             UPDATE {t} SET id = n.new, lease_id = NULL, leased_until = NULL \
-             FROM n WHERE {t}.id = n.id",
-            t = self.table
-        );
+        let sql = "WITH r AS (SELECT id FROM {t} WHERE lease_id = ANY($1) \
+                     AND leased_until > now() ORDER BY id FOR UPDATE), \
+                   n AS (SELECT id, nextval(pg_get_serial_sequence('{t}', 'id')) AS new \
+                     FROM (SELECT id FROM r ORDER BY id) s) \
+                   UPDATE {t} SET id = n.new, lease_id = NULL, leased_until = NULL \
+                   FROM n WHERE {t}.id = n.id";
         let ids: Vec<LeaseId> = leases.iter().map(|l| l.id).collect();
-        lease_result(self.end_leases(&sql, &ids)?)
+        lease_result(self.end_leases(sql, &ids)?)
     }
 
-    fn native_leases(&self) -> bool {
-        true
-    }
-}
-
-impl Drop for PostgresDb {
-    /// Best effort: settles the last pop (puts its rows back if its reply was lost) and
-    /// deletes this client's row. Reconnects for it only when a pop's reply was lost.
-    fn drop(&mut self) {
-        let mut session = self.session.lock();
-        let live = session.conn.as_ref().is_some_and(|c| !c.client.is_closed());
-        if live || session.pop_seq != session.pop_acked {
-            let _ = self.release(&mut session);
-        }
+    /// The deadlines of the leases held now, in the server's clock.
+    fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+        let ms: Vec<i64> = self.client.run(|pg, c| {
+            let sql = format!(
+                "SELECT (extract(epoch FROM leased_until) * 1000)::bigint FROM {} \
+                 WHERE lease_id IS NOT NULL AND leased_until > now()",
+                pg.table
+            );
+            c.client
+                .query(&sql, &[])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect()
+        })?;
+        Ok(ms
+            .into_iter()
+            .map(|ms| system_time(ms.max(0) as u64))
+            .collect())
     }
 }

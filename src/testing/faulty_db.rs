@@ -1,135 +1,12 @@
-//! Fault injection for testing code built on lifostore: wrap any [`Db`] to make it fail,
-//! fail batches half way, stall, panic, or go down, and to record when items arrived.
-//!
-//! * [`FaultyDb`] wraps a Db and injects faults, deterministically from a seed (a xorshift64
-//!   sequence, no `rand`), configured builder-style; [`FaultyDb::set_down`] makes it fail
-//!   every call for outage tests; [`FaultyDb::counts`] tells what it injected.
-//! * [`StampedDb`] wraps a Db and records the instant each item arrived in it, to measure how
-//!   long acknowledged items waited in memory (the loss window of promise 3).
-//! * [`quiet_injected_panics`] keeps the panics [`FaultyDb`] injects out of test output.
-//! * [`registrations`] and [`handles`] look inside a [`CancelToken`], for tests that check a
-//!   blocked call registered on its token and left nothing behind.
-//!
-//! This module exists only with the cargo feature `testing`.
-//!
-//! # What a failing or panicking Db does to a [`Storage`](crate::Storage)
-//! * A failed write keeps its items buffered; the flusher retries with exponential backoff
-//!   (capped at min(window / 8, 1 s)). A batch that stored a prefix (reported honestly in
-//!   [`PushBatchError::stored`]) keeps exactly the unstored suffix: nothing lost, nothing
-//!   written twice. A `flush` whose write fails returns [`Error::Db`](crate::Error::Db).
-//! * Once the Db has been failing so long that a held item has outlived the window, `push`
-//!   refuses new items with [`Error::Db`](crate::Error::Db) (promise 6) until a write succeeds.
-//! * A failed pop takes nothing and returns [`Error::Db`](crate::Error::Db) to its caller.
-//! * A panic inside a Db call is caught by the storage (`catch_unwind`) and becomes
-//!   [`DbError::Panicked`]: the flusher thread survives, the caller whose call panicked (a
-//!   `pop`, `try_pop` or `flush`) gets `Error::Db(DbError::Panicked(..))`, and a panicking write
-//!   counts as storing nothing: its items stay buffered and are written again. A Db that
-//!   stored items and *then* panicked may therefore hold them twice; one that panics before
-//!   storing (as [`FaultyDb`] does) loses and duplicates nothing.
-//!
-//! ```
-//! use lifostore::testing::{FaultyDb, quiet_injected_panics};
-//! use lifostore::{CancelToken, DbError, Error, MemDb, Storage};
-//!
-//! quiet_injected_panics();
-//! // The first Db call (the flush's batch write) panics; the storage reports it and keeps the item.
-//! let storage = Storage::new(FaultyDb::new(MemDb::new(), 1).panic_on_call(1)).unwrap();
-//! let token = CancelToken::new();
-//! storage.push(&token, "kept").unwrap();
-//! assert!(matches!(storage.flush(&token), Err(Error::Db(DbError::Panicked(_)))));
-//! storage.flush(&token).unwrap(); // the retry stores it
-//! assert_eq!(storage.db().inner().snapshot(), vec![b"kept".to_vec()]);
-//! ```
+//! [`FaultyDb`]: a Db wrapper that injects failures, partial batches, latency spikes and
+//! panics, deterministically from a seed.
 
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
-use crate::db::{Db, DbError, DbLease, LeaseId, PushBatchError};
-use crate::sync::Mutex;
-use crate::token::CancelToken;
-
-/// How many blocked calls are registered on `token` itself right now (not on its ancestors).
-///
-/// A call registers when it first has to wait and removes its registration on every exit, so
-/// a test can wait until a call is blocked (`registrations(&t) > 0`) and check that none leaked
-/// (`registrations(&t) == 0` after the calls returned).
-///
-/// ```
-/// let token = lifostore::CancelToken::new();
-/// assert_eq!(lifostore::testing::registrations(&token), 0);
-/// ```
-pub fn registrations(token: &CancelToken) -> usize {
-    token.registrations()
-}
-
-/// How many handles (clones and children) keep `token` alive, itself included.
-///
-/// ```
-/// let root = lifostore::CancelToken::new();
-/// let child = root.child();
-/// assert_eq!(lifostore::testing::handles(&root), 2);
-/// drop(child);
-/// assert_eq!(lifostore::testing::handles(&root), 1);
-/// ```
-pub fn handles(token: &CancelToken) -> usize {
-    token.handles()
-}
-
-/// The message of every panic a [`FaultyDb`] injects (and of the [`DbError::Panicked`] the
-/// storage turns it into).
-///
-/// ```
-/// assert!(lifostore::testing::INJECTED_PANIC.contains("injected panic"));
-/// ```
-pub const INJECTED_PANIC: &str = "FaultyDb: injected panic";
-
-/// The message of every failure a [`FaultyDb`] injects.
-///
-/// ```
-/// use lifostore::testing::{FaultyDb, INJECTED_FAILURE};
-/// use lifostore::{Db, MemDb};
-///
-/// let db = FaultyDb::new(MemDb::new(), 1);
-/// db.set_down(true);
-/// let err = db.push(b"x").unwrap_err();
-/// let cause = std::error::Error::source(&err).expect("the injected failure is the source");
-/// assert!(cause.to_string().contains(INJECTED_FAILURE));
-/// ```
-pub const INJECTED_FAILURE: &str = "FaultyDb: injected failure";
-
-/// Installs (once per process) a panic hook that keeps [`FaultyDb`]'s injected panics out of
-/// the test output; every other panic goes to the hook that was installed before.
-///
-/// Call it at the start of a test that injects panics. Panic hooks are process-wide, so the
-/// hook stays for the rest of the test binary; it only hides panics whose message contains
-/// [`INJECTED_PANIC`].
-///
-/// ```
-/// use lifostore::testing::{FaultyDb, quiet_injected_panics};
-/// use lifostore::{Db, MemDb};
-///
-/// quiet_injected_panics();
-/// let db = FaultyDb::new(MemDb::new(), 1).panic_on_call(1);
-/// let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.pop()));
-/// assert!(caught.is_err()); // panicked, silently
-/// ```
-pub fn quiet_injected_panics() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let msg = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-            if !msg.is_some_and(|m| m.contains(INJECTED_PANIC)) {
-                previous(info);
-            }
-        }));
-    });
-}
+use super::{INJECTED_FAILURE, INJECTED_PANIC};
+use crate::db::{Capabilities, Db, DbLease, DbLeases, LeaseId};
+use crate::error::{DbError, PushBatchError};
 
 /// Counts of what a [`FaultyDb`] injected.
 ///
@@ -595,34 +472,52 @@ impl<D: Db> Db for FaultyDb<D> {
         self.inner.pop_batch(max)
     }
 
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
+    /// The inner Db's: its limits hold through the wrapper.
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
 
     fn item_count(&self) -> Result<Option<u64>, DbError> {
         self.inner.item_count()
     }
 
+    /// Leases if the inner Db has them, with faults injected as for pops.
+    fn leases(&self) -> Option<&dyn DbLeases> {
+        self.inner.leases().map(|_| self as &dyn DbLeases)
+    }
+}
+
+impl<D: Db> FaultyDb<D> {
+    /// The inner Db's leases (there are some: [`Db::leases`] offered them).
+    fn inner_leases(&self) -> Result<&dyn DbLeases, DbError> {
+        self.inner
+            .leases()
+            .ok_or_else(|| DbError::msg("FaultyDb: the inner Db has no leases"))
+    }
+}
+
+impl<D: Db> DbLeases for FaultyDb<D> {
     /// Fails like a pop (before the inner Db is called), else forwards.
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
         self.before_call(false)?;
-        self.inner.pop_lease(max, ttl)
+        self.inner_leases()?.pop_lease(max, ttl)
     }
 
     /// Fails like a pop (before the inner Db is called), else forwards.
     fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
         self.before_call(false)?;
-        self.inner.ack(ids)
+        self.inner_leases()?.ack(ids)
     }
 
     /// Fails like a pop (before the inner Db is called), else forwards.
     fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
         self.before_call(false)?;
-        self.inner.release(leases)
+        self.inner_leases()?.release(leases)
     }
 
-    fn native_leases(&self) -> bool {
-        self.inner.native_leases()
+    /// Forwards, without faults: a storage asks it once, when it is built.
+    fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+        self.inner_leases()?.held_deadlines()
     }
 }
 
@@ -630,172 +525,5 @@ impl<D: Db> Db for FaultyDb<D> {
 fn rejected() -> DbError {
     DbError::Rejected {
         reason: "FaultyDb: item refused for good".into(),
-    }
-}
-
-/// A [`Db`] wrapper that records the instant each item arrived (its write returned `Ok`), to
-/// measure how long acknowledged items waited in memory.
-///
-/// By default a batch is stamped when the whole batch call returns (every item of it got the
-/// same, latest, instant: a conservative measure). With [`per_item`](Self::per_item), batches
-/// are written item by item through the inner Db's `push` and each item is stamped when its
-/// own write returns, as a Db with only one-item writes would behave.
-///
-/// ```
-/// use lifostore::testing::StampedDb;
-/// use lifostore::{Db, MemDb};
-///
-/// let db = StampedDb::new(MemDb::new());
-/// db.push(b"x").unwrap();
-/// assert_eq!(db.arrivals()[0].0, b"x");
-/// ```
-#[derive(Debug)]
-pub struct StampedDb<D> {
-    inner: D,
-    per_item: bool,
-    arrivals: Mutex<Vec<(Vec<u8>, Instant)>>,
-}
-
-impl<D: Db> StampedDb<D> {
-    /// Wraps `inner`.
-    ///
-    /// ```
-    /// let db = lifostore::testing::StampedDb::new(lifostore::MemDb::new());
-    /// assert!(db.arrivals().is_empty());
-    /// ```
-    pub fn new(inner: D) -> Self {
-        StampedDb {
-            inner,
-            per_item: false,
-            arrivals: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Writes batches one item at a time (the inner Db's `push`), stamping each item when its
-    /// own write returns; a failure reports how many items were stored before it.
-    ///
-    /// ```
-    /// use lifostore::testing::StampedDb;
-    /// use lifostore::{Db, MemDb};
-    ///
-    /// let db = StampedDb::new(MemDb::new()).per_item();
-    /// db.push_batch(&[b"a", b"b"]).unwrap();
-    /// assert_eq!(db.inner().calls().push_calls, 2);
-    /// let stamps = db.arrivals();
-    /// assert!(stamps[0].1 <= stamps[1].1);
-    /// ```
-    pub fn per_item(mut self) -> Self {
-        self.per_item = true;
-        self
-    }
-
-    /// Every item stored so far with the instant its write returned, in arrival order.
-    ///
-    /// ```
-    /// use lifostore::testing::StampedDb;
-    /// use lifostore::{Db, MemDb};
-    ///
-    /// let db = StampedDb::new(MemDb::new());
-    /// db.push_batch(&[b"a", b"b"]).unwrap();
-    /// let names: Vec<_> = db.arrivals().into_iter().map(|(item, _)| item).collect();
-    /// assert_eq!(names, vec![b"a".to_vec(), b"b".to_vec()]);
-    /// ```
-    pub fn arrivals(&self) -> Vec<(Vec<u8>, Instant)> {
-        self.arrivals.lock().clone()
-    }
-
-    /// How many items have arrived so far.
-    ///
-    /// ```
-    /// use lifostore::{Db, MemDb};
-    ///
-    /// let db = lifostore::testing::StampedDb::new(MemDb::new());
-    /// db.push(b"a").unwrap();
-    /// assert_eq!(db.arrival_count(), 1);
-    /// ```
-    pub fn arrival_count(&self) -> usize {
-        self.arrivals.lock().len()
-    }
-
-    /// The wrapped Db.
-    ///
-    /// ```
-    /// use lifostore::{Db, MemDb};
-    ///
-    /// let db = lifostore::testing::StampedDb::new(MemDb::new());
-    /// db.push(b"a").unwrap();
-    /// assert_eq!(db.inner().len(), 1);
-    /// ```
-    pub fn inner(&self) -> &D {
-        &self.inner
-    }
-
-    fn stamp(&self, items: &[&[u8]]) {
-        let now = Instant::now();
-        self.arrivals
-            .lock()
-            .extend(items.iter().map(|i| (i.to_vec(), now)));
-    }
-}
-
-impl<D: Db> Db for StampedDb<D> {
-    fn push(&self, data: &[u8]) -> Result<(), DbError> {
-        self.inner.push(data)?;
-        self.stamp(&[data]);
-        Ok(())
-    }
-
-    fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
-        self.inner.pop()
-    }
-
-    fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
-        if self.per_item {
-            for (stored, item) in items.iter().enumerate() {
-                self.push(item)
-                    .map_err(|source| PushBatchError { stored, source })?;
-            }
-            return Ok(());
-        }
-        match self.inner.push_batch(items) {
-            Ok(()) => {
-                self.stamp(items);
-                Ok(())
-            }
-            Err(e) => {
-                self.stamp(&items[..e.stored.min(items.len())]);
-                Err(e)
-            }
-        }
-    }
-
-    fn pop_batch(&self, max: usize) -> Result<Vec<Vec<u8>>, DbError> {
-        self.inner.pop_batch(max)
-    }
-
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
-    }
-
-    fn item_count(&self) -> Result<Option<u64>, DbError> {
-        self.inner.item_count()
-    }
-
-    fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
-        self.inner.pop_lease(max, ttl)
-    }
-
-    fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
-        self.inner.ack(ids)
-    }
-
-    /// Forwards; a release under the fallback pushes again, which is not stamped (the item
-    /// arrived when it was first pushed).
-    fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
-        self.inner.release(leases)
-    }
-
-    fn native_leases(&self) -> bool {
-        self.inner.native_leases()
     }
 }

@@ -1,28 +1,33 @@
-//! Poison items: an item the Db refuses for good ([`DbError::is_permanent`]) must not block the
-//! items behind it. The writer isolates it by splitting the batch, stores everything else in
-//! order, and hands the poison item to the dead-letter hook (or sets it aside, counted in
+//! Db calls as the engine makes them: panics caught ([`call_db`]), and a batch write that
+//! isolates poison items ([`write_isolating`]).
+//!
+//! An item the Db refuses for good ([`DbError::is_permanent`]) must not block the items behind
+//! it. The writer isolates it by splitting the batch, stores everything else in order, and
+//! hands the poison item on (to the dead-letter hook, or kept aside and counted in
 //! [`Stats`](crate::Stats)). It is never retried forever and never silently dropped.
+//!
+//! A leaf: it imports nothing of the engine, and is called with the state's lock released.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 
-use super::writer::panic_error;
-use crate::db::{Db, DbError, PushBatchError};
+use crate::db::Db;
+use crate::error::{DbError, PushBatchError};
 
-/// An item the Db refused for good, with the reason. Handed to the hook set with
-/// [`StorageBuilder::dead_letter`](crate::StorageBuilder::dead_letter), or kept aside for
-/// [`Storage::take_dead_letters`](crate::Storage::take_dead_letters).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct DeadLetter {
-    /// The item, as it was pushed.
-    pub item: Vec<u8>,
-    /// Why the Db refused it (a permanent error: [`DbError::is_permanent`] is `true`).
-    pub error: DbError,
+/// Runs a Db call, turning a panic into [`DbError::Panicked`] so no thread of ours dies of a
+/// misbehaving backend.
+pub(crate) fn call_db<T>(f: impl FnOnce() -> Result<T, DbError>) -> Result<T, DbError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload)))
 }
 
-/// The dead-letter hook: called once per poison item, on the thread that wrote its batch.
-pub(crate) type DeadLetterHook = Arc<dyn Fn(DeadLetter) + Send + Sync>;
+/// The error a caught panic becomes: its message, when it has one.
+fn panic_error(payload: Box<dyn std::any::Any + Send>) -> DbError {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string());
+    DbError::Panicked(msg)
+}
 
 /// What a write did to its batch (oldest first): the first `settled` items were stored or
 /// found to be poison (`poisoned`, by index, with the Db's reason); the rest were not stored,

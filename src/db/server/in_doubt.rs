@@ -1,8 +1,5 @@
-//! What a server backend remembers so that a lost reply does no harm: a random client id (the
-//! server keeps markers per client), and the push whose reply was lost.
-//!
-//! Used by the Redis and PostgreSQL backends. `src/db/redis.rs` declares it (`#[path]`);
-//! `src/db/postgres.rs` uses that copy, or declares its own when the `redis` feature is off.
+//! What a server client remembers so that a lost reply does no harm: a random client id (the
+//! server keeps markers per client), and the push whose reply was lost ([`InDoubt`]).
 
 use std::hash::{BuildHasher, Hasher};
 

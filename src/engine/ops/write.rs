@@ -1,42 +1,31 @@
-//! The writer role: moving the oldest buffered items to the Db as one batch.
+//! The writer role: moving the oldest buffered items to the Db as one batch, and the calls
+//! that take the role to finish sooner: `flush`, and `close`'s drain.
 //!
 //! Writing is a role, not a thread: whoever finds no batch in flight may take the oldest items
-//! and write them ([`State::begin_write`] makes it exclusive until [`State::land`]). The
-//! flusher thread takes the role when items come due or the buffer fills; `flush` and `close`
-//! take it to finish sooner; a `push` that finds the buffer full and no batch in flight takes
-//! it too, so at full load the backlog drains even while the flusher thread waits for a CPU
-//! (two flat-out pushers on two cores starved it for tens of milliseconds, past the window).
-//! A write never holds the state's lock during the Db call.
+//! and write them (`State::begin_write` makes it exclusive until `State::land`). The flusher
+//! thread takes the role when items come due or the buffer fills; `flush` and `close` take it
+//! to finish sooner; a push that finds the buffer full and no batch in flight takes it too
+//! ([`admit`](super::admit)), so at full load the backlog drains even while the flusher thread
+//! waits for a CPU. A write never holds the state's lock during the Db call.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::poison::{DeadLetter, write_isolating};
-use super::state::{Core, State};
-use crate::db::DbError;
-use crate::error::Error;
+use crate::engine::core::{Core, Signal};
+use crate::engine::db_call::write_isolating;
+use crate::engine::state::State;
+use crate::engine::state::dead_letters::DeadLetter;
+use crate::engine::waiter::{Wait, Waiter};
+use crate::error::{DbError, Error};
 use crate::sync::MutexGuard;
-
-/// Runs a Db call, turning a panic into [`DbError::Panicked`] so no thread of ours dies of a
-/// misbehaving backend.
-pub(crate) fn call_db<T>(f: impl FnOnce() -> Result<T, DbError>) -> Result<T, DbError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload)))
-}
-
-pub(super) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> DbError {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_string());
-    DbError::Panicked(msg)
-}
+use crate::token::CancelToken;
 
 /// Writes the oldest `n` buffered items as one batch. Takes the writer role; the caller must
 /// have checked that no batch is in flight. Returns the re-acquired guard and the outcome.
 ///
 /// On a partial failure the stored prefix counts as landed and the rest stays buffered (see
-/// [`State::land`]). A panicking Db cannot say how far it got: its batch is treated as not
+/// `State::land`). A panicking Db cannot say how far it got: its batch is treated as not
 /// stored at all (it may then be written twice, never lost).
 pub(crate) fn write_batch<'a>(
     core: &'a Core,
@@ -53,10 +42,8 @@ pub(crate) fn write_batch<'a>(
     drop(items);
 
     let mut state = core.state.lock();
-    let (outcome, poison) = state.land(batch, written, elapsed, &core.cfg, Instant::now());
-    // Poppers waiting on the in-flight batch may now find it in the Db; pushers may have room;
-    // flush/close callers re-check; the flusher may take the next batch.
-    core.notify_everyone();
+    let (outcome, poison, whom) = state.land(batch, written, elapsed, &core.cfg, Instant::now());
+    core.wake_up(&mut state, whom);
     if !poison.is_empty() {
         state = dead_letter(core, state, poison);
     }
@@ -91,6 +78,30 @@ fn dead_letter<'a>(
     state
 }
 
+/// `flush`: writes every item pushed before the call (and not yet popped) on the calling
+/// thread, waiting for a batch in flight first, and returns when they are all in the Db.
+pub(crate) fn flush(core: &Arc<Core>, token: &CancelToken) -> Result<(), Error> {
+    let wait = Wait::Until(token);
+    wait.live()?;
+    let mut waiter = Waiter::new(core, wait, Signal::Landed);
+    let mut state = core.state.lock();
+    let target = state.last_seq();
+    loop {
+        waiter.check(&mut state)?;
+        if state.flushed_through(target) {
+            return Ok(());
+        }
+        if state.is_writing() {
+            state = waiter.wait(state, None);
+            continue;
+        }
+        let n = state.count_through(target, &core.cfg);
+        let (guard, written) = write_batch(core, state, n);
+        state = guard;
+        written?;
+    }
+}
+
 /// `close`'s part after the flusher thread stopped: writes every buffered item, retrying a
 /// failing Db with backoff until `close_timeout` has passed.
 pub(crate) fn drain(core: &Core) -> Result<(), Error> {
@@ -99,7 +110,7 @@ pub(crate) fn drain(core: &Core) -> Result<(), Error> {
     let mut state = core.state.lock();
     loop {
         if state.is_writing() {
-            state = core.landed.wait(state);
+            state = core.sleep(Signal::Landed, state, None);
             continue;
         }
         if state.buffered() == 0 {
@@ -111,7 +122,7 @@ pub(crate) fn drain(core: &Core) -> Result<(), Error> {
                 return Err(state.close_incomplete(started));
             }
             // A timed backoff between retries, not a poll for an event.
-            state = core.landed.wait_until(state, Some(at.min(give_up_at)));
+            state = core.sleep(Signal::Landed, state, Some(at.min(give_up_at)));
             continue;
         }
         let n = state.buffered().min(core.cfg.max_batch);
