@@ -82,7 +82,9 @@ impl Core {
     /// runs with the lock released; see `ops::durable`). Called with the lock held, right
     /// after the transition, so a waiter cannot check the state between the transition and
     /// its wake-up and then sleep through it.
-    #[inline]
+    // Always inlined: every call site passes mostly constant wake-ups (a push: one popper,
+    // maybe the flusher), which then fold to the one or two notifications they name.
+    #[inline(always)]
     pub(crate) fn wake_up(&self, state: &mut State, whom: Wakeups) {
         notify(&self.poppers, whom.poppers);
         notify(&self.pushers, whom.pushers);
@@ -116,7 +118,7 @@ impl Core {
 }
 
 /// Wakes nobody, one or every waiter on `cv`.
-#[inline]
+#[inline(always)]
 fn notify(cv: &Condvar, how: Notify) {
     match how {
         Notify::None => {}

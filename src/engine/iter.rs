@@ -51,7 +51,7 @@ impl<D> Iterator for Iter<'_, D> {
             return None;
         }
         let popped = take(self.core, Wait::Until(self.token), &One)
-            .and_then(|item| item.ok_or(Error::Closed));
+            .and_then(|item| item.ok_or_else(|| Error::Closed));
         self.done = popped.is_err();
         Some(popped)
     }

@@ -111,7 +111,7 @@ impl<D> Storage<D> {
     /// was taken.
     pub fn pop(&self, token: &CancelToken) -> Result<Vec<u8>, Error> {
         // A blocking take returns `None` only if it may not wait, which it may.
-        take(&self.core, Wait::Until(token), &One)?.ok_or(Error::Closed)
+        take(&self.core, Wait::Until(token), &One)?.ok_or_else(|| Error::Closed)
     }
 
     /// Pushes `data` if there is room now; never waits.
@@ -228,7 +228,7 @@ impl<D> Storage<D> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        take(&self.core, Wait::Until(token), &Many(max))?.ok_or(Error::Closed)
+        take(&self.core, Wait::Until(token), &Many(max))?.ok_or_else(|| Error::Closed)
     }
 
     /// Like [`pop_batch`](Self::pop_batch) but returns an empty `Vec` instead of waiting for a
@@ -310,7 +310,7 @@ impl<D> Storage<D> {
     /// # }
     /// ```
     pub fn pop_lease(&self, token: &CancelToken) -> Result<Lease, Error> {
-        take(&self.core, Wait::Until(token), &Leasing)?.ok_or(Error::Closed)
+        take(&self.core, Wait::Until(token), &Leasing)?.ok_or_else(|| Error::Closed)
     }
 
     /// Like [`pop_lease`](Self::pop_lease) but returns `Ok(None)` instead of waiting for a

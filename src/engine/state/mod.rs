@@ -233,7 +233,7 @@ impl State {
             ..Wakeups::NONE
         };
         if !self.durable.is_empty() {
-            whom = whom.and(self.settle_taken(&[entry.seq]));
+            whom.durable = self.settle_taken(&[entry.seq]).durable;
         }
         Some((entry.data, whom))
     }
