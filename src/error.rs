@@ -104,12 +104,13 @@ pub enum Error {
     /// [`push_durable`](crate::Storage::push_durable) accepted the item but stopped waiting
     /// before it was confirmed in the Db, for the reason `why`. The item is **kept**, like an
     /// item of a plain `push` that returned `Ok`: buffered or being written, it reaches the Db
-    /// within the window, `max_unflushed_age` (or when `close` drains it). Call [`flush`](crate::Storage::flush) to
-    /// wait for it again; do not push it a second time unless a duplicate is acceptable.
+    /// within the window (`max_unflushed_age`), or when `close` drains it. Call
+    /// [`flush`](crate::Storage::flush) to wait for it again; do not push it a second time
+    /// unless a duplicate is acceptable.
     #[error(
         "push_durable stopped waiting because {why} (after the item was accepted): the item \
-         is kept and reaches the database within max_unflushed_age like any pushed item; call \
-         flush to wait for it, do not push it again"
+         is kept and reaches the database within the window (max_unflushed_age) like any \
+         pushed item; call flush to wait for it, do not push it again"
     )]
     NotYetDurable {
         /// Why the call stopped waiting.

@@ -5,7 +5,7 @@
 //!   sequence, no `rand`), configured builder-style; [`FaultyDb::set_down`] makes it fail
 //!   every call for outage tests; [`FaultyDb::counts`] tells what it injected.
 //! * [`StampedDb`] wraps a Db and records the instant each item arrived in it, to measure how
-//!   long acknowledged items waited in memory (the loss window of promise 3).
+//!   long acknowledged items waited in memory (the window of promise 3).
 //! * [`quiet_injected_panics`] keeps the panics [`FaultyDb`] injects out of test output.
 //! * [`registrations`] and [`handles`] look inside a [`CancelToken`], for tests that check a
 //!   blocked call registered on its token and left nothing behind.

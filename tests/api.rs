@@ -120,7 +120,13 @@ fn try_pop_waits_only_for_db_calls_under_way() {
 fn messages_do_not_repeat_their_source() {
     // The reason at the top: errors that are their cause (Db), or whose cause is the news
     // (a refused item, a failed try_push or batch push).
-    let io = || DbError::io("write", "/var/q.lifo", std::io::Error::other("disk on fire"));
+    let io = || {
+        DbError::io(
+            "write",
+            "/var/q.lifo",
+            std::io::Error::other("disk on fire"),
+        )
+    };
     let at_the_top: Vec<Box<dyn std::error::Error>> = vec![
         Box::new(Error::Db(DbError::msg("disk on fire"))),
         Box::new(Error::DeadLettered(DbError::Rejected {
