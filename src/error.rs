@@ -363,8 +363,9 @@ pub enum DbError {
     /// Any other failure of the backend. The message is the wrapped error's own, with each of
     /// its causes after it (`the database failed: redis: connecting to ...: Connection
     /// refused`): a foreign error's chain is not known to follow lifostore's rule of one cause
-    /// per link, so it is spelled out once here, and this variant has no separate source. The
-    /// wrapped error itself is the field, for downcasting.
+    /// per link, so it is spelled out once here (a cause whose message is already shown is left
+    /// out), and this variant has no separate source. The wrapped error itself is the field,
+    /// for downcasting.
     #[error("the database failed: {}", Chain(&**.0))]
     Other(Arc<dyn StdError + Send + Sync>),
 }
@@ -445,18 +446,23 @@ fn io_message(op: &str, path: Option<&Path>, err: &std::io::Error) -> String {
 #[error("{0}")]
 struct Message(String);
 
-/// Displays an error followed by each of its sources, `: `-separated.
+/// Displays an error followed by each of its sources, `: `-separated, leaving out a source
+/// whose message is already shown (some crates' errors print their source and return it too).
 struct Chain<'a>(&'a (dyn StdError + 'static));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut text = self.0.to_string();
         let mut cause = self.0.source();
         while let Some(c) = cause {
-            write!(f, ": {c}")?;
+            let line = c.to_string();
+            if !text.contains(&line) {
+                text.push_str(": ");
+                text.push_str(&line);
+            }
             cause = c.source();
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 

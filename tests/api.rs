@@ -202,4 +202,19 @@ fn a_foreign_error_chain_is_spelled_out_once_in_other() {
         common::error_chain(&err),
         "the database failed: redis: connecting to redis://127.0.0.1:1/: refused"
     );
+    // A foreign error that prints its source and returns it too: shown once.
+    #[derive(Debug)]
+    struct Loud(std::io::Error);
+    impl std::fmt::Display for Loud {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "connecting: {}", self.0)
+        }
+    }
+    impl std::error::Error for Loud {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let err = Error::Db(DbError::other(Loud(std::io::Error::other("refused"))));
+    assert_eq!(err.to_string(), "the database failed: connecting: refused");
 }
