@@ -32,16 +32,13 @@ const SOURCE: &str = "OPEN-SOURCE ";
 #[test]
 fn open_errors_child() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
-        return; // run by hand only through `in_child`
+        return; // nothing to do unless `in_child` started this process
     };
     match Storage::open(&path) {
         Ok(_) => println!("{DISPLAY}opened without an error"),
         Err(err) => {
-            println!("{DISPLAY}{err}");
-            let mut cause = std::error::Error::source(&err);
-            while let Some(c) = cause {
-                println!("{SOURCE}{c}");
-                cause = c.source();
+            for (i, link) in links(&err).iter().enumerate() {
+                println!("{}{link}", if i == 0 { DISPLAY } else { SOURCE });
             }
         }
     }
@@ -91,6 +88,24 @@ fn open_err(path: &Path) -> Error {
         Ok(_) => panic!("{} opened", path.display()),
         Err(e) => e,
     }
+}
+
+/// Checks that opening `path` gave [`DbError::NotADatabase`] (refused, left untouched) and
+/// that its message names `cause` and the fix every such refusal gives.
+fn check_refused(case: &str, path: &Path, err: Error, cause: &[&str]) {
+    assert!(
+        matches!(err, Error::Db(DbError::NotADatabase { .. })),
+        "{case}: {err:?}"
+    );
+    let mut words = vec!["not a lifostore database", "left untouched"];
+    words.extend_from_slice(cause);
+    check(
+        case,
+        path,
+        &links(&err),
+        &words,
+        "pass the path of a lifostore file, or of a new file to create",
+    );
 }
 
 /// Runs [`open_errors_child`] on `path` through `command` (which execs the given test binary
@@ -190,18 +205,7 @@ fn each_open_error_names_the_path_the_cause_and_a_fix() {
         "fix the path",
     );
 
-    let err = open_err(&notes);
-    assert!(
-        matches!(err, Error::Db(DbError::NotADatabase { .. })),
-        "{err:?}"
-    );
-    check(
-        "a foreign file",
-        &notes,
-        &links(&err),
-        &["not a lifostore database", "magic", "left untouched"],
-        "pass the path of a lifostore file",
-    );
+    check_refused("a foreign file", &notes, open_err(&notes), &["magic"]);
     assert_eq!(std::fs::read(&notes).unwrap(), b"shopping list\n");
 }
 
@@ -308,17 +312,7 @@ fn paths_that_are_not_regular_files_are_refused_before_a_byte_is_written() {
         let fifo = fifo.clone();
         move || open_err(&fifo)
     });
-    assert!(
-        matches!(err, Error::Db(DbError::NotADatabase { .. })),
-        "{err:?}"
-    );
-    check(
-        "a FIFO",
-        &fifo,
-        &links(&err),
-        &["a FIFO", "not a regular file", "left untouched"],
-        "pass the path of a lifostore file, or of a new file to create",
-    );
+    check_refused("a FIFO", &fifo, err, &["a FIFO", "not a regular file"]);
     let salvage = common::within(Duration::from_secs(10), {
         let fifo = fifo.clone();
         move || FileDb::salvage(&fifo)
@@ -339,29 +333,14 @@ fn paths_that_are_not_regular_files_are_refused_before_a_byte_is_written() {
     // A socket (std binds one; opening it would fail with ENXIO, a "device" error).
     let socket = dir.file("sock");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    check(
-        "a socket",
-        &socket,
-        &links(&open_err(&socket)),
-        &["a socket", "not a regular file"],
-        "pass the path of a lifostore file",
-    );
+    let cause = ["a socket", "not a regular file"];
+    check_refused("a socket", &socket, open_err(&socket), &cause);
 
     // /dev/null takes any write without a trace, so what is checked is that the refusal is
     // the file-type one, made before opening (the FIFO above shows it writes nothing).
     let null = PathBuf::from("/dev/null");
-    let err = open_err(&null);
-    assert!(
-        matches!(err, Error::Db(DbError::NotADatabase { .. })),
-        "{err:?}"
-    );
-    check(
-        "/dev/null",
-        &null,
-        &links(&err),
-        &["a character device", "not a regular file"],
-        "pass the path of a lifostore file",
-    );
+    let cause = ["a character device", "not a regular file"];
+    check_refused("/dev/null", &null, open_err(&null), &cause);
     assert!(
         std::fs::metadata(&null)
             .unwrap()
@@ -373,18 +352,7 @@ fn paths_that_are_not_regular_files_are_refused_before_a_byte_is_written() {
     let proc = PathBuf::from("/proc/version");
     match std::fs::read(&proc) {
         Ok(content) => {
-            let err = open_err(&proc);
-            assert!(
-                matches!(err, Error::Db(DbError::NotADatabase { .. })),
-                "{err:?}"
-            );
-            check(
-                "/proc/version",
-                &proc,
-                &links(&err),
-                &["pseudo-file"],
-                "pass the path of a lifostore file",
-            );
+            check_refused("/proc/version", &proc, open_err(&proc), &["pseudo-file"]);
             assert_eq!(std::fs::read(&proc).unwrap(), content);
         }
         Err(e) => println!("| /proc/version | SKIPPED: no /proc here ({e}) |"),
