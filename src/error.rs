@@ -57,9 +57,8 @@ pub enum Error {
     /// `close` could not write every buffered item before its time limit because the Db kept
     /// failing; the items are still buffered and a later `close` retries.
     #[error(
-        "close gave up after {waited:?} because the database kept failing (the source is its \
-         last error): {unflushed} item(s) are still only in memory; call close again once the \
-         database recovers"
+        "close gave up after {waited:?} because the database kept failing: {unflushed} item(s) \
+         are still only in memory; call close again once the database recovers"
     )]
     CloseIncomplete {
         /// Items still in memory.

@@ -123,8 +123,9 @@ impl FileDbOptions {
 ///
 /// Files that do not start with lifostore's magic are refused with
 /// [`DbError::NotADatabase`] and never written, whatever their size; a zero-length file is
-/// initialised as an empty database. So is anything that is not a regular file (`/dev/null`,
-/// a FIFO, a socket, a device): it is refused before a byte is read or written.
+/// initialised as an empty database. Anything that is not a regular file on a disk
+/// (`/dev/null`, a FIFO, a socket, a device, a `/proc` file) is refused the same way, before
+/// a byte is written.
 ///
 /// ```
 /// use lifostore::{Db, FileDb};
