@@ -21,9 +21,13 @@ pub enum FileDbError {
         /// What is wrong.
         detail: String,
     },
-    /// The file at `path` is not a lifostore database (it does not start with lifostore's
-    /// magic). lifostore never writes to such a file, salvage included.
-    #[error("{path} is not a lifostore database ({detail}); pass the path of a lifostore file")]
+    /// The file at `path` is not a lifostore database: it does not start with lifostore's
+    /// magic, or it is not a regular file at all (a FIFO, a device, a socket, ...). lifostore
+    /// never writes to such a file, salvage included.
+    #[error(
+        "{path} is not a lifostore database ({detail}) and was left untouched; pass the path of \
+         a lifostore file, or of a new file to create"
+    )]
     NotADatabase {
         /// The foreign file.
         path: PathBuf,

@@ -13,7 +13,7 @@ use super::io::{StdVfs, Vfs};
 use super::lease_log::{log_path, replay_prefix};
 use super::read_ahead::ReadAhead;
 use super::recovery::{Found, read_state};
-use super::recovery::{backup_path, io_err, roll_forward, sibling};
+use super::recovery::{backup_path, io_err, open_err, roll_forward, sibling};
 use crate::error::DbError;
 
 /// What [`FileDb::salvage`](crate::FileDb::salvage) kept and dropped.
@@ -38,6 +38,7 @@ struct Scan {
 
 /// See `FileDb::salvage`.
 pub(super) fn salvage(path: &Path, max_item_len: usize) -> Result<SalvageReport, DbError> {
+    super::io::refuse_special(path).map_err(open_err("read", path))?;
     let bytes = fs::read(path).map_err(io_err("read", path))?;
     let Some(scan) = plan(path, &bytes, max_item_len)? else {
         return Ok(SalvageReport::default()); // nothing was ever stored: open initialises it
