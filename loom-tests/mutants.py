@@ -8,6 +8,7 @@ which models failed, and restores the file. Run from anywhere:
 
 A mutant whose snippet is no longer in the source stops the run: update the snippet with the
 code it mutates. Uses CARGO_TARGET_DIR if set (loom builds go to its loom/ subdirectory).
+MUTANT_TIMEOUT (seconds, default 600) bounds each mutant's build and run.
 """
 import subprocess, sys, os, re
 os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
@@ -164,7 +165,7 @@ for name,(path,old,new) in M.items():
         continue
     open(path,'w').write(src.replace(old,new))
     try:
-        r = subprocess.run(['timeout','600','cargo','test','-p','loom-tests','--release','--target-dir',target,'--','--test-threads=2'],
+        r = subprocess.run(['timeout',os.environ.get('MUTANT_TIMEOUT','600'),'cargo','test','-p','loom-tests','--release','--target-dir',target,'--','--test-threads=2'],
                            capture_output=True, text=True, env=env)
         out = r.stdout + r.stderr
         # A model that deadlocks may abort the binary before libtest prints FAILED; its

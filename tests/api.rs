@@ -1,4 +1,4 @@
-//! The API's own promises (issue 10, item 4 and 5): builder settings do not depend on their
+//! The API's own promises: builder settings do not depend on their
 //! order, `try_pop` never waits for a push, and error messages do not repeat their source.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The batch and durable forms (issue 12): `pop_batch`, `try_pop_batch`, `push_batch`,
+//! The batch and durable forms: `pop_batch`, `try_pop_batch`, `push_batch`,
 //! `try_push`, `push_durable` (group commit), `iter`, `try_iter` and the sizes. Their
 //! exactly-once and LIFO rules under concurrency are also checked by the history checker
 //! (`reliability_history.rs`) and the loom models.
