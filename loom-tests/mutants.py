@@ -135,12 +135,12 @@ M = {
    '''        for slot in onward {
             slot.wake();
         }''', '''        drop(onward);'''),
- # Killed by a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands.
+ # Killed by tests/contract/p13_leases.rs a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands.
  'M46 a memory lease does not settle the durable call waiting for its item': ('src/engine/state/leases.rs',
    '''            // A durable push whose item is leased returns `Ok`, as when a pop takes it.
             whom = whom.and(self.settle_taken(&[entry.seq]));''',
    '''            // A durable push whose item is leased returns `Ok`, as when a pop takes it.'''),
- # Killed by durable_callers_pushing_again_keep_sharing_writes (256 Db writes for 256 durable
+ # Killed by tests/contract/p04_little_io.rs durable_callers_pushing_again_keep_sharing_writes (256 Db writes for 256 durable
  # pushes instead of ~8).
  'M47 a durable writer takes only the oldest buffered item': ('src/engine/ops/durable.rs',
    'let n = state.count_through(target, &core.cfg);',

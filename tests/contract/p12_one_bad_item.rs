@@ -1,6 +1,11 @@
-//! Promise 12: one bad item never stops the rest. An item the Db refuses for good is isolated
-//! from its batch, everything else is stored in order and keeps flowing within the window, and
-//! the item reaches the dead-letter hook or is kept aside, counted in `Stats`.
+//! Promise 12, one bad item never stops the rest: an item the Db refuses for good is refused
+//! at `push` when the Db's limits say so, or set aside (a dead-letter hook, a counter in
+//! `Stats`); it is never retried forever, and every other item keeps flowing within the
+//! window.
+//!
+//! Here: poison isolation in atomic and partial batches, the hook, set-aside bounds, the
+//! window for the other items, limits refused at `push` (through the test wrappers too).
+//! Deeper: the loom model `poison_isolation_racing_a_pop_keeps_every_item_once`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,17 +16,20 @@ use lifostore::{
     Storage, TryPushError,
 };
 
-mod common;
-use common::TempDir;
+use crate::common::{TempDir, item};
+
+fn all(db: &FileDb) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(x) = db.pop().unwrap() {
+        out.push(x);
+    }
+    out
+}
 
 /// A token with a deadline, so a storage that retried a poisoned batch forever fails the test
 /// instead of hanging it.
 fn token() -> CancelToken {
     CancelToken::new().with_timeout(Duration::from_secs(20))
-}
-
-fn item(i: u64) -> Vec<u8> {
-    i.to_le_bytes().to_vec()
 }
 
 /// Items whose id is a multiple of 7 are poison.
@@ -70,6 +78,44 @@ fn isolates_poison(prefix_stored: bool) {
     storage.push(&t, item(1000)).unwrap();
     storage.flush(&t).unwrap();
     assert_eq!(storage.pop(&t).unwrap(), item(1000));
+    storage.close().unwrap();
+}
+
+/// A user's Db over a FileDb that does not state the file's item limit: the storage accepts
+/// items the file will refuse, as a Db whose limit is unknown would.
+struct Unstated(FileDb);
+
+impl Db for Unstated {
+    fn push(&self, data: &[u8]) -> Result<(), DbError> {
+        self.0.push(data)
+    }
+    fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
+        self.0.pop()
+    }
+    fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
+        self.0.push_batch(items)
+    }
+}
+
+fn check_zero_length_and_max_len<D: Db + 'static>(storage: Storage<D>, max: usize) {
+    let t = CancelToken::new();
+    storage.push(&t, Vec::new()).unwrap();
+    storage.push(&t, vec![7; max]).unwrap();
+    match storage.push(&t, vec![7; max + 1]) {
+        Err(Error::ItemTooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
+        other => panic!("expected ItemTooLarge, got {other:?}"),
+    }
+    assert!(matches!(
+        storage.push(&t, vec![0; 10 * max]),
+        Err(Error::ItemTooLarge { .. })
+    ));
+    assert_eq!(storage.stats().pushes, 2, "a too large item was stored");
+    // Through the Db and back: the empty item stays an empty item, not "no item".
+    storage.flush(&t).unwrap();
+    assert_eq!(storage.stats().items_flushed, 2);
+    assert_eq!(storage.pop(&t).unwrap(), vec![7; max]);
+    assert_eq!(storage.pop(&t).unwrap(), Vec::<u8>::new());
+    assert_eq!(storage.try_pop().unwrap(), None);
     storage.close().unwrap();
 }
 
@@ -186,22 +232,6 @@ fn poison_never_blocks_the_window_for_the_other_items() {
     assert_eq!(stored + stats.dead_letters_held as u64, i - 1);
 }
 
-/// A user's Db over a FileDb that does not state the file's item limit: the storage accepts
-/// items the file will refuse, as a Db whose limit is unknown would.
-struct Unstated(FileDb);
-
-impl Db for Unstated {
-    fn push(&self, data: &[u8]) -> Result<(), DbError> {
-        self.0.push(data)
-    }
-    fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
-        self.0.pop()
-    }
-    fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
-        self.0.push_batch(items)
-    }
-}
-
 #[test]
 fn a_real_file_db_limit_mismatch_is_isolated_not_retried_forever() {
     let dir = TempDir::new("poison-file");
@@ -278,4 +308,81 @@ fn wrappers_keep_the_wrapped_file_dbs_item_limit() {
         })
     ));
     storage.close().unwrap();
+}
+
+#[test]
+fn zero_length_items_and_items_at_and_past_max_item_len() {
+    check_zero_length_and_max_len(
+        Storage::builder()
+            .max_item_len(16)
+            .build(MemDb::new())
+            .unwrap(),
+        16,
+    );
+    let dir = TempDir::new("bad-input");
+    let db = FileDb::open(dir.file("items.lifo")).unwrap();
+    check_zero_length_and_max_len(
+        Storage::builder().max_item_len(4096).build(db).unwrap(),
+        4096,
+    );
+    // max_buffered_bytes lowers max_item_len to fit.
+    let s = Storage::builder()
+        .max_buffered_bytes(100)
+        .build(MemDb::new())
+        .unwrap();
+    assert!(matches!(
+        s.push(&CancelToken::new(), vec![0; 101]),
+        Err(Error::ItemTooLarge { len: 101, max: 100 })
+    ));
+    s.push(&CancelToken::new(), vec![0; 100]).unwrap();
+}
+
+#[test]
+fn a_storage_refuses_at_push_what_its_file_db_could_never_store() {
+    let dir = TempDir::new("limit-mismatch");
+    let opts = FileDbOptions::default().max_item_len(100);
+    let storage = Storage::builder()
+        .max_item_len(1 << 20)
+        .open_with(dir.file("q.lifo"), opts)
+        .unwrap();
+    let t = lifostore::CancelToken::new();
+    match storage.push(&t, vec![0u8; 101]) {
+        Err(Error::ItemTooLarge { len: 101, max: 100 }) => {}
+        other => panic!("expected ItemTooLarge from push, got {other:?}"),
+    }
+    storage.push(&t, vec![1u8; 100]).unwrap();
+    storage.flush(&t).unwrap();
+    assert_eq!(storage.db().len().unwrap(), 1);
+    storage.close().unwrap();
+}
+
+#[test]
+fn oversize_item_fails_clearly_and_a_batch_holding_one_stores_nothing() {
+    let dir = TempDir::new("size");
+    let db = FileDb::open_with(dir.file("db"), FileDbOptions::default().max_item_len(10)).unwrap();
+    db.push(&[7u8; 10]).unwrap();
+    match db.push(&[0u8; 11]) {
+        Err(DbError::ItemTooLarge { len: 11, max: 10 }) => {}
+        other => panic!("{other:?}"),
+    }
+    let err = db.push_batch(&[b"ok", &[0u8; 11]]).unwrap_err();
+    assert_eq!(err.stored, 0);
+    assert_eq!(all(&db), vec![vec![7u8; 10]]);
+}
+
+#[test]
+fn a_durable_item_the_db_refuses_for_good_is_dead_lettered() {
+    let db = FaultyDb::new(MemDb::new(), 1).reject_items(|x| x == item(9), false);
+    let s = Storage::builder().build(db).unwrap();
+    let t = CancelToken::new();
+    s.push(&t, item(1)).unwrap();
+    assert!(matches!(
+        s.push_durable(&t, item(9)),
+        Err(Error::DeadLettered(_))
+    ));
+    s.push_durable(&t, item(2)).unwrap();
+    assert_eq!(s.db().inner().snapshot(), vec![item(1), item(2)]);
+    let letters = s.take_dead_letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].item, item(9));
 }

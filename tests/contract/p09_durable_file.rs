@@ -1,13 +1,19 @@
-//! FileDb: durability across reopen, batches, limits, damage handling, space reclaim.
+//! Promise 9, durable file default: `FileDb` needs nothing but std and a path; after a crash at
+//! any instant it opens, keeps every item whose write returned `Ok` and was not popped, and
+//! never returns a partial or corrupted item; a damaged or foreign file gets a clear error
+//! naming the file and the damage, and intact data is never silently dropped.
+//!
+//! Here: reopening, truncation at every offset, flipped bytes, damage and salvage, foreign
+//! files, space reclaim. Deeper: the SIGKILL loop (`tests/file_db_crash.rs`) and FileDb's unit
+//! tests (`src/db/file/`).
 
 use std::path::Path;
-
-mod common;
-use common::TempDir;
 
 use lifostore::{
     CancelToken, Db, DbError, Error, FileDb, FileDbError, FileDbOptions, SalvageReport, Storage,
 };
+
+use crate::common::TempDir;
 
 fn all(db: &FileDb) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -57,73 +63,8 @@ fn storage_open_uses_file_db() {
 }
 
 #[test]
-fn oversize_item_fails_clearly_and_a_batch_holding_one_stores_nothing() {
-    let dir = TempDir::new("size");
-    let db = FileDb::open_with(dir.file("db"), FileDbOptions::default().max_item_len(10)).unwrap();
-    db.push(&[7u8; 10]).unwrap();
-    match db.push(&[0u8; 11]) {
-        Err(DbError::ItemTooLarge { len: 11, max: 10 }) => {}
-        other => panic!("{other:?}"),
-    }
-    let err = db.push_batch(&[b"ok", &[0u8; 11]]).unwrap_err();
-    assert_eq!(err.stored, 0);
-    assert_eq!(all(&db), vec![vec![7u8; 10]]);
-}
-
-#[test]
 fn default_item_limit_is_at_least_64_mib() {
     assert!(FileDbOptions::default().max_item_len >= 64 << 20);
-}
-
-#[test]
-fn foreign_and_newer_files_are_refused_with_the_path_named() {
-    let dir = TempDir::new("foreign");
-    let path = dir.file("notes.txt");
-    std::fs::write(&path, vec![b'x'; 5000]).unwrap();
-    let err = FileDb::open(&path).unwrap_err();
-    assert!(
-        matches!(err, DbError::File(FileDbError::NotADatabase { .. })),
-        "{err}"
-    );
-    assert!(err.to_string().contains("notes.txt"), "{err}");
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        vec![b'x'; 5000],
-        "a foreign file must be left alone"
-    );
-
-    // A valid header claiming version 3 (version 2 is a file that has used leases).
-    let newer = dir.file("newer.lifo");
-    drop(FileDb::open(&newer).unwrap());
-    let mut bytes = std::fs::read(&newer).unwrap();
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
-    let crc = crc32c(&bytes[0..12]);
-    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&newer, &bytes).unwrap();
-    match FileDb::open(&newer) {
-        Err(DbError::File(FileDbError::UnsupportedVersion {
-            found: 3,
-            supported: 2,
-            ..
-        })) => {}
-        other => panic!("{other:?}"),
-    }
-}
-
-/// Bitwise CRC-32C, independent of the crate's table-driven one.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
 }
 
 /// Builds a file whose acknowledged content is `[c, b, a]` (newest first); the last operation
@@ -334,94 +275,6 @@ fn steady_push_pop_keeps_the_file_bounded() {
     assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20);
 }
 
-#[test]
-fn threads_share_one_file_db() {
-    let dir = TempDir::new("threads");
-    let db = FileDb::open(dir.file("db.lifo")).unwrap();
-    let popped = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for t in 0..4u32 {
-            let (db, popped) = (&db, &popped);
-            s.spawn(move || {
-                for i in 0..50u32 {
-                    db.push(&(t * 1000 + i).to_le_bytes()).unwrap();
-                    if i % 2 == 0
-                        && let Some(x) = db.pop().unwrap()
-                    {
-                        popped.lock().unwrap().push(x);
-                    }
-                }
-            });
-        }
-    });
-    let mut got = popped.into_inner().unwrap();
-    got.extend(all(&db));
-    got.sort();
-    let before = got.len();
-    got.dedup();
-    assert_eq!(got.len(), before, "an item came out twice");
-    assert_eq!(got.len(), 200);
-}
-
-/// Writes a1 a2, pops a2 (its slot is synced), pushes b1 b2 b3 and c1, and returns the file's
-/// bytes with the header page as it was before those two pushes: a power cut that lost their
-/// commit slots (a push's slot is only made durable by the next sync). The file holds, newest
-/// first, c1 b3 b2 b1 a1.
-fn push_batches_losing_their_slots(path: &Path) -> Vec<u8> {
-    let db = FileDb::open(path).unwrap();
-    db.push_batch(&[b"a1", b"a2"]).unwrap();
-    assert_eq!(db.pop().unwrap().unwrap(), b"a2"); // a pop: its slot is synced
-    let header_before = std::fs::read(path).unwrap()[..4096].to_vec();
-    db.push_batch(&[b"b1", b"b2", b"b3"]).unwrap();
-    db.push(b"c1").unwrap();
-    drop(db);
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[..4096].copy_from_slice(&header_before);
-    bytes
-}
-
-#[test]
-fn push_batches_whose_commit_slots_never_reached_the_disk_are_rolled_forward() {
-    // A push syncs its records, then writes its slot without a sync (the next sync makes it
-    // durable). Simulate a power cut that lost the slots of the last two pushes: put back the
-    // header page as it was before them. Open must roll both batches forward.
-    let dir = TempDir::new("rollforward");
-    let path = dir.file("db.lifo");
-    let bytes = push_batches_losing_their_slots(&path);
-    std::fs::write(&path, &bytes).unwrap();
-    let db = FileDb::open(&path).unwrap();
-    assert_eq!(db.len().unwrap(), 5);
-    let expected: Vec<Vec<u8>> = [&b"c1"[..], b"b3", b"b2", b"b1", b"a1"]
-        .iter()
-        .map(|x| x.to_vec())
-        .collect();
-    assert_eq!(
-        all(&db),
-        expected,
-        "the popped a2 must not come back either"
-    );
-}
-
-#[test]
-fn salvage_keeps_push_batches_whose_commit_slots_were_lost() {
-    // The same lost slots as above, plus damage to the oldest record, so the file needs salvage.
-    // Salvage must roll the synced batches forward as open does, not cut at the slot's top
-    // (which silently dropped b1..c1 before).
-    let dir = TempDir::new("salvage-rollforward");
-    let path = dir.file("db.lifo");
-    let mut bytes = push_batches_losing_their_slots(&path);
-    bytes[4096 + 16] ^= 0xff; // the data of a1, the oldest record
-    std::fs::write(&path, &bytes).unwrap();
-    let report = FileDb::salvage(&path).unwrap();
-    assert_eq!(report.kept, 4, "{report:?}");
-    let db = FileDb::open(&path).unwrap();
-    let expected: Vec<Vec<u8>> = [&b"c1"[..], b"b3", b"b2", b"b1"]
-        .iter()
-        .map(|x| x.to_vec())
-        .collect();
-    assert_eq!(all(&db), expected);
-}
-
 /// The bytes of every file in `dir`, by name.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
@@ -556,7 +409,7 @@ fn the_salvage_hint_can_be_followed_through_the_builder() {
     bytes[top - 3] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let err = Storage::builder().open(&path).unwrap_err();
-    let text = common::error_chain(&err);
+    let text = crate::common::error_chain(&err);
     assert!(
         text.contains("salvage") && text.contains("open_with"),
         "{text}"
@@ -568,44 +421,5 @@ fn the_salvage_hint_can_be_followed_through_the_builder() {
     assert_eq!(report.kept, 2, "{report:?}");
     let t = lifostore::CancelToken::new();
     assert_eq!(storage.pop(&t).unwrap(), b"bravo-item");
-    storage.close().unwrap();
-}
-
-#[test]
-fn io_errors_name_the_path_and_the_operation_with_advice_that_fits() {
-    let dir = TempDir::new("io-errors");
-    let cases = [
-        (dir.path().to_path_buf(), "directory"),
-        (dir.file("missing/sub/q.lifo"), "does not exist"),
-    ];
-    for (path, advice) in cases {
-        let err = FileDb::open(&path).unwrap_err();
-        assert!(matches!(err, DbError::Io { op: "open", .. }), "{err:?}");
-        let text = err.to_string();
-        assert!(text.contains(&*path.to_string_lossy()), "{text}");
-        assert!(text.contains(advice), "{text}");
-        assert!(
-            !text.contains("os error"),
-            "the source is not repeated: {text}"
-        );
-    }
-}
-
-#[test]
-fn a_storage_refuses_at_push_what_its_file_db_could_never_store() {
-    let dir = TempDir::new("limit-mismatch");
-    let opts = FileDbOptions::default().max_item_len(100);
-    let storage = Storage::builder()
-        .max_item_len(1 << 20)
-        .open_with(dir.file("q.lifo"), opts)
-        .unwrap();
-    let t = lifostore::CancelToken::new();
-    match storage.push(&t, vec![0u8; 101]) {
-        Err(Error::ItemTooLarge { len: 101, max: 100 }) => {}
-        other => panic!("expected ItemTooLarge from push, got {other:?}"),
-    }
-    storage.push(&t, vec![1u8; 100]).unwrap();
-    storage.flush(&t).unwrap();
-    assert_eq!(storage.db().len().unwrap(), 1);
     storage.close().unwrap();
 }

@@ -1,7 +1,14 @@
-//! Leases through the storage (`Storage::pop_lease`, `try_pop_lease`, `Lease`): memory leases,
-//! native Db leases (MemDb, FileDb) and the fallback for a Db with only push and pop; ack,
-//! release, drop, expiry, late acks, LIFO among unleased items, close with leases held, and a
-//! many-thread invariant (every item acked exactly once, none lost).
+//! Promise 13, leases: `pop_lease` takes the item `pop` would take, hidden from every other pop
+//! until its lease is acked, released or dropped, or past its deadline; an item is removed at
+//! most once and delivered again only after its lease was released or expired; LIFO holds
+//! among the items not leased.
+//!
+//! Here: memory, native Db and fallback leases through the storage; ack, release, drop,
+//! expiry, late acks; close with leases held; many threads acking every item exactly once.
+//! Deeper: the Db-level lease contract and consumers SIGKILLed in a loop (`tests/leases.rs`,
+//! `tests/backends.rs`), leases in the history checker (`tests/reliability_history.rs`), and
+//! the loom models `a_lease_racing_a_push_a_flush_and_a_pop_is_lifo_and_exactly_once`,
+//! `release_puts_the_item_back_on_top`, `expiry_racing_an_ack_removes_or_returns_the_item_once`.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -9,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use lifostore::{CancelToken, Db, DbError, Error, FileDb, MemDb, Storage};
 
-mod common;
-use common::{id_of, item, within};
+use crate::common::{id_of, item, within};
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("lifostore-sl-{name}-{}", std::process::id()));
@@ -310,13 +316,13 @@ fn a_blocked_pop_lease_wakes_for_a_push_and_for_close() {
         let data = lease.to_vec();
         lease.ack().map(|()| data)
     });
-    common::wait_until_blocked(&t);
+    crate::common::wait_until_blocked(&t);
     s.push(&CancelToken::new(), "y").expect("push");
     assert_eq!(waiting.join().expect("join").expect("lease"), b"y");
     let s2 = Arc::clone(&s);
     let t2 = t.clone();
     let waiting = std::thread::spawn(move || s2.pop_lease(&t2).map(|l| l.to_vec()));
-    common::wait_until_blocked(&t);
+    crate::common::wait_until_blocked(&t);
     s.close().expect("close");
     assert!(matches!(waiting.join().expect("join"), Err(Error::Closed)));
 }
@@ -486,4 +492,57 @@ fn a_released_item_reaches_the_db_within_the_window_of_its_push() {
         Some(b"old".to_vec()),
         "still on top"
     );
+}
+
+/// Pushes `item(0)` and starts a `flush` of it on another thread; returns once that write is
+/// in flight (the Db's latency keeps it there).
+fn write_in_flight(s: &Arc<Storage<MemDb>>) -> std::thread::JoinHandle<Result<(), Error>> {
+    s.push(&CancelToken::new(), item(0)).unwrap();
+    let flush = {
+        let s = s.clone();
+        std::thread::spawn(move || s.flush(&CancelToken::new()))
+    };
+    while s.stats().in_flight_items == 0 {
+        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
+    }
+    flush
+}
+
+/// A storage whose flusher never writes on its own during a test (long window, big buffer).
+fn quiet(db: MemDb) -> Storage<MemDb> {
+    Storage::builder()
+        .max_unflushed_age(Duration::from_secs(600))
+        .build(db)
+        .unwrap()
+}
+
+/// A durable push whose item a lease takes from memory, while another write is in flight,
+/// returns `Ok` at once (the item left memory, as with a pop): the lease settles the waiting
+/// call's slot and wakes it, so it does not wait for the write in flight to land.
+#[test]
+fn a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands() {
+    let s = Arc::new(quiet(MemDb::with_latency(Duration::from_secs(2))));
+    let flush = write_in_flight(&s);
+    let durable = {
+        let s = s.clone();
+        std::thread::spawn(move || s.push_durable(&CancelToken::new(), item(1)))
+    };
+    while s.len_in_memory() < 2 {
+        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
+    }
+    let lease = s
+        .try_pop_lease()
+        .unwrap()
+        .expect("the durable item, newest in memory");
+    assert_eq!(lease.to_vec(), item(1));
+    durable.join().unwrap().unwrap();
+    assert_eq!(
+        s.stats().in_flight_items,
+        1,
+        "push_durable returned only after the write in flight landed"
+    );
+    lease.ack().unwrap();
+    flush.join().unwrap().unwrap();
+    s.close().unwrap();
+    assert_eq!(s.db().snapshot(), vec![item(0)]);
 }
