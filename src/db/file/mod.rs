@@ -101,6 +101,10 @@ impl FileDbOptions {
 
 /// A durable LIFO [`Db`] in one file, written with std alone: the embedded default.
 ///
+/// A storage over a file is opened with [`Storage::open`](crate::Storage::open), or
+/// [`StorageBuilder::open_with`](crate::StorageBuilder::open_with) for these options; `FileDb`
+/// itself is for using the file directly as a Db.
+///
 /// Every `push`, `pop` and batch is durable when it returns (one `fdatasync` per batch), a
 /// popped item never comes back after a crash, and an item whose push returned `Ok` survives
 /// `kill -9`, power loss and torn writes. Open is O(1): it reads the header and the top record,
