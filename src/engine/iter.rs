@@ -50,8 +50,9 @@ impl<D> Iterator for Iter<'_, D> {
         if self.done {
             return None;
         }
-        let popped = take(self.core, Wait::Until(self.token), &One)
-            .and_then(|item| item.ok_or_else(|| Error::Closed));
+        let popped = take(self.core, Wait::Until(self.token), &One, |item| {
+            item.ok_or_else(|| Error::Closed)
+        });
         self.done = popped.is_err();
         Some(popped)
     }
@@ -92,7 +93,7 @@ impl<D> Iterator for TryIter<'_, D> {
         if self.done {
             return None;
         }
-        let popped = take(self.core, Wait::UnderWay, &One).transpose();
+        let popped = take(self.core, Wait::UnderWay, &One, Ok).transpose();
         self.done = !matches!(popped, Some(Ok(_)));
         popped
     }

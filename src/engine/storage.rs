@@ -110,8 +110,7 @@ impl<D> Storage<D> {
     /// Errors: the token's reason, [`Error::Closed`], [`Error::Db`]; on every error nothing
     /// was taken.
     pub fn pop(&self, token: &CancelToken) -> Result<Vec<u8>, Error> {
-        // A blocking take returns `None` only if it may not wait, which it may.
-        take(&self.core, Wait::Until(token), &One)?.ok_or_else(|| Error::Closed)
+        take(&self.core, Wait::Until(token), &One, blocking)
     }
 
     /// Pushes `data` if there is room now; never waits.
@@ -159,7 +158,7 @@ impl<D> Storage<D> {
     /// So it returns within a few Db round trips. Errors: [`Error::Closed`], [`Error::Db`];
     /// on every error nothing was taken.
     pub fn try_pop(&self) -> Result<Option<Vec<u8>>, Error> {
-        take(&self.core, Wait::UnderWay, &One)
+        take(&self.core, Wait::UnderWay, &One, Ok)
     }
 
     /// Pushes every item of `items`, in order (the last one ends on top, the newest), or none.
@@ -228,7 +227,7 @@ impl<D> Storage<D> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        take(&self.core, Wait::Until(token), &Many(max))?.ok_or_else(|| Error::Closed)
+        take(&self.core, Wait::Until(token), &Many(max), blocking)
     }
 
     /// Like [`pop_batch`](Self::pop_batch) but returns an empty `Vec` instead of waiting for a
@@ -249,7 +248,9 @@ impl<D> Storage<D> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        Ok(take(&self.core, Wait::UnderWay, &Many(max))?.unwrap_or_default())
+        take(&self.core, Wait::UnderWay, &Many(max), |got| {
+            Ok(got.unwrap_or_default())
+        })
     }
 
     /// Pushes `data` and returns `Ok` only once it is in the Db (or was popped by then: a pop
@@ -310,7 +311,7 @@ impl<D> Storage<D> {
     /// # }
     /// ```
     pub fn pop_lease(&self, token: &CancelToken) -> Result<Lease, Error> {
-        take(&self.core, Wait::Until(token), &Leasing)?.ok_or_else(|| Error::Closed)
+        take(&self.core, Wait::Until(token), &Leasing, blocking)
     }
 
     /// Like [`pop_lease`](Self::pop_lease) but returns `Ok(None)` instead of waiting for a
@@ -326,7 +327,7 @@ impl<D> Storage<D> {
     /// # }
     /// ```
     pub fn try_pop_lease(&self) -> Result<Option<Lease>, Error> {
-        take(&self.core, Wait::UnderWay, &Leasing)
+        take(&self.core, Wait::UnderWay, &Leasing, Ok)
     }
 
     /// A blocking iterator of popped items, newest first; see [`Iter`] for how it ends and how
@@ -478,6 +479,13 @@ impl<D> Storage<D> {
     pub fn stats(&self) -> Stats {
         self.core.state.lock().stats(Instant::now())
     }
+}
+
+/// A blocking take's answer: a blocking walk ends with `None` only if it may not wait, which it
+/// may.
+#[inline]
+fn blocking<T>(got: Option<T>) -> Result<T, Error> {
+    got.ok_or_else(|| Error::Closed)
 }
 
 #[cfg(feature = "testing")]
