@@ -4,6 +4,8 @@
 //! file, `io.rs` is the one seam to the operating system. `docs/FORMAT.md` describes the format,
 //! the recovery and error-path rules, and what they assume of the disk.
 
+#[cfg(test)]
+mod crash_images;
 mod crc32c;
 #[cfg(test)]
 mod fault_tests;
@@ -33,7 +35,11 @@ use crate::sync::Mutex;
 pub use self::salvage::SalvageReport;
 
 /// Shrink the file when it is over four times its live size and at least this much is dead.
+#[cfg(not(test))]
 const SHRINK_SLACK: u64 = 1 << 20;
+/// The crate's unit tests shrink at 16 KiB, so their simulated files stay small.
+#[cfg(test)]
+const SHRINK_SLACK: u64 = 16 << 10;
 /// How many times a failed operation's undo is tried at once before the handle is left in
 /// doubt (holding the file lock until a later call settles it).
 const SETTLE_TRIES: usize = 2;
