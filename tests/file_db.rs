@@ -423,6 +423,11 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn foreign_files_of_any_size_are_never_written_with_or_without_salvage() {
     let dir = TempDir::new("foreign-any");
+    // A fresh header page without its magic is a torn initialisation (opened and initialised
+    // again); with one byte that initialisation never writes there, it is somebody else's.
+    let mut stray = fresh_header_page(&TempDir::new("foreign-fresh"));
+    stray[..8].fill(0);
+    stray[3000] = 1;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "config.toml",
@@ -430,6 +435,10 @@ fn foreign_files_of_any_size_are_never_written_with_or_without_salvage() {
         ),
         ("tiny", vec![7]),
         ("zeros", vec![0; 100]),
+        ("zeros-4095", vec![0; 4095]),
+        ("zeros-4097", vec![0; 4097]),
+        ("x-4096", vec![b'x'; 4096]),
+        ("header-with-a-stray-byte", stray),
         ("big.bin", vec![b'x'; 5000]),
         (
             "huge.bin",
@@ -585,4 +594,71 @@ fn a_storage_refuses_at_push_what_its_file_db_could_never_store() {
     storage.flush(&t).unwrap();
     assert_eq!(storage.db().len().unwrap(), 1);
     storage.close().unwrap();
+}
+
+/// The header page a new database starts with, as initialisation writes it.
+fn fresh_header_page(dir: &TempDir) -> Vec<u8> {
+    let path = dir.file("fresh.lifo");
+    drop(FileDb::open(&path).unwrap());
+    let page = std::fs::read(&path).unwrap();
+    assert_eq!(page.len(), 4096, "a new database is one header page");
+    page
+}
+
+/// The header page version 1 started with (older builds), cut to `len` bytes, magic left out.
+fn legacy_fresh_page_without_magic(len: usize) -> Vec<u8> {
+    let mut page = vec![0u8; 4096];
+    page[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let mut head = b"LIFOSTK\0".to_vec();
+    head.extend_from_slice(&1u32.to_le_bytes());
+    page[12..16].copy_from_slice(&crc32c(&head).to_le_bytes());
+    page[1024..1032].copy_from_slice(&1u64.to_le_bytes());
+    page[1032..1040].copy_from_slice(&4096u64.to_le_bytes());
+    let crc = crc32c(&page[1024..1048]);
+    page[1048..1052].copy_from_slice(&crc.to_le_bytes());
+    page.truncate(len);
+    page
+}
+
+/// Issue 26: initialisation writes the header page but its magic, syncs, then the magic. A
+/// power loss or a full disk in between may leave any of the page's sectors written or not
+/// (4096 zero bytes included), a prefix of it, or part of the magic: the file never held an
+/// item, so open initialises it again instead of refusing it as `NotADatabase`.
+#[test]
+fn a_first_initialisation_cut_anywhere_is_initialised_again() {
+    let dir = TempDir::new("torn-init");
+    let fresh = fresh_header_page(&dir);
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for kept in 0u32..256 {
+        let mut bytes = vec![0u8; 4096];
+        for s in (0..8).filter(|s| kept & (1 << s) != 0) {
+            bytes[s * 512..(s + 1) * 512].copy_from_slice(&fresh[s * 512..(s + 1) * 512]);
+        }
+        bytes[..8].fill(0);
+        cases.push((format!("sectors {kept:08b}"), bytes));
+    }
+    for cut in [8, 9, 12, 16, 100, 1030, 2048, 4095] {
+        let mut bytes = vec![0u8; 4096];
+        bytes[8..cut].copy_from_slice(&fresh[8..cut]);
+        cases.push((format!("a write cut at byte {cut}"), bytes));
+    }
+    for kept in 1..8 {
+        let mut bytes = fresh.clone();
+        bytes[kept..8].fill(0);
+        cases.push((format!("{kept} bytes of the magic"), bytes));
+    }
+    for len in [16, 1000, 4096] {
+        let bytes = legacy_fresh_page_without_magic(len);
+        cases.push((format!("an older build's page cut at {len}"), bytes));
+    }
+    let path = dir.file("torn.lifo");
+    for (what, bytes) in cases {
+        std::fs::write(&path, &bytes).unwrap();
+        let db = FileDb::open(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(db.len().unwrap(), 0, "{what}");
+        db.push(b"first").unwrap();
+        drop(db);
+        let db = FileDb::open(&path).unwrap();
+        assert_eq!(db.pop().unwrap(), Some(b"first".to_vec()), "{what}");
+    }
 }

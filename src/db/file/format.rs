@@ -178,8 +178,8 @@ pub(super) enum Header {
     BadChecksum,
     /// Starts with the magic, but a format version this build does not read.
     Version(u32),
-    /// A torn initialisation: the rest of a fresh header page, written first, and at most a
-    /// prefix of the magic, written last; nothing else. It never held an item.
+    /// What an interrupted first initialisation leaves: see [`torn_init`]. It never held an
+    /// item.
     TornInit,
     /// No lifostore magic: somebody else's file.
     Foreign,
@@ -187,14 +187,7 @@ pub(super) enum Header {
 
 /// Classifies `page`, the first `min(file_len, 4096)` bytes of a file of `file_len >= 1` bytes.
 pub(super) fn read_header(page: &[u8], file_len: u64) -> Header {
-    let fresh = header_page(Superblock::FRESH);
-    let whole_file = page.len() as u64 == file_len;
-    // The magic is written last, so a torn initialisation has a prefix of it (or nothing)
-    // followed by zeros, then exactly the rest of a fresh header page.
-    let torn_magic = |b: &[u8]| {
-        b[..8] != MAGIC && (0..8).any(|j| b[..j] == MAGIC[..j] && b[j..8] == [0u8; 8][j..])
-    };
-    if whole_file && page.len() >= 8 && torn_magic(page) && page[8..] == fresh[8..page.len()] {
+    if torn_init(page, file_len) {
         return Header::TornInit;
     }
     if page.len() < MAGIC.len() || page[0..8] != MAGIC {
@@ -215,4 +208,27 @@ pub(super) fn read_header(page: &[u8], file_len: u64) -> Header {
         [Some(a), Some(b)] => Some(if b.op > a.op { b } else { a }),
         [a, b] => a.or(b),
     })
+}
+
+/// Whether `page` is all of a file that an interrupted first initialisation left.
+///
+/// Initialisation extends an empty file to 4096 bytes, writes the fresh header page but the
+/// magic, syncs, then writes the magic and syncs again (`recovery::initialise`). Whatever a
+/// crash, a power loss or a short write leaves of that is a file of exactly 4096 bytes without
+/// the whole magic, each byte of which is either zero or the byte a fresh header page has there.
+/// A file of 4096 zero bytes is therefore taken for one: it holds nothing. Older builds wrote
+/// the page without extending the file first, so a short write of theirs also left a shorter
+/// file: an exact prefix of the fresh page after the magic, at least through the version and
+/// checksum.
+fn torn_init(page: &[u8], file_len: u64) -> bool {
+    if page.len() as u64 != file_len || page.len() < 16 || page[0..8] == MAGIC {
+        return false;
+    }
+    let fresh = header_page(Superblock::FRESH);
+    if file_len == DATA_START {
+        let magic_or_zero = page[0..8].iter().zip(MAGIC).all(|(&b, m)| b == 0 || b == m);
+        return magic_or_zero && page.iter().zip(&fresh).all(|(&b, &f)| b == 0 || b == f);
+    }
+    let magic_prefix = (0..8).any(|j| page[..j] == MAGIC[..j] && page[j..8] == [0u8; 8][j..]);
+    magic_prefix && page[8..] == fresh[8..page.len()]
 }

@@ -139,12 +139,14 @@ fn record_at(
     Ok(parse_record(&rec, 0, rec.len() as u64, OpRule::Exactly(op)).map(|end| at + end))
 }
 
-/// Writes the header page of an empty database into a zero-length (or torn-init) file: all but
-/// the magic first, synced, then the magic, synced. A crash in between leaves a file without
-/// the magic that [`read_header`] recognises as a torn initialisation, never one that looks
-/// like a damaged database.
+/// Writes the header page of an empty database into a zero-length (or torn-init) file: the
+/// file extended to the page's length (so no short write leaves it shorter), all but the magic,
+/// synced, then the magic, synced. Whatever a crash or a failed write leaves in between is a
+/// file [`read_header`] recognises as a torn initialisation, never one that looks like a
+/// damaged database or a foreign file.
 pub(super) fn initialise(io: &dyn FileIo, vfs: &dyn Vfs, path: &Path) -> Result<(), DbError> {
     let page = header_page(Superblock::FRESH);
+    io.set_len(DATA_START).map_err(io_err("extend", path))?;
     io.write_at(&page[8..], 8).map_err(io_err("write", path))?;
     io.sync().map_err(io_err("sync", path))?;
     io.write_at(&page[..8], 0).map_err(io_err("write", path))?;
