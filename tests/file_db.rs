@@ -5,7 +5,10 @@ use std::path::Path;
 mod common;
 use common::TempDir;
 
-use lifostore::{CancelToken, Db, DbError, Error, FileDb, FileDbOptions, SalvageReport, Storage};
+use lifostore::{
+    CancelToken, Db, DbError, DbLease, Error, FileDb, FileDbOptions, LeaseId, SalvageReport,
+    Storage,
+};
 
 fn all(db: &FileDb) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -87,18 +90,18 @@ fn foreign_and_newer_files_are_refused_with_the_path_named() {
         "a foreign file must be left alone"
     );
 
-    // A valid header claiming version 3 (version 2 is a file that has used leases).
+    // A valid header claiming version 4 (this build writes 3, and reads and upgrades 1 and 2).
     let newer = dir.file("newer.lifo");
     drop(FileDb::open(&newer).unwrap());
     let mut bytes = std::fs::read(&newer).unwrap();
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
     let crc = crc32c(&bytes[0..12]);
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&newer, &bytes).unwrap();
     match FileDb::open(&newer) {
         Err(DbError::UnsupportedVersion {
-            found: 3,
-            supported: 2,
+            found: 4,
+            supported: 3,
             ..
         }) => {}
         other => panic!("{other:?}"),
@@ -538,7 +541,7 @@ fn the_salvage_hint_can_be_followed_through_the_builder() {
     let path = dir.file("q.lifo");
     build(&path, true);
     let mut bytes = std::fs::read(&path).unwrap();
-    let top = 4096 + 3 * 20 + b"alpha-itembravo-itemcharlie-item".len();
+    let top = 4096 + 3 * 28 + b"alpha-itembravo-itemcharlie-item".len();
     bytes[top - 3] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let err = Storage::builder().open(&path).unwrap_err();
@@ -661,4 +664,54 @@ fn a_first_initialisation_cut_anywhere_is_initialised_again() {
         let db = FileDb::open(&path).unwrap();
         assert_eq!(db.pop().unwrap(), Some(b"first".to_vec()), "{what}");
     }
+}
+
+/// Files an older build wrote (format versions 1 and 2, kept in `tests/fixtures`, see its
+/// README) open with every item and lease, and are upgraded in place to version 3, which older
+/// builds refuse: records of the old layout are read below the new ones.
+#[test]
+fn files_of_versions_1_and_2_are_read_and_upgraded_in_place() {
+    let dir = TempDir::new("upgrade");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let v1 = dir.file("v1.lifo");
+    std::fs::copy(fixtures.join("version1.stack"), &v1).unwrap();
+    let db = FileDb::open(&v1).unwrap();
+    assert_eq!(std::fs::read(&v1).unwrap()[8..12], 3u32.to_le_bytes());
+    assert_eq!(
+        db.len().unwrap(),
+        5,
+        "two batches rolled forward by the old rules"
+    );
+    db.push(b"new-1").unwrap();
+    drop(db);
+    let db = FileDb::open(&v1).unwrap();
+    let names = ["new-1", "v1-c1", "v1-b2", "v1-b1", "v1-a2", "v1-a1"];
+    assert_eq!(all(&db), names.map(|n| n.as_bytes().to_vec()));
+    db.push_batch(&[b"new-2", b"new-3"]).unwrap();
+    drop(db);
+    let db = FileDb::open(&v1).unwrap();
+    assert_eq!(all(&db), [b"new-3".to_vec(), b"new-2".to_vec()]);
+
+    let v2 = dir.file("v2.lifo");
+    std::fs::copy(fixtures.join("version2.stack"), &v2).unwrap();
+    std::fs::copy(fixtures.join("version2.leases"), dir.file("v2.lifo.leases")).unwrap();
+    let db = FileDb::open(&v2).unwrap();
+    assert_eq!(std::fs::read(&v2).unwrap()[8..12], 3u32.to_le_bytes());
+    assert_eq!(db.len().unwrap(), 4, "the leased items are not counted");
+    db.ack(&[LeaseId(3145729)]).unwrap();
+    assert!(matches!(
+        db.ack(&[LeaseId(3145730)]),
+        Err(DbError::LeaseExpired { count: 1 })
+    ));
+    let x4 = DbLease {
+        id: LeaseId(3145728),
+        item: b"v2-x4".to_vec(),
+    };
+    db.release(&[x4]).unwrap();
+    let leased = db.pop_lease(1, std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(leased[0].item, b"v2-x4");
+    assert!(leased[0].id.0 > 3145730, "lease ids never repeat in a file");
+    db.ack(&[leased[0].id]).unwrap();
+    let names = ["v2-y1", "v2-x3", "v2-x2", "v2-x1"];
+    assert_eq!(all(&db), names.map(|n| n.as_bytes().to_vec()));
 }

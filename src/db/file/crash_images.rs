@@ -294,7 +294,7 @@ mod tests {
             unlinked,
         };
         let files = BTreeMap::from([(PathBuf::from("f"), file)]);
-        CrashPoint { files }
+        CrashPoint { call: 1, files }
     }
 
     #[test]
@@ -326,6 +326,8 @@ mod tests {
         );
         assert!(at(2).pending.is_empty());
         assert!(!at(3).unlinked);
+        let calls: Vec<usize> = points.iter().map(|p| p.call).collect();
+        assert_eq!(calls, [1, 2, 4, 5], "the read changes nothing");
     }
 
     fn contents(images: Vec<Images>) -> Vec<Vec<u8>> {

@@ -71,9 +71,10 @@ pub(super) struct FileAtCrash {
     pub(super) unlinked: bool,
 }
 
-/// The disk right after a call: every file that exists.
+/// The disk right after the `call`-th call (1-based): every file that exists.
 #[derive(Debug, Clone)]
 pub(super) struct CrashPoint {
+    pub(super) call: usize,
     pub(super) files: BTreeMap<PathBuf, FileAtCrash>,
 }
 
@@ -186,6 +187,7 @@ impl State {
             (p.clone(), at_crash)
         });
         let point = CrashPoint {
+            call: self.trace.len(),
             files: files.collect(),
         };
         self.crash_points.push(point);
