@@ -233,18 +233,18 @@ fn foreign_and_newer_files_are_refused_with_the_path_named() {
         "a foreign file must be left alone"
     );
 
-    // A valid header claiming version 3 (version 2 is a file that has used leases).
+    // A valid header claiming version 4 (this build writes 3, and reads and upgrades 1 and 2).
     let newer = dir.file("newer.lifo");
     drop(FileDb::open(&newer).unwrap());
     let mut bytes = std::fs::read(&newer).unwrap();
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
     let crc = crc32c(&bytes[0..12]);
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&newer, &bytes).unwrap();
     match FileDb::open(&newer) {
         Err(DbError::File(FileDbError::UnsupportedVersion {
-            found: 3,
-            supported: 2,
+            found: 4,
+            supported: 3,
             ..
         })) => {}
         other => panic!("{other:?}"),
