@@ -62,7 +62,7 @@ M = {
  'M9 pop takes the oldest buffered item': ('src/engine/state/stack.rs',
    'let entry = self.items.pop_back()?;', 'let entry = self.items.pop_front()?;'),
  'M10 a landed batch wakes nobody': ('src/engine/ops/write.rs',
-   '    core.wake_up(&mut state, whom);\n    if !poison.is_empty()', '    if !poison.is_empty()'),
+   '    core.wake_up(&mut state, whom);\n    (state, outcome, after, poison)', '    (state, outcome, after, poison)'),
  'M12 a poison item is retried like a transient failure': ('src/engine/db_call.rs',
    'Err(e) if !e.source.is_permanent() => {', 'Err(e) if e.stored == 0 || !e.source.is_permanent() => {'),
  'M13 poison kept aside without a hook is dropped': ('src/engine/ops/write.rs',
@@ -145,6 +145,15 @@ M = {
  'M47 a durable writer takes only the oldest buffered item': ('src/engine/ops/durable.rs',
    'let n = state.count_through(target, &core.cfg);',
    'let n = state.count_through(target, &core.cfg).min(1);'),
+ 'M60 a native lease goes back to the Db without the buffered items written first': ('src/engine/ops/lease_return.rs',
+   'let n = state.buffered();', 'let n = 0;'),
+ 'M61 a write does not wait for the Db pops under way': ('src/engine/ops/write.rs',
+   '''    while state.db_pops_under_way() {
+        state = core.sleep(Signal::Landed, state, None);
+    }
+''', ''),
+ 'M62 an ack of a native lease past its deadline acks it in the Db instead of returning it': ('src/engine/lease_table.rs',
+   '            Some(held) if held.deadline <= now => NativeState::Due,\n', ''),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {

@@ -380,6 +380,15 @@ fn lease_contract(kind: &str, url: &str) {
     common::leases::lease_contract(&*db, Duration::from_millis(100));
 }
 
+/// Released and expired items back on top across two clients of the same key or table, and
+/// through a storage.
+fn back_on_top_across_clients(kind: &str, url: &str) {
+    let name = unique("ontop");
+    let (a, b) = (open(kind, url, &name), open(kind, url, &name));
+    common::leases::back_on_top_across_clients(a, &*b, Duration::from_millis(100));
+    common::leases::back_on_top_through_a_storage(open(kind, url, &unique("ontops")));
+}
+
 /// Child mode of the consumer kill loop: `kind|url|name|seed`.
 #[test]
 fn lease_consumer_child() {
@@ -480,6 +489,14 @@ macro_rules! backend_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     lease_contract($kind, &url);
+                }
+            }
+
+            #[test]
+            fn released_and_expired_items_are_back_on_top_across_clients() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    back_on_top_across_clients($kind, &url);
                 }
             }
 

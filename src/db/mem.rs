@@ -119,6 +119,24 @@ impl MemDb {
         self.leases.lock().0.iter().count()
     }
 
+    /// A copy of the items leased and neither acked nor returned, oldest lease first
+    /// (expired ones included until a call returns them).
+    ///
+    /// ```
+    /// use lifostore::{Db, DbLeases, MemDb};
+    /// use std::time::Duration;
+    ///
+    /// let db = MemDb::new();
+    /// db.push_batch(&[b"a", b"b"]).unwrap();
+    /// db.pop_lease(1, Duration::from_secs(60)).unwrap();
+    /// assert_eq!(db.leased_items(), vec![b"b".to_vec()]);
+    /// assert_eq!(db.snapshot(), vec![b"a".to_vec()]);
+    /// ```
+    pub fn leased_items(&self) -> Vec<Vec<u8>> {
+        let leases = self.leases.lock();
+        leases.0.iter().map(|(_, held)| held.item.clone()).collect()
+    }
+
     /// Puts the leases past their deadline back on top, oldest lease first.
     fn return_expired(&self) {
         let mut leases = self.leases.lock();

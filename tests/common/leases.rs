@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lifostore::{Db, DbError, DbLease, DbLeases};
+use lifostore::{CancelToken, Db, DbError, DbLease, DbLeases, Error, Storage};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -28,6 +28,7 @@ pub fn lease_contract(db: &dyn Db, ttl: Duration) {
     release_restores_order(db);
     release_goes_on_top(db);
     expiry_returns_and_late_ack_fails(db, ttl);
+    expiry_goes_on_top(db, ttl);
     assert_eq!(db.pop_batch(100).expect("drain"), Vec::<Vec<u8>>::new());
 }
 
@@ -94,6 +95,111 @@ fn release_goes_on_top(db: &dyn Db) {
     l.release(&leased).expect("release b");
     let all = db.pop_batch(10).expect("pop all");
     assert_eq!(all, vec![b"b".to_vec(), b"c".to_vec(), b"a".to_vec()]);
+}
+
+/// An expired lease comes back on top too, above items pushed while it was leased; one that
+/// expires and is then named by an ack or a release is back on top from then on, below what
+/// is pushed afterwards.
+fn expiry_goes_on_top(db: &dyn Db, ttl: Duration) {
+    let l = leases(db);
+    db.push_batch(&[b"a", b"b"]).expect("push");
+    let leased = l.pop_lease(1, ttl).expect("lease b");
+    db.push(b"c").expect("push c");
+    // Waiting out a deadline: there is nothing to be woken by.
+    std::thread::sleep(ttl * 3);
+    let all = db.pop_batch(10).expect("pop all");
+    assert_eq!(
+        all,
+        vec![b"b".to_vec(), b"c".to_vec(), b"a".to_vec()],
+        "expired: back on top"
+    );
+    assert_eq!(expired_count(l.ack(&[leased[0].id])), 1, "late ack");
+    db.push(b"x").expect("push");
+    let leased = l.pop_lease(1, ttl).expect("lease x");
+    std::thread::sleep(ttl * 3);
+    assert_eq!(expired_count(l.ack(&[leased[0].id])), 1, "late ack");
+    db.push(b"y").expect("push y after the late ack");
+    let all = db.pop_batch(10).expect("pop all");
+    assert_eq!(all, vec![b"y".to_vec(), b"x".to_vec()], "back when noticed");
+}
+
+/// Two clients of one shared Db (two processes, as far as the server can tell): `a` leases
+/// the top item, `b` pushes above it, `a` releases it: `b`'s next pop gets it. The same when
+/// `a` dies holding the lease (`a` is dropped): the item is back on top once it expires.
+pub fn back_on_top_across_clients(a: Box<dyn Db>, b: &dyn Db, ttl: Duration) {
+    let la = leases(&*a);
+    b.push(b"A").expect("push A");
+    let lease = la.pop_lease(1, LONG).expect("a leases A");
+    b.push(b"B").expect("b pushes B");
+    la.release(&lease).expect("a releases A");
+    assert_eq!(
+        b.pop().expect("pop"),
+        Some(b"A".to_vec()),
+        "released: on top"
+    );
+    assert_eq!(b.pop().expect("pop"), Some(b"B".to_vec()));
+    b.push(b"C").expect("push C");
+    let lease = la.pop_lease(1, ttl).expect("a leases C");
+    assert_eq!(items(&lease), vec![b"C".to_vec()]);
+    drop(a); // the holder dies
+    b.push(b"D").expect("b pushes D");
+    std::thread::sleep(ttl * 3);
+    let all = b.pop_batch(10).expect("pop all");
+    assert_eq!(all, vec![b"C".to_vec(), b"D".to_vec()], "expired: on top");
+}
+
+/// How a lease ends in [`back_on_top_through_a_storage`].
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Release,
+    Drop,
+    Expiry,
+}
+
+/// The sequence a storage must keep over `db`: lease A, push B, then release A, drop the
+/// lease, or let its ttl pass: the next pop returns A, then B. A is leased from the Db (flushed
+/// first: a native lease) and from memory. The expiry case waits out the ttl: a pop that
+/// begins after the deadline finds the item back on top whatever the flusher did.
+pub fn back_on_top_through_a_storage<D: Db + 'static>(db: D) {
+    let ttl = Duration::from_millis(50);
+    let s = Storage::builder().lease_ttl(ttl).build(db).expect("build");
+    let t = CancelToken::new();
+    for from_db in [true, false] {
+        for ending in [Ending::Release, Ending::Drop, Ending::Expiry] {
+            let case = format!(
+                "{ending:?}, leased from the {}",
+                if from_db { "Db" } else { "memory" }
+            );
+            s.push(&t, "A").expect("push A");
+            if from_db {
+                s.flush(&t).expect("flush A to the Db");
+            }
+            let lease = s.pop_lease(&t).expect("lease A");
+            assert_eq!(&*lease, b"A", "{case}");
+            s.push(&t, "B").expect("push B");
+            let late = match ending {
+                Ending::Release => {
+                    lease.release();
+                    None
+                }
+                Ending::Drop => {
+                    drop(lease);
+                    None
+                }
+                Ending::Expiry => {
+                    std::thread::sleep(ttl + Duration::from_millis(10));
+                    Some(lease)
+                }
+            };
+            assert_eq!(s.pop(&t).expect("pop"), b"A", "{case}: A is back on top");
+            assert_eq!(s.pop(&t).expect("pop"), b"B", "{case}");
+            if let Some(lease) = late {
+                assert!(matches!(lease.ack(), Err(Error::LeaseExpired)), "{case}");
+            }
+            assert_eq!(s.try_pop().expect("try_pop"), None, "{case}: nothing else");
+        }
+    }
+    s.close().expect("close");
 }
 
 fn expiry_returns_and_late_ack_fails(db: &dyn Db, ttl: Duration) {

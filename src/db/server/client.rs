@@ -53,12 +53,33 @@ pub(crate) trait Protocol: Send + Sync {
         client: &str,
         acked_and_seq: (i64, i64),
         max: usize,
-    ) -> Result<Vec<Vec<u8>>, Self::Error>;
+    ) -> Result<Popped, Self::Error>;
+
+    /// Puts the leases past their deadline back on top, for a server whose pop cannot do it
+    /// itself ([`Popped::expired_first`]). Default: nothing to do.
+    fn return_expired(&self, conn: &mut Self::Conn) -> Result<(), Self::Error> {
+        let _ = conn;
+        Ok(())
+    }
 
     /// Settles `client`'s pops for good (pop `acked` answered, any later one lost) and
     /// forgets the client: its last call.
     fn release(&self, conn: &mut Self::Conn, client: &str, acked: i64) -> Result<(), Self::Error>;
 }
+
+/// What one pop statement took.
+pub(crate) struct Popped {
+    /// The items, newest first.
+    pub(crate) items: Vec<Vec<u8>>,
+    /// An expired lease waits to come back on top of the stack, so the statement took nothing
+    /// new (only items of a lost earlier pop, if any): the client returns the expired leases
+    /// ([`Protocol::return_expired`]) and asks again.
+    pub(crate) expired_first: bool,
+}
+
+/// How many times a pop returns expired leases and asks again before it gives up for this
+/// call (each time, other clients' leases may have expired meanwhile).
+const EXPIRED_RETRIES: usize = 4;
 
 /// The connection and what the client must remember across calls.
 struct Session<C> {
@@ -191,19 +212,52 @@ impl<P: Protocol> ServerClient<P> {
     }
 
     /// Takes up to `max` items in one statement, newest first; items of an earlier pop whose
-    /// reply was lost come first.
+    /// reply was lost come first. A leased item past its deadline comes back on top first (two
+    /// more round trips, only then).
     pub(crate) fn pop_batch(&self, max: usize) -> Result<Vec<Vec<u8>>, DbError> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let mut session = self.session.lock();
-        session.pop_seq += 1;
-        let seqs = (session.pop_acked, session.pop_seq);
-        let items = self
-            .call(&mut session, |p, conn| p.pop(conn, &self.id, seqs, max))
-            .map_err(|failed| failed.error)?;
-        session.pop_acked = seqs.1;
-        Ok(items)
+        for _ in 0..EXPIRED_RETRIES {
+            session.pop_seq += 1;
+            let seqs = (session.pop_acked, session.pop_seq);
+            let popped = self
+                .call(&mut session, |p, conn| p.pop(conn, &self.id, seqs, max))
+                .map_err(|failed| failed.error)?;
+            session.pop_acked = seqs.1;
+            if popped.expired_first {
+                self.call(&mut session, |p, conn| p.return_expired(conn))
+                    .map_err(|failed| failed.error)?;
+                if popped.items.is_empty() {
+                    continue; // the expired leases are on top now: ask again
+                }
+            }
+            return Ok(popped.items);
+        }
+        Ok(Vec::new())
+    }
+
+    /// Runs `f` with `return_expired` between tries while `f` says an expired lease must come
+    /// back on top first (`Ok(None)`), at most a few times; `Ok(None)` from the last try is an
+    /// empty answer. For a lease statement, which has the same rule as a pop.
+    pub(crate) fn run_after_expired<T: Default>(
+        &self,
+        mut f: impl FnMut(&P, &mut P::Conn) -> Result<Option<T>, P::Error>,
+    ) -> Result<T, DbError> {
+        let mut session = self.session.lock();
+        for _ in 0..EXPIRED_RETRIES {
+            let answer = self
+                .call(&mut session, &mut f)
+                .map_err(|failed| failed.error)?;
+            match answer {
+                Some(value) => return Ok(value),
+                None => self
+                    .call(&mut session, |p, conn| p.return_expired(conn))
+                    .map_err(|failed| failed.error)?,
+            }
+        }
+        Ok(T::default())
     }
 }
 

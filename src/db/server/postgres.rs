@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::client::{Protocol, ServerClient};
+use super::client::{Popped, Protocol, ServerClient};
 use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
 use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
 use crate::error::{DbError, PushBatchError};
@@ -61,13 +61,16 @@ const MAX_TABLE_LEN: usize = 63 - "_clients".len();
 /// The table has two more columns, `lease_id bigint` and `leased_until timestamptz` (added to
 /// an existing table by `open`), and a sequence `<table>_lseq` for lease ids.
 /// [`pop_lease`](DbLeases::pop_lease) is one statement: it picks the newest rows that are not
-/// leased (or whose lease has expired) with `FOR UPDATE SKIP LOCKED`, as a pop does, and
-/// stamps them with a new lease id and `now() + ttl` instead of deleting them; every pop skips
-/// rows whose lease has not expired. [`ack`](DbLeases::ack) deletes the rows whose lease is still
-/// held; [`release`](DbLeases::release) clears the lease and gives the row a new id from the table's
-/// sequence, so it is back on top. An expired lease needs no statement: the row is simply
-/// visible again, **at its old place** in the stack (by its original id), not on top. The
-/// server's clock decides expiry.
+/// leased with `FOR UPDATE SKIP LOCKED`, as a pop does, and stamps them with a new lease id and
+/// `now() + ttl` instead of deleting them; every pop skips leased rows. [`ack`](DbLeases::ack)
+/// deletes the rows whose lease is still held; [`release`](DbLeases::release) clears the lease and
+/// gives the row a new id from the table's sequence, so it is back **on top**. An expired
+/// lease comes back on top too, when a statement first notices it (the server's clock
+/// decides): a pop or lease that finds an expired lease in the table takes nothing and says
+/// so, the client then gives every expired row a new id (oldest deadline first, so the
+/// newest lease ends on top) and asks again, two more round trips only then; an ack or a
+/// release naming an expired lease gives its row a new id in the same statement. So an
+/// expired item is back on top on every path, also after the process that held it died.
 ///
 /// Why not a transaction held open per lease (`FOR UPDATE SKIP LOCKED` inside it, rolled back
 /// by a crash)? It would pin one server connection per outstanding lease (connections are
@@ -110,6 +113,10 @@ struct Conn {
 
 /// Most statements kept prepared on one connection (push and pop, per table used).
 const MAX_STATEMENTS: usize = 8;
+
+/// The id of the extra row a pop or lease statement returns when it took nothing because an
+/// expired lease waits to come back on top (row ids are positive).
+const EXPIRED_MARK: i64 = -1;
 
 impl Conn {
     /// `sql`, prepared on this connection the first time it is used.
@@ -280,35 +287,84 @@ impl PostgresDb {
     }
 
     /// Runs `sql` (naming the table as `{t}`) with the lease ids `ids` as `$1`; returns how
-    /// many of them were not held (`sql` ends one row per held lease).
+    /// many of them were not held (`sql` returns one boolean row per lease it ended: `true` for
+    /// a held one, `false` for an expired one it put back on top).
     fn end_leases(&self, sql: &str, ids: &[LeaseId]) -> Result<usize, DbError> {
         let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
         let ended = self.client.run(|pg, c| {
             let statement = c.prepared(&sql.replace("{t}", &pg.table))?;
-            c.client.execute(&statement, &[&ids])
+            let rows = c.client.query(&statement, &[&ids])?;
+            let held: Result<Vec<bool>, _> = rows.iter().map(|r| r.try_get(0)).collect();
+            Ok(held?.into_iter().filter(|&h| h).count())
         })?;
-        Ok(ids.len().saturating_sub(ended as usize))
+        Ok(ids.len().saturating_sub(ended))
     }
 }
 
 impl Postgres {
     /// The pop statement: settles this client's previous pop (its reply arrived: delete the
-    /// copies; it did not: return them again, up to `$4`), then takes up to `$4` in all.
-    /// `$1` client, `$2` acknowledged pop, `$3` this pop, `$4` max.
+    /// copies; it did not: return them again, up to `$4`), then takes up to `$4` in all, unless
+    /// an expired lease waits to come back on top: then it takes nothing new and returns the
+    /// row [`EXPIRED_MARK`] too. `$1` client, `$2` acknowledged pop, `$3` this pop, `$4` max.
     fn pop_sql(&self) -> String {
         format!(
-            "WITH lost AS (UPDATE {t}_taken SET seq = $3 WHERE client = $1 AND id IN \
+            "WITH exp AS ({expired}), \
+             lost AS (UPDATE {t}_taken SET seq = $3 WHERE client = $1 AND id IN \
                (SELECT id FROM {t}_taken WHERE client = $1 AND seq <> $2 \
                 ORDER BY id DESC LIMIT $4) RETURNING id, data), \
              done AS (DELETE FROM {t}_taken WHERE client = $1 AND seq = $2), \
              took AS (DELETE FROM {t} WHERE id IN (SELECT id FROM {t} \
-               WHERE leased_until IS NULL OR leased_until <= now() ORDER BY id DESC \
+               WHERE lease_id IS NULL AND NOT (SELECT e FROM exp) ORDER BY id DESC \
                LIMIT greatest($4 - (SELECT count(*) FROM lost), 0) FOR UPDATE SKIP LOCKED) \
                RETURNING id, data, pushed_at), \
              kept AS (INSERT INTO {t}_taken (client, seq, id, data, pushed_at) \
                SELECT $1, $3, id, data, pushed_at FROM took) \
-             SELECT id, data FROM lost UNION ALL SELECT id, data FROM took",
+             SELECT id, data FROM lost UNION ALL SELECT id, data FROM took \
+             UNION ALL SELECT {EXPIRED_MARK}, '\\x'::bytea FROM exp WHERE e",
+            t = self.table,
+            expired = self.any_expired_sql(),
+        )
+    }
+
+    /// `SELECT e`: whether a lease in the table has expired (its row waits to come back on
+    /// top). Uses the partial index on leased rows.
+    fn any_expired_sql(&self) -> String {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM {t} WHERE lease_id IS NOT NULL \
+               AND leased_until <= now()) AS e",
             t = self.table
+        )
+    }
+
+    /// Puts every expired lease back on top: each row gets a new id, oldest deadline first
+    /// (rows leased together keep their order), so the newest lease ends on top. Rows another
+    /// transaction holds are left for the next call.
+    fn return_expired_sql(&self) -> String {
+        format!(
+            "WITH r AS (SELECT id, leased_until FROM {t} WHERE lease_id IS NOT NULL \
+               AND leased_until <= now() FOR UPDATE SKIP LOCKED), \
+             n AS (SELECT id, nextval(pg_get_serial_sequence('{t}', 'id')) AS new \
+               FROM (SELECT id FROM r ORDER BY leased_until, id) s) \
+             UPDATE {t} SET id = n.new, lease_id = NULL, leased_until = NULL \
+             FROM n WHERE {t}.id = n.id",
+            t = self.table
+        )
+    }
+
+    /// The lease statement for up to `$1` rows leased for `$2` ms: (row id, lease id, data),
+    /// or just the [`EXPIRED_MARK`] row if an expired lease waits to come back on top.
+    fn lease_sql(&self) -> String {
+        format!(
+            "WITH exp AS ({expired}), \
+             took AS (SELECT id FROM {t} WHERE lease_id IS NULL AND NOT (SELECT e FROM exp) \
+               ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED), \
+             leased AS (UPDATE {t} SET lease_id = nextval('{t}_lseq'), \
+               leased_until = now() + $2 * interval '1 millisecond' \
+               FROM took WHERE {t}.id = took.id RETURNING {t}.id, {t}.lease_id, {t}.data) \
+             SELECT id, lease_id, data FROM leased \
+             UNION ALL SELECT {EXPIRED_MARK}, {EXPIRED_MARK}, '\\x'::bytea FROM exp WHERE e",
+            t = self.table,
+            expired = self.any_expired_sql(),
         )
     }
 }
@@ -376,14 +432,15 @@ impl Protocol for Postgres {
         conn.client.execute(&statement, &params).map(drop)
     }
 
-    /// One statement (`DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING` inside), newest first.
+    /// One statement (`DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING` inside), newest first;
+    /// it takes nothing new if an expired lease waits to come back on top, and says so.
     fn pop(
         &self,
         conn: &mut Conn,
         client: &str,
         (acked, seq): (i64, i64),
         max: usize,
-    ) -> Result<Vec<Vec<u8>>, postgres::Error> {
+    ) -> Result<Popped, postgres::Error> {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let statement = conn.prepared(&self.pop_sql())?;
         let client = client.to_string();
@@ -393,8 +450,21 @@ impl Protocol for Postgres {
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, postgres::Error>>()?;
+        let marked = rows.iter().position(|row| row.0 == EXPIRED_MARK);
+        if let Some(at) = marked {
+            rows.remove(at);
+        }
         rows.sort_by_key(|row| std::cmp::Reverse(row.0));
-        Ok(rows.into_iter().map(|(_, d)| d).collect())
+        Ok(Popped {
+            items: rows.into_iter().map(|(_, d)| d).collect(),
+            expired_first: marked.is_some(),
+        })
+    }
+
+    /// Every expired lease back on top, newest lease on top ([`Postgres::return_expired_sql`]).
+    fn return_expired(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        let statement = conn.prepared(&self.return_expired_sql())?;
+        conn.client.execute(&statement, &[]).map(drop)
     }
 
     /// Deletes the copies of pop `acked`, puts those of a lost later pop back into the table,
@@ -454,27 +524,23 @@ impl Db for PostgresDb {
 
 impl DbLeases for PostgresDb {
     /// One statement (see the type's docs, "Leases"): the newest unleased rows, `FOR UPDATE
-    /// SKIP LOCKED`, get a lease id and a deadline.
+    /// SKIP LOCKED`, get a lease id and a deadline; if an expired lease waits to come back on
+    /// top, it goes back first and the statement runs again.
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1) as f64;
-        let mut rows: Vec<(i64, i64, Vec<u8>)> = self.client.run(|pg, c| {
-            let sql = format!(
-                "WITH took AS (SELECT id FROM {t} WHERE leased_until IS NULL \
-                   OR leased_until <= now() ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 UPDATE {t} SET lease_id = nextval('{t}_lseq'), \
-                   leased_until = now() + $2 * interval '1 millisecond' \
-                 FROM took WHERE {t}.id = took.id RETURNING {t}.id, {t}.lease_id, {t}.data",
-                t = pg.table
-            );
-            let statement = c.prepared(&sql)?;
+        let mut rows: Vec<(i64, i64, Vec<u8>)> = self.client.run_after_expired(|pg, c| {
+            let statement = c.prepared(&pg.lease_sql())?;
             let rows = c.client.query(&statement, &[&limit, &ttl_ms])?;
-            rows.iter()
+            let rows: Vec<(i64, i64, Vec<u8>)> = rows
+                .iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                .collect()
+                .collect::<Result<_, postgres::Error>>()?;
+            // The mark alone: the statement took nothing, an expired lease goes back first.
+            Ok((!rows.iter().any(|row| row.0 == EXPIRED_MARK)).then_some(rows))
         })?;
         rows.sort_by_key(|row| std::cmp::Reverse(row.0));
         let leases = rows.into_iter().map(|(_, id, item)| DbLease {
@@ -484,21 +550,25 @@ impl DbLeases for PostgresDb {
         Ok(leases.collect())
     }
 
-    /// One statement: deletes the rows whose lease is still held.
+    /// One statement: deletes the rows whose lease is still held; a named lease that expired
+    /// goes back on top in the same statement (and is reported as not held).
     fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
-        let sql = "DELETE FROM {t} WHERE lease_id = ANY($1) AND leased_until > now()";
+        let sql = "WITH back AS (UPDATE {t} SET id = nextval(pg_get_serial_sequence('{t}', 'id')), \
+                     lease_id = NULL, leased_until = NULL \
+                     WHERE lease_id = ANY($1) AND leased_until <= now()) \
+                   DELETE FROM {t} WHERE lease_id = ANY($1) AND leased_until > now() RETURNING true";
         lease_result(self.end_leases(sql, ids)?)
     }
 
-    /// One statement: clears the held leases and gives their rows new ids, oldest first, so
-    /// they are back on top as they were.
+    /// One statement: clears the named leases, held or expired, and gives their rows new ids,
+    /// oldest first, so they are back on top as they were.
     fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
-        let sql = "WITH r AS (SELECT id FROM {t} WHERE lease_id = ANY($1) \
-                     AND leased_until > now() ORDER BY id FOR UPDATE), \
-                   n AS (SELECT id, nextval(pg_get_serial_sequence('{t}', 'id')) AS new \
-                     FROM (SELECT id FROM r ORDER BY id) s) \
+        let sql = "WITH r AS (SELECT id, leased_until > now() AS held FROM {t} \
+                     WHERE lease_id = ANY($1) ORDER BY id FOR UPDATE), \
+                   n AS (SELECT id, held, nextval(pg_get_serial_sequence('{t}', 'id')) AS new \
+                     FROM (SELECT id, held FROM r ORDER BY id) s) \
                    UPDATE {t} SET id = n.new, lease_id = NULL, leased_until = NULL \
-                   FROM n WHERE {t}.id = n.id";
+                   FROM n WHERE {t}.id = n.id RETURNING n.held";
         let ids: Vec<LeaseId> = leases.iter().map(|l| l.id).collect();
         lease_result(self.end_leases(sql, &ids)?)
     }

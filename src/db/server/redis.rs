@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::client::{Protocol, ServerClient};
+use super::client::{Popped, Protocol, ServerClient};
 use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
 use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
 use crate::error::{DbError, PushBatchError};
@@ -388,14 +388,19 @@ impl Protocol for Redis {
         cmd.query::<i64>(conn).map(drop)
     }
 
+    /// The pop script returns expired leases on top itself, before it pops.
     fn pop(
         &self,
         conn: &mut redis::Connection,
         client: &str,
         seqs: (i64, i64),
         max: usize,
-    ) -> redis::RedisResult<Vec<Vec<u8>>> {
-        self.pop_script(conn, client, seqs, (max, false))
+    ) -> redis::RedisResult<Popped> {
+        let items = self.pop_script(conn, client, seqs, (max, false))?;
+        Ok(Popped {
+            items,
+            expired_first: false,
+        })
     }
 
     fn release(

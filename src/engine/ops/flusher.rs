@@ -1,5 +1,6 @@
 //! The flusher thread's loop: sleep until the policy says write, take the writer role, repeat.
-//! At every wake-up it also returns the leases past their deadline and ticks the coarse clock
+//! At every wake-up it also returns the leases past their deadline (native Db leases with Db
+//! calls, `ops::lease_return`) and ticks the coarse clock
 //! pushes stamp items with. It returns when the storage closes (`close` drains the rest on its
 //! own thread).
 
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::engine::core::{Core, Signal};
+use crate::engine::ops::lease_return::return_native;
 use crate::engine::ops::write::write_batch;
 use crate::engine::policy::{Next, earliest};
 
@@ -18,8 +20,13 @@ pub(crate) fn run(core: Arc<Core>) {
             return;
         }
         let now = Instant::now();
-        let expired = state.expire_leases(now);
+        let (expired, native) = state.expire_leases(now);
         core.wake_up(&mut state, expired);
+        if !native.is_empty() {
+            // Native Db leases past their deadline: back on top, which takes Db calls.
+            state = return_native(&core, state, &native);
+            continue;
+        }
         let tick = state.tick(&core.cfg, now);
         let duties = earliest(tick, state.next_lease_deadline());
         match state.next(&core.cfg, now) {

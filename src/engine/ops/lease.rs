@@ -8,19 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::db::{DbLease, DbLeases};
-use crate::engine::core::Core;
+use crate::engine::core::{Core, Signal};
 use crate::engine::db_call::call_db;
-use crate::engine::lease_table::LeaseEnd;
+use crate::engine::lease_table::{DB_CLOCK_MARGIN, LeaseEnd, NativeState};
+use crate::engine::ops::lease_return::{db_lease_ttl, write_then_release};
 use crate::engine::ops::take::Take;
 use crate::engine::ops::write::drain;
 use crate::engine::state::State;
 use crate::engine::wakeups::Wakeups;
 use crate::error::{DbError, Error};
-
-/// The engine's deadline for a native Db lease is this much after the Db's own: the Db stamps
-/// its deadline (wall-clock milliseconds) during its call, the engine after the call returned,
-/// plus the millisecond rounding.
-const DB_CLOCK_MARGIN: Duration = Duration::from_millis(2);
 
 /// An item taken with [`Storage::pop_lease`](crate::Storage::pop_lease): invisible to every other pop until it is
 /// [acked](Lease::ack) (gone for good) or [released](Lease::release) (back on top, the next
@@ -207,11 +203,34 @@ fn db_leases(core: &Core) -> Result<&dyn DbLeases, DbError> {
         .ok_or_else(|| DbError::msg("the database stopped offering leases"))
 }
 
-/// Acks a native Db lease. A Db that no longer holds it returned (or will return) the item.
+/// Acks a native Db lease. Past its deadline (the flusher has not returned it yet) the lease
+/// expires here instead, as a memory lease's late ack does: back on top, `LeaseExpired`. A
+/// lease no longer in the table was returned already. A Db that no longer holds it returned
+/// (or will return) the item: the storage stops trusting its count of the Db.
 fn ack_in_db(core: &Core, key: u64, lease: &DbLease) -> Result<(), Error> {
+    let mut state = core.state.lock();
+    loop {
+        match state.native_state(key, Instant::now()) {
+            NativeState::Ended => return Err(Error::LeaseExpired),
+            // Its return is in flight: only its outcome says whether the lease ended.
+            NativeState::Returning => state = core.sleep(Signal::Landed, state, None),
+            NativeState::Due => {
+                let (state, ended) = write_then_release(core, state, &[key], true);
+                drop(state);
+                return match ended {
+                    // Not returned (the Db failed): the Db keeps the lease, as after a failed
+                    // ack.
+                    Some(Err(e)) => Err(Error::Db(e)),
+                    Some(Ok(())) | None => Err(Error::LeaseExpired),
+                };
+            }
+            NativeState::Held => break,
+        }
+    }
+    drop(state);
     let answer = call_db(|| db_leases(core)?.ack(&[lease.id]));
     let mut state = core.state.lock();
-    let whom = state.end_db_lease(key, true, &answer);
+    let whom = state.end_db_ack(key, &answer);
     core.wake_up(&mut state, whom);
     match answer {
         Ok(()) => Ok(()),
@@ -221,13 +240,12 @@ fn ack_in_db(core: &Core, key: u64, lease: &DbLease) -> Result<(), Error> {
     }
 }
 
-/// Releases a native Db lease: the item is back in the Db (or will be, at its deadline, if
-/// the release failed: then the table keeps the lease until then).
+/// Releases a native Db lease: back on top of everything buffered ([`write_then_release`]),
+/// or, if that fails, back by itself at the Db's deadline.
 fn release_in_db(core: &Core, key: u64, lease: DbLease) {
-    let answer = call_db(|| db_leases(core)?.release(std::slice::from_ref(&lease)));
-    let mut state = core.state.lock();
-    let whom = state.end_db_lease(key, false, &answer);
-    core.wake_up(&mut state, whom);
+    drop(lease); // the Db needs only the id, which the table keeps
+    let state = core.state.lock();
+    drop(write_then_release(core, state, &[key], false).0);
 }
 
 /// Tracks the leases a Db not shared with other processes held when the storage was built
@@ -249,8 +267,8 @@ fn db_ttl(core: &Core) -> Duration {
 
 /// What one Db call for a lease gave.
 pub(crate) enum FromDb {
-    /// A lease the Db keeps itself.
-    Native(DbLease),
+    /// A lease the Db keeps itself, and when the call that took it began.
+    Native(DbLease, Instant),
     /// An item popped from a Db without leases: the storage holds it for the lease.
     Popped(Vec<u8>),
 }
@@ -263,37 +281,40 @@ impl Take for Leasing {
     type Out = Lease;
     const POPS: bool = false;
 
-    /// A memory lease on the newest buffered item, after returning the leases that are due.
+    /// A memory lease on the newest buffered item, after returning the leases that are due
+    /// (the native ones are the flusher's to return, Db calls: it is woken for them).
     fn take_from_memory(&self, core: &Arc<Core>, state: &mut State) -> Option<(Lease, Wakeups)> {
         let now = Instant::now();
-        let expired = state.expire_leases(now);
+        let (expired, _native) = state.expire_leases(now);
         core.wake_up(state, expired);
         let (key, data, whom) = state.lease_newest(&core.cfg, core.lease_ttl, now)?;
         Some((lease(core, key, Kind::Item(data)), whom))
     }
 
-    /// One lease from a Db with leases (extra ones it answers with are released at once), or
-    /// one pop from a Db without.
+    /// One lease from a Db with leases, held by the Db for [`db_lease_ttl`], longer than the
+    /// storage holds it (extra ones it answers with are released at once); or one pop from a Db
+    /// without.
     fn take_from_db(&self, core: &Core) -> Result<Option<FromDb>, DbError> {
         let Some(leases) = core.db.leases() else {
             return Ok(core.db.pop()?.map(FromDb::Popped));
         };
-        let mut got = leases.pop_lease(1, db_ttl(core))?;
+        let began = Instant::now();
+        let mut got = leases.pop_lease(1, db_lease_ttl(db_ttl(core)))?;
         if got.len() > 1 {
             let extra = got.split_off(1);
             // If this fails, the Db returns them at their deadline.
             let _ = leases.release(&extra);
         }
-        Ok(got.pop().map(FromDb::Native))
+        Ok(got.pop().map(|lease| FromDb::Native(lease, began)))
     }
 
     fn taken(raw: &Option<FromDb>) -> usize {
         usize::from(raw.is_some())
     }
 
-    /// A native Db lease is tracked by its deadline only; an item popped from a Db without
-    /// leases is held here, stamped one window old so that, back on top, it is written to the
-    /// Db at once.
+    /// A native Db lease is tracked with its Db id, due one ttl after its Db call began (so
+    /// before the Db's own deadline); an item popped from a Db without leases is held here,
+    /// stamped one window old so that, back on top, it is written to the Db at once.
     fn settle(
         &self,
         core: &Arc<Core>,
@@ -304,8 +325,10 @@ impl Take for Leasing {
         let deadline = now + db_ttl(core);
         match raw {
             None => (None, Wakeups::NONE),
-            Some(FromDb::Native(db_lease)) => {
-                let (key, whom) = state.hold_db_lease(deadline + DB_CLOCK_MARGIN);
+            Some(FromDb::Native(db_lease, began)) => {
+                let ttl = db_ttl(core);
+                let due = began + ttl;
+                let (key, whom) = state.hold_db_lease(db_lease.id, due, began + db_lease_ttl(ttl));
                 (Some(lease(core, key, Kind::Db(db_lease))), whom)
             }
             Some(FromDb::Popped(item)) => {
@@ -326,12 +349,16 @@ fn lease(core: &Arc<Core>, key: u64, kind: Kind) -> Lease {
     }
 }
 
-/// `Storage::expire_leases_now`: every lease whose item the storage holds expires now.
+/// `Storage::expire_leases_now`: every lease taken through this storage expires now; for the
+/// ones a native Db holds that is Db work, done on the calling thread.
 #[cfg(feature = "testing")]
 pub(crate) fn expire_now(core: &Core) {
     let mut state = core.state.lock();
-    let whom = state.expire_held_items_now(Instant::now());
+    let (whom, native) = state.expire_all_leases_now(Instant::now());
     core.wake_up(&mut state, whom);
+    if !native.is_empty() {
+        state = crate::engine::ops::lease_return::return_native(core, state, &native);
+    }
     let closed = state.is_closed();
     drop(state);
     if closed {

@@ -7,6 +7,7 @@
 //! * [`flusher`]: the background thread's loop;
 //! * [`durable`]: `push_durable`'s wait, with group commit;
 //! * [`lease`]: the lease guard and the ends of a lease;
+//! * [`lease_return`]: returning a native Db lease on top of everything buffered;
 //! * [`count`]: the size of the storage, `len`.
 //!
 //! They import the core, the state and the leaves; none imports the facade.
@@ -16,5 +17,6 @@ pub(crate) mod count;
 pub(crate) mod durable;
 pub(crate) mod flusher;
 pub(crate) mod lease;
+pub(crate) mod lease_return;
 pub(crate) mod take;
 pub(crate) mod write;

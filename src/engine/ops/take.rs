@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use crate::engine::core::{Core, Signal};
 use crate::engine::db_call::call_db;
+use crate::engine::ops::lease_return::return_due;
 use crate::engine::state::State;
 use crate::engine::state::db_view::{DbPopStep, DbPopTicket};
 use crate::engine::waiter::{Wait, Waiter};
@@ -121,8 +122,10 @@ pub(crate) fn take<T: Take, R>(
 ) -> Result<R, Error> {
     wait.live()?;
     let mut state = core.state.lock();
-    // The common case, straight through: the storage is open and memory has the newest item.
+    // The common case, straight through: the storage is open, no lease is due to come back on
+    // top (the walk returns it first), and memory has the newest item.
     if !state.is_closed()
+        && !state.lease_due()
         && let Some((out, whom)) = how.take_from_memory(core, &mut state)
     {
         core.wake_up(&mut state, whom);
@@ -146,6 +149,7 @@ fn take_waiting<'a, T: Take, R>(
     let mut spins = 0;
     loop {
         waiter.check(&mut state)?;
+        state = return_due(core, state);
         if let Some((out, whom)) = how.take_from_memory(core, &mut state) {
             core.wake_up(&mut state, whom);
             drop(state);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::engine::core::{Core, Signal};
-use crate::engine::db_call::write_isolating;
+use crate::engine::db_call::{Written, write_isolating};
 use crate::engine::state::State;
 use crate::engine::state::dead_letters::DeadLetter;
 use crate::engine::waiter::{Wait, Waiter};
@@ -29,31 +29,65 @@ use crate::token::CancelToken;
 /// stored at all (it may then be written twice, never lost).
 pub(crate) fn write_batch<'a>(
     core: &'a Core,
-    mut state: MutexGuard<'a, State>,
+    state: MutexGuard<'a, State>,
     n: usize,
 ) -> (MutexGuard<'a, State>, Result<(), DbError>) {
-    let batch = state.begin_write(n);
-    drop(state);
-
-    let items = batch.items();
-    let started = Instant::now();
-    let written = write_isolating(&*core.db, &items);
-    let elapsed = started.elapsed();
-    drop(items);
-
-    let mut state = core.state.lock();
-    let (outcome, poison, whom) = state.land(batch, written, elapsed, &core.cfg, Instant::now());
-    core.wake_up(&mut state, whom);
+    let (mut state, outcome, (), poison) = write_batch_then(core, state, n, |_| ());
     if !poison.is_empty() {
         state = dead_letter(core, state, poison);
     }
     (state, outcome)
 }
 
+/// [`write_batch`], then `then` (given what the write did) still inside the writer role, with
+/// the lock released, before the batch lands: nothing can be written, and no pop that waits
+/// for the batch in flight can reach the Db, between the write and `then`. A native lease's
+/// return uses it to put its item back on top of everything that was buffered
+/// (`ops::lease_return`). `n` may be 0: the writer role alone. Returns the guard (the batch
+/// landed, everyone woken), the write's outcome, `then`'s answer, and the poison items for
+/// [`dead_letter`], which the caller hands on once its own bookkeeping is done.
+pub(crate) fn write_batch_then<'a, R>(
+    core: &'a Core,
+    mut state: MutexGuard<'a, State>,
+    n: usize,
+    then: impl FnOnce(&Written) -> R,
+) -> (
+    MutexGuard<'a, State>,
+    Result<(), DbError>,
+    R,
+    Vec<DeadLetter>,
+) {
+    let batch = state.begin_write(n);
+    // A Db pop under way began when memory was empty, before this write; if it ran while the
+    // write had stored only part of its batch (a Db whose `push_batch` is not atomic, or fails
+    // half way), it would take a stored item from under the unstored ones, which are newer.
+    // New Db pops wait for the write (they check `is_writing`); wait for those under way.
+    while state.db_pops_under_way() {
+        state = core.sleep(Signal::Landed, state, None);
+    }
+    drop(state);
+
+    let items = batch.items();
+    let started = Instant::now();
+    let written = if items.is_empty() {
+        Written::default()
+    } else {
+        write_isolating(&*core.db, &items)
+    };
+    let elapsed = started.elapsed();
+    drop(items);
+    let after = then(&written);
+
+    let mut state = core.state.lock();
+    let (outcome, poison, whom) = state.land(batch, written, elapsed, &core.cfg, Instant::now());
+    core.wake_up(&mut state, whom);
+    (state, outcome, after, poison)
+}
+
 /// Hands poison items to the user's hook (with the lock released, so the hook may take its
 /// time without stalling pushers and poppers), or keeps them aside when there is no hook or
 /// it panicked.
-fn dead_letter<'a>(
+pub(crate) fn dead_letter<'a>(
     core: &'a Core,
     mut state: MutexGuard<'a, State>,
     poison: Vec<DeadLetter>,

@@ -87,6 +87,11 @@ impl DbView {
         self.count
     }
 
+    /// Whether Db pops are under way.
+    pub(crate) fn pops_running(&self) -> bool {
+        self.running > 0
+    }
+
     /// Whether a taking call that found memory empty should call the Db now.
     pub(crate) fn pop_step(&mut self, cfg: &Config, now: Instant) -> DbPopStep {
         let shared_at = self

@@ -6,33 +6,44 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::State;
-use crate::engine::lease_table::{LeaseEnd, What};
+use crate::db::LeaseId;
+use crate::engine::lease_table::{LeaseEnd, NativeState, What};
 use crate::engine::policy::Config;
 use crate::engine::wakeups::{Notify, Wakeups};
 use crate::error::DbError;
 
 impl State {
-    /// Returns every lease past its deadline at `now`: held items go back on top (due: their
-    /// deadline was at most their due time), native Db leases make the storage ask the Db
-    /// again. Wakes the poppers and the flusher when anything came back.
-    pub(crate) fn expire_leases(&mut self, now: Instant) -> Wakeups {
-        let due = self.leases.take_due(now);
-        if due.is_empty() {
-            return Wakeups::NONE;
+    /// Returns every lease past its deadline at `now` that can be returned under the lock:
+    /// held items go back on top (due: their deadline was at most their due time), leases a
+    /// dead process held make the storage ask the Db again. Returns whom that wakes, and the
+    /// keys of the native leases due, whose return takes Db calls (`ops::lease_return`).
+    pub(crate) fn expire_leases(&mut self, now: Instant) -> (Wakeups, Vec<u64>) {
+        let (due, native) = self.leases.take_due(now);
+        if due.is_empty() && native.is_empty() {
+            return (Wakeups::NONE, native);
         }
         for held in due {
             match held.what {
                 What::Item { data, pushed_at } => self
                     .stack
                     .put_back_on_top(Arc::unwrap_or_clone(data), pushed_at),
-                What::InDb => self.db.may_have_grown(),
+                What::Native { .. } | What::DbReturns => self.db.may_have_grown(),
             }
         }
-        Wakeups {
+        let whom = Wakeups {
             poppers: Notify::All,
             flusher: true,
             ..Wakeups::NONE
-        }
+        };
+        (whom, native)
+    }
+
+    /// Whether a lease may be past its deadline: reads the clock only while leases are held.
+    #[inline]
+    pub(crate) fn lease_due(&self) -> bool {
+        self.leases
+            .next_deadline()
+            .is_some_and(|d| d <= Instant::now())
     }
 
     /// The earliest deadline of a held lease (or a bit earlier): the flusher wakes then.
@@ -93,10 +104,21 @@ impl State {
         (key, data, whom)
     }
 
-    /// Tracks a lease a native Db holds until `deadline`: the Db's count is not the storage's
-    /// to keep any more. Wakes the flusher if the deadline is the earliest.
-    pub(crate) fn hold_db_lease(&mut self, deadline: Instant) -> (u64, Wakeups) {
-        let (key, earliest) = self.leases.insert(deadline, What::InDb, false);
+    /// Tracks a lease a native Db holds under `id` until about `db_deadline`, to be returned by
+    /// the storage at `deadline` (earlier): the Db's count is not the storage's to keep any
+    /// more. Wakes the flusher if the deadline is the earliest.
+    pub(crate) fn hold_db_lease(
+        &mut self,
+        id: LeaseId,
+        deadline: Instant,
+        db_deadline: Instant,
+    ) -> (u64, Wakeups) {
+        let what = What::Native {
+            id,
+            db_deadline,
+            returning: false,
+        };
+        let (key, earliest) = self.leases.insert(deadline, what, false);
         self.db.may_have_grown();
         let whom = Wakeups {
             flusher: earliest,
@@ -133,7 +155,7 @@ impl State {
             return (LeaseEnd::Acked, Wakeups::NONE);
         }
         if late {
-            self.leases.count_expired();
+            self.leases.count_expired(1);
         }
         let whom = self.put_back(vec![(Arc::unwrap_or_clone(data), pushed_at)]);
         (
@@ -160,28 +182,24 @@ impl State {
         }
     }
 
-    /// Ends the native Db lease `key` after the Db answered an ack (`ack`) or a release. An
-    /// ack the Db refused as expired, and every release, mean the Db may hold the item again:
-    /// the storage stops trusting its count and wakes the poppers. A failed ack leaves the
-    /// lease held by the Db until its deadline, and in the table till then.
-    pub(crate) fn end_db_lease(
-        &mut self,
-        key: u64,
-        ack: bool,
-        answer: &Result<(), DbError>,
-    ) -> Wakeups {
+    /// Where the native lease `key` stands at `now`.
+    pub(crate) fn native_state(&self, key: u64, now: Instant) -> NativeState {
+        self.leases.native_state(key, now)
+    }
+
+    /// Ends the native Db lease `key` after the Db answered an ack. An ack the Db refused as
+    /// expired means the Db may hold the item again: the storage stops trusting its count and
+    /// wakes the poppers. A failed ack leaves the lease held by the Db until its deadline, and
+    /// in the table till then.
+    pub(crate) fn end_db_ack(&mut self, key: u64, answer: &Result<(), DbError>) -> Wakeups {
         let expired = matches!(answer, Err(DbError::LeaseExpired { .. }));
-        if ack {
-            if answer.is_ok() || expired {
-                self.leases.remove(key);
-            }
-            if !expired {
-                return Wakeups::NONE;
-            }
-            self.leases.count_expired();
-        } else if answer.is_ok() || expired {
+        if answer.is_ok() || expired {
             self.leases.remove(key);
         }
+        if !expired {
+            return Wakeups::NONE;
+        }
+        self.leases.count_expired(1);
         self.db.may_have_grown();
         Wakeups {
             poppers: Notify::All,
@@ -189,11 +207,44 @@ impl State {
         }
     }
 
-    /// Every lease whose item the storage holds expires now, as if its deadline had passed
-    /// (for `Storage::expire_leases_now`).
+    /// Claims the native leases among `keys` still held for a return: their keys and Db ids
+    /// (`None`: another return of one of them is in flight). A Db pop answering "empty" while
+    /// the return runs must not teach a count: the Db grows.
+    pub(crate) fn claim_native_leases(&mut self, keys: &[u64]) -> Option<Vec<(u64, LeaseId)>> {
+        let claimed = self.leases.claim_native(keys)?;
+        if !claimed.is_empty() {
+            self.db.may_have_grown();
+        }
+        Some(claimed)
+    }
+
+    /// The return of the `claimed` native leases landed, `ended` or not (then the Db keeps
+    /// them until its own deadline, and the flusher watches it); `expiry`: they were returned
+    /// at their deadline, which counts them as expired. Wakes the poppers: the items may be
+    /// back on top of the Db.
+    pub(crate) fn settle_native_leases(
+        &mut self,
+        claimed: &[(u64, LeaseId)],
+        ended: bool,
+        expiry: bool,
+    ) -> Wakeups {
+        self.leases.settle_native(claimed, ended);
+        if ended && expiry {
+            self.leases.count_expired(claimed.len());
+        }
+        self.db.may_have_grown();
+        Wakeups {
+            poppers: Notify::All,
+            flusher: !ended,
+            ..Wakeups::NONE
+        }
+    }
+
+    /// Every lease this storage took expires now, as if its deadline had passed (for
+    /// `Storage::expire_leases_now`): as [`expire_leases`](Self::expire_leases).
     #[cfg(feature = "testing")]
-    pub(crate) fn expire_held_items_now(&mut self, now: Instant) -> Wakeups {
-        self.leases.make_items_due(now);
+    pub(crate) fn expire_all_leases_now(&mut self, now: Instant) -> (Wakeups, Vec<u64>) {
+        self.leases.make_due(now);
         self.expire_leases(now)
     }
 }

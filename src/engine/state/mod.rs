@@ -307,7 +307,7 @@ impl State {
 
     /// Records the answer of the Db call `ticket` stands for: `taken` items (`None`: it
     /// failed), counted as pops (`pops`) or as leases. Wakes the takers waiting for the answer
-    /// of a Db call. `shared` says whether other processes push to the Db; `now` is when the
+    /// of a Db call, and a writer waiting for the Db pops under way. `shared` says whether other processes push to the Db; `now` is when the
     /// answer came.
     pub(crate) fn end_db_pop(
         &mut self,
@@ -322,8 +322,15 @@ impl State {
             .end_pop(ticket, taken, pops, (shared, leases_back_at), now);
         Wakeups {
             poppers: Notify::All,
+            // A writer waits for the Db pops under way before its Db call (`ops::write`).
+            landed: self.is_writing(),
             ..Wakeups::NONE
         }
+    }
+
+    /// Whether Db pop calls are under way (a writer waits for them: see `ops::write`).
+    pub(crate) fn db_pops_under_way(&self) -> bool {
+        self.db.pops_running()
     }
 
     // ---- write --------------------------------------------------------------------------
@@ -362,7 +369,7 @@ impl State {
         self.stack.begin_write(n)
     }
 
-    /// Lands the in-flight `batch` as `written` says: the settled prefix leaves memory (its
+    /// Lands the in-flight `batch` (maybe empty: the writer role held alone) as `written` says: the settled prefix leaves memory (its
     /// stored items are in the Db; its poison items are returned, for the dead-letter hook or
     /// [`State::set_aside`]); the rest goes back to the front of the stack (still the oldest).
     /// Learns the Db's speed from `elapsed`; on failure schedules a retry with backoff from
@@ -382,6 +389,10 @@ impl State {
         let (settled, unstored) = self.stack.land(batch, written.settled);
         if !self.durable.is_empty() {
             self.note_durable_landing(&settled, unstored, &written);
+        }
+        if attempted == 0 {
+            // The writer role held alone (a native lease's return): nothing to learn.
+            return (Ok(()), Vec::new(), Wakeups::EVERYONE);
         }
         let mut settled_items: Vec<Option<Vec<u8>>> =
             settled.into_iter().map(|e| Some(e.data)).collect();
