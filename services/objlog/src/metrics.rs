@@ -128,7 +128,6 @@ fn sample(shared: &Shared) -> Registry {
     let total = |r: &mut Registry, name: &str, help: &str, v: u64| {
         r.register(name, help, ConstCounter::new(v))
     };
-    let secs = |d: Option<std::time::Duration>| d.map_or(0.0, |d| d.as_secs_f64());
     total(
         &mut r,
         "appends_already_stored",
@@ -141,60 +140,7 @@ fn sample(shared: &Shared) -> Registry {
         "Appends whose handlers wait for their stored timestamp",
         db.awaited() as f64,
     );
-    gauge(
-        &mut r,
-        "lifostore_buffered_items",
-        "Items in the lifostore buffer (buffered plus in flight)",
-        s.buffered_items as f64,
-    );
-    gauge(
-        &mut r,
-        "lifostore_buffered_bytes",
-        "Bytes in the lifostore buffer",
-        s.buffered_bytes as f64,
-    );
-    gauge(
-        &mut r,
-        "lifostore_oldest_unflushed_age_seconds",
-        "Age of the oldest item waiting in memory (0: none)",
-        secs(s.oldest_unflushed_age),
-    );
-    gauge(
-        &mut r,
-        "lifostore_db_write_rate_items_per_second",
-        "Measured PostgreSQL write speed (0: no write yet)",
-        s.db_items_per_sec.unwrap_or(0.0),
-    );
-    gauge(
-        &mut r,
-        "lifostore_db_failing_seconds",
-        "How long PostgreSQL writes have been failing (0: they are not)",
-        secs(s.db_failing_for),
-    );
-    total(
-        &mut r,
-        "lifostore_dead_letters",
-        "Items PostgreSQL refused for good, set aside",
-        s.dead_letters,
-    );
-    total(
-        &mut r,
-        "lifostore_db_failures",
-        "Failed PostgreSQL writes",
-        s.db_failures,
-    );
-    total(
-        &mut r,
-        "lifostore_db_push_calls",
-        "PostgreSQL write calls (one per batch)",
-        s.db_push_calls,
-    );
-    total(
-        &mut r,
-        "lifostore_items_flushed",
-        "Items written to PostgreSQL",
-        s.items_flushed,
-    );
+    lifostore_prometheus::register_stats(&mut r, &s);
     r
 }
 

@@ -6,21 +6,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Sandbox, env_url, wait_for};
+use common::{Sandbox, env_url, sh, wait_for};
 use orders::generate::Generator;
 use serde_json::Value;
-
-fn sh(command: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", command])
-        .status()
-        .expect("sh");
-    assert!(ok.success(), "{command} failed");
-}
 
 /// Sets its flag when dropped.
 struct SetOnDrop<'a>(&'a AtomicBool);

@@ -225,6 +225,15 @@ impl Sandbox {
     }
 }
 
+/// Runs a shell command (the servers' stop and start commands); it must succeed.
+pub fn sh(command: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .expect("sh");
+    assert!(ok.success(), "{command} failed");
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
