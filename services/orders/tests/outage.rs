@@ -15,15 +15,21 @@ fn postgres_outage_mid_ingest_loses_nothing() {
     let sb = Sandbox::new("outage");
     let service = sb.start_service(&["--ack-wait-secs", "30"]);
     service.wait_ready();
-    let mut publisher = sb.publish(9_000, 100, Some(1_500), 77);
-
+    // 3 000 orders before the outage, 6 000 published while PostgreSQL is down: ingest must
+    // take those into the buffer (however long the stop itself takes on a busy machine).
+    let mut before = sb.publish_named("before", 3_000, 50, Some(1_500), 77);
     wait_for(Duration::from_secs(60), "500 orders stored", || {
         (service.stat("stored") >= 500).then_some(())
     });
     sh(&stop);
     let down_at = Instant::now();
+    assert!(
+        before.wait().expect("publisher").success(),
+        "publisher failed"
+    );
     let pushes = || service.stats()["lifostore"]["pushes"].as_u64().unwrap_or(0);
     let pushes_at_stop = pushes();
+    let mut during = sb.publish_named("during", 6_000, 50, Some(1_500), 78);
     let pushes_in_outage = wait_for(
         Duration::from_secs(60),
         "ingest to go on into the buffer while PostgreSQL is down",
@@ -42,10 +48,11 @@ fn postgres_outage_mid_ingest_loses_nothing() {
     );
 
     assert!(
-        publisher.wait().expect("publisher").success(),
+        during.wait().expect("publisher").success(),
         "publisher failed"
     );
-    let sent = sb.sent();
+    let mut sent = sb.sent_named("before");
+    sent.extend(sb.sent_named("during"));
     wait_for(
         Duration::from_secs(120),
         "all 9 000 orders in PostgreSQL",

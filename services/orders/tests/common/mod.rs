@@ -174,13 +174,25 @@ impl Sandbox {
 
     /// Starts the publisher; the valid orders it sends land in `sent.jsonl`.
     pub fn publish(&self, count: u64, junk: u64, rate: Option<u32>, seed: u64) -> Child {
+        self.publish_named("sent", count, junk, rate, seed)
+    }
+
+    /// Starts the publisher; the valid orders it sends land in `<name>.jsonl`.
+    pub fn publish_named(
+        &self,
+        name: &str,
+        count: u64,
+        junk: u64,
+        rate: Option<u32>,
+        seed: u64,
+    ) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders-publish"));
         cmd.args(["--nats", &self.nats_url, "--stream", &self.stream()])
             .args(["--subject", &self.subject()])
             .args(["--count", &count.to_string(), "--junk", &junk.to_string()])
             .args(["--seed", &seed.to_string()])
             .arg("--out")
-            .arg(self.sent_path());
+            .arg(self.dir.join(format!("{name}.jsonl")));
         if let Some(rate) = rate {
             cmd.args(["--rate", &rate.to_string()]);
         }
@@ -189,13 +201,14 @@ impl Sandbox {
             .expect("spawn orders-publish")
     }
 
-    pub fn sent_path(&self) -> PathBuf {
-        self.dir.join("sent.jsonl")
-    }
-
     /// Every valid order the publisher sent, as JSON values.
     pub fn sent(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.sent_path())
+        self.sent_named("sent")
+    }
+
+    /// Every valid order the publisher named `name` sent, as JSON values.
+    pub fn sent_named(&self, name: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join(format!("{name}.jsonl")))
             .expect("sent.jsonl")
             .lines()
             .map(|l| serde_json::from_str(l).expect("sent line is JSON"))
