@@ -1,0 +1,206 @@
+//! [`NodeClient`]: the gateway's calls to nodes (write, read, remove a copy), with errors
+//! sorted by what the gateway should do about them.
+
+use std::io::Read;
+use std::time::Duration;
+
+use crate::node::store::Written;
+
+/// Why a call to a node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The node could not be reached or the connection broke (refused, reset): it is down.
+    #[error("node {addr} unreachable: {why}")]
+    Unreachable {
+        /// The node's address.
+        addr: String,
+        /// The transport error.
+        why: String,
+    },
+    /// The node did not answer in time: it is slow.
+    #[error("node {addr} missed its deadline: {why}")]
+    TimedOut {
+        /// The node's address.
+        addr: String,
+        /// What timed out.
+        why: String,
+    },
+    /// The node answered with an error status.
+    #[error("node {addr} answered {status}: {body}")]
+    Status {
+        /// The node's address.
+        addr: String,
+        /// The status code.
+        status: u16,
+        /// The body (its JSON error, shortened).
+        body: String,
+    },
+    /// The node's answer made no sense.
+    #[error("node {addr} answered something unexpected: {why}")]
+    BadReply {
+        /// The node's address.
+        addr: String,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+impl CallError {
+    /// The node's address.
+    pub fn addr(&self) -> &str {
+        match self {
+            CallError::Unreachable { addr, .. }
+            | CallError::TimedOut { addr, .. }
+            | CallError::Status { addr, .. }
+            | CallError::BadReply { addr, .. } => addr,
+        }
+    }
+}
+
+/// Sorts a `ureq` error.
+fn sort(addr: &str, err: ureq::Error) -> CallError {
+    let addr = addr.to_string();
+    match err {
+        ureq::Error::Status(status, response) => {
+            let mut body = response.into_string().unwrap_or_default();
+            body.truncate(500);
+            CallError::Status { addr, status, body }
+        }
+        ureq::Error::Transport(t) => {
+            let why = t.to_string();
+            let timed_out = io_kind(&t).is_some_and(|k| {
+                matches!(
+                    k,
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                )
+            });
+            if timed_out {
+                CallError::TimedOut { addr, why }
+            } else {
+                CallError::Unreachable { addr, why }
+            }
+        }
+    }
+}
+
+/// The kind of the `io::Error` under a transport error, if there is one.
+fn io_kind(t: &ureq::Transport) -> Option<std::io::ErrorKind> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// Calls to nodes, over a pool of kept-alive connections.
+#[derive(Clone)]
+pub struct NodeClient {
+    agent: ureq::Agent,
+}
+
+impl NodeClient {
+    /// A client whose reads and writes each time out after `stall` without progress.
+    pub fn new(stall: Duration) -> NodeClient {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(2).min(stall))
+            .timeout_read(stall)
+            .timeout_write(stall)
+            .max_idle_connections(512)
+            .max_idle_connections_per_host(64)
+            .no_delay(true)
+            .build();
+        NodeClient { agent }
+    }
+
+    /// Writes copy `copy` of `len` bytes from `body` to the node at `addr`; returns what the
+    /// node wrote (durably).
+    pub fn put(
+        &self,
+        addr: &str,
+        copy: i64,
+        len: u64,
+        body: impl Read,
+    ) -> Result<Written, CallError> {
+        let response = self
+            .agent
+            .put(&format!("http://{addr}/parts/{copy}"))
+            .set("Content-Length", &len.to_string())
+            .send(body)
+            .map_err(|e| sort(addr, e))?;
+        let reply: serde_json::Value = response.into_json().map_err(|e| CallError::BadReply {
+            addr: addr.to_string(),
+            why: format!("reply to a write is not JSON: {e}"),
+        })?;
+        match (reply["len"].as_u64(), reply["crc"].as_u64()) {
+            (Some(len), Some(crc)) => Ok(Written {
+                len,
+                crc: crc as u32,
+            }),
+            _ => Err(CallError::BadReply {
+                addr: addr.to_string(),
+                why: format!("reply to a write lacks len/crc: {reply}"),
+            }),
+        }
+    }
+
+    /// Reads `len` bytes of copy `copy` from `offset`; returns a reader of exactly those bytes
+    /// (a short body is an error when read) and the copy's stored length.
+    pub fn get(
+        &self,
+        addr: &str,
+        copy: i64,
+        offset: u64,
+        len: u64,
+    ) -> Result<(Box<dyn Read + Send + Sync>, u64), CallError> {
+        let response = self
+            .agent
+            .get(&format!(
+                "http://{addr}/parts/{copy}?offset={offset}&len={len}"
+            ))
+            .call()
+            .map_err(|e| sort(addr, e))?;
+        let stored = response.header("X-Part-Len").and_then(|v| v.parse().ok());
+        let Some(stored) = stored else {
+            return Err(CallError::BadReply {
+                addr: addr.to_string(),
+                why: "no X-Part-Len header".into(),
+            });
+        };
+        Ok((response.into_reader(), stored))
+    }
+
+    /// Removes copy `copy` from the node; `Ok(existed)`.
+    pub fn delete(&self, addr: &str, copy: i64) -> Result<bool, CallError> {
+        let response = self
+            .agent
+            .delete(&format!("http://{addr}/parts/{copy}"))
+            .call()
+            .map_err(|e| sort(addr, e))?;
+        let reply: serde_json::Value = response.into_json().map_err(|e| CallError::BadReply {
+            addr: addr.to_string(),
+            why: format!("reply to a delete is not JSON: {e}"),
+        })?;
+        Ok(reply["existed"].as_bool().unwrap_or(false))
+    }
+
+    /// The node's inventory: (copy, length) pairs.
+    pub fn inventory(&self, addr: &str) -> Result<Vec<(i64, u64)>, CallError> {
+        let response = self
+            .agent
+            .get(&format!("http://{addr}/parts"))
+            .call()
+            .map_err(|e| sort(addr, e))?;
+        let reply: serde_json::Value = response.into_json().map_err(|e| CallError::BadReply {
+            addr: addr.to_string(),
+            why: format!("inventory is not JSON: {e}"),
+        })?;
+        let list = reply["parts"].as_array().cloned().unwrap_or_default();
+        Ok(list
+            .iter()
+            .filter_map(|p| Some((p[0].as_i64()?, p[1].as_u64()?)))
+            .collect())
+    }
+}
