@@ -84,9 +84,13 @@ impl Health {
         BeatOutcome { came_up, changed }
     }
 
-    /// Forgets a node (its registration could not be recorded: the next beat tries again).
-    pub fn forget(&self, id: &str) {
-        self.nodes.lock().remove(id);
+    /// Whether a beat with this address and capacity would tell this gateway something new
+    /// (the node is unknown, moved or resized): then the metadata must be updated first.
+    pub fn differs(&self, id: &str, addr: &str, capacity: u64) -> bool {
+        self.nodes
+            .lock()
+            .get(id)
+            .is_none_or(|s| s.addr != addr || s.capacity != capacity)
     }
 
     /// A call to the node failed (refused, reset, I/O error): out until its next heartbeat.

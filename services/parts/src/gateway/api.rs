@@ -303,6 +303,7 @@ pub fn serve_file(
         Counters::add(&gw.counters.downloads_failed, 1);
         return Err(Refusal::NodeDown(why));
     }
+    let name = file.name.clone();
     let download = Download::start(gw, file, start, end);
     let first = match download.next_chunk() {
         Some(Ok(chunk)) => chunk,
@@ -316,7 +317,11 @@ pub fn serve_file(
     ex.respond_stream(status, &headers, end - start, |out: &mut dyn Write| {
         out.write_all(&first)?;
         while let Some(chunk) = download.next_chunk() {
-            out.write_all(&chunk.map_err(std::io::Error::other)?)?;
+            let chunk = chunk.map_err(|e| {
+                eprintln!("parts-gateway: download of {name:?} aborted after its head: {e}");
+                std::io::Error::other(e)
+            })?;
+            out.write_all(&chunk)?;
         }
         complete = true;
         Ok(())

@@ -18,19 +18,18 @@ pub fn register(gw: &Gateway, ex: &mut Exchange<'_>) -> Response {
         Ok(fields) => fields,
         Err(why) => return error(400, "bad_registration", why),
     };
-    let beat = gw.health.beat(&id, &addr, capacity);
-    if beat.changed {
+    // The address goes to the metadata before the node counts as live here: a download
+    // that sees it live must find its new address.
+    if gw.health.differs(&id, &addr, capacity) {
         match gw.meta.register_node(&id, &addr, capacity) {
             Ok(new) => eprintln!(
                 "parts-gateway: node {id} at {addr} ({capacity} bytes) {}",
                 if new { "joined" } else { "registered" }
             ),
-            Err(e) => {
-                gw.health.forget(&id);
-                return meta_error(&e);
-            }
+            Err(e) => return meta_error(&e),
         }
     }
+    let beat = gw.health.beat(&id, &addr, capacity);
     if beat.came_up {
         match gw.meta.revive_garbage(&id) {
             Ok(revived) => gw.jobs.enqueue_or_log(&revived),

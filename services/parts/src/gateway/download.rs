@@ -144,9 +144,15 @@ fn open_span(
     let mut result = gw
         .nodes
         .get(&part.addr, part.copy, span_start, span_end - span_start);
-    if let Err(CallError::Status { status: 404, .. }) = result
+    // The copy moved (a finished rebalancing move), or its node came back at another
+    // address since the lookup: follow it once.
+    let stale = matches!(
+        result,
+        Err(CallError::Status { status: 404, .. } | CallError::Unreachable { .. })
+    );
+    if stale
         && let Ok(Some(now)) = gw.meta.part_now(file.id, part.idx)
-        && now.copy != part.copy
+        && (now.copy != part.copy || now.addr != part.addr)
     {
         *part = now;
         result = gw

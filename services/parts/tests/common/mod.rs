@@ -234,6 +234,28 @@ impl Cluster {
         self.nodes[i].id = id.trim().to_string();
     }
 
+    /// Restarts node `i` (which must be stopped) and waits until the gateway has its new
+    /// address and sees it live.
+    pub fn restart_node(&mut self, i: usize) {
+        let id = self.nodes[i].id.clone();
+        let addr_of = |c: &Cluster| -> Option<String> {
+            let nodes = c.nodes_json();
+            let node = nodes["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["id"] == id.as_str())?
+                .clone();
+            Some(node["addr"].as_str()?.to_string())
+        };
+        let old = addr_of(self);
+        self.start_node(i);
+        wait_for(
+            Duration::from_secs(30),
+            "the restarted node at its new address",
+            || (addr_of(self) != old && self.is_live(&id)).then_some(()),
+        );
+    }
+
     /// SIGKILLs node `i`.
     pub fn kill_node(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
