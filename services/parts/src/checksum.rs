@@ -56,10 +56,17 @@ impl Summer {
     }
 
     /// The checksums of everything fed.
-    pub fn finish(mut self) -> PartSum {
+    pub fn finish(self) -> PartSum {
+        self.finish_into(&mut crc32fast::Hasher::new())
+    }
+
+    /// The checksums of everything fed; also appends the part to `file`, the CRC of the
+    /// parts before it (so the file's CRC costs no second pass over the bytes).
+    pub fn finish_into(mut self, file: &mut Hasher) -> PartSum {
         if self.in_block > 0 {
             self.end_block();
         }
+        file.combine(&self.whole);
         PartSum {
             len: self.len,
             crc: self.whole.finalize(),

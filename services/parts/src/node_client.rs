@@ -1,7 +1,8 @@
 //! [`NodeClient`]: the gateway's calls to nodes (write, read, remove a copy), with errors
 //! sorted by what the gateway should do about them.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::node::store::Written;
@@ -95,10 +96,76 @@ fn io_kind(t: &ureq::Transport) -> Option<std::io::ErrorKind> {
     None
 }
 
-/// Calls to nodes, over a pool of kept-alive connections.
+/// Calls to nodes: writes on connections of their own, the rest over a pool of kept-alive
+/// connections.
 #[derive(Clone)]
 pub struct NodeClient {
     agent: ureq::Agent,
+    stall: Duration,
+}
+
+/// Bytes written to a node at a time.
+const PUT_CHUNK: usize = 1 << 20;
+/// Largest reply head or body to a write.
+const MAX_REPLY: usize = 64 << 10;
+
+/// Sorts an I/O error: a timeout is a slow node, anything else an unreachable one.
+fn io_error(addr: &str, e: &std::io::Error) -> CallError {
+    let (addr, why) = (addr.to_string(), e.to_string());
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            CallError::TimedOut { addr, why }
+        }
+        _ => CallError::Unreachable { addr, why },
+    }
+}
+
+/// Reads a reply (status and body, by `Content-Length`) from a connection the node closes.
+fn read_reply(stream: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut reply = httparse::Response::new(&mut headers);
+        let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+        if let httparse::Status::Complete(at) = reply.parse(&buf).map_err(|e| bad(e.to_string()))? {
+            let status = reply.code.unwrap_or(0);
+            let len = reply
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
+                .unwrap_or(0)
+                .min(MAX_REPLY);
+            let mut body = buf[at..].to_vec();
+            while body.len() < len {
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(bad("reply body cut short".into()));
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body.truncate(len);
+            return Ok((status, body));
+        }
+        if buf.len() > MAX_REPLY {
+            return Err(bad("reply head too long".into()));
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "no reply",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 impl NodeClient {
@@ -112,28 +179,56 @@ impl NodeClient {
             .max_idle_connections_per_host(64)
             .no_delay(true)
             .build();
-        NodeClient { agent }
+        NodeClient { agent, stall }
     }
 
     /// Writes copy `copy` of `len` bytes from `body` to the node at `addr`; returns what the
     /// node wrote (durably).
+    ///
+    /// A plain connection of its own, written in 1 MiB pieces: `ureq` copies a request body
+    /// through an 8 KiB buffer, which for 1 GiB is 131 072 writes (and as many spool reads).
     pub fn put(
         &self,
         addr: &str,
         copy: i64,
         len: u64,
-        body: impl Read,
+        mut body: impl Read,
     ) -> Result<Written, CallError> {
-        let response = self
-            .agent
-            .put(&format!("http://{addr}/parts/{copy}"))
-            .set("Content-Length", &len.to_string())
-            .send(body)
-            .map_err(|e| sort(addr, e))?;
-        let reply: serde_json::Value = response.into_json().map_err(|e| CallError::BadReply {
-            addr: addr.to_string(),
-            why: format!("reply to a write is not JSON: {e}"),
-        })?;
+        let fail = |e: std::io::Error| io_error(addr, &e);
+        let mut stream = self.connect(addr)?;
+        let head = format!(
+            "PUT /parts/{copy} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).map_err(fail)?;
+        let mut buf = vec![0u8; PUT_CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = body.read(&mut buf[..want]).map_err(fail)?;
+            if n == 0 {
+                return Err(fail(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "body ended early",
+                )));
+            }
+            stream.write_all(&buf[..n]).map_err(fail)?;
+            left -= n as u64;
+        }
+        let (status, reply) = read_reply(&mut stream).map_err(fail)?;
+        if status != 201 {
+            let mut body = String::from_utf8_lossy(&reply).into_owned();
+            body.truncate(500);
+            return Err(CallError::Status {
+                addr: addr.to_string(),
+                status,
+                body,
+            });
+        }
+        let reply: serde_json::Value =
+            serde_json::from_slice(&reply).map_err(|e| CallError::BadReply {
+                addr: addr.to_string(),
+                why: format!("reply to a write is not JSON: {e}"),
+            })?;
         match (reply["len"].as_u64(), reply["crc"].as_u64()) {
             (Some(len), Some(crc)) => Ok(Written {
                 len,
@@ -144,6 +239,25 @@ impl NodeClient {
                 why: format!("reply to a write lacks len/crc: {reply}"),
             }),
         }
+    }
+
+    /// A connection to `addr` with the stall timeouts set.
+    fn connect(&self, addr: &str) -> Result<TcpStream, CallError> {
+        let fail = |e: std::io::Error| io_error(addr, &e);
+        let target = addr
+            .to_socket_addrs()
+            .map_err(fail)?
+            .next()
+            .ok_or_else(|| CallError::Unreachable {
+                addr: addr.to_string(),
+                why: "no address".into(),
+            })?;
+        let stream = TcpStream::connect_timeout(&target, self.stall.min(Duration::from_secs(2)))
+            .map_err(fail)?;
+        stream.set_nodelay(true).map_err(fail)?;
+        stream.set_write_timeout(Some(self.stall)).map_err(fail)?;
+        stream.set_read_timeout(Some(self.stall)).map_err(fail)?;
+        Ok(stream)
     }
 
     /// Reads `len` bytes of copy `copy` from `offset`; returns a reader of exactly those bytes

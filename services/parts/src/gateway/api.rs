@@ -306,22 +306,24 @@ pub fn serve_file(
     let name = file.name.clone();
     let download = Download::start(gw, file, start, end);
     let first = match download.next_chunk() {
-        Some(Ok(chunk)) => chunk,
+        Some(Ok(chunk)) => Some(chunk),
         Some(Err(e)) => {
             Counters::add(&gw.counters.downloads_failed, 1);
             return Err(Refusal::Fetch(e));
         }
-        None => Vec::new(),
+        None => None,
     };
     let mut complete = false;
     ex.respond_stream(status, &headers, end - start, |out: &mut dyn Write| {
-        out.write_all(&first)?;
-        while let Some(chunk) = download.next_chunk() {
+        let mut next = first.map(Ok);
+        while let Some(chunk) = next.or_else(|| download.next_chunk()) {
             let chunk = chunk.map_err(|e| {
                 eprintln!("parts-gateway: download of {name:?} aborted after its head: {e}");
                 std::io::Error::other(e)
             })?;
-            out.write_all(&chunk)?;
+            out.write_all(chunk.bytes())?;
+            download.recycle(chunk);
+            next = None;
         }
         complete = true;
         Ok(())

@@ -37,42 +37,76 @@ pub enum FetchError {
     Corrupt(String),
 }
 
-type Chunk = Result<Vec<u8>, FetchError>;
+/// Verified bytes: a block buffer and the range of it that belongs to the response.
+pub struct Chunk {
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+}
 
-/// A download in progress: verified chunks in order.
+impl Chunk {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+}
+
+/// A download in progress: verified chunks in order. Block buffers go back to the fetcher
+/// once written ([`recycle`](Self::recycle)), so a download allocates at most `QUEUE + 2`.
 pub struct Download {
-    chunks: Receiver<Chunk>,
+    chunks: Receiver<Result<Chunk, FetchError>>,
+    free: std::sync::mpsc::Sender<Vec<u8>>,
 }
 
 impl Download {
     /// Starts fetching bytes `start..end` of `file`.
     pub fn start(gw: &Arc<Gateway>, file: FileInfo, start: u64, end: u64) -> Download {
         let (tx, rx) = sync_channel(QUEUE);
+        let (free, free_rx) = std::sync::mpsc::channel();
         let gw = Arc::clone(gw);
         let spawned = std::thread::Builder::new()
             .name("part-fetcher".into())
             .spawn(move || {
+                let out = Out { tx, free: free_rx };
                 for piece in pieces(file.size, start, end) {
                     let part = file.parts[piece.part].clone();
-                    if let Err(e) = fetch_piece(&gw, &file, part, piece, &tx) {
-                        let _ = tx.send(Err(e));
+                    if let Err(e) = fetch_piece(&gw, &file, part, piece, &out) {
+                        let _ = out.tx.send(Err(e));
                         return;
                     }
                 }
             });
         if let Err(e) = spawned {
             let (tx, rx) = sync_channel(1);
-            let _ = tx.send(Err(FetchError::NodeDown(format!(
-                "cannot start a fetcher: {e}"
-            ))));
-            return Download { chunks: rx };
+            let why = format!("cannot start a fetcher: {e}");
+            let _ = tx.send(Err(FetchError::NodeDown(why)));
+            return Download { chunks: rx, free };
         }
-        Download { chunks: rx }
+        Download { chunks: rx, free }
     }
 
     /// The next verified chunk; `None` at the end.
-    pub fn next_chunk(&self) -> Option<Chunk> {
+    pub fn next_chunk(&self) -> Option<Result<Chunk, FetchError>> {
         self.chunks.recv().ok()
+    }
+
+    /// Gives a written chunk's buffer back to the fetcher.
+    pub fn recycle(&self, chunk: Chunk) {
+        let _ = self.free.send(chunk.buf);
+    }
+}
+
+/// The fetcher's side: where chunks go, and where buffers come back.
+struct Out {
+    tx: SyncSender<Result<Chunk, FetchError>>,
+    free: Receiver<Vec<u8>>,
+}
+
+impl Out {
+    /// A block buffer: a recycled one, or a new one (at most `QUEUE + 2` exist).
+    fn buffer(&self) -> Vec<u8> {
+        self.free
+            .try_recv()
+            .unwrap_or_else(|_| vec![0u8; BLOCK as usize])
     }
 }
 
@@ -97,14 +131,14 @@ fn fetch_piece(
     file: &FileInfo,
     mut part: PartInfo,
     piece: Piece,
-    tx: &SyncSender<Chunk>,
+    out: &Out,
 ) -> Result<(), FetchError> {
     let (span_start, span_end) = aligned_span(part.len, piece.offset, piece.len);
     let mut reader = open_span(gw, file, &mut part, span_start, span_end)?;
-    let mut buf = vec![0u8; BLOCK as usize];
     let mut pos = span_start;
     while pos < span_end {
         let block_len = BLOCK.min(part.len - pos) as usize;
+        let mut buf = out.buffer();
         let block = &mut buf[..block_len];
         if let Err(e) = reader.read_exact(block) {
             let why = format!(
@@ -118,13 +152,8 @@ fn fetch_piece(
             pos.max(piece.offset),
             (pos + block_len as u64).min(piece.offset + piece.len),
         );
-        if from < to
-            && tx
-                .send(Ok(
-                    block[(from - pos) as usize..(to - pos) as usize].to_vec()
-                ))
-                .is_err()
-        {
+        let range = (from - pos) as usize..(to - pos) as usize;
+        if from < to && out.tx.send(Ok(Chunk { buf, range })).is_err() {
             return Ok(());
         }
         pos += block_len as u64;

@@ -190,10 +190,9 @@ fn receive(
             .append(&buf[..n])
             .map_err(|e| format!("gateway spool: {e}"))?;
         summer.update(&buf[..n]);
-        whole.update(&buf[..n]);
         left -= n as u64;
     }
-    let sum = summer.finish();
+    let sum = summer.finish_into(whole);
     spool.complete(sum.crc);
     Ok(sum)
 }

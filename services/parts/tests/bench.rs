@@ -1,0 +1,453 @@
+//! Heavy experiments, behind `--ignored` (too long for CI); `bash services/parts/bench` runs
+//! them against real processes and prints the figures the README quotes:
+//! * `throughput_1gib`: a 1 GiB PUT and GET through the gateway against writing (with fsync)
+//!   and reading the same bytes as 6 local files, interleaved in the same run, plus the
+//!   gateway's peak RSS during each;
+//! * `rss_16_concurrent_100mib_uploads`: the gateway's peak RSS with 16 uploads at once;
+//! * `rebalance_full_size`: 2 000 files of log-normal sizes (1 KiB to 64 MiB) on 6 nodes,
+//!   2 nodes added, 2 000 more, then the rebalancer: the spread with and without it, and the
+//!   bytes moved against the minimum.
+//!
+//! Sizes can be scaled down for a quick look: `PARTS_BENCH_SIZE` (bytes, default 1 GiB),
+//! `PARTS_BENCH_FILES` (default 2000 per phase).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, wait_for};
+
+const MIB: u64 = 1 << 20;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Deterministic bytes, generated as they are read (so no file is ever held whole), with
+/// their CRC-32. Byte `p` depends only on the seed and `p`, whatever the read sizes.
+struct Gen {
+    seed: u64,
+    pos: u64,
+    len: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl Gen {
+    fn new(len: u64, seed: u64) -> Gen {
+        Gen {
+            seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            pos: 0,
+            len,
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    /// splitmix64 of the 8-byte word `k`.
+    fn word(&self, k: u64) -> [u8; 8] {
+        let mut z = self.seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)).to_le_bytes()
+    }
+}
+
+impl Read for Gen {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = out.len().min((self.len - self.pos) as usize);
+        let mut i = 0;
+        while i < n {
+            let (k, off) = (
+                (self.pos + i as u64) / 8,
+                ((self.pos + i as u64) % 8) as usize,
+            );
+            let take = (8 - off).min(n - i);
+            out[i..i + take].copy_from_slice(&self.word(k)[off..off + take]);
+            i += take;
+        }
+        self.crc.update(&out[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The peak RSS of `pid` since the last reset, in bytes (VmHWM).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    kib * 1024
+}
+
+/// Resets the peak RSS of `pid` (writing 5 to clear_refs).
+fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+fn mb_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / d.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Drops the page cache of every file under `dir` (posix_fadvise DONTNEED, this file only).
+fn evict(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            evict(&path);
+        } else if let Ok(file) = std::fs::File::open(&path) {
+            let _ = file.sync_all();
+            let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+        }
+    }
+}
+
+/// The baseline: the same bytes as 6 local files, each fsynced.
+fn baseline_write(dir: &std::path::Path, size: u64, seed: u64) -> Duration {
+    let start = Instant::now();
+    let mut source = Gen::new(size, seed);
+    let mut buf = vec![0u8; 256 << 10];
+    for (i, len) in parts::split::part_lengths(size).into_iter().enumerate() {
+        let mut file = std::fs::File::create(dir.join(format!("part{i}"))).unwrap();
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = source.read(&mut buf[..want]).unwrap();
+            file.write_all(&buf[..n]).unwrap();
+            left -= n as u64;
+        }
+        file.sync_all().unwrap();
+    }
+    std::fs::File::open(dir).unwrap().sync_all().unwrap();
+    start.elapsed()
+}
+
+fn baseline_read(dir: &std::path::Path) -> (Duration, u32) {
+    let start = Instant::now();
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 256 << 10];
+    for i in 0..6 {
+        let mut file = std::fs::File::open(dir.join(format!("part{i}"))).unwrap();
+        loop {
+            let n = file.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            crc.update(&buf[..n]);
+        }
+    }
+    (start.elapsed(), crc.finalize())
+}
+
+/// PUTs `size` generated bytes on a plain connection, written 1 MiB at a time (as curl can;
+/// `ureq` writes request bodies 8 KiB at a time, which would make the client the bottleneck).
+fn put_gen(c: &Cluster, name: &str, size: u64, seed: u64) -> (Duration, String) {
+    let start = Instant::now();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    let head = format!(
+        "PUT /files/{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let (mut source, mut buf) = (Gen::new(size, seed), vec![0u8; 1 << 20]);
+    loop {
+        let n = source.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        stream.write_all(&buf[..n]).unwrap();
+    }
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    let body: serde_json::Value =
+        serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    (
+        start.elapsed(),
+        body["checksum"].as_str().unwrap().to_string(),
+    )
+}
+
+fn get_crc(c: &Cluster, name: &str) -> (Duration, u32, u64) {
+    let start = Instant::now();
+    let mut reader = c
+        .agent
+        .get(&c.url(&format!("/files/{name}")))
+        .call()
+        .expect("GET")
+        .into_reader();
+    let (mut crc, mut total, mut buf) = (crc32fast::Hasher::new(), 0u64, vec![0u8; 256 << 10]);
+    loop {
+        let n = reader.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        crc.update(&buf[..n]);
+        total += n as u64;
+    }
+    (start.elapsed(), crc.finalize(), total)
+}
+
+#[test]
+#[ignore]
+fn throughput_1gib() {
+    let size = env_u64("PARTS_BENCH_SIZE", 1 << 30);
+    let c = Cluster::start("bench_tp", 6, &["--part-timeout-ms", "60000"]);
+    let gw = c.gateway.as_ref().unwrap().id();
+    let base = c.dir.join("baseline");
+    std::fs::create_dir_all(&base).unwrap();
+    let (mut rows, mut put_rss, mut get_rss) = (Vec::new(), 0, 0);
+    for round in 0..3u64 {
+        let bw = baseline_write(&base, size, round);
+        reset_peak(gw);
+        let (pw, sum) = put_gen(&c, "big", size, round);
+        put_rss = put_rss.max(peak_rss(gw));
+        let mut expected = Gen::new(size, round);
+        std::io::copy(&mut expected, &mut std::io::sink()).unwrap();
+        assert_eq!(sum, format!("{:08x}", expected.crc.clone().finalize()));
+        let (br, bcrc) = baseline_read(&base);
+        reset_peak(gw);
+        let (pr, pcrc, n) = get_crc(&c, "big");
+        get_rss = get_rss.max(peak_rss(gw));
+        assert_eq!(
+            (pcrc, bcrc, n),
+            (expected.crc.clone().finalize(), pcrc, size)
+        );
+        evict(&base);
+        for node in &c.nodes {
+            evict(&node.dir.join("parts"));
+        }
+        let (brc, _) = baseline_read(&base);
+        let (prc, _, _) = get_crc(&c, "big");
+        rows.push([
+            mb_s(size, bw),
+            mb_s(size, pw),
+            mb_s(size, br),
+            mb_s(size, pr),
+            mb_s(size, brc),
+            mb_s(size, prc),
+        ]);
+        eprintln!(
+            "round {round}: {:?}",
+            rows.last().unwrap().map(|v| v.round())
+        );
+        assert_eq!(
+            c.call("DELETE", "/files/big", None, None).unwrap().status,
+            204
+        );
+        c.wait_clean(Duration::from_secs(120));
+    }
+    let col = |i: usize| median(rows.iter().map(|r| r[i]).collect());
+    eprintln!(
+        "throughput, {} MiB, medians of 3 interleaved rounds (MiB/s):",
+        size / MIB
+    );
+    eprintln!(
+        "  write: 6 local files + fsync {:.0}, parts PUT {:.0} ({:.2}x)",
+        col(0),
+        col(1),
+        col(1) / col(0)
+    );
+    eprintln!(
+        "  read, page cache: 6 local files {:.0}, parts GET {:.0} ({:.2}x)",
+        col(2),
+        col(3),
+        col(3) / col(2)
+    );
+    eprintln!(
+        "  read, evicted: 6 local files {:.0}, parts GET {:.0} ({:.2}x)",
+        col(4),
+        col(5),
+        col(5) / col(4)
+    );
+    eprintln!(
+        "  gateway peak RSS: PUT {:.1} MiB, GET {:.1} MiB",
+        put_rss as f64 / MIB as f64,
+        get_rss as f64 / MIB as f64
+    );
+}
+
+#[test]
+#[ignore]
+fn rss_16_concurrent_100mib_uploads() {
+    let size = env_u64("PARTS_BENCH_SIZE", 1 << 30) / 1024 * 100;
+    let c = Cluster::start("bench_rss", 8, &["--part-timeout-ms", "60000"]);
+    let gw = c.gateway.as_ref().unwrap().id();
+    reset_peak(gw);
+    let start = Instant::now();
+    let uploads: Vec<_> = (0..16u64)
+        .map(|i| {
+            let (agent, url) = (c.agent.clone(), c.url(&format!("/files/c{i}")));
+            std::thread::spawn(move || {
+                let r = agent
+                    .put(&url)
+                    .set("Content-Length", &size.to_string())
+                    .send(Gen::new(size, i));
+                r.map(|r| r.status()).unwrap_or(0)
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = uploads.into_iter().map(|u| u.join().unwrap()).collect();
+    let took = start.elapsed();
+    let peak = peak_rss(gw);
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    eprintln!(
+        "16 concurrent uploads of {} MiB: {:.1} s, {:.0} MiB/s in all; gateway peak RSS {:.1} MiB",
+        size / MIB,
+        took.as_secs_f64(),
+        mb_s(16 * size, took),
+        peak as f64 / MIB as f64
+    );
+}
+
+/// A log-normal size spanning 1 KiB to 64 MiB at +-3 sigma (median 256 KiB), clamped.
+fn lognormal(rng: &mut fastrand::Rng) -> u64 {
+    let (lo, hi) = ((1024f64).ln(), ((64 * MIB) as f64).ln());
+    let (mu, sigma) = ((lo + hi) / 2.0, (hi - lo) / 6.0);
+    let (u1, u2) = (rng.f64().max(1e-12), rng.f64());
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    ((mu + sigma * z).exp() as u64).clamp(1024, 64 * MIB)
+}
+
+/// Uploads `files` (name, size, seed) with `threads` threads.
+fn upload_all(c: &Cluster, files: &[(String, u64, u64)], threads: usize) {
+    let queue = Mutex::new(files.to_vec());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while let Some((name, size, seed)) = queue.lock().unwrap().pop() {
+                    put_gen(c, &name, size, seed);
+                }
+            });
+        }
+    });
+}
+
+fn spread_and_minimum(c: &Cluster) -> (f64, u64, Vec<f64>) {
+    let nodes = c.nodes_json();
+    let live: Vec<(f64, f64)> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["stored"].as_f64().unwrap(),
+                n["capacity"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let (bytes, cap) = live
+        .iter()
+        .fold((0.0, 0.0), |(b, c), (nb, nc)| (b + nb, c + nc));
+    let fills: Vec<f64> = live.iter().map(|(b, c)| b / c).collect();
+    let mean = fills.iter().sum::<f64>() / fills.len() as f64;
+    let (lo, hi) = fills
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), f| (l.min(*f), h.max(*f)));
+    let minimum: f64 = live
+        .iter()
+        .map(|(b, c)| (b - bytes * c / cap).max(0.0))
+        .sum();
+    (((hi - lo) / mean), minimum.round() as u64, fills)
+}
+
+#[test]
+#[ignore]
+fn rebalance_full_size() {
+    let n = env_u64("PARTS_BENCH_FILES", 2000) as usize;
+    let flags = [
+        "--part-timeout-ms",
+        "60000",
+        "--rebalance-min-bytes",
+        "0",
+        "--rebalance-trigger",
+        "0.01",
+        "--rebalance-concurrency",
+        "4",
+    ];
+    let mut c = Cluster::start("bench_rebal", 6, &flags);
+    let mut rng = fastrand::Rng::with_seed(2000);
+    let files: Vec<(String, u64, u64)> = (0..2 * n)
+        .map(|i| (format!("f{i:05}"), lognormal(&mut rng), i as u64))
+        .collect();
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    let t = Instant::now();
+    upload_all(&c, &files[..n], 8);
+    let (spread6, _, _) = spread_and_minimum(&c);
+    c.add_node();
+    c.add_node();
+    c.wait_live(8);
+    upload_all(&c, &files[n..], 8);
+    let uploaded = t.elapsed();
+    let (spread_before, minimum, fills_before) = spread_and_minimum(&c);
+    assert_eq!(
+        c.call("PUT", "/rebalancer", Some(br#"{"enabled":true}"#), None)
+            .unwrap()
+            .status,
+        200
+    );
+    let t = Instant::now();
+    let status = wait_for(
+        Duration::from_secs(3600),
+        "the rebalancer to finish",
+        || {
+            let r = c.call("GET", "/rebalancer", None, None).ok()?.json();
+            (r["active"] == false && r["moves"].as_u64()? > 0).then_some(r)
+        },
+    );
+    let took = t.elapsed();
+    c.wait_clean(Duration::from_secs(600));
+    let (spread_after, _, fills_after) = spread_and_minimum(&c);
+    let moved = status["bytes_moved"].as_u64().unwrap();
+    let pct = |v: &[f64]| {
+        v.iter()
+            .map(|f| format!("{:.3}%", 100.0 * f))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    eprintln!(
+        "rebalance, {} + {} files, {:.2} GiB, uploaded in {:.0} s",
+        n,
+        n,
+        total as f64 / (1u64 << 30) as f64,
+        uploaded.as_secs_f64()
+    );
+    eprintln!(
+        "  6 nodes after phase 1: spread {:.2}% of the mean fill",
+        100.0 * spread6
+    );
+    eprintln!(
+        "  8 nodes after phase 2, placement only: spread {:.1}% (fills {})",
+        100.0 * spread_before,
+        pct(&fills_before)
+    );
+    eprintln!(
+        "  after the rebalancer: spread {:.2}% (fills {})",
+        100.0 * spread_after,
+        pct(&fills_after)
+    );
+    eprintln!(
+        "  moved {moved} bytes in {} moves, {:.3}x the minimum {minimum}, in {:.0} s",
+        status["moves"],
+        moved as f64 / minimum as f64,
+        took.as_secs_f64()
+    );
+    for (name, size, seed) in &files {
+        let (_, crc, len) = get_crc(&c, name);
+        let mut g = Gen::new(*size, *seed);
+        std::io::copy(&mut g, &mut std::io::sink()).unwrap();
+        assert_eq!((crc, len), (g.crc.finalize(), *size), "{name}");
+    }
+    c.check_consistent();
+    assert!(spread_after <= 0.05 && moved as f64 <= 1.2 * minimum as f64);
+}
