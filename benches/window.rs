@@ -15,8 +15,8 @@
 //! flusher's write path; this wrapper records two numbers per pusher per batch instead.)
 //!
 //! Not criterion: the figures are an age distribution and a rate per run, not the time of a
-//! repeated operation. `cargo bench --bench window` runs 10 runs of 3 s at 100 ms and 3 runs of
-//! 5 s at 1 s (~1 min). `-- --test` (CI) runs one 0.3 s run at 100 ms. Options:
+//! repeated operation. `cargo bench -p lifostore-benches --bench window` runs 10 runs of 3 s
+//! at 100 ms and 3 runs of 5 s at 1 s (~1 min). `-- --test` (CI) runs one 0.3 s run at 100 ms. Options:
 //! `-- --window-ms 100 --runs 10 --secs 3` runs only that configuration; `--max-batch N` sets
 //! the storage's `max_batch` (default: the library's) to compare batch sizes.
 //!

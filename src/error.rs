@@ -11,9 +11,14 @@ use crate::token::CancelReason;
 /// Why a [`Storage`](crate::Storage) call failed.
 ///
 /// A failed `push` stored nothing and a failed `pop` took nothing. Messages say what happened
-/// and what the caller can do; a cause ([`DbError`], an I/O error) is not repeated in the
-/// message but given as the [`source`](std::error::Error::source), so an error-chain printer
-/// shows each cause once.
+/// and what the caller can do, so `{e}` alone is enough to act on. Each cause appears once in
+/// the chain of [`source`](std::error::Error::source)s: [`Error::Db`] *is* its [`DbError`]
+/// (same message, same source); the errors that report the storage's own state
+/// ([`CloseIncomplete`](Error::CloseIncomplete), [`NotYetDurable`](Error::NotYetDurable))
+/// say so at the top and give the database's failure as their source.
+///
+/// `From<std::io::Error>` makes `?` work on I/O inside functions that return this error (an
+/// [`Error::Db`] holding a [`DbError::Io`]).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -30,13 +35,16 @@ pub enum Error {
     /// again retries them.
     #[error("storage is closed; open a new storage to continue")]
     Closed,
-    /// The database failed (or refused) and the storage cannot do what was asked; the source
-    /// says why.
+    /// The database failed (or refused) and the storage cannot do what was asked. The message
+    /// and the source are the [`DbError`]'s own (it names the file or server, the operation,
+    /// the cause and the fix), so this variant adds no words of its own.
     ///
-    /// For `push`: the Db has been failing long enough that the storage cannot keep a new
-    /// item within the durability window, so it refuses it rather than accept it and risk it.
-    /// For `flush`: the write failed; its items stay buffered and the flusher retries them.
-    #[error("the database failed; retry once it recovers")]
+    /// For `open`: the Db could not be opened (the error says why: a directory, a missing
+    /// directory, a foreign file, permission, ...). For `push`: the Db has been failing long
+    /// enough that the storage cannot keep a new item within the window
+    /// (`max_unflushed_age`), so it refuses it rather than accept it and risk it. For `flush`:
+    /// the write failed; its items stay buffered and the flusher retries them.
+    #[error(transparent)]
     Db(#[from] DbError),
     /// The item is larger than the storage's `max_item_len`.
     #[error("item of {len} bytes exceeds the limit of {max} bytes; split it or raise max_item_len")]
@@ -49,8 +57,8 @@ pub enum Error {
     /// `close` could not write every buffered item before its time limit because the Db kept
     /// failing; the items are still buffered and a later `close` retries.
     #[error(
-        "close gave up after {waited:?}: {unflushed} item(s) are still only in memory; \
-         call close again once the database recovers"
+        "close gave up after {waited:?} because the database kept failing: {unflushed} item(s) \
+         are still only in memory; call close again once the database recovers"
     )]
     CloseIncomplete {
         /// Items still in memory.
@@ -95,12 +103,13 @@ pub enum Error {
     /// [`push_durable`](crate::Storage::push_durable) accepted the item but stopped waiting
     /// before it was confirmed in the Db, for the reason `why`. The item is **kept**, like an
     /// item of a plain `push` that returned `Ok`: buffered or being written, it reaches the Db
-    /// within the window (or when `close` drains it). Call [`flush`](crate::Storage::flush) to
-    /// wait for it again; do not push it a second time unless a duplicate is acceptable.
+    /// within the window (`max_unflushed_age`), or when `close` drains it. Call
+    /// [`flush`](crate::Storage::flush) to wait for it again; do not push it a second time
+    /// unless a duplicate is acceptable.
     #[error(
-        "push_durable stopped waiting ({why}) after the item was accepted: the item is kept \
-         and reaches the database within the window like any pushed item; call flush to wait \
-         for it, do not push it again"
+        "push_durable stopped waiting because {why} (after the item was accepted): the item \
+         is kept and reaches the database within the window (max_unflushed_age) like any \
+         pushed item; call flush to wait for it, do not push it again"
     )]
     NotYetDurable {
         /// Why the call stopped waiting.
@@ -112,10 +121,12 @@ pub enum Error {
     /// The Db refused the item of a [`push_durable`](crate::Storage::push_durable) for good
     /// (a poison item): it is not stored, and went to the dead-letter hook (or
     /// [`take_dead_letters`](crate::Storage::take_dead_letters)) like any poison item.
-    #[error(
-        "the database refused the item for good; it was set aside as a dead letter, fix or drop it"
-    )]
-    DeadLettered(#[source] DbError),
+    ///
+    /// The message starts with the Db's refusal (a [`DbError`] that
+    /// [`is_permanent`](DbError::is_permanent), which has no source of its own), so it has no
+    /// separate source.
+    #[error("{0}; the item was set aside as a dead letter")]
+    DeadLettered(DbError),
     /// A [`Lease::ack`](crate::Lease::ack) came after the lease's deadline (or the Db no longer
     /// held the lease): the item went back to the storage and may be delivered again, or
     /// already was. The ack removed nothing.
@@ -159,25 +170,53 @@ impl std::fmt::Display for Unconfirmed {
 
 /// Why [`try_push`](crate::Storage::try_push) did not store its item; either way the item is
 /// handed back. Modelled on crossbeam's `TrySendError`.
-#[derive(Clone, thiserror::Error)]
+///
+/// The message of [`Failed`](TryPushError::Failed) is its `error`'s message (the reason)
+/// followed by what became of the item, and its [`source`](std::error::Error::source) is that
+/// error's source, so the reason is at the top and each cause appears once in the chain.
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum TryPushError {
     /// The buffer has no room now; the item is handed back. Retry later, or call
     /// [`push`](crate::Storage::push) to wait for room.
-    #[error(
-        "the buffer is full; the item is handed back, retry later or call push to wait for room"
-    )]
     Full(Vec<u8>),
     /// The push failed for a reason `push` also gives ([`Error::Closed`],
     /// [`Error::ItemTooLarge`], [`Error::Db`]); the item is handed back.
-    #[error("the push failed and stored nothing; the item is handed back")]
     Failed {
         /// The item, as it was given.
         item: Vec<u8>,
         /// Why.
-        #[source]
         error: Error,
     },
+}
+
+// Written by hand rather than with thiserror: `Failed` shows its error's message at the top
+// and continues the chain with that error's source, a form thiserror has no attribute for
+// (`transparent` cannot add words, `#[source]` would show the reason twice).
+impl std::fmt::Display for TryPushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TryPushError::Full(_) => f.write_str(
+                "the buffer is full; the item is handed back, retry later or call push to wait \
+                 for room",
+            ),
+            TryPushError::Failed { error, .. } => {
+                write!(
+                    f,
+                    "{error} (try_push stored nothing and handed the item back)"
+                )
+            }
+        }
+    }
+}
+
+impl StdError for TryPushError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            TryPushError::Full(_) => None,
+            TryPushError::Failed { error, .. } => error.source(),
+        }
+    }
 }
 
 impl TryPushError {
@@ -205,6 +244,14 @@ impl std::fmt::Debug for TryPushError {
                 .field("error", error)
                 .finish(),
         }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    /// An [`Error::Db`] holding a [`DbError::Io`] with no path, so `?` works on I/O in a
+    /// function that returns this error.
+    fn from(err: std::io::Error) -> Self {
+        Error::Db(DbError::from(err))
     }
 }
 
@@ -251,9 +298,13 @@ pub enum DbError {
         /// What is wrong.
         detail: String,
     },
-    /// The file at `path` is not a lifostore database (it does not start with lifostore's
-    /// magic). lifostore never writes to such a file, salvage included.
-    #[error("{path} is not a lifostore database ({detail}); pass the path of a lifostore file")]
+    /// The file at `path` is not a lifostore database: it does not start with lifostore's
+    /// magic, or it is not a regular file at all (a FIFO, a device, a socket, ...). lifostore
+    /// never writes to such a file, salvage included.
+    #[error(
+        "{path} is not a lifostore database ({detail}) and was left untouched; pass the path of \
+         a lifostore file, or of a new file to create"
+    )]
     NotADatabase {
         /// The foreign file.
         path: PathBuf,
@@ -308,9 +359,14 @@ pub enum DbError {
          the database is fixed"
     )]
     Panicked(String),
-    /// Any other failure of the backend; the source says what it was.
-    #[error("the database backend failed; retry once it recovers")]
-    Other(#[source] Arc<dyn StdError + Send + Sync>),
+    /// Any other failure of the backend. The message is the wrapped error's own, with each of
+    /// its causes after it (`the database failed: redis: connecting to ...: Connection
+    /// refused`): a foreign error's chain is not known to follow lifostore's rule of one cause
+    /// per link, so it is spelled out once here (a cause whose message is already shown is left
+    /// out), and this variant has no separate source. The wrapped error itself is the field,
+    /// for downcasting.
+    #[error("the database failed: {}", Chain(&**.0))]
+    Other(Arc<dyn StdError + Send + Sync>),
 }
 
 impl DbError {
@@ -360,7 +416,7 @@ fn io_message(op: &str, path: Option<&Path>, err: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
     let what = match path {
         Some(p) => format!("{op} {} failed", p.display()),
-        None => format!("database {op} failed"),
+        None => format!("{op} failed"),
     };
     let advice = match err.kind() {
         K::NotFound => "it or its directory does not exist; create the directory or fix the path",
@@ -369,6 +425,16 @@ fn io_message(op: &str, path: Option<&Path>, err: &std::io::Error) -> String {
         K::NotADirectory => "a part of the path is not a directory; fix the path",
         K::StorageFull | K::QuotaExceeded => "the disk is full; free space, then retry",
         K::ReadOnlyFilesystem => "the file system is read-only; remount it or pick another path",
+        K::FileTooLarge => "the file reached the file system's size limit; pop items or move it",
+        K::Unsupported => {
+            "the file system does not support an operation lifostore needs (file locks, \
+             fdatasync); put the file on a local file system"
+        }
+        K::OutOfMemory => "the system is out of memory; free memory, then retry",
+        K::InvalidInput => {
+            "the operating system refused the operation on this path; pass the path of a \
+             regular file on a local file system"
+        }
         K::WouldBlock | K::Interrupted | K::TimedOut => "it was interrupted; retry",
         _ => "retry; if it keeps failing, check the disk (the kernel log names the device)",
     };
@@ -379,18 +445,64 @@ fn io_message(op: &str, path: Option<&Path>, err: &std::io::Error) -> String {
 #[error("{0}")]
 struct Message(String);
 
+/// Displays an error followed by each of its sources, `: `-separated, leaving out a source
+/// whose message is already shown (some crates' errors print their source and return it too).
+struct Chain<'a>(&'a (dyn StdError + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            let line = c.to_string();
+            if !text.contains(&line) {
+                text.push_str(": ");
+                text.push_str(&line);
+            }
+            cause = c.source();
+        }
+        f.write_str(&text)
+    }
+}
+
 /// A batch push that stored only a prefix of its items.
 ///
 /// `stored` items, counted from the *oldest* (the start of the slice), are durably in the Db;
 /// the rest are not. Backends whose batches are atomic report `stored == 0` on failure. The
 /// storage keeps the unstored suffix buffered and retries it, so an honest `stored` count is
 /// what keeps a half-failed batch from being lost or written twice.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("batch push stored {stored} item(s), the rest were not stored")]
+///
+/// The message is the reason (`source`'s message) followed by how much was stored; the
+/// [`source`](std::error::Error::source) is the reason's own source, so each cause appears
+/// once in the chain.
+#[derive(Debug, Clone)]
 pub struct PushBatchError {
     /// How many items, from the oldest, were stored.
     pub stored: usize,
     /// Why the rest were not.
-    #[source]
     pub source: DbError,
+}
+
+// By hand for the same reason as `TryPushError`: the reason at the top, its source next.
+impl std::fmt::Display for PushBatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.stored {
+            0 => write!(
+                f,
+                "{} (the batch push stored none of its items)",
+                self.source
+            ),
+            n => write!(
+                f,
+                "{} (the batch push stored its {n} oldest item(s), not the rest)",
+                self.source
+            ),
+        }
+    }
+}
+
+impl StdError for PushBatchError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.source()
+    }
 }

@@ -5,7 +5,7 @@
 //!   sequence, no `rand`), configured builder-style; [`FaultyDb::set_down`] makes it fail
 //!   every call for outage tests; [`FaultyDb::counts`] tells what it injected.
 //! * [`StampedDb`] wraps a Db and records the instant each item arrived in it, to measure how
-//!   long acknowledged items waited in memory (the loss window of promise 3).
+//!   long acknowledged items waited in memory (the window of promise 3).
 //! * [`quiet_injected_panics`] keeps the panics [`FaultyDb`] injects out of test output.
 //! * [`registrations`] and [`handles`] look inside a [`CancelToken`], for tests that check a
 //!   blocked call registered on its token and left nothing behind.
@@ -92,9 +92,8 @@ pub const INJECTED_PANIC: &str = "FaultyDb: injected panic";
 ///
 /// let db = FaultyDb::new(MemDb::new(), 1);
 /// db.set_down(true);
-/// let err = db.push(b"x").unwrap_err();
-/// let cause = std::error::Error::source(&err).expect("the injected failure is the source");
-/// assert!(cause.to_string().contains(INJECTED_FAILURE));
+/// let err = db.push(b"x").unwrap_err(); // a DbError::Other: its message names the failure
+/// assert!(err.to_string().contains(INJECTED_FAILURE));
 /// ```
 pub const INJECTED_FAILURE: &str = "FaultyDb: injected failure";
 

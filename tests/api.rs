@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifostore::testing::FaultyDb;
-use lifostore::{CancelToken, Db, DbError, Error, MemDb, Storage};
+use lifostore::{CancelToken, Db, DbError, Error, MemDb, PushBatchError, Storage, TryPushError};
 
 mod common;
 use common::{wait_until_blocked, within};
@@ -118,24 +118,61 @@ fn try_pop_waits_only_for_db_calls_under_way() {
 
 #[test]
 fn messages_do_not_repeat_their_source() {
-    let cases = [
-        Error::Db(DbError::msg("disk on fire")),
-        Error::Db(DbError::from(std::io::Error::other("disk on fire"))),
-        Error::CloseIncomplete {
+    // The reason at the top: errors that are their cause (Db), or whose cause is the news
+    // (a refused item, a failed try_push or batch push).
+    let io = || {
+        DbError::io(
+            "write",
+            "/var/q.lifo",
+            std::io::Error::other("disk on fire"),
+        )
+    };
+    let at_the_top: Vec<Box<dyn std::error::Error>> = vec![
+        Box::new(Error::Db(DbError::msg("disk on fire"))),
+        Box::new(Error::DeadLettered(DbError::Rejected {
+            reason: "disk on fire".into(),
+        })),
+        Box::new(TryPushError::Failed {
+            item: vec![1],
+            error: Error::Db(DbError::msg("disk on fire")),
+        }),
+        Box::new(PushBatchError {
+            stored: 2,
+            source: DbError::msg("disk on fire"),
+        }),
+    ];
+    for err in &at_the_top {
+        let top = err.to_string();
+        assert!(top.contains("disk on fire"), "{top:?} hides its reason");
+        let chain = common::error_chain(&**err);
+        assert_eq!(chain.matches("disk on fire").count(), 1, "{chain}");
+    }
+    // The OS's words stay in the source; the top names the operation, the path and a fix.
+    let with_os_source: Vec<Box<dyn std::error::Error>> = vec![
+        Box::new(Error::Db(io())),
+        Box::new(Error::from(std::io::Error::other("disk on fire"))),
+        Box::new(TryPushError::Failed {
+            item: vec![1],
+            error: Error::Db(io()),
+        }),
+        Box::new(PushBatchError {
+            stored: 0,
+            source: io(),
+        }),
+        Box::new(Error::CloseIncomplete {
             unflushed: 3,
             waited: Duration::from_secs(1),
             source: DbError::msg("disk on fire"),
-        },
-        Error::NotYetDurable {
+        }),
+        Box::new(Error::NotYetDurable {
             why: lifostore::Unconfirmed::DbFailed,
             source: Some(DbError::msg("disk on fire")),
-        },
-        Error::DeadLettered(DbError::msg("disk on fire")),
+        }),
     ];
-    for err in cases {
+    for err in &with_os_source {
         let top = err.to_string();
         assert!(!top.contains("disk on fire"), "{top:?} repeats its source");
-        let chain = common::error_chain(&err);
+        let chain = common::error_chain(&**err);
         assert_eq!(chain.matches("disk on fire").count(), 1, "{chain}");
     }
     let closed = Error::Closed.to_string();
@@ -143,4 +180,41 @@ fn messages_do_not_repeat_their_source() {
         !closed.contains("database"),
         "{closed:?} claims where leftover items are"
     );
+}
+
+#[test]
+fn a_foreign_error_chain_is_spelled_out_once_in_other() {
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("redis: connecting to redis://127.0.0.1:1/")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    let err = Error::Db(DbError::other(Outer(refused)));
+    assert_eq!(
+        common::error_chain(&err),
+        "the database failed: redis: connecting to redis://127.0.0.1:1/: refused"
+    );
+    // A foreign error that prints its source and returns it too: shown once.
+    #[derive(Debug)]
+    struct Loud(std::io::Error);
+    impl std::fmt::Display for Loud {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "connecting: {}", self.0)
+        }
+    }
+    impl std::error::Error for Loud {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let err = Error::Db(DbError::other(Loud(std::io::Error::other("refused"))));
+    assert_eq!(err.to_string(), "the database failed: connecting: refused");
 }

@@ -118,8 +118,8 @@ pub trait Db: Send + Sync {
     /// `false`): [`pop_batch`](Db::pop_batch), with process-unique ids. The items leave the Db
     /// at once, so the lease exists only in the caller's hands: `ack` is a no-op, `release`
     /// pushes the items back, and the Db neither hides, expires nor returns anything by
-    /// itself. If the process dies holding such a lease, the item is lost: at most once, as
-    /// `pop`. The holder (the storage) must enforce `ttl` itself.
+    /// itself. If the process dies holding such a lease, the item is lost: at-most-once
+    /// processing, as with `pop`. The holder (the storage) must enforce `ttl` itself.
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
         let _ = ttl;
         self.pop_batch(max).map(lease::detached)

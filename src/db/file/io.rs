@@ -5,9 +5,9 @@
 //! any single call fail, write only part of its bytes, or drop dirty pages on a failed sync.
 
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, FileType, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
 
 /// Opens files and syncs directories.
@@ -43,12 +43,25 @@ pub(crate) struct StdVfs;
 
 impl Vfs for StdVfs {
     fn open(&self, path: &Path) -> io::Result<Box<dyn FileIo>> {
+        refuse_special(path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        // Again on what was opened, in case the path was replaced in between.
+        let meta = file.metadata()?;
+        if let Some(what) = special(meta.file_type()) {
+            return Err(not_regular(what));
+        }
+        // A kernel pseudo-file (`/proc/version`) is "regular" with size 0, yet has content:
+        // an empty file to initialise, to every other check. A regular empty file reads 0.
+        if meta.len() == 0 && file.read_at(&mut [0u8; 1], 0)? > 0 {
+            return Err(not_regular(
+                "a kernel pseudo-file (as in /proc), not a file on a disk",
+            ));
+        }
         Ok(Box::new(StdFile(file)))
     }
 
@@ -59,6 +72,56 @@ impl Vfs for StdVfs {
         }
     }
 }
+
+/// Fails with a [`NotARegularFile`] error if `path` exists and is neither a regular file nor
+/// a directory (opening a directory fails with its own clear error). Checked before opening:
+/// opening a FIFO can block, a device would take the writes, `/proc` files are not storage,
+/// and a socket cannot be opened at all (`ENXIO`, which would read as a device fault).
+pub(crate) fn refuse_special(path: &Path) -> io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) => match special(meta.file_type()) {
+            Some(what) => Err(not_regular(what)),
+            None => Ok(()),
+        },
+        Err(_) => Ok(()), // missing (open creates it) or unreadable (open says why)
+    }
+}
+
+/// What a file of type `ft` is, when it is neither a regular file nor a directory.
+fn special(ft: FileType) -> Option<&'static str> {
+    if ft.is_file() || ft.is_dir() {
+        None
+    } else if ft.is_fifo() {
+        Some("a FIFO (named pipe), not a regular file")
+    } else if ft.is_char_device() {
+        Some("a character device, not a regular file")
+    } else if ft.is_block_device() {
+        Some("a block device, not a regular file")
+    } else if ft.is_socket() {
+        Some("a socket, not a regular file")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// The error [`refuse_special`] and [`StdVfs::open`] return: what the path is, as an
+/// [`io::ErrorKind::InvalidInput`] carrying a [`NotARegularFile`].
+fn not_regular(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, NotARegularFile(what))
+}
+
+/// A path that is not a regular file on a disk: what it is ("a FIFO (named pipe), not a
+/// regular file", ...). FileDb refuses it before writing a byte.
+#[derive(Debug)]
+pub(crate) struct NotARegularFile(pub(crate) &'static str);
+
+impl std::fmt::Display for NotARegularFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for NotARegularFile {}
 
 #[derive(Debug)]
 struct StdFile(File);

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use self::format::{REC_OVERHEAD, Superblock, encode_record};
 use self::io::{FileIo, StdVfs, Vfs};
 use self::read_ahead::ReadAhead;
-use self::recovery::{Found, damage, io_err, read_state};
+use self::recovery::{Found, damage, io_err, open_err, read_state};
 use crate::db::mem::lease_result;
 use crate::db::{Db, DbLease, LeaseId};
 use crate::error::{DbError, PushBatchError};
@@ -123,7 +123,9 @@ impl FileDbOptions {
 ///
 /// Files that do not start with lifostore's magic are refused with
 /// [`DbError::NotADatabase`] and never written, whatever their size; a zero-length file is
-/// initialised as an empty database.
+/// initialised as an empty database. Anything that is not a regular file on a disk
+/// (`/dev/null`, a FIFO, a socket, a device, a `/proc` file) is refused the same way, before
+/// a byte is written.
 ///
 /// ```
 /// use lifostore::{Db, FileDb};
@@ -194,7 +196,7 @@ impl FileDb {
     /// initialising it if the file is empty).
     ///
     /// Errors: [`DbError::Io`] naming the path and the operation, [`DbError::NotADatabase`]
-    /// (the file is not a lifostore database; it is left untouched),
+    /// (the file is not a lifostore database, or not a regular file; it is left untouched),
     /// [`DbError::UnsupportedVersion`], [`DbError::Corrupt`] (unless `options.salvage`).
     pub fn open_with(path: impl AsRef<Path>, options: FileDbOptions) -> Result<Self, DbError> {
         Self::open_in(Arc::new(StdVfs), path.as_ref(), options)
@@ -202,7 +204,7 @@ impl FileDb {
 
     /// [`open_with`](Self::open_with) through `vfs`.
     fn open_in(vfs: Arc<dyn Vfs>, path: &Path, options: FileDbOptions) -> Result<Self, DbError> {
-        let io = vfs.open(path).map_err(io_err("open", path))?;
+        let io = vfs.open(path).map_err(open_err("open", path))?;
         let db = FileDb {
             path: path.to_path_buf(),
             vfs: vfs.clone(),

@@ -8,7 +8,7 @@ use super::format::{
     DATA_START, Header, OpRule, REC_HEAD, REC_OVERHEAD, SLOT_OFFSETS, Superblock, header_page,
     parse_record, read_header, u32_at, u64_at,
 };
-use super::io::{FileIo, Vfs};
+use super::io::{FileIo, NotARegularFile, Vfs};
 use crate::error::DbError;
 
 /// What a file holds, as read under the lock.
@@ -23,6 +23,22 @@ pub(super) enum Found {
 /// Maps an I/O error of operation `op` on `path` to a [`DbError::Io`].
 pub(super) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DbError {
     move |e| DbError::io(op, path, e)
+}
+
+/// Like [`io_err`], but a path that is not a regular file ([`NotARegularFile`], from
+/// [`refuse_special`](super::io::refuse_special) or the `Vfs`'s open) is
+/// [`DbError::NotADatabase`]: nothing was read or written, and retrying cannot help.
+pub(super) fn open_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DbError {
+    move |e| match e
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<NotARegularFile>())
+    {
+        Some(what) => DbError::NotADatabase {
+            path: path.to_path_buf(),
+            detail: format!("it is {what}"),
+        },
+        None => DbError::io(op, path, e),
+    }
 }
 
 /// A [`DbError::Corrupt`] at `offset` of `path`.
