@@ -187,7 +187,7 @@ fn listings(c: &Cluster) {
 #[test]
 fn bad_requests_get_clear_errors() {
     let c = Cluster::start("errors", 6, &[]);
-    let long = "x".repeat(1025);
+    let long = "x".repeat(1089);
     let cases: Vec<(&str, String, u16, &str)> = vec![
         ("PUT", format!("/files/{long}"), 400, "bad_name"),
         ("PUT", "/files/a%00b".into(), 400, "bad_name"),

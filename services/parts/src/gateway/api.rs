@@ -110,7 +110,7 @@ fn index() -> Value {
 
 impl Api {
     fn put(&self, ex: &mut Exchange<'_>, name: &str) {
-        let response = match upload::upload(&self.gw, ex, name) {
+        let response = match upload::upload(&self.gw, ex, name, None) {
             Ok(stored) => {
                 let parts: Vec<Value> = stored
                     .parts
@@ -224,6 +224,7 @@ fn upload_code(e: &upload::UploadError) -> &'static str {
         upload::UploadError::Client(_) => "bad_body",
         upload::UploadError::Parts(_) => "parts_failed",
         upload::UploadError::Spool(_) => "spool",
+        upload::UploadError::BadDigest { .. } => "bad_digest",
     }
 }
 

@@ -8,6 +8,7 @@ pub mod download;
 pub mod names;
 pub mod range;
 pub mod s3;
+pub mod s3_list;
 pub mod upload;
 
 use std::path::PathBuf;

@@ -2,8 +2,9 @@
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
-/// Longest name accepted, in bytes (S3's key limit).
-pub const MAX_NAME: usize = 1024;
+/// Longest name accepted, in bytes: an S3 key (1024 bytes) under its bucket's name (up to
+/// 63) and a `/`.
+pub const MAX_NAME: usize = 1088;
 
 /// Characters escaped when a name goes into a URL path (`/` is kept: names may hold it).
 const PATH: &AsciiSet = &CONTROLS

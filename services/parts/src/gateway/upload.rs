@@ -58,6 +58,16 @@ pub enum UploadError {
     /// The gateway could not spool a part.
     #[error("spooling a part: {0}")]
     Spool(std::io::Error),
+    /// The body's CRC-32 is not the one the client sent.
+    #[error(
+        "the body's CRC-32 is {computed}, the client sent {sent}: the body was damaged on the way"
+    )]
+    BadDigest {
+        /// The CRC the client sent.
+        sent: String,
+        /// The CRC of the body received.
+        computed: String,
+    },
 }
 
 impl UploadError {
@@ -71,18 +81,31 @@ impl UploadError {
             UploadError::Client(_) => 400,
             UploadError::Parts(_) => 502,
             UploadError::Spool(_) => 500,
+            UploadError::BadDigest { .. } => 400,
         }
     }
 }
 
-/// Stores the request body as file `name`.
-pub fn upload(gw: &Arc<Gateway>, ex: &mut Exchange<'_>, name: &str) -> Result<Stored, UploadError> {
+/// Stores the request body as file `name`. With `expected` (a CRC-32 the client sent, e.g.
+/// S3's `x-amz-checksum-crc32`), a body whose CRC differs is refused and nothing is kept.
+pub fn upload(
+    gw: &Arc<Gateway>,
+    ex: &mut Exchange<'_>,
+    name: &str,
+    expected: Option<u32>,
+) -> Result<Stored, UploadError> {
     let size = ex.head().content_length.ok_or(UploadError::NoLength)?;
     let live = |id: &str| gw.health.is_live(id);
     let plan = gw
         .meta
         .begin_upload(name, size, &gw.config.name, &live, &|| gw.why_down())?;
     let result = transfer(gw, ex, &plan).and_then(|(sums, parts, checksum)| {
+        if let Some(sent) = expected.filter(|e| format!("{e:08x}") != checksum) {
+            return Err(UploadError::BadDigest {
+                sent: format!("{sent:08x}"),
+                computed: checksum,
+            });
+        }
         let garbage = gw.meta.commit_upload(plan.file_id, &sums, &checksum)?;
         gw.jobs.enqueue_or_log(&garbage);
         Ok(Stored {

@@ -7,6 +7,7 @@
 //! file operations a second, more than the nodes' fsyncs allow on one disk. Reads take no
 //! lock.
 
+mod buckets;
 mod files;
 mod garbage;
 mod moves;

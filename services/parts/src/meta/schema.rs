@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS garbage (
     last_error text,
     dead       boolean NOT NULL DEFAULT false
 );
+CREATE TABLE IF NOT EXISTS buckets (
+    name       text COLLATE "C" PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS moves (
     copy       bigint PRIMARY KEY,
     file_id    bigint NOT NULL,
