@@ -198,82 +198,85 @@ fn get_crc(c: &Cluster, name: &str) -> (Duration, u32, u64) {
     (start.elapsed(), crc.finalize(), total)
 }
 
+/// The CRC-32 of the `size` bytes of seed `seed`.
+fn gen_crc(size: u64, seed: u64) -> u32 {
+    let mut g = Gen::new(size, seed);
+    std::io::copy(&mut g, &mut std::io::sink()).unwrap();
+    g.crc.finalize()
+}
+
+/// One round: MiB/s of [local write, PUT, local read, GET, local read evicted, GET evicted]
+/// and the gateway's peak RSS during the PUT and the GET. Odd rounds run parts first.
+fn one_round(c: &Cluster, base: &std::path::Path, size: u64, round: u64) -> ([f64; 6], u64, u64) {
+    let gw = c.gateway.as_ref().unwrap().id();
+    let ours_first = round % 2 == 1;
+    let mut bw = Duration::ZERO;
+    if !ours_first {
+        bw = baseline_write(base, size, round);
+    }
+    reset_peak(gw);
+    let (pw, sum) = put_gen(c, "big", size, round);
+    let put_rss = peak_rss(gw);
+    if ours_first {
+        bw = baseline_write(base, size, round);
+    }
+    assert_eq!(sum, format!("{:08x}", gen_crc(size, round)));
+    reset_peak(gw);
+    let (pr, pcrc, n) = get_crc(c, "big");
+    let get_rss = peak_rss(gw);
+    let (br, bcrc) = baseline_read(base);
+    assert_eq!((pcrc, bcrc, n), (gen_crc(size, round), pcrc, size));
+    evict(base);
+    for node in &c.nodes {
+        evict(&node.dir.join("parts"));
+    }
+    let (prc, _, _) = get_crc(c, "big");
+    let (brc, _) = baseline_read(base);
+    let row = [bw, pw, br, pr, brc, prc].map(|d| mb_s(size, d));
+    assert_eq!(
+        c.call("DELETE", "/files/big", None, None).unwrap().status,
+        204
+    );
+    c.wait_clean(Duration::from_secs(120));
+    (row, put_rss, get_rss)
+}
+
 #[test]
 #[ignore]
 fn throughput_1gib() {
     let size = env_u64("PARTS_BENCH_SIZE", 1 << 30);
+    let rounds = env_u64("PARTS_BENCH_ROUNDS", 5);
     let c = Cluster::start("bench_tp", 6, &["--part-timeout-ms", "60000"]);
-    let gw = c.gateway.as_ref().unwrap().id();
     let base = c.dir.join("baseline");
     std::fs::create_dir_all(&base).unwrap();
     let (mut rows, mut put_rss, mut get_rss) = (Vec::new(), 0, 0);
-    for round in 0..3u64 {
-        let bw = baseline_write(&base, size, round);
-        reset_peak(gw);
-        let (pw, sum) = put_gen(&c, "big", size, round);
-        put_rss = put_rss.max(peak_rss(gw));
-        let mut expected = Gen::new(size, round);
-        std::io::copy(&mut expected, &mut std::io::sink()).unwrap();
-        assert_eq!(sum, format!("{:08x}", expected.crc.clone().finalize()));
-        let (br, bcrc) = baseline_read(&base);
-        reset_peak(gw);
-        let (pr, pcrc, n) = get_crc(&c, "big");
-        get_rss = get_rss.max(peak_rss(gw));
-        assert_eq!(
-            (pcrc, bcrc, n),
-            (expected.crc.clone().finalize(), pcrc, size)
-        );
-        evict(&base);
-        for node in &c.nodes {
-            evict(&node.dir.join("parts"));
-        }
-        let (brc, _) = baseline_read(&base);
-        let (prc, _, _) = get_crc(&c, "big");
-        rows.push([
-            mb_s(size, bw),
-            mb_s(size, pw),
-            mb_s(size, br),
-            mb_s(size, pr),
-            mb_s(size, brc),
-            mb_s(size, prc),
-        ]);
-        eprintln!(
-            "round {round}: {:?}",
-            rows.last().unwrap().map(|v| v.round())
-        );
-        assert_eq!(
-            c.call("DELETE", "/files/big", None, None).unwrap().status,
-            204
-        );
-        c.wait_clean(Duration::from_secs(120));
+    for round in 0..rounds {
+        let (row, p, g) = one_round(&c, &base, size, round);
+        eprintln!("round {round}: {:?}", row.map(|v| v.round()));
+        (put_rss, get_rss) = (put_rss.max(p), get_rss.max(g));
+        rows.push(row);
     }
     let col = |i: usize| median(rows.iter().map(|r| r[i]).collect());
+    let line = |what: &str, a: usize, b: usize| {
+        eprintln!(
+            "  {what}: 6 local files {:.0}, parts {:.0} ({:.2}x)",
+            col(a),
+            col(b),
+            col(b) / col(a)
+        );
+    };
     eprintln!(
-        "throughput, {} MiB, medians of 3 interleaved rounds (MiB/s):",
+        "throughput, {} MiB, medians of {rounds} interleaved rounds (MiB/s):",
         size / MIB
     );
-    eprintln!(
-        "  write: 6 local files + fsync {:.0}, parts PUT {:.0} ({:.2}x)",
-        col(0),
-        col(1),
-        col(1) / col(0)
-    );
-    eprintln!(
-        "  read, page cache: 6 local files {:.0}, parts GET {:.0} ({:.2}x)",
-        col(2),
-        col(3),
-        col(3) / col(2)
-    );
-    eprintln!(
-        "  read, evicted: 6 local files {:.0}, parts GET {:.0} ({:.2}x)",
-        col(4),
-        col(5),
-        col(5) / col(4)
-    );
+    line("write + fsync / PUT", 0, 1);
+    line("read, page cache / GET", 2, 3);
+    line("read, evicted / GET", 4, 5);
+    let mib = |b: u64| b as f64 / MIB as f64;
     eprintln!(
         "  gateway peak RSS: PUT {:.1} MiB, GET {:.1} MiB",
-        put_rss as f64 / MIB as f64,
-        get_rss as f64 / MIB as f64
+        mib(put_rss),
+        mib(get_rss)
     );
 }
 
@@ -361,6 +364,43 @@ fn spread_and_minimum(c: &Cluster) -> (f64, u64, Vec<f64>) {
     (((hi - lo) / mean), minimum.round() as u64, fills)
 }
 
+/// Uploads the first half of `files` on 6 nodes, adds 2 nodes, uploads the rest; returns
+/// the spread on 6 nodes and the time taken.
+fn two_phases(c: &mut Cluster, files: &[(String, u64, u64)]) -> (f64, Duration) {
+    let (t, half) = (Instant::now(), files.len() / 2);
+    upload_all(c, &files[..half], 8);
+    let (spread6, _, _) = spread_and_minimum(c);
+    c.add_node();
+    c.add_node();
+    c.wait_live(8);
+    upload_all(c, &files[half..], 8);
+    (spread6, t.elapsed())
+}
+
+/// Switches the rebalancer on and waits until it has moved parts and stopped; its state.
+fn run_rebalancer(c: &Cluster) -> serde_json::Value {
+    let on = c
+        .call("PUT", "/rebalancer", Some(br#"{"enabled":true}"#), None)
+        .unwrap();
+    assert_eq!(on.status, 200);
+    wait_for(
+        Duration::from_secs(3600),
+        "the rebalancer to finish",
+        || {
+            let r = c.call("GET", "/rebalancer", None, None).ok()?.json();
+            (r["active"] == false && r["moves"].as_u64()? > 0).then_some(r)
+        },
+    )
+}
+
+fn percents(fills: &[f64]) -> String {
+    fills
+        .iter()
+        .map(|f| format!("{:.3}%", 100.0 * f))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[test]
 #[ignore]
 fn rebalance_full_size() {
@@ -381,45 +421,17 @@ fn rebalance_full_size() {
         .map(|i| (format!("f{i:05}"), lognormal(&mut rng), i as u64))
         .collect();
     let total: u64 = files.iter().map(|f| f.1).sum();
-    let t = Instant::now();
-    upload_all(&c, &files[..n], 8);
-    let (spread6, _, _) = spread_and_minimum(&c);
-    c.add_node();
-    c.add_node();
-    c.wait_live(8);
-    upload_all(&c, &files[n..], 8);
-    let uploaded = t.elapsed();
+    let (spread6, uploaded) = two_phases(&mut c, &files);
     let (spread_before, minimum, fills_before) = spread_and_minimum(&c);
-    assert_eq!(
-        c.call("PUT", "/rebalancer", Some(br#"{"enabled":true}"#), None)
-            .unwrap()
-            .status,
-        200
-    );
     let t = Instant::now();
-    let status = wait_for(
-        Duration::from_secs(3600),
-        "the rebalancer to finish",
-        || {
-            let r = c.call("GET", "/rebalancer", None, None).ok()?.json();
-            (r["active"] == false && r["moves"].as_u64()? > 0).then_some(r)
-        },
-    );
+    let status = run_rebalancer(&c);
     let took = t.elapsed();
     c.wait_clean(Duration::from_secs(600));
     let (spread_after, _, fills_after) = spread_and_minimum(&c);
     let moved = status["bytes_moved"].as_u64().unwrap();
-    let pct = |v: &[f64]| {
-        v.iter()
-            .map(|f| format!("{:.3}%", 100.0 * f))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let gib = total as f64 / (1u64 << 30) as f64;
     eprintln!(
-        "rebalance, {} + {} files, {:.2} GiB, uploaded in {:.0} s",
-        n,
-        n,
-        total as f64 / (1u64 << 30) as f64,
+        "rebalance, {n} + {n} files, {gib:.2} GiB, uploaded in {:.0} s",
         uploaded.as_secs_f64()
     );
     eprintln!(
@@ -429,25 +441,23 @@ fn rebalance_full_size() {
     eprintln!(
         "  8 nodes after phase 2, placement only: spread {:.1}% (fills {})",
         100.0 * spread_before,
-        pct(&fills_before)
+        percents(&fills_before)
     );
     eprintln!(
         "  after the rebalancer: spread {:.2}% (fills {})",
         100.0 * spread_after,
-        pct(&fills_after)
+        percents(&fills_after)
     );
+    let ratio = moved as f64 / minimum as f64;
     eprintln!(
-        "  moved {moved} bytes in {} moves, {:.3}x the minimum {minimum}, in {:.0} s",
+        "  moved {moved} bytes in {} moves, {ratio:.3}x the minimum {minimum}, in {:.0} s",
         status["moves"],
-        moved as f64 / minimum as f64,
         took.as_secs_f64()
     );
     for (name, size, seed) in &files {
         let (_, crc, len) = get_crc(&c, name);
-        let mut g = Gen::new(*size, *seed);
-        std::io::copy(&mut g, &mut std::io::sink()).unwrap();
-        assert_eq!((crc, len), (g.crc.finalize(), *size), "{name}");
+        assert_eq!((crc, len), (gen_crc(*size, *seed), *size), "{name}");
     }
     c.check_consistent();
-    assert!(spread_after <= 0.05 && moved as f64 <= 1.2 * minimum as f64);
+    assert!(spread_after <= 0.05 && ratio <= 1.2);
 }

@@ -24,16 +24,19 @@ fn size_of(seed: u64) -> usize {
     MIB + (seed as usize * 777_767) % (5 * MIB)
 }
 
-#[test]
-fn a_gateway_killed_during_uploads_loses_nothing_acknowledged_and_shows_nothing_half_written() {
-    let mut c = Cluster::start("gwkill", 7, &[]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicUsize::new(0));
-    let log: Arc<Mutex<Vec<(String, u64, Outcome)>>> = Arc::default();
-    let workers: Vec<_> = (0..12u64)
+type Log = Arc<Mutex<Vec<(String, u64, Outcome)>>>;
+
+/// 12 threads uploading files of 1 to 6 MiB until `stop`, logging each outcome.
+fn upload_streams(
+    c: &Cluster,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<AtomicUsize>,
+    log: &Log,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..12u64)
         .map(|t| {
             let (agent, base) = (c.agent.clone(), c.url("/files/"));
-            let (stop, acked, log) = (Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&log));
+            let (stop, acked, log) = (Arc::clone(stop), Arc::clone(acked), Arc::clone(log));
             std::thread::spawn(move || {
                 let mut i = 0u64;
                 while !stop.load(Ordering::SeqCst) {
@@ -54,27 +57,13 @@ fn a_gateway_killed_during_uploads_loses_nothing_acknowledged_and_shows_nothing_
                 }
             })
         })
-        .collect();
-    wait_for(Duration::from_secs(120), "15 acknowledged uploads", || {
-        (acked.load(Ordering::SeqCst) >= 15).then_some(())
-    });
-    c.kill_gateway();
-    stop.store(true, Ordering::SeqCst);
-    for w in workers {
-        w.join().unwrap();
-    }
-    c.start_gateway();
-    c.wait_live(7);
-    let log = log.lock().unwrap().clone();
-    let unknown = log
-        .iter()
-        .filter(|(_, _, o)| *o == Outcome::Unknown)
-        .count();
-    assert!(
-        unknown >= 1,
-        "some uploads were in flight when the gateway died"
-    );
-    for (name, seed, outcome) in &log {
+        .collect()
+}
+
+/// Acknowledged files read back identical, refused ones are absent, unknown ones are whole
+/// or absent, and nothing else is listed.
+fn check_outcomes(c: &Cluster, log: &[(String, u64, Outcome)]) {
+    for (name, seed, outcome) in log {
         let got = c.get(name);
         let same = got.status == 200 && got.body == data(size_of(*seed), *seed);
         match outcome {
@@ -99,6 +88,37 @@ fn a_gateway_killed_during_uploads_loses_nothing_acknowledged_and_shows_nothing_
             "{name} listed"
         );
     }
+}
+
+#[test]
+fn a_gateway_killed_during_uploads_loses_nothing_acknowledged_and_shows_nothing_half_written() {
+    let mut c = Cluster::start("gwkill", 7, &[]);
+    let (stop, acked, log) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Log::default(),
+    );
+    let workers = upload_streams(&c, &stop, &acked, &log);
+    wait_for(Duration::from_secs(120), "15 acknowledged uploads", || {
+        (acked.load(Ordering::SeqCst) >= 15).then_some(())
+    });
+    c.kill_gateway();
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    c.start_gateway();
+    c.wait_live(7);
+    let log = log.lock().unwrap().clone();
+    let unknown = log
+        .iter()
+        .filter(|(_, _, o)| *o == Outcome::Unknown)
+        .count();
+    assert!(
+        unknown >= 1,
+        "some uploads were in flight when the gateway died"
+    );
+    check_outcomes(&c, &log);
     c.wait_clean(Duration::from_secs(60));
     c.check_consistent();
 }

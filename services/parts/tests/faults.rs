@@ -23,35 +23,49 @@ fn flip(path: &std::path::Path, at: u64) {
     file.write_all_at(&[byte[0] ^ 0x40], at).unwrap();
 }
 
-#[test]
-fn corrupt_short_and_missing_parts_never_pass_for_the_file() {
-    let c = Cluster::start("corrupt", 7, &[]);
-    let content = data(24 * MIB, 3); // parts of 4 MiB: 4 checked blocks each
-    let names = ["flip-first", "flip-later", "short", "missing"];
-    for name in names {
-        assert_eq!(c.put(name, &content).status, 201);
-    }
-    let part = |name: &str, idx: usize| c.parts_of(name)[idx].clone();
+const FOUR: usize = 4 * MIB;
+
+/// Damages four copies of a 24 MiB file: a flipped byte in the first block of part 0, one in
+/// the third block of part 3, part 2 cut to 1 MiB, part 5 deleted.
+fn damage(c: &Cluster) {
     let path = |name: &str, idx: usize| {
-        let p = part(name, idx);
+        let p = c.parts_of(name)[idx].clone();
         c.copy_path(&p.node, p.copy)
     };
     flip(&path("flip-first", 0), 10);
     flip(&path("flip-later", 3), 5 * MIB as u64 / 2);
-    std::fs::OpenOptions::new()
+    let short = std::fs::OpenOptions::new()
         .write(true)
         .open(path("short", 2))
-        .unwrap()
-        .set_len(MIB as u64)
         .unwrap();
+    short.set_len(MIB as u64).unwrap();
     std::fs::remove_file(path("missing", 5)).unwrap();
+}
 
+/// A GET with a range; its status and JSON reason.
+fn ranged(c: &Cluster, name: &str, range: &str) -> (u16, String, Vec<u8>) {
+    let a = c
+        .call("GET", &format!("/files/{name}"), None, Some(range))
+        .unwrap();
+    let reason = a.json()["reason"].as_str().unwrap_or("").to_string();
+    (a.status, reason, a.body)
+}
+
+#[test]
+fn corrupt_short_and_missing_parts_never_pass_for_the_file() {
+    let c = Cluster::start("corrupt", 7, &[]);
+    let content = data(24 * MIB, 3); // parts of 4 MiB: 4 checked blocks each
+    for name in ["flip-first", "flip-later", "short", "missing"] {
+        assert_eq!(c.put(name, &content).status, 201);
+    }
+    let node_of = |name: &str, idx: usize| c.parts_of(name)[idx].node.clone();
+    damage(&c);
     // Found before the head: 502 with the node and the part named.
     let first = c.get("flip-first");
-    assert_eq!(first.status, 502);
     let reason = first.json()["reason"].as_str().unwrap().to_string();
+    assert_eq!(first.status, 502);
     assert!(
-        reason.contains("checksum mismatch") && reason.contains(&part("flip-first", 0).node),
+        reason.contains("checksum mismatch") && reason.contains(&node_of("flip-first", 0)),
         "{reason}"
     );
     // Found after the head: the connection is aborted, never a complete 200.
@@ -64,50 +78,29 @@ fn corrupt_short_and_missing_parts_never_pass_for_the_file() {
         );
     }
     // Ranges that start in a damaged part fail before the head; others still work.
-    let four = 4 * MIB;
     for (name, idx) in [("short", 2), ("missing", 5)] {
-        let range = format!("bytes={}-{}", idx * four, idx * four + 10);
-        let a = c
-            .call("GET", &format!("/files/{name}"), None, Some(&range))
-            .unwrap();
-        assert_eq!(a.status, 502, "{name} {range}");
-        assert!(
-            a.json()["reason"]
-                .as_str()
-                .unwrap()
-                .contains(&part(name, idx).node)
+        let (status, reason, _) = ranged(
+            &c,
+            name,
+            &format!("bytes={}-{}", idx * FOUR, idx * FOUR + 10),
         );
+        assert_eq!(status, 502, "{name}");
+        assert!(reason.contains(&node_of(name, idx)), "{reason}");
     }
-    let fine = c
-        .call(
-            "GET",
-            "/files/flip-later",
-            None,
-            Some("bytes=4194304-8388607"),
-        )
-        .unwrap();
-    assert_eq!(fine.status, 206);
-    assert!(fine.body == content[four..2 * four]);
+    let (status, _, body) = ranged(&c, "flip-later", "bytes=4194304-8388607");
+    assert_eq!(status, 206);
+    assert!(body == content[FOUR..2 * FOUR]);
     // The corrupt block itself is refused even inside a range.
-    let at = 3 * four + 5 * MIB / 2;
-    let bad = c
-        .call(
-            "GET",
-            "/files/flip-later",
-            None,
-            Some(&format!("bytes={at}-{at}")),
-        )
-        .unwrap();
-    assert_eq!(bad.status, 502);
-
+    let at = 3 * FOUR + 5 * MIB / 2;
+    assert_eq!(ranged(&c, "flip-later", &format!("bytes={at}-{at}")).0, 502);
     assert!(c.stat("checksum_mismatches") >= 3, "{}", c.stats());
     assert!(c.stat("missing_parts") >= 4, "{}", c.stats());
     let log = std::fs::read_to_string(c.gateway_log()).unwrap();
-    let later = part("flip-later", 3);
+    let later = node_of("flip-later", 3);
+    let named =
+        |l: &str| l.contains("checksum mismatch") && l.contains("part 3") && l.contains(&later);
     assert!(
-        log.lines().any(|l| l.contains("checksum mismatch")
-            && l.contains("part 3")
-            && l.contains(&later.node)),
+        log.lines().any(named),
         "the log names the node and part of the mismatch"
     );
 }
@@ -121,20 +114,17 @@ fn fewer_than_six_live_nodes_refuse_puts_and_spare_gets() {
     for (name, content) in &files {
         assert_eq!(c.put(name, content).status, 201);
     }
-    let dead = c.nodes[0].id.clone();
-    c.kill_node(0);
-    wait_for(Duration::from_secs(10), "node 0 to be seen down", || {
-        (!c.is_live(&dead)).then_some(())
-    });
+    let dead = c.kill_node_seen_down(0);
     let mut spared = 0;
     for (name, content) in &files {
         let touches = c.parts_of(name).iter().any(|p| p.node == dead);
         let got = c.get(name);
         if touches {
             assert_eq!(got.status, 503, "{name}");
+            let reason = got.json()["reason"].as_str().unwrap().to_string();
             assert!(
-                got.json()["reason"].as_str().unwrap().contains(&dead),
-                "{name}: reason names the node"
+                reason.contains(&dead),
+                "{name}: the reason names the node: {reason}"
             );
         } else {
             assert_eq!((got.status, got.body == *content), (200, true), "{name}");
@@ -150,18 +140,13 @@ fn fewer_than_six_live_nodes_refuse_puts_and_spare_gets() {
         201,
         "6 live nodes take a PUT"
     );
-    let second = c.nodes[1].id.clone();
-    c.kill_node(1);
-    wait_for(Duration::from_secs(10), "node 1 to be seen down", || {
-        (!c.is_live(&second)).then_some(())
-    });
+    let second = c.kill_node_seen_down(1);
     let refused = c.put("five-left", b"no room");
     assert_eq!(refused.status, 503);
     let reason = refused.json()["reason"].as_str().unwrap().to_string();
+    let named = reason.contains(&dead) && reason.contains(&second);
     assert!(
-        reason.contains("5 usable nodes for 6 parts")
-            && reason.contains(&dead)
-            && reason.contains(&second),
+        reason.contains("5 usable nodes for 6 parts") && named,
         "{reason}"
     );
     assert_eq!(
@@ -181,42 +166,48 @@ fn fewer_than_six_live_nodes_refuse_puts_and_spare_gets() {
     c.check_consistent();
 }
 
-#[test]
-fn a_node_killed_during_100_concurrent_uploads_loses_no_acknowledged_file() {
-    let mut c = Cluster::start("nodekill", 7, &[]);
-    let uploads: Vec<_> = (0..100u64)
-        .map(|i| {
-            let (agent, url) = (c.agent.clone(), c.url(&format!("/files/u{i}")));
-            std::thread::spawn(move || {
-                let body = data(64 * 1024 + (i as usize * 20_011) % (2 * MIB), i);
-                match agent.put(&url).send_bytes(&body) {
-                    Ok(r) => r.status(),
-                    Err(ureq::Error::Status(s, _)) => s,
-                    Err(e) => panic!("upload {i}: no HTTP answer: {e}"),
-                }
-            })
-        })
-        .collect();
-    // Kill node 3 while it is writing a part (a temp file in its directory), so the kill lands
-    // in the middle of a transfer whatever the machine's speed: spin until a temp file shows,
-    // freeze the node, and check the write is still unfinished (else let it go and retry).
-    let tmp = c.nodes[3].dir.join("tmp");
+fn upload_body(i: u64) -> Vec<u8> {
+    data(64 * 1024 + (i as usize * 20_011) % (2 * MIB), i)
+}
+
+/// Kills node `i` while it is writing a part (a temp file in its directory), so the kill
+/// lands in the middle of a transfer whatever the machine's speed: spins until a temp file
+/// shows, freezes the node, and checks the write is still unfinished (else lets it go and
+/// tries again).
+fn kill_mid_write(c: &mut Cluster, i: usize) {
+    let tmp = c.nodes[i].dir.join("tmp");
     let writing = || std::fs::read_dir(&tmp).map_or(0, |d| d.count()) > 0;
     let until = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         while !writing() {
             assert!(
                 std::time::Instant::now() < until,
-                "node 3 never wrote a part"
+                "node {i} never wrote a part"
             );
         }
-        c.signal_node(3, "STOP");
+        c.signal_node(i, "STOP");
         if writing() {
             break;
         }
-        c.signal_node(3, "CONT");
+        c.signal_node(i, "CONT");
     }
-    c.kill_node(3);
+    c.kill_node(i);
+}
+
+#[test]
+fn a_node_killed_during_100_concurrent_uploads_loses_no_acknowledged_file() {
+    let mut c = Cluster::start("nodekill", 7, &[]);
+    let uploads: Vec<_> = (0..100u64)
+        .map(|i| {
+            let (agent, url) = (c.agent.clone(), c.url(&format!("/files/u{i}")));
+            std::thread::spawn(move || match agent.put(&url).send_bytes(&upload_body(i)) {
+                Ok(r) => r.status(),
+                Err(ureq::Error::Status(s, _)) => s,
+                Err(e) => panic!("upload {i}: no HTTP answer: {e}"),
+            })
+        })
+        .collect();
+    kill_mid_write(&mut c, 3);
     let statuses: Vec<u16> = uploads.into_iter().map(|u| u.join().unwrap()).collect();
     for (i, s) in statuses.iter().enumerate() {
         assert!(
@@ -228,9 +219,8 @@ fn a_node_killed_during_100_concurrent_uploads_loses_no_acknowledged_file() {
     for (i, s) in statuses.iter().enumerate() {
         let got = c.get(&format!("u{i}"));
         if *s == 201 {
-            let body = data(64 * 1024 + (i * 20_011) % (2 * MIB), i as u64);
             assert!(
-                got.status == 200 && got.body == body,
+                got.status == 200 && got.body == upload_body(i as u64),
                 "acknowledged upload {i} reads back identical"
             );
         } else {
@@ -238,11 +228,12 @@ fn a_node_killed_during_100_concurrent_uploads_loses_no_acknowledged_file() {
         }
     }
     let ok = statuses.iter().filter(|s| **s == 201).count();
-    eprintln!(
-        "node kill: {ok} of 100 uploads acknowledged, {} part retries",
-        c.stat("part_retries")
+    let retries = c.stat("part_retries") as usize;
+    eprintln!("node kill: {ok} of 100 uploads acknowledged, {retries} part retries");
+    assert!(
+        retries + (100 - ok) >= 1,
+        "the part node 3 was writing was resent, or its upload failed"
     );
-    assert!(ok >= 5);
     c.wait_clean(Duration::from_secs(60));
     c.check_consistent();
 }
@@ -284,20 +275,11 @@ fn a_stalled_node_is_cut_off_by_the_part_deadline() {
     let _ = &mut c;
 }
 
-#[test]
-fn cleanup_jobs_wait_for_down_nodes_and_dead_letter_what_keeps_failing() {
-    let mut c = Cluster::start("jobs", 7, &["--job-max-attempts", "3"]);
-    for name in ["keep", "gone", "stuck"] {
-        assert_eq!(c.put(name, &data(600_000, 9)).status, 201);
-    }
-    // A delete while one of the file's nodes is down: its copy waits for the node.
+/// A delete while one of the file's nodes is down: its copy waits for the node, then goes.
+fn delete_while_a_node_is_down(c: &mut Cluster) {
     let gone = c.parts_of("gone");
     let down = c.node_index(&gone[0].node);
-    let down_id = c.nodes[down].id.clone();
-    c.kill_node(down);
-    wait_for(Duration::from_secs(10), "the node to be seen down", || {
-        (!c.is_live(&down_id)).then_some(())
-    });
+    c.kill_node_seen_down(down);
     assert_eq!(
         c.call("DELETE", "/files/gone", None, None).unwrap().status,
         204
@@ -311,7 +293,7 @@ fn cleanup_jobs_wait_for_down_nodes_and_dead_letter_what_keeps_failing() {
     wait_for(
         Duration::from_secs(30),
         "the live nodes' copies to go",
-        || (waiting(&c) == 1).then_some(()),
+        || (waiting(c) == 1).then_some(()),
     );
     assert!(
         c.copy_path(&gone[0].node, gone[0].copy).exists(),
@@ -320,9 +302,11 @@ fn cleanup_jobs_wait_for_down_nodes_and_dead_letter_what_keeps_failing() {
     c.restart_node(down);
     c.wait_clean(Duration::from_secs(30));
     assert!(!c.copy_path(&gone[0].node, gone[0].copy).exists());
+}
 
-    // A copy that cannot be removed (a directory stands in its place): 3 attempts, then the
-    // dead letter, visible in GET /jobs.
+/// A copy that cannot be removed (a directory stands in its place): 3 attempts, then the
+/// dead letter, visible in `GET /jobs`; repaired, the node's return revives it.
+fn dead_letter_then_revive(c: &mut Cluster) {
     let stuck = c.parts_of("stuck")[2].clone();
     let path = c.copy_path(&stuck.node, stuck.copy);
     std::fs::remove_file(&path).unwrap();
@@ -333,25 +317,32 @@ fn cleanup_jobs_wait_for_down_nodes_and_dead_letter_what_keeps_failing() {
     );
     let dead = wait_for(Duration::from_secs(30), "the dead letter", || {
         let jobs = c.call("GET", "/jobs", None, None).ok()?.json();
-        let dead = jobs["dead"].as_array()?.first()?.clone();
-        Some(dead)
+        Some(jobs["dead"].as_array()?.first()?.clone())
     });
-    assert_eq!(dead["copy"], stuck.copy);
-    assert_eq!(dead["attempts"], 3);
+    assert_eq!(
+        (dead["copy"].as_i64(), dead["attempts"].as_i64()),
+        (Some(stuck.copy), Some(3))
+    );
     assert!(
         dead["last_error"].as_str().unwrap().contains(&stuck.node),
         "{dead}"
     );
     assert!(c.stat("jobs_dead") >= 1);
-    // Repaired and back: the node's return revives its dead jobs.
     std::fs::remove_dir_all(&path).unwrap();
     let i = c.node_index(&stuck.node);
-    c.kill_node(i);
-    wait_for(Duration::from_secs(10), "the node to be seen down", || {
-        (!c.is_live(&stuck.node)).then_some(())
-    });
+    c.kill_node_seen_down(i);
     c.restart_node(i);
     c.wait_clean(Duration::from_secs(30));
+}
+
+#[test]
+fn cleanup_jobs_wait_for_down_nodes_and_dead_letter_what_keeps_failing() {
+    let mut c = Cluster::start("jobs", 7, &["--job-max-attempts", "3"]);
+    for name in ["keep", "gone", "stuck"] {
+        assert_eq!(c.put(name, &data(600_000, 9)).status, 201);
+    }
+    delete_while_a_node_is_down(&mut c);
+    dead_letter_then_revive(&mut c);
     assert_eq!(c.get("keep").status, 200);
     c.check_consistent();
     let on_disk: BTreeSet<i64> = c

@@ -46,6 +46,41 @@ fn fill_figures(nodes: &Value) -> (f64, u64) {
     (spread, minimum.round() as u64)
 }
 
+fn name(i: usize) -> String {
+    if i < 150 {
+        format!("a{i}")
+    } else {
+        format!("b{i}")
+    }
+}
+
+/// 150 files on 6 nodes, 2 more nodes, 150 more files (the rebalancer is off).
+fn fill(c: &mut Cluster, sizes: &[usize]) {
+    for (i, size) in sizes.iter().enumerate().take(150) {
+        assert_eq!(c.put(&name(i), &data(*size, i as u64)).status, 201);
+    }
+    c.add_node();
+    c.add_node();
+    c.wait_live(8);
+    for (i, size) in sizes.iter().enumerate().skip(150) {
+        assert_eq!(c.put(&name(i), &data(*size, i as u64)).status, 201);
+    }
+}
+
+/// Switches the rebalancer on and waits until it has moved parts and stopped; its state.
+fn rebalance(c: &Cluster) -> Value {
+    let on = c
+        .call("PUT", "/rebalancer", Some(br#"{"enabled":true}"#), None)
+        .unwrap();
+    assert_eq!(on.status, 200);
+    let status = wait_for(Duration::from_secs(120), "the rebalancer to finish", || {
+        let r = c.call("GET", "/rebalancer", None, None).ok()?.json();
+        (r["active"] == false && r["moves"].as_u64()? > 0).then_some(r)
+    });
+    c.wait_clean(Duration::from_secs(60));
+    status
+}
+
 #[test]
 fn the_rebalancer_evens_the_fill_moving_little_more_than_the_minimum() {
     let flags = [
@@ -61,29 +96,11 @@ fn the_rebalancer_evens_the_fill_moving_little_more_than_the_minimum() {
     let sizes: Vec<usize> = (0..300)
         .map(|_| lognormal(&mut rng, 64.0 * 1024.0, 1.5, 1024, 4 << 20))
         .collect();
-    for (i, size) in sizes.iter().enumerate().take(150) {
-        assert_eq!(c.put(&format!("a{i}"), &data(*size, i as u64)).status, 201);
-    }
-    c.add_node();
-    c.add_node();
-    c.wait_live(8);
-    for (i, size) in sizes.iter().enumerate().skip(150) {
-        assert_eq!(c.put(&format!("b{i}"), &data(*size, i as u64)).status, 201);
-    }
+    fill(&mut c, &sizes);
     let (spread_before, minimum) = fill_figures(&c.nodes_json());
-    assert_eq!(
-        c.call("PUT", "/rebalancer", Some(br#"{"enabled":true}"#), None)
-            .unwrap()
-            .status,
-        200
-    );
     let started = Instant::now();
-    let status = wait_for(Duration::from_secs(120), "the rebalancer to finish", || {
-        let r = c.call("GET", "/rebalancer", None, None).ok()?.json();
-        (r["active"] == false && r["moves"].as_u64()? > 0).then_some(r)
-    });
+    let status = rebalance(&c);
     let took = started.elapsed();
-    c.wait_clean(Duration::from_secs(60));
     let (spread_after, _) = fill_figures(&c.nodes_json());
     let moved = status["bytes_moved"].as_u64().unwrap();
     let total: usize = sizes.iter().sum();
@@ -104,16 +121,11 @@ fn the_rebalancer_evens_the_fill_moving_little_more_than_the_minimum() {
         "moved {moved}, minimum {minimum}"
     );
     for (i, size) in sizes.iter().enumerate() {
-        let name = if i < 150 {
-            format!("a{i}")
-        } else {
-            format!("b{i}")
-        };
         assert!(
-            c.get(&name).body == data(*size, i as u64),
-            "{name} after the moves"
+            c.get(&name(i)).body == data(*size, i as u64),
+            "{} after the moves",
+            name(i)
         );
     }
     c.check_consistent();
-    let _ = &mut c;
 }

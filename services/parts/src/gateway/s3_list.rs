@@ -130,66 +130,42 @@ pub fn list_objects(gw: &Gateway, head: &Head, bucket: &str) -> Response {
     }
 }
 
+/// Escapes a key for the XML, percent-encoding it first under `encoding-type=url`.
+fn key_text(s: &str, url: bool) -> String {
+    if url {
+        xml_escape(&super::names::encode_name(s))
+    } else {
+        xml_escape(s)
+    }
+}
+
 /// The XML of a page.
 fn xml_page(bucket: &str, q: &ListQuery, v2: bool, page: &ListPage, head: &Head) -> Response {
     let url = head.query_param("encoding-type").as_deref() == Some("url");
-    let enc = |s: &str| {
-        if url {
-            xml_escape(&super::names::encode_name(s))
-        } else {
-            xml_escape(s)
-        }
-    };
     let mut x = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{}</Name><Prefix>{}</Prefix><MaxKeys>{}</MaxKeys><IsTruncated>{}</IsTruncated>",
         xml_escape(bucket),
-        enc(&q.prefix),
+        key_text(&q.prefix, url),
         q.max_keys,
         page.truncated
     );
     if let Some(d) = &q.delimiter {
-        x.push_str(&format!("<Delimiter>{}</Delimiter>", enc(d)));
+        x.push_str(&format!("<Delimiter>{}</Delimiter>", key_text(d, url)));
     }
     if url {
         x.push_str("<EncodingType>url</EncodingType>");
     }
-    let next = page.next_after.as_deref().filter(|_| page.truncated);
-    if v2 {
-        x.push_str(&format!(
-            "<KeyCount>{}</KeyCount>",
-            page.contents.len() + page.prefixes.len()
-        ));
-        if let Some(token) = head.query_param("continuation-token") {
-            x.push_str(&format!(
-                "<ContinuationToken>{}</ContinuationToken>",
-                xml_escape(&token)
-            ));
-        }
-        if let Some(start) = head.query_param("start-after") {
-            x.push_str(&format!("<StartAfter>{}</StartAfter>", enc(&start)));
-        }
-        if let Some(next) = next {
-            x.push_str(&format!(
-                "<NextContinuationToken>{}</NextContinuationToken>",
-                encode_token(next)
-            ));
-        }
-    } else {
-        x.push_str(&format!("<Marker>{}</Marker>", enc(&q.after)));
-        if let Some(next) = next {
-            x.push_str(&format!("<NextMarker>{}</NextMarker>", enc(next)));
-        }
-    }
+    x.push_str(&paging(q, v2, page, head, url));
     for (key, size, etag, at) in &page.contents {
         x.push_str(&format!(
             "<Contents><Key>{}</Key><LastModified>{}</LastModified><ETag>&quot;{etag}&quot;</ETag><Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents>",
-            enc(key), dates::iso8601(*at)
+            key_text(key, url), dates::iso8601(*at)
         ));
     }
     for prefix in &page.prefixes {
+        let prefix = key_text(prefix, url);
         x.push_str(&format!(
-            "<CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes>",
-            enc(prefix)
+            "<CommonPrefixes><Prefix>{prefix}</Prefix></CommonPrefixes>"
         ));
     }
     x.push_str("</ListBucketResult>");
@@ -198,6 +174,40 @@ fn xml_page(bucket: &str, q: &ListQuery, v2: bool, page: &ListPage, head: &Head)
         headers: vec![("Content-Type".into(), "application/xml".into())],
         body: x.into_bytes(),
     }
+}
+
+/// The paging elements: V2's key count and tokens, or V1's markers.
+fn paging(q: &ListQuery, v2: bool, page: &ListPage, head: &Head, url: bool) -> String {
+    let next = page.next_after.as_deref().filter(|_| page.truncated);
+    let mut x = String::new();
+    if !v2 {
+        x.push_str(&format!("<Marker>{}</Marker>", key_text(&q.after, url)));
+        if let Some(next) = next {
+            x.push_str(&format!("<NextMarker>{}</NextMarker>", key_text(next, url)));
+        }
+        return x;
+    }
+    let count = page.contents.len() + page.prefixes.len();
+    x.push_str(&format!("<KeyCount>{count}</KeyCount>"));
+    if let Some(token) = head.query_param("continuation-token") {
+        x.push_str(&format!(
+            "<ContinuationToken>{}</ContinuationToken>",
+            xml_escape(&token)
+        ));
+    }
+    if let Some(start) = head.query_param("start-after") {
+        x.push_str(&format!(
+            "<StartAfter>{}</StartAfter>",
+            key_text(&start, url)
+        ));
+    }
+    if let Some(next) = next {
+        x.push_str(&format!(
+            "<NextContinuationToken>{}</NextContinuationToken>",
+            encode_token(next)
+        ));
+    }
+    x
 }
 
 /// A continuation token: the hex of where the next page starts.

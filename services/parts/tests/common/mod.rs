@@ -256,6 +256,16 @@ impl Cluster {
         );
     }
 
+    /// SIGKILLs node `i` and waits until the gateway sees it down; returns its id.
+    pub fn kill_node_seen_down(&mut self, i: usize) -> String {
+        let id = self.nodes[i].id.clone();
+        self.kill_node(i);
+        wait_for(Duration::from_secs(10), "the node to be seen down", || {
+            (!self.is_live(&id)).then_some(())
+        });
+        id
+    }
+
     /// SIGKILLs node `i`.
     pub fn kill_node(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
