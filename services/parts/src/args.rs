@@ -92,6 +92,32 @@ impl Args {
     }
 }
 
+/// A binary's `main`: prints `help` for `--help`; builds the configuration with `config`
+/// (exit status 2 and the help on a bad command line) and runs it with `run` (exit status 1
+/// and the error if it fails).
+pub fn main_with<C, E: std::fmt::Display>(
+    program: &str,
+    help: &str,
+    config: impl FnOnce() -> Result<C, ArgError>,
+    run: impl FnOnce(C) -> Result<(), E>,
+) {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{help}");
+        return;
+    }
+    let config = match config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{program}: {e}\n{help}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(config) {
+        eprintln!("{program}: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Parses a byte size: a number with an optional binary suffix `K`, `M`, `G`, `T`
 /// (`10G` = 10 GiB).
 ///

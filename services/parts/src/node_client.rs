@@ -299,22 +299,4 @@ impl NodeClient {
         })?;
         Ok(reply["existed"].as_bool().unwrap_or(false))
     }
-
-    /// The node's inventory: (copy, length) pairs.
-    pub fn inventory(&self, addr: &str) -> Result<Vec<(i64, u64)>, CallError> {
-        let response = self
-            .agent
-            .get(&format!("http://{addr}/parts"))
-            .call()
-            .map_err(|e| sort(addr, e))?;
-        let reply: serde_json::Value = response.into_json().map_err(|e| CallError::BadReply {
-            addr: addr.to_string(),
-            why: format!("inventory is not JSON: {e}"),
-        })?;
-        let list = reply["parts"].as_array().cloned().unwrap_or_default();
-        Ok(list
-            .iter()
-            .filter_map(|p| Some((p[0].as_i64()?, p[1].as_u64()?)))
-            .collect())
-    }
 }

@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, wait_for};
+use common::Cluster;
 
 const MIB: u64 = 1 << 20;
 
@@ -314,12 +314,15 @@ fn rss_16_concurrent_100mib_uploads() {
 }
 
 /// A log-normal size spanning 1 KiB to 64 MiB at +-3 sigma (median 256 KiB), clamped.
-fn lognormal(rng: &mut fastrand::Rng) -> u64 {
+fn file_size(rng: &mut fastrand::Rng) -> u64 {
     let (lo, hi) = ((1024f64).ln(), ((64 * MIB) as f64).ln());
-    let (mu, sigma) = ((lo + hi) / 2.0, (hi - lo) / 6.0);
-    let (u1, u2) = (rng.f64().max(1e-12), rng.f64());
-    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-    ((mu + sigma * z).exp() as u64).clamp(1024, 64 * MIB)
+    common::lognormal(
+        rng,
+        ((lo + hi) / 2.0).exp(),
+        (hi - lo) / 6.0,
+        1024,
+        64 * MIB,
+    )
 }
 
 /// Uploads `files` (name, size, seed) with `threads` threads.
@@ -336,61 +339,17 @@ fn upload_all(c: &Cluster, files: &[(String, u64, u64)], threads: usize) {
     });
 }
 
-fn spread_and_minimum(c: &Cluster) -> (f64, u64, Vec<f64>) {
-    let nodes = c.nodes_json();
-    let live: Vec<(f64, f64)> = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["stored"].as_f64().unwrap(),
-                n["capacity"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    let (bytes, cap) = live
-        .iter()
-        .fold((0.0, 0.0), |(b, c), (nb, nc)| (b + nb, c + nc));
-    let fills: Vec<f64> = live.iter().map(|(b, c)| b / c).collect();
-    let mean = fills.iter().sum::<f64>() / fills.len() as f64;
-    let (lo, hi) = fills
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), f| (l.min(*f), h.max(*f)));
-    let minimum: f64 = live
-        .iter()
-        .map(|(b, c)| (b - bytes * c / cap).max(0.0))
-        .sum();
-    (((hi - lo) / mean), minimum.round() as u64, fills)
-}
-
 /// Uploads the first half of `files` on 6 nodes, adds 2 nodes, uploads the rest; returns
 /// the spread on 6 nodes and the time taken.
 fn two_phases(c: &mut Cluster, files: &[(String, u64, u64)]) -> (f64, Duration) {
     let (t, half) = (Instant::now(), files.len() / 2);
     upload_all(c, &files[..half], 8);
-    let (spread6, _, _) = spread_and_minimum(c);
+    let (spread6, _, _) = c.fill_figures();
     c.add_node();
     c.add_node();
     c.wait_live(8);
     upload_all(c, &files[half..], 8);
     (spread6, t.elapsed())
-}
-
-/// Switches the rebalancer on and waits until it has moved parts and stopped; its state.
-fn run_rebalancer(c: &Cluster) -> serde_json::Value {
-    let on = c
-        .call("PUT", "/rebalancer", Some(br#"{"enabled":true}"#), None)
-        .unwrap();
-    assert_eq!(on.status, 200);
-    wait_for(
-        Duration::from_secs(3600),
-        "the rebalancer to finish",
-        || {
-            let r = c.call("GET", "/rebalancer", None, None).ok()?.json();
-            (r["active"] == false && r["moves"].as_u64()? > 0).then_some(r)
-        },
-    )
 }
 
 fn percents(fills: &[f64]) -> String {
@@ -418,16 +377,16 @@ fn rebalance_full_size() {
     let mut c = Cluster::start("bench_rebal", 6, &flags);
     let mut rng = fastrand::Rng::with_seed(2000);
     let files: Vec<(String, u64, u64)> = (0..2 * n)
-        .map(|i| (format!("f{i:05}"), lognormal(&mut rng), i as u64))
+        .map(|i| (format!("f{i:05}"), file_size(&mut rng), i as u64))
         .collect();
     let total: u64 = files.iter().map(|f| f.1).sum();
     let (spread6, uploaded) = two_phases(&mut c, &files);
-    let (spread_before, minimum, fills_before) = spread_and_minimum(&c);
+    let (spread_before, minimum, fills_before) = c.fill_figures();
     let t = Instant::now();
-    let status = run_rebalancer(&c);
+    let status = c.rebalance_until_done(Duration::from_secs(3600));
     let took = t.elapsed();
     c.wait_clean(Duration::from_secs(600));
-    let (spread_after, _, fills_after) = spread_and_minimum(&c);
+    let (spread_after, _, fills_after) = c.fill_figures();
     let moved = status["bytes_moved"].as_u64().unwrap();
     let gib = total as f64 / (1u64 << 30) as f64;
     eprintln!(

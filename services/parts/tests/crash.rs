@@ -141,15 +141,7 @@ fn wait_for_a_move(c: &Cluster, limit: Duration) -> bool {
 
 #[test]
 fn a_gateway_killed_during_moves_leaves_every_file_whole_and_the_nodes_even() {
-    let flags = [
-        "--rebalance-min-bytes",
-        "0",
-        "--rebalance-trigger",
-        "0.01",
-        "--rebalance-interval-ms",
-        "200",
-    ];
-    let mut c = Cluster::start("movekill", 6, &flags);
+    let mut c = Cluster::start("movekill", 6, common::EAGER_REBALANCER);
     let files: Vec<Vec<u8>> = (0..24).map(|i| data(12 * MIB, 100 + i)).collect();
     for (i, content) in files.iter().enumerate() {
         assert_eq!(c.put(&format!("m{i}"), content).status, 201);

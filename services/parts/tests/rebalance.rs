@@ -7,44 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, data, wait_for};
-use serde_json::Value;
-
-/// A log-normal size: median `median`, shape `sigma`, clamped to `min..=max`.
-fn lognormal(rng: &mut fastrand::Rng, median: f64, sigma: f64, min: usize, max: usize) -> usize {
-    let (u1, u2) = (rng.f64().max(1e-12), rng.f64());
-    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-    ((median * (sigma * z).exp()) as usize).clamp(min, max)
-}
-
-/// `(spread of relative fills / mean, minimum bytes to move)` over the live nodes.
-fn fill_figures(nodes: &Value) -> (f64, u64) {
-    let live: Vec<(f64, f64)> = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["live"] == true)
-        .map(|n| {
-            (
-                n["stored"].as_f64().unwrap(),
-                n["capacity"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    let (bytes, cap): (f64, f64) = live
-        .iter()
-        .fold((0.0, 0.0), |(b, c), (nb, nc)| (b + nb, c + nc));
-    let fills: Vec<f64> = live.iter().map(|(b, c)| b / c).collect();
-    let mean = fills.iter().sum::<f64>() / fills.len() as f64;
-    let spread = (fills.iter().cloned().fold(f64::MIN, f64::max)
-        - fills.iter().cloned().fold(f64::MAX, f64::min))
-        / mean;
-    let minimum: f64 = live
-        .iter()
-        .map(|(b, c)| (b - bytes * c / cap).max(0.0))
-        .sum();
-    (spread, minimum.round() as u64)
-}
+use common::{Cluster, EAGER_REBALANCER, data, lognormal};
 
 fn name(i: usize) -> String {
     if i < 150 {
@@ -67,41 +30,20 @@ fn fill(c: &mut Cluster, sizes: &[usize]) {
     }
 }
 
-/// Switches the rebalancer on and waits until it has moved parts and stopped; its state.
-fn rebalance(c: &Cluster) -> Value {
-    let on = c
-        .call("PUT", "/rebalancer", Some(br#"{"enabled":true}"#), None)
-        .unwrap();
-    assert_eq!(on.status, 200);
-    let status = wait_for(Duration::from_secs(120), "the rebalancer to finish", || {
-        let r = c.call("GET", "/rebalancer", None, None).ok()?.json();
-        (r["active"] == false && r["moves"].as_u64()? > 0).then_some(r)
-    });
-    c.wait_clean(Duration::from_secs(60));
-    status
-}
-
 #[test]
 fn the_rebalancer_evens_the_fill_moving_little_more_than_the_minimum() {
-    let flags = [
-        "--rebalance-min-bytes",
-        "0",
-        "--rebalance-trigger",
-        "0.01",
-        "--rebalance-interval-ms",
-        "200",
-    ];
-    let mut c = Cluster::start("rebalance", 6, &flags);
+    let mut c = Cluster::start("rebalance", 6, EAGER_REBALANCER);
     let mut rng = fastrand::Rng::with_seed(25);
     let sizes: Vec<usize> = (0..300)
-        .map(|_| lognormal(&mut rng, 64.0 * 1024.0, 1.5, 1024, 4 << 20))
+        .map(|_| lognormal(&mut rng, 64.0 * 1024.0, 1.5, 1024, 4 << 20) as usize)
         .collect();
     fill(&mut c, &sizes);
-    let (spread_before, minimum) = fill_figures(&c.nodes_json());
+    let (spread_before, minimum, _) = c.fill_figures();
     let started = Instant::now();
-    let status = rebalance(&c);
+    let status = c.rebalance_until_done(Duration::from_secs(120));
+    c.wait_clean(Duration::from_secs(60));
     let took = started.elapsed();
-    let (spread_after, _) = fill_figures(&c.nodes_json());
+    let (spread_after, _, _) = c.fill_figures();
     let moved = status["bytes_moved"].as_u64().unwrap();
     let total: usize = sizes.iter().sum();
     eprintln!(

@@ -90,19 +90,5 @@ fn config() -> Result<GatewayConfig, ArgError> {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("{HELP}");
-        return;
-    }
-    let config = match config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("parts-gateway: {e}\n{HELP}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(config) {
-        eprintln!("parts-gateway: {e}");
-        std::process::exit(1);
-    }
+    parts::args::main_with("parts-gateway", HELP, config, run);
 }

@@ -37,19 +37,5 @@ fn config() -> Result<NodeConfig, ArgError> {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("{HELP}");
-        return;
-    }
-    let config = match config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("parts-node: {e}\n{HELP}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(config) {
-        eprintln!("parts-node: {e}");
-        std::process::exit(1);
-    }
+    parts::args::main_with("parts-node", HELP, config, run);
 }

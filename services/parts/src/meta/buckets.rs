@@ -40,12 +40,7 @@ impl Meta {
     /// not empty, `Ok(None)` no such bucket. (Under the write lock, so no upload commits into
     /// it in between.)
     pub fn delete_bucket(&self, name: &str) -> Result<Option<bool>, MetaError> {
-        let prefix = format!(
-            "{}/%",
-            name.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let prefix = format!("{}/%", super::files::like_escape(name));
         self.write("deleting a bucket", |tx| {
             let used = tx
                 .query_opt(

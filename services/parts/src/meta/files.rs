@@ -513,7 +513,7 @@ fn part_info(row: &postgres::Row, at: usize) -> PartInfo {
 }
 
 /// Escapes `LIKE` wildcards (the default escape character is `\`).
-fn like_escape(s: &str) -> String {
+pub(crate) fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")

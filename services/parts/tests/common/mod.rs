@@ -54,6 +54,23 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Gateway flags that let the rebalancer act on any imbalance at test sizes.
+pub const EAGER_REBALANCER: &[&str] = &[
+    "--rebalance-min-bytes",
+    "0",
+    "--rebalance-trigger",
+    "0.01",
+    "--rebalance-interval-ms",
+    "200",
+];
+
+/// A log-normal size: median `median`, shape `sigma`, clamped to `min..=max`.
+pub fn lognormal(rng: &mut fastrand::Rng, median: f64, sigma: f64, min: u64, max: u64) -> u64 {
+    let (u1, u2) = (rng.f64().max(1e-12), rng.f64());
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    ((median * (sigma * z).exp()) as u64).clamp(min, max)
+}
+
 /// A storage node process.
 pub struct NodeProc {
     pub child: Option<Child>,
@@ -256,6 +273,19 @@ impl Cluster {
         );
     }
 
+    /// Switches the rebalancer on and waits (up to `limit`) until it has moved parts and
+    /// stopped; returns its state.
+    pub fn rebalance_until_done(&self, limit: Duration) -> Value {
+        let on = self
+            .call("PUT", "/rebalancer", Some(br#"{"enabled":true}"#), None)
+            .unwrap();
+        assert_eq!(on.status, 200);
+        wait_for(limit, "the rebalancer to finish", || {
+            let r = self.call("GET", "/rebalancer", None, None).ok()?.json();
+            (r["active"] == false && r["moves"].as_u64()? > 0).then_some(r)
+        })
+    }
+
     /// SIGKILLs node `i` and waits until the gateway sees it down; returns its id.
     pub fn kill_node_seen_down(&mut self, i: usize) -> String {
         let id = self.nodes[i].id.clone();
@@ -299,6 +329,37 @@ impl Cluster {
         wait_for(Duration::from_secs(30), &format!("{n} live nodes"), || {
             (self.nodes_json()["live"].as_u64()? as usize >= n).then_some(())
         });
+    }
+
+    /// Over the live nodes: the spread of relative fills over their mean, the fewest bytes
+    /// any plan must move to even them out exactly, and each fill.
+    pub fn fill_figures(&self) -> (f64, u64, Vec<f64>) {
+        let nodes = self.nodes_json();
+        let live: Vec<(f64, f64)> = nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["live"] == true)
+            .map(|n| {
+                (
+                    n["stored"].as_f64().unwrap(),
+                    n["capacity"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let (bytes, cap) = live
+            .iter()
+            .fold((0.0, 0.0), |(b, c), (nb, nc)| (b + nb, c + nc));
+        let fills: Vec<f64> = live.iter().map(|(b, c)| b / c).collect();
+        let mean = fills.iter().sum::<f64>() / fills.len() as f64;
+        let (lo, hi) = fills
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), f| (l.min(*f), h.max(*f)));
+        let minimum: f64 = live
+            .iter()
+            .map(|(b, c)| (b - bytes * c / cap).max(0.0))
+            .sum();
+        ((hi - lo) / mean, minimum.round() as u64, fills)
     }
 
     /// Whether node `id` is live for the gateway.
