@@ -104,8 +104,43 @@ pub struct NodeClient {
     stall: Duration,
 }
 
-/// Bytes written to a node at a time.
+/// Bytes written to a node at a time from a reader.
 const PUT_CHUNK: usize = 1 << 20;
+
+/// A request body for [`NodeClient::put`].
+pub trait Body {
+    /// Writes exactly `len` bytes to `out`.
+    fn send(&mut self, out: &mut TcpStream, len: u64) -> std::io::Result<()>;
+}
+
+impl Body for crate::spool::SpoolReader {
+    fn send(&mut self, out: &mut TcpStream, _len: u64) -> std::io::Result<()> {
+        self.send_to(out)
+    }
+}
+
+/// A body read from any reader, written in 1 MiB pieces.
+pub struct ReadBody<R>(pub R);
+
+impl<R: Read> Body for ReadBody<R> {
+    fn send(&mut self, out: &mut TcpStream, len: u64) -> std::io::Result<()> {
+        let mut buf = vec![0u8; PUT_CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = self.0.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "body ended early",
+                ));
+            }
+            out.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+}
 /// Largest reply head or body to a write.
 const MAX_REPLY: usize = 64 << 10;
 
@@ -185,14 +220,15 @@ impl NodeClient {
     /// Writes copy `copy` of `len` bytes from `body` to the node at `addr`; returns what the
     /// node wrote (durably).
     ///
-    /// A plain connection of its own, written in 1 MiB pieces: `ureq` copies a request body
-    /// through an 8 KiB buffer, which for 1 GiB is 131 072 writes (and as many spool reads).
+    /// A plain connection of its own, the body written by [`Body::send`] (1 MiB pieces, or
+    /// `sendfile` from a spool): `ureq` copies a request body through an 8 KiB buffer, which
+    /// for 1 GiB is 131 072 writes (and as many spool reads).
     pub fn put(
         &self,
         addr: &str,
         copy: i64,
         len: u64,
-        mut body: impl Read,
+        body: &mut dyn Body,
     ) -> Result<Written, CallError> {
         let fail = |e: std::io::Error| io_error(addr, &e);
         let mut stream = self.connect(addr)?;
@@ -200,20 +236,7 @@ impl NodeClient {
             "PUT /parts/{copy} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(head.as_bytes()).map_err(fail)?;
-        let mut buf = vec![0u8; PUT_CHUNK];
-        let mut left = len;
-        while left > 0 {
-            let want = buf.len().min(left as usize);
-            let n = body.read(&mut buf[..want]).map_err(fail)?;
-            if n == 0 {
-                return Err(fail(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "body ended early",
-                )));
-            }
-            stream.write_all(&buf[..n]).map_err(fail)?;
-            left -= n as u64;
-        }
+        body.send(&mut stream, len).map_err(fail)?;
         let (status, reply) = read_reply(&mut stream).map_err(fail)?;
         if status != 201 {
             let mut body = String::from_utf8_lossy(&reply).into_owned();

@@ -179,8 +179,10 @@ impl SpoolReader {
     }
 }
 
-impl Read for SpoolReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl SpoolReader {
+    /// Waits for bytes past the reader's position; how many are there (0 at the end). Fails
+    /// once the node-side time exceeds the budget, or if the client's body failed.
+    fn next_available(&mut self) -> io::Result<u64> {
         if self.node_time() > self.budget {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -188,8 +190,44 @@ impl Read for SpoolReader {
             ));
         }
         let wait_start = Instant::now();
-        let available = self.spool.available(self.pos)?;
+        let available = self.spool.available(self.pos);
         self.waited += wait_start.elapsed();
+        available
+    }
+
+    /// Sends the rest of the part to `out` as it arrives. A file spool goes by `sendfile`
+    /// (page cache to socket, no copy through this process); a memory spool by writes.
+    pub fn send_to(&mut self, out: &mut std::net::TcpStream) -> io::Result<()> {
+        use std::io::Write;
+        loop {
+            let available = self.next_available()?.min(4 << 20) as usize;
+            if available == 0 {
+                return Ok(());
+            }
+            match &self.spool.backing {
+                Backing::Memory(buf) => {
+                    let chunk =
+                        buf.lock()[self.pos as usize..self.pos as usize + available].to_vec();
+                    out.write_all(&chunk)?;
+                    self.pos += available as u64;
+                }
+                Backing::File(file) => {
+                    let sent = rustix::fs::sendfile(&*out, file, Some(&mut self.pos), available)?;
+                    if sent == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            "sendfile sent nothing",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Read for SpoolReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.next_available()?;
         let n = (out.len() as u64).min(available) as usize;
         if n == 0 {
             return Ok(0);

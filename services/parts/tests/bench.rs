@@ -86,6 +86,40 @@ fn peak_rss(pid: u32) -> u64 {
     kib * 1024
 }
 
+/// CPU seconds (user + system) a `stat` file of /proc reports (fields 14 and 15, in ticks of
+/// 1/100 s).
+fn stat_cpu(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds used so far by [the gateway, all nodes, this thread (the client)].
+fn cluster_cpu_split(c: &Cluster) -> [f64; 3] {
+    let gw = c.gateway.as_ref().map_or(0, |g| g.id());
+    let nodes = c.nodes.iter().filter_map(|n| n.child.as_ref());
+    let nodes: f64 = nodes
+        .map(|n| stat_cpu(&format!("/proc/{}/stat", n.id())))
+        .sum();
+    [
+        stat_cpu(&format!("/proc/{gw}/stat")),
+        nodes,
+        stat_cpu("/proc/thread-self/stat"),
+    ]
+}
+
+/// CPU seconds used so far by the gateway and all nodes, plus this thread (the client).
+fn cluster_cpu(c: &Cluster) -> f64 {
+    cluster_cpu_split(c).iter().sum()
+}
+
 /// Resets the peak RSS of `pid` (writing 5 to clear_refs).
 fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
@@ -205,26 +239,51 @@ fn gen_crc(size: u64, seed: u64) -> u32 {
     g.crc.finalize()
 }
 
-/// One round: MiB/s of [local write, PUT, local read, GET, local read evicted, GET evicted]
-/// and the gateway's peak RSS during the PUT and the GET. Odd rounds run parts first.
-fn one_round(c: &Cluster, base: &std::path::Path, size: u64, round: u64) -> ([f64; 6], u64, u64) {
+/// One round's figures: MiB/s of [local write, PUT, local read, GET, local read evicted, GET
+/// evicted]; CPU seconds of [local write, PUT, local read, GET] (for parts: the gateway, the
+/// nodes and the client thread); the gateway's peak RSS during the PUT and the GET.
+struct Round {
+    speed: [f64; 6],
+    cpu: [f64; 4],
+    /// CPU seconds of the PUT: [gateway, nodes, client].
+    put_split: [f64; 3],
+    put_rss: u64,
+    get_rss: u64,
+}
+
+/// Runs `f`, returning its result and the CPU seconds `cpu` counted meanwhile.
+fn with_cpu<T>(cpu: impl Fn() -> f64, f: impl FnOnce() -> T) -> (T, f64) {
+    let before = cpu();
+    let out = f();
+    (out, cpu() - before)
+}
+
+/// One round; odd rounds run parts first.
+fn one_round(c: &Cluster, base: &std::path::Path, size: u64, round: u64) -> Round {
     let gw = c.gateway.as_ref().unwrap().id();
-    let ours_first = round % 2 == 1;
-    let mut bw = Duration::ZERO;
-    if !ours_first {
-        bw = baseline_write(base, size, round);
-    }
+    let own = || stat_cpu("/proc/thread-self/stat");
+    let local_write = || with_cpu(own, || baseline_write(base, size, round));
+    let ((bw, bw_cpu), ours_first) = if round.is_multiple_of(2) {
+        (local_write(), false)
+    } else {
+        ((Duration::ZERO, 0.0), true)
+    };
     reset_peak(gw);
-    let (pw, sum) = put_gen(c, "big", size, round);
+    let split = cluster_cpu_split(c);
+    let ((pw, sum), pw_cpu) = with_cpu(|| cluster_cpu(c), || put_gen(c, "big", size, round));
+    let after = cluster_cpu_split(c);
+    let put_split = [0, 1, 2].map(|i| after[i] - split[i]);
     let put_rss = peak_rss(gw);
-    if ours_first {
-        bw = baseline_write(base, size, round);
-    }
+    let (bw, bw_cpu) = if ours_first {
+        local_write()
+    } else {
+        (bw, bw_cpu)
+    };
     assert_eq!(sum, format!("{:08x}", gen_crc(size, round)));
     reset_peak(gw);
-    let (pr, pcrc, n) = get_crc(c, "big");
+    let ((pr, pcrc, n), pr_cpu) = with_cpu(|| cluster_cpu(c), || get_crc(c, "big"));
     let get_rss = peak_rss(gw);
-    let (br, bcrc) = baseline_read(base);
+    let ((br, bcrc), br_cpu) = with_cpu(own, || baseline_read(base));
     assert_eq!((pcrc, bcrc, n), (gen_crc(size, round), pcrc, size));
     evict(base);
     for node in &c.nodes {
@@ -232,13 +291,19 @@ fn one_round(c: &Cluster, base: &std::path::Path, size: u64, round: u64) -> ([f6
     }
     let (prc, _, _) = get_crc(c, "big");
     let (brc, _) = baseline_read(base);
-    let row = [bw, pw, br, pr, brc, prc].map(|d| mb_s(size, d));
+    let speed = [bw, pw, br, pr, brc, prc].map(|d| mb_s(size, d));
     assert_eq!(
         c.call("DELETE", "/files/big", None, None).unwrap().status,
         204
     );
     c.wait_clean(Duration::from_secs(120));
-    (row, put_rss, get_rss)
+    Round {
+        speed,
+        cpu: [bw_cpu, pw_cpu, br_cpu, pr_cpu],
+        put_split,
+        put_rss,
+        get_rss,
+    }
 }
 
 #[test]
@@ -249,14 +314,19 @@ fn throughput_1gib() {
     let c = Cluster::start("bench_tp", 6, &["--part-timeout-ms", "60000"]);
     let base = c.dir.join("baseline");
     std::fs::create_dir_all(&base).unwrap();
-    let (mut rows, mut put_rss, mut get_rss) = (Vec::new(), 0, 0);
-    for round in 0..rounds {
-        let (row, p, g) = one_round(&c, &base, size, round);
-        eprintln!("round {round}: {:?}", row.map(|v| v.round()));
-        (put_rss, get_rss) = (put_rss.max(p), get_rss.max(g));
-        rows.push(row);
-    }
-    let col = |i: usize| median(rows.iter().map(|r| r[i]).collect());
+    let rows: Vec<Round> = (0..rounds)
+        .map(|round| {
+            let r = one_round(&c, &base, size, round);
+            eprintln!(
+                "round {round}: MiB/s {:?}, CPU s {:?}",
+                r.speed.map(|v| v.round()),
+                r.cpu
+            );
+            r
+        })
+        .collect();
+    let col = |i: usize| median(rows.iter().map(|r| r.speed[i]).collect());
+    let cpu = |i: usize| median(rows.iter().map(|r| r.cpu[i]).collect());
     let line = |what: &str, a: usize, b: usize| {
         eprintln!(
             "  {what}: 6 local files {:.0}, parts {:.0} ({:.2}x)",
@@ -272,6 +342,22 @@ fn throughput_1gib() {
     line("write + fsync / PUT", 0, 1);
     line("read, page cache / GET", 2, 3);
     line("read, evicted / GET", 4, 5);
+    eprintln!(
+        "  CPU seconds: local write {:.2}, PUT {:.2} (gateway + nodes + client); local read {:.2}, GET {:.2}",
+        cpu(0),
+        cpu(1),
+        cpu(2),
+        cpu(3)
+    );
+    let split = |i: usize| median(rows.iter().map(|r| r.put_split[i]).collect());
+    eprintln!(
+        "  PUT CPU seconds: gateway {:.2}, nodes {:.2}, client {:.2}",
+        split(0),
+        split(1),
+        split(2)
+    );
+    let put_rss = rows.iter().map(|r| r.put_rss).max().unwrap_or(0);
+    let get_rss = rows.iter().map(|r| r.get_rss).max().unwrap_or(0);
     let mib = |b: u64| b as f64 / MIB as f64;
     eprintln!(
         "  gateway peak RSS: PUT {:.1} MiB, GET {:.1} MiB",

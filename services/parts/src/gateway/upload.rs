@@ -233,8 +233,11 @@ fn spawn_sender(gw: &Arc<Gateway>, file_id: i64, target: PartTarget, spool: Arc<
 /// another node after each failure.
 fn send(gw: &Arc<Gateway>, file_id: i64, mut target: PartTarget, spool: &Arc<Spool>) -> Sent {
     for attempt in 1..=MAX_ATTEMPTS {
-        let reader = spool.reader(gw.part_budget(target.len));
-        let failure = match gw.nodes.put(&target.addr, target.copy, target.len, reader) {
+        let mut reader = spool.reader(gw.part_budget(target.len));
+        let failure = match gw
+            .nodes
+            .put(&target.addr, target.copy, target.len, &mut reader)
+        {
             Ok(written) => match spool.wait_complete() {
                 Ok(crc) if crc == written.crc && written.len == target.len => return Ok(target),
                 Ok(crc) => format!(

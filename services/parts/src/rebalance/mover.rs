@@ -84,7 +84,12 @@ fn copy(gw: &Gateway, t: &crate::meta::MoveTicket) -> Result<(), String> {
     }
     let written = gw
         .nodes
-        .put(&t.dst_addr, t.copy, t.len, reader)
+        .put(
+            &t.dst_addr,
+            t.copy,
+            t.len,
+            &mut crate::node_client::ReadBody(reader),
+        )
         .inspect_err(|e| note_failure(gw, &t.dst_node, e))
         .map_err(|e| format!("writing the destination: {e}"))?;
     if written.crc != t.crc || written.len != t.len {
