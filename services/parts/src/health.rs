@@ -31,15 +31,6 @@ pub enum Status {
     Down(String),
 }
 
-/// What a heartbeat changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BeatOutcome {
-    /// The node was not live before this beat (new to this gateway, or back).
-    pub came_up: bool,
-    /// Its address or capacity differs from what this gateway knew (or it was unknown).
-    pub changed: bool,
-}
-
 /// The liveness table.
 #[derive(Debug)]
 pub struct Health {
@@ -59,17 +50,14 @@ impl Health {
         }
     }
 
-    /// Records a heartbeat.
-    pub fn beat(&self, id: &str, addr: &str, capacity: u64) -> BeatOutcome {
+    /// Records a heartbeat; returns whether the node came up with it (it was unknown to this
+    /// gateway, or not live).
+    pub fn beat(&self, id: &str, addr: &str, capacity: u64) -> bool {
         let now = Instant::now();
         let mut nodes = self.nodes.lock();
-        let before = nodes
+        let came_up = nodes
             .get(id)
-            .map(|s| (self.status_of(s, now), s.addr.clone(), s.capacity));
-        let changed = before
-            .as_ref()
-            .is_none_or(|(_, a, c)| a != addr || *c != capacity);
-        let came_up = before.is_none_or(|(status, _, _)| status != Status::Live);
+            .is_none_or(|s| self.status_of(s, now) != Status::Live);
         let seen = nodes.entry(id.to_string()).or_insert_with(|| Seen {
             addr: addr.to_string(),
             capacity,
@@ -81,7 +69,7 @@ impl Health {
         seen.capacity = capacity;
         seen.last_beat = now;
         seen.failed_at = None;
-        BeatOutcome { came_up, changed }
+        came_up
     }
 
     /// Whether a beat with this address and capacity would tell this gateway something new
@@ -163,14 +151,17 @@ mod tests {
     fn a_failure_takes_a_node_out_until_its_next_beat() {
         let health = Health::new(Duration::from_secs(60), Duration::from_secs(60));
         assert!(matches!(health.status("a"), Status::Down(_)));
-        let first = health.beat("a", "127.0.0.1:1", 10);
-        assert_eq!(
-            first,
-            BeatOutcome {
-                came_up: true,
-                changed: true
-            }
+        assert!(
+            health.differs("a", "127.0.0.1:1", 10),
+            "unknown: the metadata needs it"
         );
+        assert!(
+            health.beat("a", "127.0.0.1:1", 10),
+            "the first beat brings it up"
+        );
+        assert!(!health.differs("a", "127.0.0.1:1", 10));
+        assert!(health.differs("a", "127.0.0.1:2", 10), "moved");
+        assert!(!health.beat("a", "127.0.0.1:1", 10), "already live");
         assert!(health.is_live("a"));
         health.failed("a", "connection refused");
         assert!(!health.is_live("a"));
@@ -179,13 +170,9 @@ mod tests {
                 .describe_down(&["a".into()])
                 .contains("connection refused")
         );
-        let again = health.beat("a", "127.0.0.1:1", 10);
-        assert_eq!(
-            again,
-            BeatOutcome {
-                came_up: true,
-                changed: false
-            }
+        assert!(
+            health.beat("a", "127.0.0.1:1", 10),
+            "back with its next beat"
         );
         assert!(health.is_live("a"));
     }

@@ -9,7 +9,7 @@
 //! once, never the whole file.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -225,52 +225,47 @@ impl SpoolReader {
     }
 }
 
-impl Read for SpoolReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.next_available()?;
-        let n = (out.len() as u64).min(available) as usize;
-        if n == 0 {
-            return Ok(0);
-        }
-        match &self.spool.backing {
-            Backing::Memory(buf) => {
-                let buf = buf.lock();
-                out[..n].copy_from_slice(&buf[self.pos as usize..self.pos as usize + n]);
-            }
-            Backing::File(file) => file.read_exact_at(&mut out[..n], self.pos)?,
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// What `send_to` delivers over a loopback connection (sent and read on threads of
+    /// their own, so a full socket buffer never blocks the test).
+    fn received(mut reader: SpoolReader) -> std::thread::JoinHandle<(io::Result<()>, Vec<u8>)> {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut out = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut inbound, _) = listener.accept().unwrap();
+        let sender = std::thread::spawn(move || reader.send_to(&mut out));
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let read = inbound.read_to_end(&mut got);
+            let sent = sender.join().unwrap();
+            read.unwrap();
+            (sent, got)
+        })
+    }
+
     fn round_trip(len: u64) {
         let spool = Spool::new(len, &std::env::temp_dir()).unwrap();
         let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
-        let reader_spool = Arc::clone(&spool);
-        let reader = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            reader_spool
-                .reader(Duration::from_secs(60))
-                .read_to_end(&mut got)
-                .unwrap();
-            got
-        });
+        let first = received(spool.reader(Duration::from_secs(60)));
         for chunk in data.chunks(100_003) {
             spool.append(chunk).unwrap();
         }
         spool.complete(crc32fast::hash(&data));
-        assert_eq!(reader.join().unwrap(), data);
-        let mut again = Vec::new();
-        spool
-            .reader(Duration::from_secs(60))
-            .read_to_end(&mut again)
+        let (sent, got) = first.join().unwrap();
+        assert!(
+            sent.is_ok() && got == data,
+            "the sender follows the writer ({len} bytes)"
+        );
+        let (sent, again) = received(spool.reader(Duration::from_secs(60)))
+            .join()
             .unwrap();
-        assert_eq!(again, data, "a second read (a resend) sees the same bytes");
+        assert!(
+            sent.is_ok() && again == data,
+            "a second send (a resend) sees the same bytes"
+        );
     }
 
     #[test]
@@ -281,15 +276,14 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_body_fails_the_reader() {
+    fn a_failed_body_fails_the_sender() {
         let spool = Spool::new(10, &std::env::temp_dir()).unwrap();
         spool.append(b"abc").unwrap();
         spool.fail("client went away");
-        let mut out = Vec::new();
-        let err = spool
-            .reader(Duration::from_secs(60))
-            .read_to_end(&mut out)
-            .unwrap_err();
-        assert!(err.to_string().contains("client went away"));
+        let (sent, got) = received(spool.reader(Duration::from_secs(60)))
+            .join()
+            .unwrap();
+        assert!(sent.unwrap_err().to_string().contains("client went away"));
+        assert_eq!(got, b"abc");
     }
 }

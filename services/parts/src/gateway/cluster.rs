@@ -29,8 +29,7 @@ pub fn register(gw: &Gateway, ex: &mut Exchange<'_>) -> Response {
             Err(e) => return meta_error(&e),
         }
     }
-    let beat = gw.health.beat(&id, &addr, capacity);
-    if beat.came_up {
+    if gw.health.beat(&id, &addr, capacity) {
         match gw.meta.revive_garbage(&id) {
             Ok(revived) => gw.jobs.enqueue_or_log(&revived),
             Err(e) => eprintln!("parts-gateway: reviving the cleanups of {id}: {e}"),
