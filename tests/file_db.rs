@@ -5,7 +5,10 @@ use std::path::Path;
 mod common;
 use common::TempDir;
 
-use lifostore::{CancelToken, Db, DbError, Error, FileDb, FileDbOptions, SalvageReport, Storage};
+use lifostore::{
+    CancelToken, Db, DbError, DbLease, Error, FileDb, FileDbOptions, LeaseId, SalvageReport,
+    Storage,
+};
 
 fn all(db: &FileDb) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -87,18 +90,18 @@ fn foreign_and_newer_files_are_refused_with_the_path_named() {
         "a foreign file must be left alone"
     );
 
-    // A valid header claiming version 3 (version 2 is a file that has used leases).
+    // A valid header claiming version 4 (this build writes 3, and reads and upgrades 1 and 2).
     let newer = dir.file("newer.lifo");
     drop(FileDb::open(&newer).unwrap());
     let mut bytes = std::fs::read(&newer).unwrap();
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
     let crc = crc32c(&bytes[0..12]);
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&newer, &bytes).unwrap();
     match FileDb::open(&newer) {
         Err(DbError::UnsupportedVersion {
-            found: 3,
-            supported: 2,
+            found: 4,
+            supported: 3,
             ..
         }) => {}
         other => panic!("{other:?}"),
@@ -423,6 +426,11 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn foreign_files_of_any_size_are_never_written_with_or_without_salvage() {
     let dir = TempDir::new("foreign-any");
+    // A fresh header page without its magic is a torn initialisation (opened and initialised
+    // again); with one byte that initialisation never writes there, it is somebody else's.
+    let mut stray = fresh_header_page(&TempDir::new("foreign-fresh"));
+    stray[..8].fill(0);
+    stray[3000] = 1;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "config.toml",
@@ -430,6 +438,10 @@ fn foreign_files_of_any_size_are_never_written_with_or_without_salvage() {
         ),
         ("tiny", vec![7]),
         ("zeros", vec![0; 100]),
+        ("zeros-4095", vec![0; 4095]),
+        ("zeros-4097", vec![0; 4097]),
+        ("x-4096", vec![b'x'; 4096]),
+        ("header-with-a-stray-byte", stray),
         ("big.bin", vec![b'x'; 5000]),
         (
             "huge.bin",
@@ -529,7 +541,7 @@ fn the_salvage_hint_can_be_followed_through_the_builder() {
     let path = dir.file("q.lifo");
     build(&path, true);
     let mut bytes = std::fs::read(&path).unwrap();
-    let top = 4096 + 3 * 20 + b"alpha-itembravo-itemcharlie-item".len();
+    let top = 4096 + 3 * 28 + b"alpha-itembravo-itemcharlie-item".len();
     bytes[top - 3] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let err = Storage::builder().open(&path).unwrap_err();
@@ -585,4 +597,121 @@ fn a_storage_refuses_at_push_what_its_file_db_could_never_store() {
     storage.flush(&t).unwrap();
     assert_eq!(storage.db().len().unwrap(), 1);
     storage.close().unwrap();
+}
+
+/// The header page a new database starts with, as initialisation writes it.
+fn fresh_header_page(dir: &TempDir) -> Vec<u8> {
+    let path = dir.file("fresh.lifo");
+    drop(FileDb::open(&path).unwrap());
+    let page = std::fs::read(&path).unwrap();
+    assert_eq!(page.len(), 4096, "a new database is one header page");
+    page
+}
+
+/// The header page version 1 started with (older builds), cut to `len` bytes, magic left out.
+fn legacy_fresh_page_without_magic(len: usize) -> Vec<u8> {
+    let mut page = vec![0u8; 4096];
+    page[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let mut head = b"LIFOSTK\0".to_vec();
+    head.extend_from_slice(&1u32.to_le_bytes());
+    page[12..16].copy_from_slice(&crc32c(&head).to_le_bytes());
+    page[1024..1032].copy_from_slice(&1u64.to_le_bytes());
+    page[1032..1040].copy_from_slice(&4096u64.to_le_bytes());
+    let crc = crc32c(&page[1024..1048]);
+    page[1048..1052].copy_from_slice(&crc.to_le_bytes());
+    page.truncate(len);
+    page
+}
+
+/// Issue 26: initialisation writes the header page but its magic, syncs, then the magic. A
+/// power loss or a full disk in between may leave any of the page's sectors written or not
+/// (4096 zero bytes included), a prefix of it, or part of the magic: the file never held an
+/// item, so open initialises it again instead of refusing it as `NotADatabase`.
+#[test]
+fn a_first_initialisation_cut_anywhere_is_initialised_again() {
+    let dir = TempDir::new("torn-init");
+    let fresh = fresh_header_page(&dir);
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for kept in 0u32..256 {
+        let mut bytes = vec![0u8; 4096];
+        for s in (0..8).filter(|s| kept & (1 << s) != 0) {
+            bytes[s * 512..(s + 1) * 512].copy_from_slice(&fresh[s * 512..(s + 1) * 512]);
+        }
+        bytes[..8].fill(0);
+        cases.push((format!("sectors {kept:08b}"), bytes));
+    }
+    for cut in [8, 9, 12, 16, 100, 1030, 2048, 4095] {
+        let mut bytes = vec![0u8; 4096];
+        bytes[8..cut].copy_from_slice(&fresh[8..cut]);
+        cases.push((format!("a write cut at byte {cut}"), bytes));
+    }
+    for kept in 1..8 {
+        let mut bytes = fresh.clone();
+        bytes[kept..8].fill(0);
+        cases.push((format!("{kept} bytes of the magic"), bytes));
+    }
+    for len in [16, 1000, 4096] {
+        let bytes = legacy_fresh_page_without_magic(len);
+        cases.push((format!("an older build's page cut at {len}"), bytes));
+    }
+    let path = dir.file("torn.lifo");
+    for (what, bytes) in cases {
+        std::fs::write(&path, &bytes).unwrap();
+        let db = FileDb::open(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(db.len().unwrap(), 0, "{what}");
+        db.push(b"first").unwrap();
+        drop(db);
+        let db = FileDb::open(&path).unwrap();
+        assert_eq!(db.pop().unwrap(), Some(b"first".to_vec()), "{what}");
+    }
+}
+
+/// Files an older build wrote (format versions 1 and 2, kept in `tests/fixtures`, see its
+/// README) open with every item and lease, and are upgraded in place to version 3, which older
+/// builds refuse: records of the old layout are read below the new ones.
+#[test]
+fn files_of_versions_1_and_2_are_read_and_upgraded_in_place() {
+    let dir = TempDir::new("upgrade");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let v1 = dir.file("v1.lifo");
+    std::fs::copy(fixtures.join("version1.stack"), &v1).unwrap();
+    let db = FileDb::open(&v1).unwrap();
+    assert_eq!(std::fs::read(&v1).unwrap()[8..12], 3u32.to_le_bytes());
+    assert_eq!(
+        db.len().unwrap(),
+        5,
+        "two batches rolled forward by the old rules"
+    );
+    db.push(b"new-1").unwrap();
+    drop(db);
+    let db = FileDb::open(&v1).unwrap();
+    let names = ["new-1", "v1-c1", "v1-b2", "v1-b1", "v1-a2", "v1-a1"];
+    assert_eq!(all(&db), names.map(|n| n.as_bytes().to_vec()));
+    db.push_batch(&[b"new-2", b"new-3"]).unwrap();
+    drop(db);
+    let db = FileDb::open(&v1).unwrap();
+    assert_eq!(all(&db), [b"new-3".to_vec(), b"new-2".to_vec()]);
+
+    let v2 = dir.file("v2.lifo");
+    std::fs::copy(fixtures.join("version2.stack"), &v2).unwrap();
+    std::fs::copy(fixtures.join("version2.leases"), dir.file("v2.lifo.leases")).unwrap();
+    let db = FileDb::open(&v2).unwrap();
+    assert_eq!(std::fs::read(&v2).unwrap()[8..12], 3u32.to_le_bytes());
+    assert_eq!(db.len().unwrap(), 4, "the leased items are not counted");
+    db.ack(&[LeaseId(3145729)]).unwrap();
+    assert!(matches!(
+        db.ack(&[LeaseId(3145730)]),
+        Err(DbError::LeaseExpired { count: 1 })
+    ));
+    let x4 = DbLease {
+        id: LeaseId(3145728),
+        item: b"v2-x4".to_vec(),
+    };
+    db.release(&[x4]).unwrap();
+    let leased = db.pop_lease(1, std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(leased[0].item, b"v2-x4");
+    assert!(leased[0].id.0 > 3145730, "lease ids never repeat in a file");
+    db.ack(&[leased[0].id]).unwrap();
+    let names = ["v2-y1", "v2-x3", "v2-x2", "v2-x1"];
+    assert_eq!(all(&db), names.map(|n| n.as_bytes().to_vec()));
 }

@@ -62,7 +62,7 @@ fn filedb_keeps_the_lease_contract() {
 }
 
 /// A held lease survives closing and reopening the file, stays hidden, and can be acked by
-/// the new handle; the file is marked version 2 once it has used leases.
+/// the new handle. The file is format version 3 (which has leases) from the start.
 #[test]
 fn filedb_leases_survive_reopen() {
     let dir = temp_dir("reopen");
@@ -72,11 +72,7 @@ fn filedb_leases_survive_reopen() {
     let leased = db.pop_lease(2, Duration::from_secs(60)).expect("lease");
     drop(db);
     let bytes = std::fs::read(&path).expect("read");
-    assert_eq!(
-        &bytes[8..12],
-        &2u32.to_le_bytes(),
-        "version 2 once leases were used"
-    );
+    assert_eq!(&bytes[8..12], &3u32.to_le_bytes(), "format version 3");
     let db = lifostore::FileDb::open(&path).expect("reopen");
     assert_eq!(db.len().expect("len"), 1, "leased items are not counted");
     db.ack(&[leased[0].id]).expect("ack after reopen");

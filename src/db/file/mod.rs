@@ -4,6 +4,8 @@
 //! file, `io.rs` is the one seam to the operating system. `docs/FORMAT.md` describes the format,
 //! the recovery and error-path rules, and what they assume of the disk.
 
+#[cfg(test)]
+mod crash_images;
 mod crc32c;
 #[cfg(test)]
 mod fault_tests;
@@ -11,6 +13,8 @@ mod format;
 mod io;
 mod lease_log;
 mod leasing;
+#[cfg(test)]
+mod power_loss_tests;
 mod read_ahead;
 mod recovery;
 mod salvage;
@@ -21,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use self::format::{REC_OVERHEAD, Superblock, encode_record};
+use self::format::{REC_OVERHEAD, Superblock, encode_record, new_salt};
 use self::io::{FileIo, StdVfs, Vfs};
 use self::read_ahead::ReadAhead;
 use self::recovery::{Found, damage, io_err, open_err, read_state};
@@ -33,7 +37,11 @@ use crate::sync::Mutex;
 pub use self::salvage::SalvageReport;
 
 /// Shrink the file when it is over four times its live size and at least this much is dead.
+#[cfg(not(test))]
 const SHRINK_SLACK: u64 = 1 << 20;
+/// The crate's unit tests shrink at 16 KiB, so their simulated files stay small.
+#[cfg(test)]
+const SHRINK_SLACK: u64 = 16 << 10;
 /// How many times a failed operation's undo is tried at once before the handle is left in
 /// doubt (holding the file lock until a later call settles it).
 const SETTLE_TRIES: usize = 2;
@@ -117,15 +125,17 @@ impl FileDbOptions {
 /// whatever the batch size, an ack two (one when it ends the last held lease), a release
 /// three. A lease whose holder died comes back on top at its deadline (wall clock), noticed
 /// by the next call of any process sharing the file, or at open with
-/// [`FileDbOptions::return_leases_on_open`] (for a file only one process uses). The first
-/// lease marks the file as
-/// format version 2, which older builds refuse. `docs/FORMAT.md`, "Leases", has the details.
+/// [`FileDbOptions::return_leases_on_open`] (for a file only one process uses).
+/// `docs/FORMAT.md`, "Leases", has the details.
 ///
-/// Files that do not start with lifostore's magic are refused with
-/// [`DbError::NotADatabase`] and never written, whatever their size; a zero-length file is
-/// initialised as an empty database. Anything that is not a regular file on a disk
-/// (`/dev/null`, a FIFO, a socket, a device, a `/proc` file) is refused the same way, before
-/// a byte is written.
+/// The file is format version 3. Files of versions 1 and 2 (older builds) are read and
+/// upgraded in place at open, after which older builds refuse them. Files that do not start
+/// with lifostore's magic are refused with [`DbError::NotADatabase`] and never written,
+/// whatever their size; a zero-length file is initialised as an empty database, and so is
+/// what an initialisation cut by a crash leaves: exactly 4096 bytes, each zero or the byte a
+/// new header has there (`docs/FORMAT.md`, "Create"). Anything that is not a regular file on
+/// a disk (`/dev/null`, a FIFO, a socket, a device, a `/proc` file) is refused the same way,
+/// before a byte is written.
 ///
 /// ```
 /// use lifostore::{Db, FileDb};
@@ -176,11 +186,12 @@ struct Unsettled {
 
 impl Unsettled {
     /// The slot that settles it: `state` under operation `above + 2`, which lands on the failed
-    /// attempt's slot (so a torn write there leaves the slot before it intact) and lies past
-    /// every record the attempt wrote, so roll-forward never revives them.
+    /// attempt's slot (so a torn write there leaves the slot before it intact), and under a new
+    /// salt, which no record the attempt wrote names, so roll-forward never revives them.
     fn slot(&self) -> Superblock {
         Superblock {
             op: self.above + 2,
+            salt: new_salt(),
             ..self.state
         }
     }
@@ -266,20 +277,19 @@ impl FileDb {
         salvage::salvage(path.as_ref(), FileDbOptions::default().max_item_len)
     }
 
-    /// Initialises an empty file, then validates the state open depends on: header, a slot,
-    /// `top` within the file, and the top record.
+    /// Initialises an empty file (or one a crash left half initialised) and upgrades one of
+    /// an older version, then validates the state open depends on: header, a slot, `top`
+    /// within the file, and the top record.
     fn check_on_open(&self, vfs: &dyn Vfs) -> Result<(), DbError> {
         self.locked(|h| {
-            let sb = match read_state(&*h.io, &self.path, self.opts.max_item_len)? {
-                Found::State(sb) => sb,
-                Found::Uninitialised => {
-                    recovery::initialise(&*h.io, vfs, &self.path)?;
-                    return Ok(());
-                }
-            };
+            let found = read_state(&*h.io, &self.path, self.opts.max_item_len)?;
+            if found == Found::Uninitialised {
+                return recovery::initialise(&*h.io, vfs, &self.path);
+            }
+            let sb = self.usable(h, found)?;
             if sb.count > 0 {
                 let limit = self.opts.max_item_len;
-                ReadAhead::new(1).top_record(&*h.io, &self.path, limit, sb.top, sb.op)?;
+                ReadAhead::new(1).top_record(&*h.io, &self.path, limit, &sb, sb.top)?;
             }
             let table = self.read_leases(h, sb)?;
             if self.opts.return_leases_on_open && !table.is_empty() {
@@ -304,11 +314,20 @@ impl FileDb {
         result
     }
 
-    /// The current state (push batches rolled forward). The handle trusts nothing it read
-    /// before: every operation reads the header again under the lock.
+    /// The current state (push batches rolled forward; a file of an older version upgraded
+    /// first). The handle trusts nothing it read before: every operation reads the header
+    /// again under the lock.
     fn current(&self, h: &Handle) -> Result<Superblock, DbError> {
-        match read_state(&*h.io, &self.path, self.opts.max_item_len)? {
+        self.usable(h, read_state(&*h.io, &self.path, self.opts.max_item_len)?)
+    }
+
+    /// The state `found` as operations use it: a file of an older version is upgraded.
+    fn usable(&self, h: &Handle, found: Found) -> Result<Superblock, DbError> {
+        match found {
             Found::State(sb) => Ok(sb),
+            Found::Legacy { durable_op, state } => {
+                recovery::upgrade(&*h.io, &self.path, durable_op, state)
+            }
             Found::Uninitialised => Err(damage(
                 &self.path,
                 0,
@@ -380,7 +399,7 @@ impl FileDb {
         let mut ahead = ReadAhead::new(max);
         let limit = self.opts.max_item_len;
         while out.len() < max && (out.len() as u64) < sb.count {
-            let (start, data) = ahead.top_record(io, &self.path, limit, top, sb.op)?;
+            let (start, data) = ahead.top_record(io, &self.path, limit, &sb, top)?;
             out.push(data);
             top = start;
         }
@@ -421,7 +440,8 @@ impl Db for FileDb {
     }
 
     /// One write and one `fdatasync` for the whole batch. Atomic: on error nothing is stored,
-    /// now or after a reopen (`docs/FORMAT.md`, "Error paths").
+    /// now or after a reopen (`docs/FORMAT.md`, "Error paths"). A power loss before it returns
+    /// may leave a prefix of the batch on top ("What a torn batch leaves").
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
         let fail = |source| PushBatchError { stored: 0, source };
         crate::db::refuse_oversize(items, self.opts.max_item_len.min(u32::MAX as usize))?;
@@ -430,18 +450,15 @@ impl Db for FileDb {
         }
         self.locked(|h| {
             let sb = self.current(h)?;
-            let op = sb.op + 1;
             let total: usize = items.iter().map(|i| i.len() + REC_OVERHEAD as usize).sum();
+            let count = sb.count + items.len() as u64;
+            let after = sb.then(sb.top + total as u64, count, sb.leases);
+            // Each record names the state it extends and the state it makes: roll-forward
+            // takes it only as an extension of this very state (`docs/FORMAT.md`).
             let mut buf = Vec::with_capacity(total);
             for item in items {
-                encode_record(&mut buf, op, item);
+                encode_record(&mut buf, sb.salt, after.salt, item);
             }
-            let after = Superblock {
-                op,
-                top: sb.top + buf.len() as u64,
-                count: sb.count + items.len() as u64,
-                leases: sb.leases,
-            };
             if let Err(e) = h.io.write_at(&buf, sb.top) {
                 return Err(self.undo(h, sb, after, "write", e));
             }
@@ -470,12 +487,7 @@ impl Db for FileDb {
             if out.is_empty() {
                 return Ok(out);
             }
-            let after = Superblock {
-                op: sb.op + 1,
-                top,
-                count: sb.count - out.len() as u64,
-                leases: sb.leases,
-            };
+            let after = sb.then(top, sb.count - out.len() as u64, sb.leases);
             self.commit(h, sb, after)?;
             self.shrink(&*h.io, top);
             Ok(out)
