@@ -1,6 +1,6 @@
 //! The real-time linearizability checker (`tests/common/linearizability.rs`) on histories
 //! written by hand and generated: valid histories with heavy overlap pass (including the one
-//! issue 20 found the old checker rejecting), and each broken rule is rejected.
+//! the old checker rejected), and each broken rule is rejected.
 
 use std::time::{Duration, Instant};
 
@@ -138,7 +138,7 @@ fn overlapping_calls_may_take_effect_in_either_order() {
     accepted(h, 5);
 }
 
-/// The history issue 20 found the old checker rejecting ("popped twice"): a lease whose call
+/// The history the old checker rejected ("popped twice"): a lease whose call
 /// began before another thread's pop of the same item ended, and which expired in between
 /// (the thread was descheduled inside `pop_lease` for longer than the ttl).
 #[test]
@@ -164,7 +164,7 @@ fn a_lease_that_expired_inside_its_own_call_before_a_pop_passes() {
 
 #[test]
 fn released_and_expired_items_come_back_on_top() {
-    // Issue 29's sequence: lease A, push B, release A: A is the next item a pop returns.
+    // Lease A, push B, release A: A is the next item a pop returns.
     let h = H::new()
         .push(0, 0.0, 1.0, &[0xA])
         .lease(0, 2.0, 3.0, 0xA, 1)
@@ -278,7 +278,7 @@ fn each_broken_rule_is_rejected() {
 
 #[test]
 fn each_broken_lease_rule_is_rejected() {
-    // A released item that did not come back on top (issue 29's bug).
+    // A released item that did not come back on top.
     rejected(
         H::new()
             .push(0, 0.0, 1.0, &[0xA])

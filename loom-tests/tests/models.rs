@@ -517,7 +517,7 @@ fn a_lease_racing_a_push_a_flush_and_a_pop_is_lifo_and_exactly_once() {
 /// item if that came first, below it if it came after), whether the flush wrote it or not.
 #[test]
 fn release_puts_the_item_back_on_top() {
-    // Issue 29: 2 is leased from the Db (MemDb's native lease: the item stays in the Db,
+    // 2 is leased from the Db (MemDb's native lease: the item stays in the Db,
     // hidden); 3 is pushed while it is leased (in memory, above the Db); the release must
     // put 2 above 3, though a plain Db release puts it on top of the Db, under memory. A
     // pusher and a flush race the release.
@@ -580,7 +580,7 @@ fn release_of_a_memory_lease_puts_it_back_on_top() {
 /// A pop that found memory empty asks the Db while a push_batch of 1, 2 (2 on top) is written
 /// by a Db whose `push_batch` is one `push` per item (not atomic). The pop may take the Db's
 /// older 0 (before the batch) or 2 (after it), never 1 from under 2: the write waits for the
-/// Db pop under way (issue 20: the checker found a pop returning the bottom item of a batch
+/// Db pop under way (the history checker found a pop returning the bottom item of a batch
 /// whose write had stored only its first half).
 #[test]
 fn a_db_pop_never_takes_from_under_a_write_in_flight() {

@@ -501,7 +501,7 @@ fn all_allowed(rec: &Recorded, step: usize, images: Vec<Images>) -> Vec<(Images,
     judged.collect()
 }
 
-/// Issue 26: a power loss while the file is first initialised, whatever sectors of the header
+/// A power loss while the file is first initialised, whatever sectors of the header
 /// page it keeps (all zero 4096 bytes included), leaves a file that opens as an empty
 /// database, never `NotADatabase`.
 #[test]
@@ -529,7 +529,7 @@ fn crash_twice(first: &[Step], images: fn(&Recorded, usize) -> Vec<Images>, seco
 /// A lease released just before a power loss: see the tests below.
 const RELEASED: &[Step] = &[Step::Push(&[1, 2, 3]), Step::Lease(1), Step::Release(1)];
 
-/// Issue 26, two crashes: a release whose returned record was synced but whose slot was not
+/// Two crashes: a release whose returned record was synced but whose slot was not
 /// leaves the lease held. After the restart, a pop and a push of one item of the same size
 /// put a new record right below the returned one, and a power loss that loses the push's slot
 /// (a hint no sync made durable yet) must not roll the returned record forward behind it: the
@@ -551,7 +551,7 @@ fn a_release_cut_by_power_loss_is_not_rolled_forward_after_an_ack() {
     crash_twice(RELEASED, durable_images, &[Step::Ack(1)]);
 }
 
-/// Issue 26, two crashes: a push batch torn by a power loss (its first sector lost, the rest
+/// Two crashes: a push batch torn by a power loss (its first sector lost, the rest
 /// kept) is dropped whole. After the restart a shorter batch ends on a record boundary of the
 /// lost one, and a power loss that loses its slot must not roll the lost batch's remaining
 /// records forward behind it: unacknowledged items would reappear above newer ones.
