@@ -14,6 +14,7 @@
 //! minute, not the time of a repeated in-process operation.
 //!
 //! ```text
+//! bash .ci/with-servers cargo bench -p lifostore-benches --bench wakeups   # + Redis, PostgreSQL
 //! cargo bench -p lifostore-benches --bench wakeups                   # FileDb, 300 items/mode, 60 s idle
 //! cargo bench -p lifostore-benches --bench wakeups -- --test         # CI: 6 items/mode, 1 s idle
 //! cargo bench -p lifostore-benches --bench wakeups -- --items 100 --idle-secs 20
@@ -25,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lifostore::{
-    CancelToken, Capabilities, Db, DbError, DbWatch, FileDb, PushBatchError, Storage,
-    StorageBuilder,
+    CancelToken, Capabilities, Db, DbError, DbWatch, FileDb, PostgresDb, PushBatchError, RedisDb,
+    Storage, StorageBuilder,
 };
 
 const CHILD_ENV: &str = "LIFOSTORE_WAKEUPS_BENCH_CHILD";
@@ -109,6 +110,15 @@ impl Backend {
     fn open(&self) -> Arc<dyn Db> {
         match self.name.as_str() {
             "file" => Arc::new(FileDb::open(&self.target).expect("open FileDb")),
+            "redis" => {
+                let (url, key) = self.target.split_once(' ').expect("url key");
+                Arc::new(RedisDb::open(url).expect("open RedisDb").with_key(key))
+            }
+            "postgres" => {
+                let (url, table) = self.target.split_once(' ').expect("url table");
+                let db = PostgresDb::open(url).expect("open PostgresDb");
+                Arc::new(db.with_table(table).expect("table"))
+            }
             other => panic!("unknown backend {other}"),
         }
     }
@@ -217,24 +227,30 @@ fn report(backend: &Backend, label: &str, mut lat: Vec<Duration>) {
     );
 }
 
-/// Both kinds of consumer blocked on the same empty Db for `secs`: Db pop calls per minute.
-fn idle(backend: &Backend, secs: u64) {
-    let pair = [
-        consumer(backend.open(), true),
-        consumer(backend.open(), false),
-    ];
+/// An idle consumer: its backend, its kind, its storage.
+type Consumer<'a> = (&'a Backend, &'static str, Storage<Arc<dyn Db>>);
+
+/// Both kinds of consumer, over each backend's empty Db, all blocked at once for `secs`:
+/// each one's Db pop calls per minute.
+fn idle(backends: &[Backend], secs: u64) {
+    let consumers: Vec<Consumer> = backends
+        .iter()
+        .flat_map(|b| {
+            [
+                (b, "wake-ups (after)", consumer(b.open(), true)),
+                (b, "polling 100 ms (before)", consumer(b.open(), false)),
+            ]
+        })
+        .collect();
     std::thread::scope(|scope| {
-        for storage in &pair {
+        for (_, _, storage) in &consumers {
             scope.spawn(move || {
                 let token = CancelToken::new().with_timeout(Duration::from_secs(secs));
                 assert!(storage.pop(&token).is_err(), "the Db must stay empty");
             });
         }
     });
-    for (storage, label) in pair
-        .iter()
-        .zip(["wake-ups (after)", "polling 100 ms (before)"])
-    {
+    for (backend, label, storage) in &consumers {
         let calls = storage.stats().db_pop_calls;
         println!(
             "{:<8} idle, {:<28} {calls} Db calls in {secs} s = {:.1} per minute",
@@ -264,12 +280,31 @@ fn main() {
     });
     let dir = std::env::temp_dir().join(format!("lifostore-wakeups-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = Backend {
+    let mut backends = vec![Backend {
         name: "file".into(),
         target: dir.join("handoff.lifo").display().to_string(),
-    };
-    handoff(&file, items);
-    idle(&file, idle_secs);
+    }];
+    let table = format!("wakeups_bench_{}", std::process::id());
+    for (name, var) in [
+        ("redis", "LIFOSTORE_REDIS_URL"),
+        ("postgres", "LIFOSTORE_POSTGRES_URL"),
+    ] {
+        match std::env::var(var) {
+            Ok(url) => backends.push(Backend {
+                name: name.into(),
+                target: format!("{url} {table}"),
+            }),
+            Err(_) => println!("{name}: skipped, {var} not set (see .ci/with-servers)"),
+        }
+    }
+    for backend in &backends {
+        handoff(backend, items);
+    }
+    for backend in &mut backends[1..] {
+        backend.target.push_str("_idle"); // a fresh, empty key or table
+    }
+    backends[0].target = dir.join("idle.lifo").display().to_string();
+    idle(&backends, idle_secs);
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -421,9 +421,8 @@ impl FileDb {
         Ok((out, top))
     }
 
-    /// Tells the storages watching the file (other processes, and this one) that it gained
-    /// items, or (`lease_due`) that a lease taken now comes back then. After the commit, with
-    /// the file lock released; a file that is not shared has no watchers.
+    /// Tells the storages watching the file that it gained items, or (`lease_due`) that a
+    /// lease taken now comes back then. After the commit, with the file lock released.
     fn announce(&self, lease_due: Option<SystemTime>) {
         #[cfg(target_os = "linux")]
         if self.opts.shared {
@@ -545,13 +544,9 @@ impl Db for FileDb {
         Some(self)
     }
 
-    /// Linux, shared files: a Unix datagram socket in the abstract namespace, registered as an
-    /// empty file in `<name>.wake/` beside the database; every push, release and lease of any
-    /// handle on the file sends each registered socket a 9-byte datagram after its commit
-    /// (never blocking). A process killed before its send loses that wake-up only: the
-    /// storage's re-check finds the item within
-    /// [`shared_recheck_interval`](crate::StorageBuilder::shared_recheck_interval). Other
-    /// systems, and files opened with `shared(false)`: `None`.
+    /// Linux, shared files: a Unix datagram socket registered in `<name>.wake/` beside the
+    /// file, sent a datagram after every push, release and lease commit of any handle
+    /// (`wake_sockets.rs`). Other systems, and files opened with `shared(false)`: `None`.
     fn watch(&self) -> Result<Option<Box<dyn DbWatch>>, DbError> {
         #[cfg(target_os = "linux")]
         if self.opts.shared {
