@@ -35,6 +35,9 @@ pub(crate) struct Config {
     pub(crate) max_item_len: usize,
     pub(crate) max_batch: usize,
     pub(crate) shared_poll: Duration,
+    /// How often a pop waiting on an empty storage re-checks a shared Db that gives wake-ups
+    /// ([`Db::watch`](crate::Db::watch)): the safety net for a lost notification.
+    pub(crate) shared_recheck: Duration,
     pub(crate) close_timeout: Duration,
     /// Most poison items kept aside without a dead-letter hook.
     pub(crate) max_dead_letters: usize,
@@ -234,6 +237,7 @@ mod tests {
             max_item_len: 1 << 20,
             max_batch: 64,
             shared_poll: Duration::from_millis(100),
+            shared_recheck: Duration::from_secs(5),
             close_timeout: Duration::from_millis(window_ms),
             max_dead_letters: 16,
         }
