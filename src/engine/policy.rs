@@ -127,7 +127,7 @@ impl Config {
     /// capacity from the learned speed alone breaks the window as soon as the Db turns twice
     /// as slow after the items are admitted (a capacity cannot take them back).
     ///
-    /// When one item's two writes already take a fifth of half a window (a fixed cost per
+    /// When one item's two writes already take a tenth of half a window (a fixed cost per
     /// call), no capacity keeps the headroom, and one-item writes would only cut the
     /// throughput: the writes may then carry what costs at most twice one item's, within half
     /// a window at the model's own tail, and what the learned speed `rate` drains in a
