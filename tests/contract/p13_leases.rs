@@ -178,7 +178,7 @@ fn a_held_memory_lease_by_default_ends_in_time_for_the_window() {
         .build(Arc::clone(&db))
         .expect("build");
     let t = CancelToken::new();
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(window);
     let pushed = Instant::now();
     s.push(&t, "x").expect("push");
     let lease = s.pop_lease(&t).expect("lease");
@@ -526,7 +526,7 @@ fn a_released_item_reaches_the_db_within_the_window_of_its_push() {
         .build(Arc::clone(&db))
         .expect("build");
     let t = CancelToken::new();
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(window);
     let pushed = Instant::now();
     s.push(&t, "old").expect("push");
     let lease = s.pop_lease(&t).expect("lease");
