@@ -8,7 +8,9 @@
 `bench` runs the criterion binary ROUNDS times (each run measures every contender in turn:
 one round) and prints one line per round and benchmark: round, load average, group,
 contender, median ns. `perf` runs the driver once per contender per round, in turn, under
-`perf stat -e context-switches,task-clock`. `summary` prints, per group and contender, the
+`perf stat -e context-switches,task-clock` and the sched_yield and futex syscall
+tracepoints; columns: round, load, contender, pairs, items, wall ns/item, context switches,
+switches/item, CPU ns/item, sched_yield/item, futex/item. `summary` prints, per group and contender, the
 median over rounds and the median of the per-round ratios against crossbeam (speed:
 crossbeam's ns / contender's ns) and against the bare stack (time: contender / bare).
 Run from the workspace root after `cargo bench -p handoff-experiments --no-run` and
@@ -67,7 +69,9 @@ def perf(rounds, pairs, items, names):
     for r in range(rounds):
         for name in names:
             p = subprocess.run(
-                ["perf", "stat", "-x,", "-e", "context-switches,task-clock", exe, name,
+                ["perf", "stat", "-x,", "-e",
+                 "context-switches,task-clock,syscalls:sys_enter_sched_yield,"
+                 "syscalls:sys_enter_futex", exe, name,
                  str(pairs), str(items)], capture_output=True, text=True, check=True)
             ns = float(p.stdout.split()[-1])
             stat = {}
@@ -77,8 +81,11 @@ def perf(rounds, pairs, items, names):
                     stat[f[2]] = float(f[0])
             cs = stat.get("context-switches", float("nan"))
             tc = stat.get("task-clock", float("nan"))
+            y = stat.get("syscalls:sys_enter_sched_yield", float("nan"))
+            fx = stat.get("syscalls:sys_enter_futex", float("nan"))
             print(f"{r}\t{load()}\t{name}\t{pairs}\t{items}\t{ns:.1f}\t{cs:.0f}\t"
-                  f"{cs / items:.5f}\t{tc * 1e6 / items:.1f}", flush=True)
+                  f"{cs / items:.5f}\t{tc * 1e6 / items:.1f}\t{y / items:.5f}\t{fx / items:.5f}",
+                  flush=True)
 
 
 def summary(path):

@@ -53,6 +53,16 @@ mod bench {
             "model_noyield",
             locked::Locked::<{ locked::NO_YIELD }>::new(CAPACITY),
         );
+        pair_one(
+            &mut g,
+            "model_spinlock",
+            locked::Locked::<{ locked::SPIN_LOCK }>::new(CAPACITY),
+        );
+        pair_one(
+            &mut g,
+            "model_spinlong",
+            locked::Locked::<{ locked::SPIN_LONG }>::new(CAPACITY),
+        );
         pair_one(&mut g, "combining", combining::Combining::new(CAPACITY));
         pair_one(
             &mut g,

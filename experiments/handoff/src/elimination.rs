@@ -7,7 +7,7 @@
 //! its item over (`FULL`) without touching the state's lock. Otherwise it pushes under the lock
 //! (a `try_lock` spin without `sched_yield`, then `lock()`) and notifies the condvar, as the
 //! engine does. A spinning popper withdraws (`WAITING -> FREE`) when the buffer gets items or
-//! its budget ends, and then waits on the condvar like any popper; a failed withdrawal means a
+//! its rounds (the engine's spins and yields) end, and then waits on the condvar like any popper; a failed withdrawal means a
 //! pusher won the slot, and its item is instants away.
 //!
 //! Linearizable: a hand-over happens while both calls are pending (the popper cannot have
@@ -25,7 +25,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::buffer::Buffer;
 use crate::clock::Clock;
 use crate::padded::Padded;
-use crate::spin::{LOCK_SPIN_HINTS, lock_spinning};
+use crate::spin::{LOCK_SPIN_HINTS, SNOOZE_ROUNDS, lock_spinning, snooze};
 
 const FREE: usize = 0;
 const WAITING: usize = 1;
@@ -33,8 +33,6 @@ const FILLING: usize = 2;
 const FULL: usize = 3;
 
 const SLOTS: usize = 8;
-/// Hints a popper spins on its slot (~10 µs) before it withdraws and waits on the condvar.
-const SLOT_HINTS: u32 = 128;
 
 #[derive(Default)]
 struct Slot {
@@ -150,15 +148,15 @@ impl Elimination {
         }
     }
 
-    /// Spins on `slot` for an item; `None` once withdrawn (the buffer got items, or the budget
-    /// ended).
+    /// Snoozes on `slot` for an item (spins, then `sched_yield`s: the engine's schedule);
+    /// `None` once withdrawn (the buffer got items, or the rounds ran out).
     fn wait_in_slot(&self, slot: &Slot) -> Option<Vec<u8>> {
-        let mut spent = 0;
+        let mut round = 0;
         loop {
             match slot.state.load(Acquire) {
                 FULL => return Some(self.collect(slot)),
                 FILLING => {}
-                _ if (spent >= SLOT_HINTS || self.held.load(Relaxed) != 0)
+                _ if (round >= SNOOZE_ROUNDS || self.held.load(Relaxed) != 0)
                     && slot
                         .state
                         .compare_exchange(WAITING, FREE, AcqRel, Acquire)
@@ -169,8 +167,8 @@ impl Elimination {
                 }
                 _ => {}
             }
-            std::hint::spin_loop();
-            spent += 1;
+            round = (round + 1).min(SNOOZE_ROUNDS);
+            snooze(round);
         }
     }
 

@@ -59,6 +59,8 @@ contender!(
     baselines::Channel,
     baselines::Lifo,
     locked::Locked<{ locked::ENGINE }>,
+    locked::Locked<{ locked::SPIN_LOCK }>,
+    locked::Locked<{ locked::SPIN_LONG }>,
     locked::Locked<{ locked::NO_YIELD }>,
     combining::Combining,
     elimination::Elimination
@@ -99,6 +101,14 @@ pub fn contenders() -> Vec<(&'static str, std::sync::Arc<dyn Contender>)> {
         (
             "model",
             Arc::new(locked::Locked::<{ locked::ENGINE }>::new(CAPACITY)),
+        ),
+        (
+            "model_spinlock",
+            Arc::new(locked::Locked::<{ locked::SPIN_LOCK }>::new(CAPACITY)),
+        ),
+        (
+            "model_spinlong",
+            Arc::new(locked::Locked::<{ locked::SPIN_LONG }>::new(CAPACITY)),
         ),
         (
             "model_noyield",

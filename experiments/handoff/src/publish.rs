@@ -55,10 +55,11 @@ use crate::sync::{
 /// Set in `pending` by `close`: no publication is admitted after it.
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
-/// Hints a popper that found nothing spins (without the lock) before it announces itself and
-/// sleeps: ~5 µs on this VM.
-#[cfg(not(handoff_loom))]
-const POP_SPIN_HINTS: u32 = 64;
+/// Publishing is for a stack that poppers keep shallow (a hand-off). Once this many items are
+/// held (buffered plus published), a push that finds the lock taken waits for it, as in the
+/// engine: pushers that run ahead of their poppers are held back by the lock, instead of
+/// growing the stack without bound (memory, and in the engine early writes to the Db).
+pub const PUBLISH_DEPTH: usize = 256;
 
 /// Where published pushes wait for the next lock holder.
 pub trait Inbox: Send + Sync + Default + 'static {
@@ -166,8 +167,8 @@ impl<I: Inbox> Publish<I> {
     #[inline]
     pub fn push(&self, data: Vec<u8>) -> Result<(), Vec<u8>> {
         if let Some(mut g) = self.state.try_lock() {
-            self.apply_published(&mut g);
-            if g.accepts(data.len()) && self.has_room(&g) {
+            // Nothing published (and not closed): exactly the engine's push.
+            if self.pending.load(SeqCst) == 0 && g.accepts(data.len()) {
                 g.push(self.clock.now(), data);
                 self.held.store(g.len(), Relaxed);
                 // Under the lock: a popper checks and waits while holding it.
@@ -189,10 +190,11 @@ impl<I: Inbox> Publish<I> {
     #[inline(never)]
     fn publish(&self, data: Vec<u8>) -> Result<(), Vec<u8>> {
         let before = self.pending.fetch_add(1, SeqCst);
-        if before & CLOSED != 0 || (before & !CLOSED) + self.held.load(Relaxed) >= self.capacity {
-            // Closed or full: the locked path decides (waits for room, or refuses).
+        let held = (before & !CLOSED) + self.held.load(Relaxed);
+        if before & CLOSED != 0 || held >= self.capacity || held >= PUBLISH_DEPTH {
+            // Closed, full or deep: the locked path decides (waits for room, or refuses).
             self.pending.fetch_sub(1, SeqCst);
-            let g = self.state.lock();
+            let g = self.lock();
             return self.push_waiting(g, data);
         }
         self.inbox.send((self.clock.now(), data));
@@ -211,7 +213,8 @@ impl<I: Inbox> Publish<I> {
         Ok(())
     }
 
-    /// A push that found the buffer full (or closed), with the lock held.
+    /// A push that found publications to apply first, or the buffer full, or the stack closed;
+    /// lock held.
     #[cold]
     fn push_waiting(&self, mut g: MutexGuard<'_, Buffer>, data: Vec<u8>) -> Result<(), Vec<u8>> {
         loop {
@@ -232,9 +235,13 @@ impl<I: Inbox> Publish<I> {
     /// Applies every published push to the buffer, in publication order. Lock held.
     #[inline]
     fn apply_published(&self, g: &mut Buffer) {
-        if self.pending.load(SeqCst) & !CLOSED == 0 {
-            return;
+        if self.pending.load(SeqCst) & !CLOSED != 0 {
+            self.apply_inbox(g);
         }
+    }
+
+    #[inline(never)]
+    fn apply_inbox(&self, g: &mut Buffer) {
         let n = self.inbox.drain_into(g);
         if n > 0 {
             self.pending.fetch_sub(n, SeqCst);
@@ -243,7 +250,7 @@ impl<I: Inbox> Publish<I> {
     }
 
     /// Takes the newest item. Lock held.
-    #[inline]
+    #[inline(always)]
     fn take(&self, g: &mut Buffer) -> Option<Vec<u8>> {
         self.apply_published(g);
         let item = g.take_newest()?;
@@ -253,7 +260,7 @@ impl<I: Inbox> Publish<I> {
     }
 
     /// Removes the newest item, blocking while there is none; `None` once closed and empty.
-    #[inline]
+    #[inline(always)]
     pub fn pop(&self) -> Option<Vec<u8>> {
         let mut g = self.lock();
         if let Some(item) = self.take(&mut g) {
@@ -268,11 +275,16 @@ impl<I: Inbox> Publish<I> {
         self.take(&mut self.lock())
     }
 
-    /// The state's lock: a short spin without `sched_yield`, then parking_lot's `lock`.
+    /// The state's lock: a spin without `sched_yield` (`spin::LOCK_SPIN_LONG_HINTS`), then
+    /// parking_lot's `lock`.
     #[inline]
     fn lock(&self) -> MutexGuard<'_, Buffer> {
         #[cfg(not(handoff_loom))]
-        return crate::spin::lock_spinning(&self.state, crate::spin::LOCK_SPIN_HINTS);
+        return crate::spin::lock_spinning_by(
+            &self.state,
+            crate::spin::LOCK_SPIN_LONG_HINTS,
+            crate::spin::LOCK_SPIN_LONG_STEP,
+        );
         #[cfg(handoff_loom)]
         return self.state.lock();
     }
@@ -301,10 +313,11 @@ impl<I: Inbox> Publish<I> {
         item
     }
 
-    /// Spins (no lock, no yield) until something is held or published, or the budget ends.
+    /// Snoozes (no lock: spins, then `sched_yield`s, as the engine's popper does) until
+    /// something is held or published, or the rounds run out.
     fn spin_for_item(&self) {
         #[cfg(not(handoff_loom))]
-        crate::spin::spin_until(POP_SPIN_HINTS, || {
+        crate::spin::snooze_until(|| {
             self.pending.load(SeqCst) & !CLOSED != 0 || self.held.load(Relaxed) != 0
         });
     }

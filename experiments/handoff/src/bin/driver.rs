@@ -13,7 +13,10 @@ fn main() {
     use std::time::Instant;
 
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: driver <contender> <pairs> <items>";
+    if args.get(1).map(String::as_str) == Some("pair-rounds") {
+        return pair_rounds(&args);
+    }
+    let usage = "usage: driver <contender> <pairs> <items> | driver pair-rounds <rounds> <pairs>";
     let name = args.get(1).expect(usage);
     let pairs: u64 = args.get(2).and_then(|a| a.parse().ok()).expect(usage);
     let items: u64 = args.get(3).and_then(|a| a.parse().ok()).expect(usage);
@@ -64,5 +67,44 @@ fn hand_off(c: &std::sync::Arc<dyn handoff_experiments::Contender>, pairs: u64, 
     }
     for t in threads {
         t.join().expect("driver thread");
+    }
+}
+
+/// `driver pair-rounds R N`: R rounds; in each, N pairs (push then pop, one thread, static
+/// calls) of every stack in turn, in one process; prints ns per pair per round.
+#[cfg(not(handoff_loom))]
+fn pair_rounds(args: &[String]) {
+    use handoff_experiments::{CAPACITY, Contender, PublishChannel, PublishLocked};
+    use handoff_experiments::{baselines, elimination, locked};
+    fn run<C: Contender>(c: &C, n: u64) -> f64 {
+        let template = TEMPLATE.to_vec();
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            c.push(template.clone());
+            std::hint::black_box(c.pop());
+        }
+        start.elapsed().as_nanos() as f64 / n as f64
+    }
+    let rounds: u32 = args.get(2).and_then(|a| a.parse().ok()).expect("rounds");
+    let n: u64 = args.get(3).and_then(|a| a.parse().ok()).expect("pairs");
+    let bare = baselines::BareStack::default();
+    let lifo = baselines::Lifo::default();
+    let model = locked::Locked::<{ locked::ENGINE }>::new(CAPACITY);
+    let spinlong = locked::Locked::<{ locked::SPIN_LONG }>::new(CAPACITY);
+    let elim = elimination::Elimination::new(CAPACITY);
+    let plock = PublishLocked::new(CAPACITY);
+    let pchan = PublishChannel::new(CAPACITY);
+    println!("round bare_stack lifostore model model_spinlong elimination publish_lock publish_chan");
+    for r in 0..rounds {
+        println!(
+            "{r} {:.1} {:.1} {:.1} {:.1} {:.1} {:.1} {:.1}",
+            run(&bare, n),
+            run(&lifo, n),
+            run(&model, n),
+            run(&spinlong, n),
+            run(&elim, n),
+            run(&plock, n),
+            run(&pchan, n)
+        );
     }
 }
