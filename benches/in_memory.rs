@@ -3,7 +3,7 @@
 //!
 //! Groups (each compares its contenders in the same run):
 //! * `pair_16B`: one thread, push then pop of a 16-byte item cloned from a 16-byte template,
-//!   against the bare stack exactly as issue 11 names it: `parking_lot::Mutex<Vec<Vec<u8>>>` +
+//!   against the bare stack exactly as the core-speed target names it: `parking_lot::Mutex<Vec<Vec<u8>>>` +
 //!   `parking_lot::Condvar`, a pair being lock, push, unlock, `notify_one`, then lock, pop,
 //!   unlock. Direct calls, no trait object.
 //! * `pair_1thread`: the earlier, heavier shape (100-byte `vec![0; 100]` items, calls through
@@ -63,7 +63,7 @@ impl Stack for Lifo {
     }
 }
 
-/// The bare stack of issue 11: `parking_lot::Mutex<Vec<Vec<u8>>>` + `parking_lot::Condvar`.
+/// The bare stack of the core-speed target: `parking_lot::Mutex<Vec<Vec<u8>>>` + `parking_lot::Condvar`.
 #[derive(Default)]
 struct BareStack(parking_lot::Mutex<Vec<Vec<u8>>>, parking_lot::Condvar);
 
@@ -132,7 +132,7 @@ impl Stack for Channel {
     }
 }
 
-/// Issue 11's pair: one thread, 16-byte items cloned from a template, direct calls.
+/// The core-speed target's pair: one thread, 16-byte items cloned from a template, direct calls.
 fn pair_16b(c: &mut Criterion) {
     let mut g = c.benchmark_group("pair_16B");
     let template = TEMPLATE.to_vec();

@@ -36,7 +36,10 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lifostore::{CancelToken, Db, DbError, FileDb, FileDbOptions, PushBatchError, Storage};
+use lifostore::{
+    CancelToken, Capabilities, Db, DbError, DbLeases, FileDb, FileDbOptions, PushBatchError,
+    Storage,
+};
 use parking_lot::Mutex;
 
 const PUSHERS: usize = 2;
@@ -127,11 +130,14 @@ impl<D: Db> Db for LandingDb<D> {
     fn pop_batch(&self, max: usize) -> Result<Vec<Vec<u8>>, DbError> {
         self.inner.pop_batch(max)
     }
-    fn max_item_len(&self) -> Option<usize> {
-        self.inner.max_item_len()
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
+    fn item_count(&self) -> Result<Option<u64>, DbError> {
+        self.inner.item_count()
+    }
+    fn leases(&self) -> Option<&dyn DbLeases> {
+        self.inner.leases()
     }
 }
 

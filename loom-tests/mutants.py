@@ -4,94 +4,92 @@ which models failed, and restores the file. Run from anywhere:
 
     python3 loom-tests/mutants.py          # all mutants
     python3 loom-tests/mutants.py M1 M4    # the ones whose names start so
+    python3 loom-tests/mutants.py --check  # only check that every snippet is in the source
 
 A mutant whose snippet is no longer in the source stops the run: update the snippet with the
 code it mutates. Uses CARGO_TARGET_DIR if set (loom builds go to its loom/ subdirectory).
+MUTANT_TIMEOUT (seconds, default 600) bounds each mutant's build and run.
 """
 import subprocess, sys, os, re
 os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 M = {
- 'M1 pop skips the wait for an in-flight batch': ('src/engine/mod.rs',
-   '''            if state.is_writing() {
-                // The newest items are in flight. Taking one from memory would let the Db keep
-                // a copy; skipping them would break LIFO. Wait for the batch to land.
-                state = waiter.wait(state, None);
-                continue;
-            }
+ # One take walk serves pop, pop_batch and pop_lease (and their try_ forms): M1 and M14 are
+ # now the same mutation, kept under both names.
+ 'M1 pop skips the wait for an in-flight batch': ('src/engine/ops/take.rs',
+   '''        if state.is_writing() {
+            // The newest items are in flight. Taking one from memory would let the Db keep
+            // a copy; skipping them would break LIFO. Wait for the batch to land.
+            state = waiter.wait(state, None);
+            continue;
+        }
 ''', ''),
- 'M2 lost wakeup: wake notifies without taking the state lock': ('src/engine/state.rs',
-   '''        let state = self.state.lock();
-        state.wake_durable_callers();
-        self.poppers.notify_all();
-        self.pushers.notify_all();
-        self.landed.notify_all();''',
+ 'M2 lost wakeup: wake notifies without taking the state lock': ('src/engine/core.rs',
+   '''        let mut state = self.state.lock();
+        self.wake_up(&mut state, Wakeups::EVERY_CALL);''',
    '''        self.poppers.notify_all();
         self.pushers.notify_all();
         self.landed.notify_all();
-        self.state.lock().wake_durable_callers();'''),
- 'M3 push does not notify a waiting popper': ('src/engine/mod.rs',
-   '''        self.core.poppers.notify_one();
-    }''', '''    }'''),
- 'M4 a landed batch does not bump db_epoch': ('src/engine/state.rs',
-   '            self.db_epoch += 1;\n', ''),
- 'M5 flushed_through ignores the batch in flight': ('src/engine/state.rs',
+        let mut state = self.state.lock();
+        state.wake_durable(crate::engine::wakeups::Durable::All);'''),
+ 'M3 push does not notify a waiting popper': ('src/engine/state/mod.rs',
+   '''            poppers: Notify::One,
+            flusher: clock_idle || self.wants_early_write(cfg),''',
+   '''            poppers: Notify::None,
+            flusher: clock_idle || self.wants_early_write(cfg),'''),
+ 'M4 a landed batch does not bump db_epoch': ('src/engine/state/db_view.rs',
+   '''        if stored > 0 {
+            self.epoch += 1;
+''', '''        if stored > 0 {
+'''),
+ 'M5 flushed_through ignores the batch in flight': ('src/engine/state/stack.rs',
    'let in_flight_old = self.in_flight.as_ref().is_some_and(|f| f.first_seq <= seq);',
    'let in_flight_old = false;'),
- 'M6 close does not wait for a batch in flight': ('src/engine/writer.rs',
+ 'M6 close does not wait for a batch in flight': ('src/engine/ops/write.rs',
    '''        if state.is_writing() {
-            state = core.landed.wait(state);
+            state = core.sleep(Signal::Landed, state, None);
             continue;
         }
 ''', ''),
  'M7 waiter skips the token re-check after registering': ('src/engine/waiter.rs',
-   '''            if self.token.reason().is_some() {
+   '''            if token.reason().is_some() {
                 return false;
             }
 ''', ''),
  'M8 a registration is never removed': ('src/token.rs',
    'st.waiters.swap_remove(pos);', 'let _ = pos;'),
- 'M9 pop takes the oldest buffered item': ('src/engine/state.rs',
-   '''        let entry = self.items.pop_back()?;
-        self.bytes -= entry.data.len();
-        self.counters.pops_from_memory += 1;''', '''        let entry = self.items.pop_front()?;
-        self.bytes -= entry.data.len();
-        self.counters.pops_from_memory += 1;'''),
- 'M10 a landed batch wakes nobody': ('src/engine/writer.rs',
-   '    core.notify_everyone();\n    if !poison.is_empty()', '    if !poison.is_empty()'),
- 'M12 a poison item is retried like a transient failure': ('src/engine/poison.rs',
+ # The stack's one take_newest serves pops and memory leases: M9 and M20 are now the same
+ # mutation, kept under both names.
+ 'M9 pop takes the oldest buffered item': ('src/engine/state/stack.rs',
+   'let entry = self.items.pop_back()?;', 'let entry = self.items.pop_front()?;'),
+ 'M10 a landed batch wakes nobody': ('src/engine/ops/write.rs',
+   '    core.wake_up(&mut state, whom);\n    (state, outcome, after, poison)', '    (state, outcome, after, poison)'),
+ 'M12 a poison item is retried like a transient failure': ('src/engine/db_call.rs',
    'Err(e) if !e.source.is_permanent() => {', 'Err(e) if e.stored == 0 || !e.source.is_permanent() => {'),
- 'M13 poison kept aside without a hook is dropped': ('src/engine/writer.rs',
+ 'M13 poison kept aside without a hook is dropped': ('src/engine/ops/write.rs',
    '        state.set_aside(&core.cfg, poison);\n        return state;', '        return state;'),
- 'M14 pop_batch skips the wait for an in-flight batch': ('src/engine/batch.rs',
-   '''            if state.is_writing() {
-                // As in pop: the newest items are in flight; wait for them to land.
-                state = waiter.wait(state, None);
-                continue;
-            }
+ 'M14 pop_batch skips the wait for an in-flight batch': ('src/engine/ops/take.rs',
+   '''        if state.is_writing() {
+            // The newest items are in flight. Taking one from memory would let the Db keep
+            // a copy; skipping them would break LIFO. Wait for the batch to land.
+            state = waiter.wait(state, None);
+            continue;
+        }
 ''', ''),
- 'M15 a memory batch comes out oldest first': ('src/engine/state.rs',
-   '''            .drain(self.items.len() - n..)
-            .rev()''', '''            .drain(self.items.len() - n..)'''),
- 'M16 push_durable returns once its item left the buffer, before its batch landed': ('src/engine/state.rs',
-   'let gone = self.flushed_through(seq);',
-   'let gone = self.items.front().is_none_or(|e| e.seq > seq);'),
+ 'M15 a memory batch comes out oldest first': ('src/engine/state/stack.rs',
+   'self.items.drain(from..).rev()', 'self.items.drain(from..)'),
+ 'M16 push_durable returns once its item left the buffer, before its batch landed': ('src/engine/state/mod.rs',
+   'let gone = self.stack.flushed_through(seq);',
+   'let gone = self.stack.count_through(seq, usize::MAX) == 0;'),
  # M17 survives the models (speed, not safety; nearly equivalent since the wake-up slots: see
  # the README).
- 'M17 a durable writer writes only its own item, not the newer durable ones': ('src/engine/durable.rs',
+ 'M17 a durable writer writes only its own item, not the newer durable ones': ('src/engine/ops/durable.rs',
    'let target = state.newest_durable().unwrap_or(seq).max(seq);', 'let target = seq;'),
- # M18 (group commit never gathers the released callers) is retired: the gathering went
- # (issue 12, see the README).
- 'M19 a popper spins without bound instead of parking': ('src/engine/mod.rs',
+ # M18 (group commit never gathers the released callers) is retired with the gathering.
+ 'M19 a popper spins without bound instead of parking': ('src/engine/ops/take.rs',
    'DbPopStep::Wait { .. } if spins < SPIN_ROUNDS => {', 'DbPopStep::Wait { .. } if spins < u32::MAX => {'),
- 'M20 a memory lease takes the oldest buffered item': ('src/engine/state.rs',
-   '''        let entry = self.items.pop_back()?;
-        self.bytes -= entry.data.len();
-        if !self.durable.is_empty() {
-            // A durable push whose item is leased''', '''        let entry = self.items.pop_front()?;
-        self.bytes -= entry.data.len();
-        if !self.durable.is_empty() {
-            // A durable push whose item is leased'''),
- 'M21 a released item goes to the bottom of memory': ('src/engine/state.rs',
+ 'M20 a memory lease takes the oldest buffered item': ('src/engine/state/stack.rs',
+   'let entry = self.items.pop_back()?;', 'let entry = self.items.pop_front()?;'),
+ 'M21 a released item goes to the bottom of memory': ('src/engine/state/stack.rs',
    '''        self.items.push_back(Entry {
             seq,
             pushed_at,
@@ -101,32 +99,28 @@ M = {
             pushed_at,
             data,
         });'''),
- 'M22 an ack succeeds for a lease that already expired': ('src/engine/lease.rs',
-   '''        return if ack {
-            Err(Error::LeaseExpired)''', '''        return if ack {
-            Ok(())'''),
- 'M23 a memory lease leaves a copy on the stack': ('src/engine/state.rs',
-   '''        let entry = self.items.pop_back()?;
-        self.bytes -= entry.data.len();
-        if !self.durable.is_empty() {
-            // A durable push whose item is leased returns `Ok`, as when a pop takes it.
-            self.settle_popped(&[entry.seq]);
-        }
-        Some((entry.data, entry.pushed_at))''', '''        let entry = self.items.back()?;
-        Some((entry.data.clone(), entry.pushed_at))'''),
- 'M30 a push that wrote a batch parks instead of re-checking for room': ('src/engine/mod.rs',
-   '''                    waiter.time_passed(); // a write takes time: re-check the token
-                    continue;''', '''                    waiter.time_passed(); // a write takes time: re-check the token'''),
+ 'M22 an ack succeeds for a lease that already expired': ('src/engine/ops/lease.rs',
+   'LeaseEnd::Gone if ack => Err(Error::LeaseExpired),', 'LeaseEnd::Gone if ack => Ok(()),'),
+ 'M23 a memory lease leaves a copy on the stack': ('src/engine/state/leases.rs',
+   '''        let entry = self.stack.take_newest()?;
+        let mut whom = Wakeups {''', '''        let entry = self.stack.take_newest()?;
+        self.stack.put_back_on_top(entry.data.clone(), entry.pushed_at);
+        let mut whom = Wakeups {'''),
+ 'M30 a push that wrote a batch parks instead of re-checking for room': ('src/engine/ops/admit.rs',
+   '''                waiter.time_passed(); // a write takes time: re-check the token
+                continue;''', '''                waiter.time_passed(); // a write takes time: re-check the token'''),
  'M40 a landing does not wake the next durable writer': ('src/engine/durable_waiters.rs',
    '''        if let Some(next) = self.waiting.values().next_back() {
             self.to_wake.push(Arc::clone(next));
         }
 ''', ''),
- 'M41 a durable writer does not wake the callers its write settled': ('src/engine/durable.rs',
-   '        wake_as_tree(settled);', '        drop(settled);'),
- 'M42 close does not wake the parked durable callers': ('src/engine/state.rs',
-   '''        self.closed = true;
-        self.durable.wake_all();''', '''        self.closed = true;'''),
+ 'M41 a durable writer does not wake the callers its write settled': ('src/engine/ops/durable.rs',
+   '    wake_as_tree(settled);', '    drop(settled);'),
+ 'M42 close does not wake the parked durable callers': ('src/engine/state/mod.rs',
+   '''        Wakeups {
+            durable: Durable::All,
+            ..Wakeups::EVERYONE
+        }''', '''        Wakeups::EVERYONE'''),
  'M43 a durable caller leaving on its token wakes no next writer': ('src/engine/durable_waiters.rs',
    '''        if let Some(next) = self.waiting.values().next_back() {
             next.wake();
@@ -141,22 +135,33 @@ M = {
    '''        for slot in onward {
             slot.wake();
         }''', '''        drop(onward);'''),
- # Killed by tests/batch.rs a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands.
- 'M46 a memory lease does not settle the durable call waiting for its item': ('src/engine/state.rs',
+ # Killed by tests/contract/p13_leases.rs a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands.
+ 'M46 a memory lease does not settle the durable call waiting for its item': ('src/engine/state/leases.rs',
    '''            // A durable push whose item is leased returns `Ok`, as when a pop takes it.
-            self.settle_popped(&[entry.seq]);''', '''            // A durable push whose item is leased returns `Ok`, as when a pop takes it.'''),
- # Killed by tests/batch.rs durable_callers_pushing_again_keep_sharing_writes (256 Db writes for
- # 256 durable pushes instead of ~8).
- 'M47 a durable writer takes only the oldest buffered item': ('src/engine/durable.rs',
-   'let n = state.count_through(target, &self.core.cfg);',
-   'let n = state.count_through(target, &self.core.cfg).min(1);'),
+            whom = whom.and(self.settle_taken(&[entry.seq]));''',
+   '''            // A durable push whose item is leased returns `Ok`, as when a pop takes it.'''),
+ # Killed by tests/contract/p04_little_io.rs durable_callers_pushing_again_keep_sharing_writes (256 Db writes for 256 durable
+ # pushes instead of ~8).
+ 'M47 a durable writer takes only the oldest buffered item': ('src/engine/ops/durable.rs',
+   'let n = state.count_through(target, &core.cfg);',
+   'let n = state.count_through(target, &core.cfg).min(1);'),
+ 'M60 a native lease goes back to the Db without the buffered items written first': ('src/engine/ops/lease_return.rs',
+   'let n = state.buffered();', 'let n = 0;'),
+ 'M61 a write does not wait for the Db pops under way': ('src/engine/ops/write.rs',
+   '''    while state.db_pops_under_way() {
+        state = core.sleep(Signal::Landed, state, None);
+    }
+''', ''),
+ 'M62 an ack of a native lease past its deadline acks it in the Db instead of returning it': ('src/engine/lease_table.rs',
+   '            Some(held) if held.deadline <= now => NativeState::Due,\n', ''),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {
             return Some(end);
         }''', ''),
 }
-only = [a + ' ' for a in sys.argv[1:]]
+check_only = '--check' in sys.argv
+only = [a + ' ' for a in sys.argv[1:] if a != '--check']
 env = dict(os.environ, RUSTFLAGS='--cfg lifostore_loom', LOOM_MAX_PREEMPTIONS='3')
 target = os.path.join(os.environ.get('CARGO_TARGET_DIR', 'target'), 'loom')
 for name,(path,old,new) in M.items():
@@ -164,9 +169,12 @@ for name,(path,old,new) in M.items():
         continue
     src = open(path).read()
     assert src.count(old) == 1, (name, src.count(old))
+    if check_only:
+        print(f'{name}: applies ({path})')
+        continue
     open(path,'w').write(src.replace(old,new))
     try:
-        r = subprocess.run(['timeout','600','cargo','test','-p','loom-tests','--release','--target-dir',target,'--','--test-threads=2'],
+        r = subprocess.run(['timeout',os.environ.get('MUTANT_TIMEOUT','600'),'cargo','test','-p','loom-tests','--release','--target-dir',target,'--','--test-threads=2'],
                            capture_output=True, text=True, env=env)
         out = r.stdout + r.stderr
         # A model that deadlocks may abort the binary before libtest prints FAILED; its

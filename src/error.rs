@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::db::file::FileDbError;
 use crate::token::CancelReason;
 
 /// Why a [`Storage`](crate::Storage) call failed.
@@ -285,45 +286,10 @@ pub enum DbError {
         #[source]
         source: Arc<std::io::Error>,
     },
-    /// The file at `path` is damaged at byte `offset`.
-    #[error(
-        "database file {path} is damaged at byte {offset}: {detail}; open it with salvage \
-         (FileDbOptions::salvage, or StorageBuilder::open_with) to keep the intact items"
-    )]
-    Corrupt {
-        /// The damaged file.
-        path: PathBuf,
-        /// Byte offset of the damage.
-        offset: u64,
-        /// What is wrong.
-        detail: String,
-    },
-    /// The file at `path` is not a lifostore database: it does not start with lifostore's
-    /// magic, or it is not a regular file at all (a FIFO, a device, a socket, ...). lifostore
-    /// never writes to such a file, salvage included.
-    #[error(
-        "{path} is not a lifostore database ({detail}) and was left untouched; pass the path of \
-         a lifostore file, or of a new file to create"
-    )]
-    NotADatabase {
-        /// The foreign file.
-        path: PathBuf,
-        /// What was found instead.
-        detail: String,
-    },
-    /// The file uses a format version this build cannot read.
-    #[error(
-        "database file {path} has format version {found}, this build reads up to {supported}; \
-         upgrade lifostore"
-    )]
-    UnsupportedVersion {
-        /// The file.
-        path: PathBuf,
-        /// The version in the file.
-        found: u32,
-        /// The newest version this build reads.
-        supported: u32,
-    },
+    /// A [`FileDb`](crate::FileDb) found its file damaged, foreign, or of a newer format;
+    /// [`FileDbError`] says which, naming the file.
+    #[error(transparent)]
+    File(#[from] FileDbError),
     /// An item is longer than the Db accepts. Permanent: the item can never be stored there.
     #[error(
         "item of {len} bytes exceeds the database limit of {max} bytes; split it or raise the limit"

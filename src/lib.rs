@@ -59,15 +59,15 @@ mod sync;
 pub mod testing;
 mod token;
 
-pub use db::file::{FileDb, FileDbOptions, SalvageReport};
+pub use db::file::{FileDb, FileDbError, FileDbOptions, SalvageReport};
 pub use db::mem::{MemDb, MemDbCalls};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use db::postgres::PostgresDb;
+pub use db::server::postgres::PostgresDb;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use db::redis::RedisDb;
-pub use db::{Db, DbLease, LeaseId};
+pub use db::server::redis::RedisDb;
+pub use db::{Capabilities, Db, DbLease, DbLeases, LeaseId};
 pub use engine::{DeadLetter, Iter, Lease, Stats, Storage, StorageBuilder, TryIter};
 pub use error::{DbError, Error, PushBatchError, TryPushError, Unconfirmed};
 pub use token::{CancelReason, CancelToken};

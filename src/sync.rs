@@ -25,11 +25,6 @@ impl Condvar {
         Condvar(imp::RawCondvar::new())
     }
 
-    /// Blocks until notified (spurious wakeups possible: callers re-check their condition).
-    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-        imp::wait(&self.0, guard)
-    }
-
     /// Blocks until notified or `deadline` passes; `None` waits without a time limit.
     pub(crate) fn wait_until<'a, T>(
         &self,

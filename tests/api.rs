@@ -1,14 +1,15 @@
-//! The API's own promises (issue 10, item 4 and 5): builder settings do not depend on their
-//! order, `try_pop` never waits for a push, and error messages do not repeat their source.
+//! The API's own behaviour, beside the promises (tests/contract/): builder settings do not
+//! depend on their order, the `try_` forms never wait for a push, a batch of zero, `try_iter`,
+//! and the sizes (`len`, `len_in_memory`, `is_empty`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifostore::testing::FaultyDb;
-use lifostore::{CancelToken, Db, DbError, Error, MemDb, PushBatchError, Storage, TryPushError};
+use lifostore::{CancelToken, Db, Error, FileDb, MemDb, Storage};
 
 mod common;
-use common::{wait_until_blocked, within};
+use common::{TempDir, id_of, item, wait_until_blocked, within};
 
 /// How long `close` keeps retrying a Db that is down, for a builder configured by `configure`.
 fn close_wait(
@@ -116,105 +117,86 @@ fn try_pop_waits_only_for_db_calls_under_way() {
     println!("try_pop returned after {:?}", started.elapsed());
 }
 
-#[test]
-fn messages_do_not_repeat_their_source() {
-    // The reason at the top: errors that are their cause (Db), or whose cause is the news
-    // (a refused item, a failed try_push or batch push).
-    let io = || {
-        DbError::io(
-            "write",
-            "/var/q.lifo",
-            std::io::Error::other("disk on fire"),
-        )
-    };
-    let at_the_top: Vec<Box<dyn std::error::Error>> = vec![
-        Box::new(Error::Db(DbError::msg("disk on fire"))),
-        Box::new(Error::DeadLettered(DbError::Rejected {
-            reason: "disk on fire".into(),
-        })),
-        Box::new(TryPushError::Failed {
-            item: vec![1],
-            error: Error::Db(DbError::msg("disk on fire")),
-        }),
-        Box::new(PushBatchError {
-            stored: 2,
-            source: DbError::msg("disk on fire"),
-        }),
-    ];
-    for err in &at_the_top {
-        let top = err.to_string();
-        assert!(top.contains("disk on fire"), "{top:?} hides its reason");
-        let chain = common::error_chain(&**err);
-        assert_eq!(chain.matches("disk on fire").count(), 1, "{chain}");
-    }
-    // The OS's words stay in the source; the top names the operation, the path and a fix.
-    let with_os_source: Vec<Box<dyn std::error::Error>> = vec![
-        Box::new(Error::Db(io())),
-        Box::new(Error::from(std::io::Error::other("disk on fire"))),
-        Box::new(TryPushError::Failed {
-            item: vec![1],
-            error: Error::Db(io()),
-        }),
-        Box::new(PushBatchError {
-            stored: 0,
-            source: io(),
-        }),
-        Box::new(Error::CloseIncomplete {
-            unflushed: 3,
-            waited: Duration::from_secs(1),
-            source: DbError::msg("disk on fire"),
-        }),
-        Box::new(Error::NotYetDurable {
-            why: lifostore::Unconfirmed::DbFailed,
-            source: Some(DbError::msg("disk on fire")),
-        }),
-    ];
-    for err in &with_os_source {
-        let top = err.to_string();
-        assert!(!top.contains("disk on fire"), "{top:?} repeats its source");
-        let chain = common::error_chain(&**err);
-        assert_eq!(chain.matches("disk on fire").count(), 1, "{chain}");
-    }
-    let closed = Error::Closed.to_string();
-    assert!(
-        !closed.contains("database"),
-        "{closed:?} claims where leftover items are"
-    );
+/// A storage whose flusher never writes on its own during a test (long window, big buffer).
+fn quiet(db: MemDb) -> Storage<MemDb> {
+    Storage::builder()
+        .max_unflushed_age(Duration::from_secs(600))
+        .build(db)
+        .unwrap()
 }
 
 #[test]
-fn a_foreign_error_chain_is_spelled_out_once_in_other() {
-    #[derive(Debug)]
-    struct Outer(std::io::Error);
-    impl std::fmt::Display for Outer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("redis: connecting to redis://127.0.0.1:1/")
+fn pop_batch_of_zero_returns_at_once_and_takes_nothing() {
+    let s = quiet(MemDb::new());
+    let t = CancelToken::new();
+    s.push(&t, item(1)).unwrap();
+    let ended = CancelToken::new();
+    ended.cancel();
+    assert!(s.pop_batch(&ended, 0).unwrap().is_empty());
+    assert!(s.try_pop_batch(0).unwrap().is_empty());
+    assert_eq!(s.len_in_memory(), 1);
+}
+
+#[test]
+fn try_iter_drains_memory_and_db_without_waiting() {
+    let s = quiet(MemDb::new());
+    let t = CancelToken::new();
+    s.push_batch(&t, (1..=2).map(item)).unwrap();
+    s.flush(&t).unwrap();
+    s.push(&t, item(3)).unwrap();
+    let got: Vec<u64> = s.try_iter().map(|x| id_of(&x.unwrap())).collect();
+    assert_eq!(got, vec![3, 2, 1]);
+    assert_eq!(s.try_iter().count(), 0);
+}
+
+// ---- sizes ----------------------------------------------------------------------------------
+
+#[test]
+fn sizes_count_memory_and_db() {
+    let s = quiet(MemDb::new());
+    let t = CancelToken::new();
+    assert_eq!(s.is_empty().unwrap(), Some(true));
+    s.push_batch(&t, (1..=3).map(item)).unwrap();
+    s.flush(&t).unwrap();
+    s.push(&t, item(4)).unwrap();
+    assert_eq!(s.len_in_memory(), 1);
+    assert_eq!(s.len().unwrap(), Some(4));
+    assert_eq!(s.stats().db_len, Some(3), "a quiet count is kept");
+    s.pop_batch(&t, 2).unwrap(); // 4, from memory
+    s.pop_batch(&t, 2).unwrap(); // 3, 2 from the Db
+    assert_eq!(s.len().unwrap(), Some(1));
+    assert_eq!(s.stats().db_len, Some(1));
+}
+
+#[test]
+fn sizes_over_a_file_db_and_an_uncountable_db() {
+    let dir = TempDir::new("batch-sizes");
+    let path = dir.file("q.lifo");
+    {
+        let s = Storage::open(&path).unwrap();
+        s.push_batch(&CancelToken::new(), (0..5).map(item)).unwrap();
+        s.close().unwrap();
+    }
+    let s = Storage::builder()
+        .build(FileDb::open(&path).unwrap())
+        .unwrap();
+    assert_eq!(s.stats().db_len, None, "not known before it is asked");
+    assert_eq!(s.len().unwrap(), Some(5));
+    assert_eq!(s.is_empty().unwrap(), Some(false));
+
+    /// A Db that cannot count (the trait's default).
+    struct Uncountable(MemDb);
+    impl Db for Uncountable {
+        fn push(&self, data: &[u8]) -> Result<(), lifostore::DbError> {
+            self.0.push(data)
+        }
+        fn pop(&self) -> Result<Option<Vec<u8>>, lifostore::DbError> {
+            self.0.pop()
         }
     }
-    impl std::error::Error for Outer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-    let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-    let err = Error::Db(DbError::other(Outer(refused)));
-    assert_eq!(
-        common::error_chain(&err),
-        "the database failed: redis: connecting to redis://127.0.0.1:1/: refused"
-    );
-    // A foreign error that prints its source and returns it too: shown once.
-    #[derive(Debug)]
-    struct Loud(std::io::Error);
-    impl std::fmt::Display for Loud {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "connecting: {}", self.0)
-        }
-    }
-    impl std::error::Error for Loud {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-    let err = Error::Db(DbError::other(Loud(std::io::Error::other("refused"))));
-    assert_eq!(err.to_string(), "the database failed: connecting: refused");
+    let s = Storage::new(Uncountable(MemDb::new())).unwrap();
+    assert_eq!(s.len().unwrap(), None);
+    assert_eq!(s.is_empty().unwrap(), None);
+    s.push(&CancelToken::new(), item(1)).unwrap();
+    assert_eq!(s.is_empty().unwrap(), Some(false));
 }

@@ -89,7 +89,7 @@ fn lifo_semantics(kind: &str, url: &str) {
     assert_eq!(db.pop_batch(10).unwrap(), vec![b"a".to_vec()]);
     assert_eq!(db.pop().unwrap(), None);
     assert_eq!(db.item_count().unwrap(), Some(0));
-    assert!(db.is_shared());
+    assert!(db.capabilities().shared);
 }
 
 fn storage_end_to_end(kind: &str, url: &str) {
@@ -331,7 +331,7 @@ fn redis_item_limit_is_the_servers(url: &str) {
         .unwrap();
     let key = unique("limit");
     let db = lifostore::RedisDb::open(url).unwrap().with_key(&key);
-    assert_eq!(db.max_item_len(), Some(1 << 20));
+    assert_eq!(db.capabilities().max_item_len, Some(1 << 20));
     let big = vec![7u8; (1 << 20) + 1];
     let refused = ::redis::cmd("SET").arg(&key).arg(&big).exec(&mut raw.0);
     assert!(
@@ -372,12 +372,21 @@ fn postgres_constraint_is_rejected(url: &str) {
     assert!(err.source.is_permanent());
     db.push_batch(&[b"ok"]).unwrap();
     assert_eq!(db.pop_batch(5).unwrap(), vec![b"ok".to_vec()]);
-    assert_eq!(db.max_item_len(), Some((1 << 30) - 1024));
+    assert_eq!(db.capabilities().max_item_len, Some((1 << 30) - 1024));
 }
 
 fn lease_contract(kind: &str, url: &str) {
     let db = open(kind, url, &unique("lease"));
     common::leases::lease_contract(&*db, Duration::from_millis(100));
+}
+
+/// Released and expired items back on top across two clients of the same key or table, and
+/// through a storage.
+fn back_on_top_across_clients(kind: &str, url: &str) {
+    let name = unique("ontop");
+    let (a, b) = (open(kind, url, &name), open(kind, url, &name));
+    common::leases::back_on_top_across_clients(a, &*b, Duration::from_millis(100));
+    common::leases::back_on_top_through_a_storage(open(kind, url, &unique("ontops")));
 }
 
 /// Child mode of the consumer kill loop: `kind|url|name|seed`.
@@ -480,6 +489,14 @@ macro_rules! backend_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     lease_contract($kind, &url);
+                }
+            }
+
+            #[test]
+            fn released_and_expired_items_are_back_on_top_across_clients() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    back_on_top_across_clients($kind, &url);
                 }
             }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lifostore::{Db, MemDb};
+use lifostore::{Db, DbLeases, MemDb};
 
 mod common;
 use common::leases::lease_contract;
@@ -13,10 +13,11 @@ fn memdb_keeps_the_lease_contract() {
     lease_contract(&MemDb::new(), Duration::from_millis(50));
 }
 
-/// A Db with only push and pop gets the documented fallback: leasing pops, ack does nothing,
-/// release pushes back, nothing is hidden or returned by the Db itself.
+/// A Db with only push and pop offers no leases (`Db::leases` is `None`): the storage leases
+/// its items by popping them and holding them itself, as
+/// `storage_leases::a_fallback_db_lease_is_held_by_the_storage` checks.
 #[test]
-fn a_db_without_native_leases_gets_the_fallback() {
+fn a_db_without_native_leases_offers_none() {
     let db = MemDb::new().single_item_only();
     struct Plain<'a>(&'a MemDb);
     impl Db for Plain<'_> {
@@ -28,22 +29,9 @@ fn a_db_without_native_leases_gets_the_fallback() {
         }
     }
     let plain = Plain(&db);
-    assert!(!plain.native_leases());
-    plain.push_batch(&[b"a", b"b", b"c"]).expect("push");
-    let leased = plain.pop_lease(2, Duration::from_millis(1)).expect("lease");
-    assert_eq!(
-        db.snapshot(),
-        vec![b"a".to_vec()],
-        "the fallback pops at once"
-    );
-    plain.release(&leased).expect("release");
-    assert_eq!(
-        db.snapshot(),
-        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
-    );
-    let leased = plain.pop_lease(1, Duration::from_millis(1)).expect("lease");
-    plain.ack(&[leased[0].id]).expect("ack is a no-op");
-    assert_eq!(db.len(), 2);
+    assert!(plain.leases().is_none());
+    assert_eq!(plain.capabilities(), lifostore::Capabilities::default());
+    assert!(db.leases().is_some(), "MemDb keeps leases itself");
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -62,7 +50,7 @@ fn filedb_keeps_the_lease_contract() {
 }
 
 /// A held lease survives closing and reopening the file, stays hidden, and can be acked by
-/// the new handle; the file is marked version 2 once it has used leases.
+/// the new handle. The file is format version 3 (which has leases) from the start.
 #[test]
 fn filedb_leases_survive_reopen() {
     let dir = temp_dir("reopen");
@@ -72,11 +60,7 @@ fn filedb_leases_survive_reopen() {
     let leased = db.pop_lease(2, Duration::from_secs(60)).expect("lease");
     drop(db);
     let bytes = std::fs::read(&path).expect("read");
-    assert_eq!(
-        &bytes[8..12],
-        &2u32.to_le_bytes(),
-        "version 2 once leases were used"
-    );
+    assert_eq!(&bytes[8..12], &3u32.to_le_bytes(), "format version 3");
     let db = lifostore::FileDb::open(&path).expect("reopen");
     assert_eq!(db.len().expect("len"), 1, "leased items are not counted");
     db.ack(&[leased[0].id]).expect("ack after reopen");

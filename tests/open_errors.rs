@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::TempDir;
-use lifostore::{DbError, Error, FileDb, Storage};
+use lifostore::{DbError, Error, FileDb, FileDbError, Storage};
 
 /// Set in a child process: the path it opens and reports on.
 const CHILD_ENV: &str = "LIFOSTORE_OPEN_ERRORS_CHILD";
@@ -94,7 +94,10 @@ fn open_err(path: &Path) -> Error {
 /// that its message names `cause` and the fix every such refusal gives.
 fn check_refused(case: &str, path: &Path, err: Error, cause: &[&str]) {
     assert!(
-        matches!(err, Error::Db(DbError::NotADatabase { .. })),
+        matches!(
+            err,
+            Error::Db(DbError::File(FileDbError::NotADatabase { .. }))
+        ),
         "{case}: {err:?}"
     );
     let mut words = vec!["not a lifostore database", "left untouched"];
@@ -318,7 +321,10 @@ fn paths_that_are_not_regular_files_are_refused_before_a_byte_is_written() {
         move || FileDb::salvage(&fifo)
     });
     assert!(
-        matches!(salvage, Err(DbError::NotADatabase { .. })),
+        matches!(
+            salvage,
+            Err(DbError::File(FileDbError::NotADatabase { .. }))
+        ),
         "{salvage:?}"
     );
     pipe.write_all(b"M").unwrap();

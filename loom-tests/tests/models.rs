@@ -517,16 +517,22 @@ fn a_lease_racing_a_push_a_flush_and_a_pop_is_lifo_and_exactly_once() {
 /// item if that came first, below it if it came after), whether the flush wrote it or not.
 #[test]
 fn release_puts_the_item_back_on_top() {
+    // 2 is leased from the Db (MemDb's native lease: the item stays in the Db,
+    // hidden); 3 is pushed while it is leased (in memory, above the Db); the release must
+    // put 2 above 3, though a plain Db release puts it on top of the Db, under memory. A
+    // pusher and a flush race the release.
     loom::model(|| {
         let s = storage();
         let t = CancelToken::new();
         s.push(&t, vec![1]).unwrap();
         s.push(&t, vec![2]).unwrap();
+        s.flush(&t).unwrap();
         let lease = s.pop_lease(&t).unwrap();
         assert_eq!(lease[0], 2);
+        s.push(&t, vec![3]).unwrap(); // between the lease and the release
         let pusher = {
             let (s, t) = (s.clone(), t.clone());
-            loom::thread::spawn(move || s.push(&t, vec![3]).unwrap())
+            loom::thread::spawn(move || s.push(&t, vec![4]).unwrap())
         };
         let flusher = spawn_flush(&s);
         lease.release();
@@ -534,9 +540,107 @@ fn release_puts_the_item_back_on_top() {
         flusher.join().unwrap();
         let got: Vec<u8> = s.try_iter().map(|r| r.unwrap()[0]).collect();
         assert!(
-            got == vec![2, 3, 1] || got == vec![3, 2, 1],
+            got == vec![2, 4, 3, 1] || got == vec![4, 2, 3, 1],
             "release not on top: {got:?}"
         );
+        s.close().unwrap();
+    });
+}
+
+/// The same for a memory lease: 2 is leased from memory, 3 pushed meanwhile, a pusher and a
+/// flush race the release; the drain is 2, 4, 3, 1 or 4, 2, 3, 1 (the released 2 on top of
+/// what was there at its release), whether the flush wrote it or not.
+#[test]
+fn release_of_a_memory_lease_puts_it_back_on_top() {
+    loom::model(|| {
+        let s = storage();
+        let t = CancelToken::new();
+        s.push(&t, vec![1]).unwrap();
+        s.push(&t, vec![2]).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        assert_eq!(lease[0], 2);
+        s.push(&t, vec![3]).unwrap();
+        let pusher = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.push(&t, vec![4]).unwrap())
+        };
+        let flusher = spawn_flush(&s);
+        lease.release();
+        pusher.join().unwrap();
+        flusher.join().unwrap();
+        let got: Vec<u8> = s.try_iter().map(|r| r.unwrap()[0]).collect();
+        assert!(
+            got == vec![2, 4, 3, 1] || got == vec![4, 2, 3, 1],
+            "release not on top: {got:?}"
+        );
+        s.close().unwrap();
+    });
+}
+
+/// A pop that found memory empty asks the Db while a push_batch of 1, 2 (2 on top) is written
+/// by a Db whose `push_batch` is one `push` per item (not atomic). The pop may take the Db's
+/// older 0 (before the batch) or 2 (after it), never 1 from under 2: the write waits for the
+/// Db pop under way (the history checker found a pop returning the bottom item of a batch
+/// whose write had stored only its first half).
+#[test]
+fn a_db_pop_never_takes_from_under_a_write_in_flight() {
+    loom::model(|| {
+        let db = MemDb::new().single_item_only();
+        db.push(&[0]).unwrap();
+        let s = storage_over(db);
+        let t = CancelToken::new();
+        let popper = spawn_pop(&s, &t);
+        let writer = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || {
+                s.push_batch(&t, [vec![1], vec![2]]).unwrap();
+                s.flush(&t).unwrap();
+            })
+        };
+        let got = popper.join().unwrap().unwrap()[0];
+        writer.join().unwrap();
+        let rest: Vec<u8> = s.try_iter().map(|r| r.unwrap()[0]).collect();
+        let all = match got {
+            0 => vec![0, 2, 1],
+            2 => vec![2, 1, 0],
+            _ => panic!("popped {got} from under 2 (then {rest:?})"),
+        };
+        let mut seen = vec![got];
+        seen.extend(&rest);
+        assert_eq!(seen, all);
+        s.close().unwrap();
+    });
+}
+
+/// An ack racing the expiry of a lease the Db holds (natively), whose return fails (the Db
+/// panics on that call): either the ack comes first (it fails, the expiry then returns the
+/// item) or the expiry does and fails (the lease is still held: the ack succeeds). An ack
+/// must not answer `LeaseExpired` while the item is not back.
+#[test]
+fn expiry_of_a_db_lease_racing_an_ack_never_reports_an_item_not_back() {
+    loom::model(|| {
+        lifostore::testing::quiet_injected_panics();
+        // Calls: 1 the flush's write, 2 the lease; the 3rd (the return's release, or the
+        // ack) panics.
+        let db = FaultyDb::new(MemDb::new(), 1).panic_on_call(3);
+        let s = Arc::new(Storage::new(db).unwrap());
+        let t = CancelToken::new();
+        s.push(&t, vec![7]).unwrap();
+        s.flush(&t).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        let acker = loom::thread::spawn(move || lease.ack());
+        let expirer = {
+            let s = s.clone();
+            loom::thread::spawn(move || s.expire_leases_now())
+        };
+        let acked = acker.join().unwrap();
+        expirer.join().unwrap();
+        let left = s.try_pop().unwrap();
+        match (acked, left) {
+            (Ok(()), None) => {}
+            (Err(Error::LeaseExpired | Error::Db(_)), Some(x)) => assert_eq!(x, vec![7]),
+            other => panic!("acked and returned, expired and not back, or lost: {other:?}"),
+        }
         s.close().unwrap();
     });
 }

@@ -1,10 +1,12 @@
-//! Leases at the Db level: [`LeaseId`], [`DbLease`], and [`LeaseTable`], the in-memory table of
+//! Leases at the Db level: [`LeaseId`], [`DbLease`], [`LeaseTable`] (the in-memory table of
 //! held leases that [`MemDb`](super::mem::MemDb) keeps and [`FileDb`](super::file::FileDb)
-//! rebuilds from its lease log.
+//! rebuilds from its lease log), and the clock and result helpers every backend with leases
+//! shares.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::DbError;
 
 /// Names one leased item. Opaque: only the Db that issued it knows what it means.
 ///
@@ -13,29 +15,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LeaseId(pub u64);
 
-/// An item taken by [`Db::pop_lease`](super::Db::pop_lease): invisible to other pops until it
+/// An item taken by [`DbLeases::pop_lease`](super::interface::DbLeases::pop_lease): invisible to other pops until it
 /// is acked (gone for good), released (back on top), or its deadline passes (back by itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbLease {
-    /// What [`ack`](super::Db::ack) and [`release`](super::Db::release) name it by.
+    /// What [`ack`](super::interface::DbLeases::ack) and
+    /// [`release`](super::interface::DbLeases::release) name it by.
     pub id: LeaseId,
     /// The item.
     pub item: Vec<u8>,
-}
-
-/// Ids for the provided fallback, which keeps no table: unique within the process.
-static DETACHED_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// Wraps items popped for good (newest first) as leases with process-unique ids: the
-/// fallback of [`Db::pop_lease`](super::Db::pop_lease).
-pub(crate) fn detached(items: Vec<Vec<u8>>) -> Vec<DbLease> {
-    items
-        .into_iter()
-        .map(|item| DbLease {
-            id: LeaseId(DETACHED_IDS.fetch_add(1, Ordering::Relaxed)),
-            item,
-        })
-        .collect()
 }
 
 /// Milliseconds since the Unix epoch: lease deadlines are wall-clock stamps, because they are
@@ -54,6 +42,15 @@ pub(crate) fn system_time(ms: u64) -> SystemTime {
 /// The deadline of a lease taken at `now` for `ttl`, in epoch milliseconds.
 pub(crate) fn deadline_ms(now: u64, ttl: Duration) -> u64 {
     now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `Ok`, or [`DbError::LeaseExpired`] for `missing` ids that were not held: the answer of an
+/// ack or a release.
+pub(crate) fn lease_result(missing: usize) -> Result<(), DbError> {
+    match missing {
+        0 => Ok(()),
+        count => Err(DbError::LeaseExpired { count }),
+    }
 }
 
 /// One held lease.

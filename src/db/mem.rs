@@ -3,8 +3,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::db::lease::{LeaseTable, deadline_ms, now_ms};
-use crate::db::{Db, DbError, DbLease, LeaseId, PushBatchError};
+use crate::db::interface::{Capabilities, Db, DbLeases};
+use crate::db::lease::{
+    DbLease, LeaseId, LeaseTable, deadline_ms, lease_result, now_ms, system_time,
+};
+use crate::error::{DbError, PushBatchError};
 use crate::sync::Mutex;
 
 /// An in-memory [`Db`] with optional per-call latency and call counters.
@@ -14,7 +17,7 @@ use crate::sync::Mutex;
 /// concurrent calls overlap as they would against a server. Counters tell how many calls the
 /// storage made. Nothing survives the process.
 ///
-/// Leases ([`Db::pop_lease`]) are native: a leased item is held in a table beside the stack,
+/// Leases ([`Db::leases`]) are native: a leased item is held in a table beside the stack,
 /// hidden from pops, and goes back on top at its deadline (noticed at the next call).
 ///
 /// ```
@@ -80,7 +83,7 @@ impl MemDb {
         self
     }
 
-    /// Declares the Db shared ([`Db::is_shared`]), as if other processes pushed to it.
+    /// Declares the Db shared ([`Capabilities::shared`]), as if other processes pushed to it.
     pub fn shared(mut self, shared: bool) -> Self {
         self.shared = shared;
         self
@@ -114,6 +117,24 @@ impl MemDb {
     /// Number of items leased and neither acked nor returned.
     pub fn leased(&self) -> usize {
         self.leases.lock().0.iter().count()
+    }
+
+    /// A copy of the items leased and neither acked nor returned, oldest lease first
+    /// (expired ones included until a call returns them).
+    ///
+    /// ```
+    /// use lifostore::{Db, DbLeases, MemDb};
+    /// use std::time::Duration;
+    ///
+    /// let db = MemDb::new();
+    /// db.push_batch(&[b"a", b"b"]).unwrap();
+    /// db.pop_lease(1, Duration::from_secs(60)).unwrap();
+    /// assert_eq!(db.leased_items(), vec![b"b".to_vec()]);
+    /// assert_eq!(db.snapshot(), vec![b"a".to_vec()]);
+    /// ```
+    pub fn leased_items(&self) -> Vec<Vec<u8>> {
+        let leases = self.leases.lock();
+        leases.0.iter().map(|(_, held)| held.item.clone()).collect()
     }
 
     /// Puts the leases past their deadline back on top, oldest lease first.
@@ -195,14 +216,20 @@ impl Db for MemDb {
         Ok(out)
     }
 
-    fn is_shared(&self) -> bool {
-        self.shared
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default().shared(self.shared)
     }
 
     fn item_count(&self) -> Result<Option<u64>, DbError> {
         Ok(Some(self.items.lock().len() as u64))
     }
 
+    fn leases(&self) -> Option<&dyn DbLeases> {
+        Some(self)
+    }
+}
+
+impl DbLeases for MemDb {
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
         self.pay_latency();
         self.pop_calls.fetch_add(1, Ordering::Relaxed);
@@ -255,21 +282,9 @@ impl Db for MemDb {
         lease_result(missing)
     }
 
-    fn native_leases(&self) -> bool {
-        true
-    }
-
-    fn held_lease_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+    fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
         let leases = self.leases.lock();
         let deadlines = leases.0.iter().map(|(_, held)| held.deadline);
-        Ok(deadlines.map(crate::db::lease::system_time).collect())
-    }
-}
-
-/// `Ok`, or [`DbError::LeaseExpired`] for `missing` ids that were not held.
-pub(crate) fn lease_result(missing: usize) -> Result<(), DbError> {
-    match missing {
-        0 => Ok(()),
-        count => Err(DbError::LeaseExpired { count }),
+        Ok(deadlines.map(system_time).collect())
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::db::DbError;
+use crate::error::DbError;
 use crate::error::{Error, Unconfirmed};
 use crate::sync::{Mutex, Parker};
 

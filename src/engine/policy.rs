@@ -1,14 +1,15 @@
 //! [`Config`] and the pure rules of the engine: when the flusher writes and how much, how many
 //! items the buffer may hold, how a failing Db is retried, and how many Db pops may run at once.
 //!
-//! Nothing here locks, sleeps or reads the clock: every rule takes the instant it decides at
-//! (`now`) and the numbers it decides on, so the rules are unit-tested below with an injected
-//! clock. [`State`](super::state::State) feeds them its numbers and applies their answers.
+//! A leaf: it imports nothing of the engine. Nothing here locks, sleeps or reads the clock:
+//! every rule takes the instant it decides at (`now`) and the numbers it decides on, so the
+//! rules are unit-tested below with an injected clock. The state feeds them its numbers and
+//! applies their answers.
 
 use std::time::{Duration, Instant};
 
-/// Default durability window: the most a crash may lose.
-pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+/// Default `max_unflushed_age` (the durability window): the most a crash may lose.
+pub(crate) const DEFAULT_MAX_UNFLUSHED_AGE: Duration = Duration::from_secs(60);
 
 /// Item capacity before the Db's write speed has been measured.
 const INITIAL_CAPACITY: usize = 256;
@@ -21,18 +22,14 @@ const SLOW_START_BATCH: usize = 16;
 /// (an `fdatasync` that turns slow) paces pushers before the window breaks, not after.
 const JUMP_HEADROOM: u32 = 5;
 
-/// How many recent writes the write-time model is fitted over: at ~1000 writes/s under full
-/// load about 64 ms of memory, at a write per window (light load) 64 windows.
-const MODEL_WRITES: usize = 64;
-
 /// Most Db pops that may run at once while the Db's item count is unknown.
 const MAX_DB_POP_LIMIT: usize = 1024;
 
 /// Limits and timings fixed when the storage is built.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    /// The durability window (`max_unflushed_age`).
-    pub(crate) window: Duration,
+    /// The durability window, as the builder's `max_unflushed_age` sets it.
+    pub(crate) max_unflushed_age: Duration,
     pub(crate) max_items: usize,
     pub(crate) max_bytes: usize,
     pub(crate) max_item_len: usize,
@@ -45,32 +42,32 @@ pub(crate) struct Config {
 
 impl Config {
     /// Age at which an item is due for writing, given `full_write`, the predicted tail time of
-    /// a full batch write ([`WriteModel::predict`]): at most three quarters of the window (a
+    /// a full batch write ([`WriteModel::predict`](super::write_model::WriteModel::predict)): at most three quarters of the window (a
     /// quarter is left for the write itself and for retries of a failing Db), and early enough
     /// that a batch already in flight plus the item's own batch, each as slow as that tail
     /// with half again as margin, land within the window.
     pub(crate) fn flush_after(&self, full_write: Duration) -> Duration {
-        let margin = full_write.saturating_mul(3) + self.window / 16;
-        self.window
+        let margin = full_write.saturating_mul(3) + self.max_unflushed_age / 16;
+        self.max_unflushed_age
             .saturating_sub(margin)
-            .min(self.window.mul_f64(0.75))
+            .min(self.max_unflushed_age.mul_f64(0.75))
     }
 
     /// How often the flusher refreshes the coarse clock pushes stamp items with, while pushes
     /// come: an item's stamp is at most this much older than its push, so it is written at
     /// most this much early, never late.
     pub(crate) fn clock_tick(&self) -> Duration {
-        (self.window / 16).clamp(Duration::from_millis(1), Duration::from_secs(1))
+        (self.max_unflushed_age / 16).clamp(Duration::from_millis(1), Duration::from_secs(1))
     }
 
     /// Items due within this much of the oldest ride along in its batch (fewer, larger writes).
     pub(crate) fn group_slack(&self) -> Duration {
-        self.window / 8
+        self.max_unflushed_age / 8
     }
 
     /// Longest pause between retries of a failing Db.
     pub(crate) fn max_backoff(&self) -> Duration {
-        (self.window / 8).clamp(Duration::from_millis(1), Duration::from_secs(1))
+        (self.max_unflushed_age / 8).clamp(Duration::from_millis(1), Duration::from_secs(1))
     }
 
     /// Pause before retry number `attempts + 1` of a failing Db: doubling from 2 ms, capped at
@@ -82,7 +79,7 @@ impl Config {
     /// The item-count capacity now: the configured one, lowered to what the Db can absorb in
     /// half a window at its learned speed `rate` (items per second), and to what it could
     /// write in half a window if every full batch write became [`JUMP_HEADROOM`] times slower
-    /// than `full_write`, the predicted tail time of a full batch ([`WriteModel::predict`],
+    /// than `full_write`, the predicted tail time of a full batch ([`WriteModel::predict`](super::write_model::WriteModel::predict),
     /// the gaps between overdue writes included).
     ///
     /// Why this keeps the bound: writers take the oldest items first, so an item pushed into a
@@ -97,7 +94,7 @@ impl Config {
             // Db taking milliseconds per item could write within a short window.
             return self.max_items.min(INITIAL_CAPACITY);
         };
-        let half = self.window.as_secs_f64() * 0.5;
+        let half = self.max_unflushed_age.as_secs_f64() * 0.5;
         let pace = (rate * half) as usize;
         let slow_write = full_write.saturating_mul(JUMP_HEADROOM).as_secs_f64();
         let batches = if slow_write > 0.0 {
@@ -135,8 +132,8 @@ impl Config {
     }
 
     /// Whether an item pushed at `oldest` has outlived the window at `now`.
-    pub(crate) fn past_window(&self, oldest: Instant, now: Instant) -> bool {
-        now.saturating_duration_since(oldest) >= self.window
+    pub(crate) fn past_max_age(&self, oldest: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(oldest) >= self.max_unflushed_age
     }
 }
 
@@ -199,132 +196,13 @@ where
     Next::Write(n.max(1))
 }
 
-/// The Db's learned write speed: items stored over time spent writing (failed calls and their
-/// backoff included), both summed with exponential decay, so it follows a Db whose speed
-/// changes and is not inflated by fast calls between failures.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct WriteRate {
-    items: f64,
-    secs: f64,
-    rate: Option<f64>,
-}
-
-impl WriteRate {
-    /// Items per second, once a write has been measured.
-    pub(crate) fn get(&self) -> Option<f64> {
-        self.rate
+/// The earlier of two optional instants (`None`: no limit on that side).
+#[inline]
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
-
-    /// Records a write that stored `n` items in `elapsed`.
-    pub(crate) fn learn(&mut self, n: usize, elapsed: Duration) {
-        const DECAY: f64 = 0.8;
-        self.items = self.items * DECAY + n as f64;
-        self.secs = self.secs * DECAY + elapsed.as_secs_f64().max(1e-6);
-        self.rate = Some(self.items / self.secs);
-    }
-}
-
-/// The Db's write time as a function of batch size, learned from the last [`MODEL_WRITES`]
-/// writes: a fixed cost per call (an `fdatasync`, a round trip) plus a cost per item, fitted by
-/// least squares, times a tail margin (the slowest recent write relative to the fit).
-///
-/// Why a model and not just the slowest recent write: the schedule and the capacity must hold
-/// for the writes that *will* happen, which under load are full batches. Small batches (slow
-/// start, a few due items) write fast; their durations promise nothing about a full batch. The
-/// model extrapolates to the batch size asked about, and when the recent writes do not tell the
-/// fixed cost from the per-item cost (all of one size) it assumes the cost is all per item, so
-/// a larger batch is never predicted cheaper than proportional: the safe side.
-///
-/// A write's cost also counts the gap before it while writes were overdue (see
-/// [`State::land`](super::state::State::land)): a writer starved of CPU or of the lock drains
-/// the backlog as slowly as a slow disk does, and the capacity must pace pushers for both.
-#[derive(Debug, Clone)]
-pub(crate) struct WriteModel {
-    /// (items, seconds) of recent writes; `len` of them are valid.
-    recent: [(f64, f64); MODEL_WRITES],
-    len: usize,
-    next: usize,
-}
-
-impl Default for WriteModel {
-    fn default() -> Self {
-        WriteModel {
-            recent: [(0.0, 0.0); MODEL_WRITES],
-            len: 0,
-            next: 0,
-        }
-    }
-}
-
-impl WriteModel {
-    /// Records a write (successful or not) of `n` items that cost `elapsed`.
-    pub(crate) fn record(&mut self, n: usize, elapsed: Duration) {
-        self.recent[self.next] = (n.max(1) as f64, elapsed.as_secs_f64());
-        self.next = (self.next + 1) % MODEL_WRITES;
-        self.len = (self.len + 1).min(MODEL_WRITES);
-    }
-
-    /// The largest batch among the recent writes (0 before the first): the size the writer
-    /// has been writing, which the flush age plans for (see `State::learned`).
-    pub(crate) fn largest_recent(&self) -> usize {
-        self.recent[..self.len]
-            .iter()
-            .map(|&(items, _)| items as usize)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// The predicted tail time of a write of `n` items: the fit times the tail margin. Zero
-    /// before the first write.
-    pub(crate) fn predict(&self, n: usize) -> Duration {
-        let samples = &self.recent[..self.len];
-        let Some((fixed, per_item)) = fit(samples) else {
-            return Duration::ZERO;
-        };
-        let model = |items: f64| fixed + per_item * items;
-        // The slowest recent write relative to the fit: the fit is a mean, the bound needs
-        // the tail. A jittery `fdatasync` widens the margin for every batch size.
-        let margin = samples
-            .iter()
-            .map(|&(items, secs)| secs / model(items).max(1e-9))
-            .fold(1.0, f64::max);
-        Duration::from_secs_f64((model(n as f64) * margin).min(MAX_PREDICTION))
-    }
-}
-
-/// Longest write time a prediction returns (seconds): far beyond any window a storage takes,
-/// and small enough for `Duration::from_secs_f64`.
-const MAX_PREDICTION: f64 = 1e7;
-
-/// Least-squares fit of `secs = fixed + per_item * items` over `samples`, both terms kept
-/// non-negative. Without spread in the batch sizes (below a tenth of the mean), the split
-/// cannot be learned: it is then taken as all per item (a larger batch predicted
-/// proportionally slower, never cheaper).
-fn fit(samples: &[(f64, f64)]) -> Option<(f64, f64)> {
-    if samples.is_empty() {
-        return None;
-    }
-    let k = samples.len() as f64;
-    let mean_n = samples.iter().map(|s| s.0).sum::<f64>() / k;
-    let mean_t = samples.iter().map(|s| s.1).sum::<f64>() / k;
-    let sxx: f64 = samples.iter().map(|s| (s.0 - mean_n).powi(2)).sum();
-    let sxy: f64 = samples
-        .iter()
-        .map(|s| (s.0 - mean_n) * (s.1 - mean_t))
-        .sum();
-    let spread = (sxx / k).sqrt();
-    if spread < mean_n * 0.1 {
-        return Some((0.0, mean_t / mean_n));
-    }
-    let per_item = (sxy / sxx).max(0.0);
-    let fixed = mean_t - per_item * mean_n;
-    if fixed >= 0.0 {
-        return Some((fixed, per_item));
-    }
-    // A negative intercept: the best fit through the origin (all per item).
-    let snn: f64 = samples.iter().map(|s| s.0 * s.0).sum();
-    let snt: f64 = samples.iter().map(|s| s.0 * s.1).sum();
-    Some((0.0, snt / snn))
 }
 
 /// How many Db pops may run at once: with a known item count, no more calls than there are
@@ -346,10 +224,11 @@ pub(crate) fn grow_db_pop_limit(limit: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::write_model::WriteModel;
 
     fn cfg(window_ms: u64) -> Config {
         Config {
-            window: Duration::from_millis(window_ms),
+            max_unflushed_age: Duration::from_millis(window_ms),
             max_items: 100_000,
             max_bytes: 1 << 20,
             max_item_len: 1 << 20,
@@ -530,7 +409,7 @@ mod tests {
             4 * 1024,
             "half window / (5 x 1.84 ms) = 5 writes, one in flight"
         );
-        assert!(worst_age(&c, cap, full * JUMP_HEADROOM) <= c.window / 2);
+        assert!(worst_age(&c, cap, full * JUMP_HEADROOM) <= c.max_unflushed_age / 2);
     }
 
     #[test]
@@ -572,45 +451,6 @@ mod tests {
     }
 
     #[test]
-    fn the_model_learns_fixed_and_per_item_cost_and_keeps_the_slowest_as_margin() {
-        let mut model = WriteModel::default();
-        assert_eq!(model.predict(100), Duration::ZERO, "nothing learned yet");
-        // 2 ms per call, 10 us per item, exactly.
-        for n in [10usize, 100, 1000] {
-            model.record(n, ms(2) + Duration::from_micros(10) * n as u32);
-        }
-        let at = |m: &WriteModel, n| m.predict(n).as_secs_f64() * 1e3;
-        assert!((at(&model, 500) - 7.0).abs() < 1e-6, "{}", at(&model, 500));
-        assert!((at(&model, 0) - 2.0).abs() < 1e-6, "the fixed cost");
-        // One 100-item write twice as slow as the fit: every prediction gets that margin.
-        model.record(100, ms(6));
-        assert!(at(&model, 1000) > 12.0 * 1.5, "{}", at(&model, 1000));
-        // It ages out after MODEL_WRITES more writes.
-        for _ in 0..MODEL_WRITES / 2 {
-            model.record(10, ms(2) + Duration::from_micros(100));
-            model.record(1000, ms(12));
-        }
-        assert!(
-            (at(&model, 1000) - 12.0).abs() < 1e-6,
-            "{}",
-            at(&model, 1000)
-        );
-    }
-
-    #[test]
-    fn a_negative_intercept_falls_back_to_a_fit_through_the_origin() {
-        let mut model = WriteModel::default();
-        model.record(100, ms(1));
-        model.record(1000, ms(20));
-        // Through the origin: (100 x 1 + 1000 x 20) / (100^2 + 1000^2) ms per item.
-        let per_item = (100.0 * 1.0 + 1000.0 * 20.0) / (100.0f64 * 100.0 + 1000.0 * 1000.0);
-        let margin = 20.0 / (1000.0 * per_item);
-        let want = 1000.0 * per_item * margin;
-        assert!((model.predict(1000).as_secs_f64() * 1e3 - want).abs() < 1e-6);
-        assert_eq!(fit(&[]), None);
-    }
-
-    #[test]
     fn the_clock_ticks_a_sixteenth_of_the_window_within_limits() {
         assert_eq!(cfg(800).clock_tick(), ms(50));
         assert_eq!(cfg(10).clock_tick(), ms(1));
@@ -632,28 +472,21 @@ mod tests {
     #[test]
     fn the_window_is_passed_at_its_full_length() {
         let (c, t0) = (cfg(800), Instant::now());
-        assert!(!c.past_window(t0, t0 + ms(799)));
-        assert!(c.past_window(t0, t0 + ms(800)));
+        assert!(!c.past_max_age(t0, t0 + ms(799)));
+        assert!(c.past_max_age(t0, t0 + ms(800)));
         assert!(
-            !c.past_window(t0 + ms(5), t0),
+            !c.past_max_age(t0 + ms(5), t0),
             "a clock read before the push is not past"
         );
     }
 
     #[test]
-    fn the_learned_rate_follows_a_changing_db() {
-        let mut r = WriteRate::default();
-        assert_eq!(r.get(), None);
-        r.learn(100, Duration::from_secs(1));
-        assert_eq!(r.get(), Some(100.0));
-        for _ in 0..50 {
-            r.learn(10, Duration::from_secs(1));
-        }
-        let rate = r.get().expect("measured");
-        assert!(
-            (rate - 10.0).abs() < 0.1,
-            "rate {rate} did not follow the slower Db"
-        );
+    fn earliest_takes_the_earlier_of_two_limits() {
+        let t0 = Instant::now();
+        assert_eq!(earliest(Some(t0), Some(t0 + ms(1))), Some(t0));
+        assert_eq!(earliest(None, Some(t0)), Some(t0));
+        assert_eq!(earliest(Some(t0), None), Some(t0));
+        assert_eq!(earliest(None, None), None);
     }
 
     #[test]

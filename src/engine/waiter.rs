@@ -1,19 +1,52 @@
-//! [`Waiter`]: how a blocking call waits. One per call: it checks the storage and the caller's
-//! token, registers the storage's waker on the token the first time the call must wait, and
-//! sleeps on the call's condition variable (or, for `push_durable`, parks its thread) until
-//! notified, the token's deadline, or a time the call names.
+//! How a call waits: [`Wait`], the parameter the blocking and `try_` forms share, and
+//! [`Waiter`], one per call, which checks the storage and the caller's token, registers the
+//! storage's waker on the token the first time the call must wait, and sleeps on the call's
+//! condition variable (or, for `push_durable`, parks its thread) until woken, the token's
+//! deadline, or a time the call names.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::core::{Core, Signal};
 use super::durable_waiters::Slot;
-use super::state::{Core, State};
+use super::policy::earliest;
+use super::state::State;
+use super::wakeups::{Notify, Wakeups};
 use crate::error::Error;
-use crate::sync::{Condvar, MutexGuard};
+use crate::sync::MutexGuard;
 use crate::token::{CancelToken, Registration, Wake};
 
-/// `Err` with the token's reason if it has ended: the check every call makes before it takes
-/// the lock, so an ended token has no side effect at all.
+/// Whether a call waits for the storage to change, and until when: the one parameter that
+/// tells a blocking form from its `try_` form, as std's mpmc channels pass
+/// `Option<Instant>`. Here the caller's token carries both the deadline and the cancel.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait<'a> {
+    /// A `try_` form: never waits for a push or for room; only for work already under way
+    /// whose outcome decides the answer (a batch in flight, Db pops of other callers).
+    UnderWay,
+    /// A blocking form: waits for what it needs until `token` ends.
+    Until(&'a CancelToken),
+}
+
+impl Wait<'_> {
+    /// `Err` with the token's reason if it has ended: the check every blocking call makes
+    /// before it takes the lock, so an ended token has no side effect at all.
+    #[inline]
+    pub(crate) fn live(self) -> Result<(), Error> {
+        match self {
+            Wait::UnderWay => Ok(()),
+            Wait::Until(token) => live(token),
+        }
+    }
+
+    /// Whether the call may wait for a push or for room.
+    #[inline]
+    pub(crate) fn blocks(self) -> bool {
+        matches!(self, Wait::Until(_))
+    }
+}
+
+/// `Err` with the token's reason if it has ended.
 #[inline]
 pub(crate) fn live(token: &CancelToken) -> Result<(), Error> {
     match token.reason() {
@@ -22,23 +55,27 @@ pub(crate) fn live(token: &CancelToken) -> Result<(), Error> {
     }
 }
 
-/// The waiting side of one blocking call.
+/// The waiting side of one call.
 pub(crate) struct Waiter<'a> {
     core: &'a Arc<Core>,
-    token: &'a CancelToken,
+    token: Option<&'a CancelToken>,
     /// The condition variable this call sleeps on.
-    cv: &'a Condvar,
+    on: Signal,
     registration: Option<Registration<'a>>,
     waited: bool,
 }
 
 impl<'a> Waiter<'a> {
-    /// A waiter for a call on `core` with `token` that sleeps on `cv`.
-    pub(crate) fn new(core: &'a Arc<Core>, token: &'a CancelToken, cv: &'a Condvar) -> Self {
+    /// A waiter for a call on `core` that waits as `wait` says and sleeps on `on`.
+    pub(crate) fn new(core: &'a Arc<Core>, wait: Wait<'a>, on: Signal) -> Self {
+        let token = match wait {
+            Wait::UnderWay => None,
+            Wait::Until(token) => Some(token),
+        };
         Waiter {
             core,
             token,
-            cv,
+            on,
             registration: None,
             waited: false,
         }
@@ -50,17 +87,17 @@ impl<'a> Waiter<'a> {
     /// every call checks it with [`live`] before it takes the lock, and nothing else lets time
     /// pass in between.
     ///
-    /// A call leaving on its token may have consumed a notify meant for another caller of its
+    /// A call leaving on its token may have consumed a wake-up meant for another caller of its
     /// kind (room for a pusher, an item for a popper): it hands one on.
-    pub(crate) fn check(&self, state: &State) -> Result<(), Error> {
+    pub(crate) fn check(&self, state: &mut State) -> Result<(), Error> {
         if state.is_closed() {
             return Err(Error::Closed);
         }
-        if !self.waited {
+        let Some(token) = self.token.filter(|_| self.waited) else {
             return Ok(());
-        }
-        if let Err(e) = live(self.token) {
-            self.cv.notify_one();
+        };
+        if let Err(e) = live(token) {
+            self.core.wake_up(state, hand_on(self.on));
             return Err(e);
         }
         Ok(())
@@ -78,7 +115,7 @@ impl<'a> Waiter<'a> {
         self.waited
     }
 
-    /// Sleeps until notified, the token's deadline, or `until`; returns the re-taken guard.
+    /// Sleeps until woken, the token's deadline, or `until`; returns the re-taken guard.
     /// The caller re-checks everything (spurious wakeups happen).
     pub(crate) fn wait<'g>(
         &mut self,
@@ -88,15 +125,15 @@ impl<'a> Waiter<'a> {
         if !self.prepare() {
             return state;
         }
-        self.cv.wait_until(state, self.deadline(until))
+        self.core.sleep(self.on, state, self.deadline(until))
     }
 
     /// Releases the lock and sleeps on the call's `push_durable` `slot` until it is woken
-    /// (settled or poked), the token's deadline, or `until`. The caller
-    /// re-takes the lock and re-checks everything (spurious returns happen). A cancel that
-    /// latches after the registration below runs the storage's waker, which unparks every
-    /// waiting durable call under the lock: an unpark that comes before the park makes the
-    /// park return at once, so it cannot be lost.
+    /// (settled or poked), the token's deadline, or `until`. The caller re-takes the lock and
+    /// re-checks everything (spurious returns happen). A cancel that latches after the
+    /// registration below runs the storage's waker, which unparks every waiting durable call
+    /// under the lock: an unpark that comes before the park makes the park return at once, so
+    /// it cannot be lost.
     pub(crate) fn park(
         &mut self,
         state: MutexGuard<'_, State>,
@@ -115,13 +152,16 @@ impl<'a> Waiter<'a> {
     /// first time; `false` if the token ended before the registration (do not sleep).
     fn prepare(&mut self) -> bool {
         self.waited = true;
+        let Some(token) = self.token else {
+            return true;
+        };
         if self.registration.is_none() {
             let waker: Arc<dyn Wake> = Arc::clone(self.core) as Arc<dyn Wake>;
-            self.registration = Some(self.token.register(waker));
+            self.registration = Some(token.register(waker));
             // A cancel that latched before the registration saw no waker: catch it here, still
             // under the lock. One that latches after it will run our waker, which needs the
-            // lock we hold until the wait releases it - so its notify cannot be lost.
-            if self.token.reason().is_some() {
+            // lock we hold until the wait releases it - so its wake-up cannot be lost.
+            if token.reason().is_some() {
                 return false;
             }
         }
@@ -130,9 +170,29 @@ impl<'a> Waiter<'a> {
 
     /// The earlier of the token's deadline and `until`.
     fn deadline(&self, until: Option<Instant>) -> Option<Instant> {
-        match (self.token.deadline(), until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(self.token.and_then(CancelToken::deadline), until)
+    }
+}
+
+/// The wake-up a call leaving on its token hands on to one other caller of its kind.
+fn hand_on(on: Signal) -> Wakeups {
+    let one = Notify::One;
+    match on {
+        Signal::Poppers => Wakeups {
+            poppers: one,
+            ..Wakeups::NONE
+        },
+        Signal::Pushers => Wakeups {
+            pushers: one,
+            ..Wakeups::NONE
+        },
+        Signal::Landed => Wakeups {
+            landed: true,
+            ..Wakeups::NONE
+        },
+        Signal::Flusher => Wakeups {
+            flusher: true,
+            ..Wakeups::NONE
+        },
     }
 }

@@ -17,13 +17,17 @@ use super::{Rng, id_of, item};
 pub const CHILD_ENV: &str = "LIFOSTORE_LEASE_CHILD";
 /// The lease deadline the child uses: what a killed child's leases wait before coming back.
 pub const TTL: Duration = Duration::from_millis(300);
+/// How long the Db holds the child's leases: a storage asks a native Db for its `lease_ttl`
+/// plus a quarter of it, at least 1 s (it returns the item itself at `lease_ttl`, while it
+/// lives).
+pub const DB_HOLD: Duration = Duration::from_millis(300 + 1000);
 
 /// Child mode: runs until killed. Leases through a storage over `db` (a Db shared with the
 /// parent, so a pop on an empty storage re-asks it every 10 ms: a killed child's leases come
 /// back by themselves at their deadline). Prints `READY`, `L id` after a lease returned,
 /// `a id` before an ack call and `A id` after it returned `Ok`, `r id` before a release.
 pub fn consumer_main(db: Box<dyn Db>, seed: u64) {
-    assert!(db.is_shared() && db.native_leases());
+    assert!(db.capabilities().shared && db.leases().is_some());
     let storage = Storage::builder()
         .lease_ttl(TTL)
         .shared_poll_interval(Duration::from_millis(10))
@@ -104,7 +108,10 @@ pub fn consumer_kill_loop(db: &dyn Db, spec: &str, items: u64, kills: u64, seed:
     for round in 0..kills {
         lines.extend(run_child(&format!("{spec}|{}", seed ^ round), &mut rng));
     }
-    std::thread::sleep(TTL * 2);
+    // The last child's leases come back at the Db's deadline, which a storage sets later than
+    // its own (`lease_ttl` plus a quarter of it, at least 1 s: see `Lease`): nothing to be
+    // woken by, so wait it out.
+    std::thread::sleep(DB_HOLD + Duration::from_millis(100));
     let mut left = Vec::new();
     loop {
         let batch = db.pop_batch(1000).expect("drain");

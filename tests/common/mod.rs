@@ -4,6 +4,7 @@
 pub mod crash;
 pub mod lease_crash;
 pub mod leases;
+pub mod linearizability;
 pub mod proxy;
 
 use std::path::PathBuf;

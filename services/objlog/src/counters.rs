@@ -1,63 +1,68 @@
-//! [`Counters`]: what a worker has done, for `logs.stats` and its periodic stderr line.
+//! [`Counters`]: what a worker has done, for `logs.stats`, its periodic stderr line and
+//! `/metrics` (they are Prometheus counters, so all three read the same numbers).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::metrics::counter::Counter;
 
 /// Monotonic counters of one worker process.
 #[derive(Debug, Default)]
 pub struct Counters {
-    requests: AtomicU64,
-    redelivered: AtomicU64,
-    batches: AtomicU64,
-    appended: AtomicU64,
-    queries: AtomicU64,
-    refused: AtomicU64,
-    conflicts: AtomicU64,
-    failed_batches: AtomicU64,
+    /// Requests pulled (redeliveries included).
+    pub requests: Counter,
+    /// Requests JetStream delivered more than once.
+    pub redelivered: Counter,
+    /// Batches handled.
+    pub batches: Counter,
+    /// Appends whose row is in the table.
+    pub appended: Counter,
+    /// Queries answered.
+    pub queries: Counter,
+    /// Malformed requests refused (answered with an error and acked).
+    pub refused: Counter,
+    /// Batches that could not be stored (their requests are redelivered).
+    pub failed_batches: Counter,
+    /// Appends answered with the timestamp of another delivery of the same request (the one
+    /// the table holds), not their own.
+    pub other_ts: Counter,
 }
 
 impl Counters {
     /// A batch of `n` requests arrived, `redelivered` of them not for the first time.
     pub fn batch(&self, n: usize, redelivered: usize) {
-        self.batches.fetch_add(1, Relaxed);
-        self.requests.fetch_add(n as u64, Relaxed);
-        self.redelivered.fetch_add(redelivered as u64, Relaxed);
+        self.batches.inc();
+        self.requests.inc_by(n as u64);
+        self.redelivered.inc_by(redelivered as u64);
     }
     /// `n` appends reached the table.
     pub fn appended(&self, n: usize) {
-        self.appended.fetch_add(n as u64, Relaxed);
+        self.appended.inc_by(n as u64);
     }
     /// A query was answered.
     pub fn queried(&self) {
-        self.queries.fetch_add(1, Relaxed);
+        self.queries.inc();
     }
     /// `n` malformed requests were refused.
     pub fn refused(&self, n: usize) {
-        self.refused.fetch_add(n as u64, Relaxed);
-    }
-    /// `n` appends were already stored (redeliveries).
-    pub fn conflicts(&self, n: usize) {
-        self.conflicts.fetch_add(n as u64, Relaxed);
+        self.refused.inc_by(n as u64);
     }
     /// A batch could not be stored.
     pub fn failed_batch(&self) {
-        self.failed_batches.fetch_add(1, Relaxed);
+        self.failed_batches.inc();
     }
 
     /// The counters as a JSON object.
     pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        let g = |c: &AtomicU64| serde_json::Value::from(c.load(Relaxed));
         [
-            ("requests", g(&self.requests)),
-            ("redelivered", g(&self.redelivered)),
-            ("batches", g(&self.batches)),
-            ("appended", g(&self.appended)),
-            ("queries", g(&self.queries)),
-            ("refused", g(&self.refused)),
-            ("already_stored", g(&self.conflicts)),
-            ("failed_batches", g(&self.failed_batches)),
+            ("requests", &self.requests),
+            ("redelivered", &self.redelivered),
+            ("batches", &self.batches),
+            ("appended", &self.appended),
+            ("queries", &self.queries),
+            ("refused", &self.refused),
+            ("failed_batches", &self.failed_batches),
+            ("answered_with_other_ts", &self.other_ts),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+        .map(|(k, c)| (k.to_string(), serde_json::Value::from(c.get())))
         .collect()
     }
 }

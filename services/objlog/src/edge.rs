@@ -7,7 +7,7 @@
 //! and only then acks the request. Nothing async leaks out of this module.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, Context, context::Publish, message::Message};
 use bytes::Bytes;
@@ -16,7 +16,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::Error;
+use crate::error::{Error, chain};
+use crate::metrics::{Latency, Op};
 use crate::topology::{ensure_consumer, ensure_streams};
 use crate::wire::{REPLY_HEADER, REQUEST_ID_HEADER, RESPONSE_SUBJECT, Response};
 
@@ -39,6 +40,8 @@ pub struct EdgeConfig {
     /// Fault injection for tests: exit the process as soon as a batch's responses are
     /// stored in `RESPONSES`, before its requests are acked (a crash in that window).
     pub exit_before_ack: bool,
+    /// Request latency, observed at each ack.
+    pub latency: Latency,
 }
 
 /// A request pulled from the stream, waiting for its answer.
@@ -53,6 +56,8 @@ pub struct Incoming {
     pub delivered: i64,
     /// The client's request id (`Nats-Msg-Id`), if any.
     pub req: Option<String>,
+    /// When the edge pulled it (the start of its latency).
+    pub received: Instant,
     ack: Message,
     reply: Option<String>,
 }
@@ -128,7 +133,12 @@ impl Edge {
             stop_rx.clone(),
         ));
         runtime.spawn(stop_on_signal(stop.clone()));
-        let answering = runtime.spawn(answer(links.client, links.js, done_rx, cfg.exit_before_ack));
+        let answering = runtime.spawn(answer(
+            links.client,
+            links.js,
+            done_rx,
+            (cfg.exit_before_ack, cfg.latency.clone()),
+        ));
         Ok(Edge {
             runtime,
             batches: Mutex::new(batch_rx),
@@ -176,7 +186,10 @@ fn incoming(ack: Message) -> Option<Incoming> {
     let (seq, delivered) = match ack.info() {
         Ok(info) => (info.stream_sequence, info.delivered),
         Err(e) => {
-            eprintln!("objlog edge: skipping a message without JetStream metadata: {e}");
+            eprintln!(
+                "objlog edge: skipping a message without JetStream metadata: {}",
+                chain(&*e)
+            );
             return None;
         }
     };
@@ -191,6 +204,7 @@ fn incoming(ack: Message) -> Option<Incoming> {
         delivered,
         req: header(REQUEST_ID_HEADER),
         reply: header(REPLY_HEADER),
+        received: Instant::now(),
         ack,
     })
 }
@@ -210,7 +224,7 @@ async fn fetch(
         let mut chunks = match messages {
             Ok(m) => m.ready_chunks(max_batch),
             Err(e) => {
-                eprintln!("objlog edge: pull failed ({e}); retrying in 1 s");
+                eprintln!("objlog edge: pull failed ({}); retrying in 1 s", chain(&e));
                 tokio::select! { _ = stop.changed() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
             }
         };
@@ -220,7 +234,7 @@ async fn fetch(
             let batch: Vec<Incoming> = chunk
                 .into_iter()
                 .filter_map(|m| {
-                    m.map_err(|e| eprintln!("objlog edge: pull error: {e}"))
+                    m.map_err(|e| eprintln!("objlog edge: pull error: {}", chain(&e)))
                         .ok()
                 })
                 .filter_map(incoming)
@@ -240,7 +254,7 @@ async fn answer(
     client: async_nats::Client,
     js: Context,
     mut done: mpsc::Receiver<Vec<Outgoing>>,
-    exit_before_ack: bool,
+    (exit_before_ack, latency): (bool, Latency),
 ) {
     let mut running = tokio::task::JoinSet::new();
     while let Some(answers) = done.recv().await {
@@ -248,7 +262,7 @@ async fn answer(
             client.clone(),
             js.clone(),
             answers,
-            exit_before_ack,
+            (exit_before_ack, latency.clone()),
         ));
         while running.len() > 16 {
             running.join_next().await;
@@ -268,7 +282,10 @@ async fn store_responses(js: &Context, answers: Vec<Outgoing>) -> Vec<(Incoming,
         let body = match serde_json::to_vec(&out.response) {
             Ok(b) => Bytes::from(b),
             Err(e) => {
-                eprintln!("objlog edge: cannot encode the response to {seq}: {e}");
+                eprintln!(
+                    "objlog edge: cannot encode the response to {seq}: {}",
+                    chain(&e)
+                );
                 continue;
             }
         };
@@ -277,7 +294,10 @@ async fn store_responses(js: &Context, answers: Vec<Outgoing>) -> Vec<(Incoming,
             .message_id(format!("objlog-{seq}"));
         match js.send_publish(RESPONSE_SUBJECT, publish).await {
             Ok(ack) => pending.push((out.incoming, body, ack)),
-            Err(e) => eprintln!("objlog edge: response to {seq} not published: {e}"),
+            Err(e) => eprintln!(
+                "objlog edge: response to {seq} not published: {}",
+                chain(&e)
+            ),
         }
     }
     let mut stored = Vec::with_capacity(pending.len());
@@ -285,8 +305,9 @@ async fn store_responses(js: &Context, answers: Vec<Outgoing>) -> Vec<(Incoming,
         match ack.await {
             Ok(_) => stored.push((incoming, body)),
             Err(e) => eprintln!(
-                "objlog edge: response to {} not stored: {e}; request will be redelivered",
-                incoming.seq
+                "objlog edge: response to {} not stored ({}); request will be redelivered",
+                incoming.seq,
+                chain(&e)
             ),
         }
     }
@@ -298,7 +319,7 @@ async fn answer_batch(
     client: async_nats::Client,
     js: Context,
     answers: Vec<Outgoing>,
-    exit_before_ack: bool,
+    (exit_before_ack, latency): (bool, Latency),
 ) {
     let stored = store_responses(&js, answers).await;
     if exit_before_ack && !stored.is_empty() {
@@ -312,11 +333,15 @@ async fn answer_batch(
         if let Some(reply) = incoming.reply {
             let _ = client.publish(reply, body).await;
         }
-        if let Err(e) = incoming.ack.ack().await {
-            eprintln!(
-                "objlog edge: ack of {} failed: {e}; it will be redelivered",
-                incoming.seq
-            );
+        match incoming.ack.ack().await {
+            Ok(()) => latency
+                .get_or_create(&Op::of(&incoming.subject))
+                .observe(incoming.received.elapsed().as_secs_f64()),
+            Err(e) => eprintln!(
+                "objlog edge: ack of {} failed ({}); it will be redelivered",
+                incoming.seq,
+                chain(&*e)
+            ),
         }
     }
 }
@@ -324,7 +349,7 @@ async fn answer_batch(
 async fn serve_stats(client: async_nats::Client, stats: StatsFn, mut stop: watch::Receiver<bool>) {
     let mut sub = match client.subscribe(crate::wire::STATS_SUBJECT).await {
         Ok(s) => s,
-        Err(e) => return eprintln!("objlog edge: cannot serve logs.stats: {e}"),
+        Err(e) => return eprintln!("objlog edge: cannot serve logs.stats: {}", chain(&e)),
     };
     loop {
         let msg = tokio::select! { _ = stop.changed() => return, m = sub.next() => m };

@@ -6,7 +6,6 @@
 //! answer. A batch whose flush fails produces no answers for its appends and queries: they
 //! stay unacked and are redelivered after AckWait.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use lifostore::{CancelToken, Db, Storage};
 
 use crate::counters::Counters;
 use crate::edge::{Incoming, Outgoing};
-use crate::error::Error;
+use crate::error::{Error, chain};
 use crate::log_db::LogDb;
 use crate::log_row::{LogRow, now_micros};
 use crate::log_table::LogTable;
@@ -77,30 +76,6 @@ impl Handler {
             .ok_or_else(|| Error::Config(format!("object {object} maps to shard {i} of {n}")))
     }
 
-    /// The stored timestamps of `conflicts`, asking each shard for its own sequences.
-    fn stored_ts(
-        &mut self,
-        conflicts: &[i64],
-        appends: &[(Incoming, LogRow)],
-    ) -> Result<HashMap<i64, i64>, Error> {
-        let object: HashMap<i64, i64> = appends.iter().map(|(_, r)| (r.seq, r.object)).collect();
-        let mut by_shard: HashMap<usize, Vec<i64>> = HashMap::new();
-        let ring = self.shared.storage.db().ring().clone();
-        for seq in conflicts {
-            let shard = object.get(seq).map_or(0, |o| ring.shard_of(*o));
-            by_shard.entry(shard).or_default().push(*seq);
-        }
-        let mut stored = HashMap::new();
-        for (shard, seqs) in by_shard {
-            let table = self
-                .shards
-                .get_mut(shard)
-                .ok_or_else(|| Error::Config(format!("no shard {shard}")))?;
-            stored.extend(table.stored_ts(&seqs)?);
-        }
-        Ok(stored)
-    }
-
     /// Handles one batch; returns the answers to publish and ack.
     pub fn handle(&mut self, batch: Vec<Incoming>) -> Vec<Outgoing> {
         let counters = &self.shared.counters;
@@ -112,21 +87,26 @@ impl Handler {
             queries,
         } = sort(batch);
         counters.refused(answers.len());
+        let seqs: Vec<i64> = appends.iter().map(|(_, r)| r.seq).collect();
+        let db = self.shared.storage.db();
+        db.await_stored(&seqs);
         if let Err(e) = self.store(&appends, !queries.is_empty()) {
+            db.take_stored(&seqs);
             counters.failed_batch();
-            eprintln!("objlog worker: batch not stored ({e}); its requests will be redelivered");
+            eprintln!(
+                "objlog worker: batch not stored ({}); its requests will be redelivered",
+                chain(&e)
+            );
             return answers;
         }
-        match self.append_answers(appends) {
-            Ok(done) => answers.extend(done),
-            Err(e) => eprintln!(
-                "objlog worker: reading stored timestamps failed ({e}); redelivery will answer"
-            ),
-        }
+        answers.extend(self.append_answers(appends, db.take_stored(&seqs)));
         for q in queries {
             match self.query_answer(q) {
                 Ok(done) => answers.push(done),
-                Err(e) => eprintln!("objlog worker: query failed ({e}); it will be redelivered"),
+                Err(e) => eprintln!(
+                    "objlog worker: query failed ({}); it will be redelivered",
+                    chain(&e)
+                ),
             }
         }
         answers
@@ -154,28 +134,34 @@ impl Handler {
         Ok(())
     }
 
-    /// Append answers carry the STORED timestamp: for a redelivered append whose first
-    /// delivery already reached the table, the insert skipped the row, and the first
-    /// delivery's timestamp is read back.
-    fn append_answers(&mut self, appends: Vec<(Incoming, LogRow)>) -> Result<Vec<Outgoing>, Error> {
-        let seqs: Vec<i64> = appends.iter().map(|(_, r)| r.seq).collect();
-        let conflicts = self.shared.storage.db().take_conflicts(&seqs);
-        let stored: HashMap<i64, i64> = if conflicts.is_empty() {
-            HashMap::new()
-        } else {
-            self.shared.counters.conflicts(conflicts.len());
-            self.stored_ts(&conflicts, &appends)?
-        };
-        Ok(appends
-            .into_iter()
-            .map(|(incoming, row)| {
-                let mut r = Response::new("append", incoming.seq, incoming.req.clone());
-                r.id = Some(row.object as u64);
-                r.ok = true;
-                r.ts = Some(stored.get(&row.seq).copied().unwrap_or(row.ts));
-                Outgoing::new(incoming, r)
-            })
-            .collect())
+    /// Append answers carry the STORED timestamp (`stored`, in the order of `appends`): the
+    /// one the table holds, which is not this delivery's own when an earlier or concurrent
+    /// delivery of the same request was stored first. An append without one (no write saw
+    /// it, which its flush returning rules out) is not answered: its redelivery will be.
+    fn append_answers(
+        &self,
+        appends: Vec<(Incoming, LogRow)>,
+        stored: Vec<Option<i64>>,
+    ) -> Vec<Outgoing> {
+        let mut answers = Vec::with_capacity(appends.len());
+        for ((incoming, row), ts) in appends.into_iter().zip(stored) {
+            let Some(ts) = ts else {
+                eprintln!(
+                    "objlog worker: no stored timestamp for append {}; it will be redelivered",
+                    row.seq
+                );
+                continue;
+            };
+            if ts != row.ts {
+                self.shared.counters.other_ts.inc();
+            }
+            let mut r = Response::new("append", incoming.seq, incoming.req.clone());
+            r.id = Some(row.object as u64);
+            r.ok = true;
+            r.ts = Some(ts);
+            answers.push(Outgoing::new(incoming, r));
+        }
+        answers
     }
 
     fn query_answer(&mut self, q: Query) -> Result<Outgoing, Error> {

@@ -8,7 +8,6 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod args;
 pub mod client;
 pub mod counters;
 pub mod edge;
@@ -18,6 +17,7 @@ pub mod load;
 pub mod log_db;
 pub mod log_row;
 pub mod log_table;
+pub mod metrics;
 pub mod query_page;
 pub mod ring;
 pub mod topology;

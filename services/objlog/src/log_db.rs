@@ -1,9 +1,9 @@
 //! [`LogDb`]: the lifostore [`Db`] that writes a batch of log rows as one multi-row INSERT
-//! per PostgreSQL shard.
+//! per PostgreSQL shard, and learns the timestamp each append was stored with.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lifostore::{Db, DbError, PushBatchError};
 
@@ -11,27 +11,38 @@ use crate::log_row::LogRow;
 use crate::log_table::LogTable;
 use crate::ring::HashRing;
 
-/// How long a recorded conflict waits for the handler that asked about it; handlers wait for
-/// their flush far less, so an older record has nobody left to read it.
-const CONFLICT_TTL: Duration = Duration::from_secs(600);
-/// Most conflict records kept (they only arise from redeliveries).
-const MAX_CONFLICTS: usize = 1_000_000;
+/// An append some handler waits to answer: how many handlers wait for it (two deliveries of
+/// one request can be in hand at once, in one worker), and the timestamp the table holds
+/// for it once a write has seen it.
+#[derive(Debug, Default)]
+struct Awaited {
+    handlers: u32,
+    stored_ts: Option<i64>,
+}
 
 /// The write side of the log table(s), as a lifostore [`Db`].
 ///
-/// A batch is ONE `INSERT ... SELECT unnest(...) ON CONFLICT (seq) DO NOTHING RETURNING seq`
-/// per shard it touches (one, without sharding). A failed batch reports `stored == 0`: with
-/// several shards some may have committed, and the retry re-inserts their rows as no-ops, so
-/// nothing is lost or doubled. Sequences an insert skipped (a redelivered append whose first
-/// delivery already reached the table) are recorded as *conflicts*, so the handler can report
-/// the first, stored timestamp instead of its own.
+/// A batch is ONE `INSERT ... SELECT unnest(...) ON CONFLICT (seq) DO NOTHING RETURNING seq,
+/// ts` per shard it touches (one, without sharding). A failed batch reports `stored == 0`:
+/// with several shards some may have committed, and the retry re-inserts their rows as
+/// no-ops, so nothing is lost or doubled.
+///
+/// **The stored timestamp.** A handler registers the sequences of its appends
+/// ([`await_stored`](Self::await_stored)) before pushing them, and reads their stored
+/// timestamps ([`take_stored`](Self::take_stored)) after its flush returned. Every write
+/// records, for each awaited sequence it wrote or found written, the timestamp in the table:
+/// the `RETURNING ts` of the row it inserted, or, for a sequence stored already (a
+/// redelivery, or the same request delivered twice at once), the `ts` read back from the
+/// table in the same call. The record stays until the last handler waiting for it has taken
+/// it, so two handlers of one request both answer with the stored timestamp.
 ///
 /// objlog never pops: the log table is where entries end, not a stack. [`Db::pop`] returns
 /// `None`, and the worker's `Storage` is only pushed to and flushed.
 pub struct LogDb {
     shards: Vec<Mutex<LogTable>>,
     ring: HashRing,
-    conflicts: Mutex<HashMap<i64, Instant>>,
+    awaited: Mutex<HashMap<i64, Awaited>>,
+    already_stored: AtomicU64,
 }
 
 impl LogDb {
@@ -40,13 +51,19 @@ impl LogDb {
         LogDb {
             ring: HashRing::new(shards.len()),
             shards: shards.into_iter().map(Mutex::new).collect(),
-            conflicts: Mutex::new(HashMap::new()),
+            awaited: Mutex::new(HashMap::new()),
+            already_stored: AtomicU64::new(0),
         }
     }
 
     /// The ring placing objects on shards.
     pub fn ring(&self) -> &HashRing {
         &self.ring
+    }
+
+    /// Appends whose sequence was already in the table when written (redeliveries).
+    pub fn already_stored(&self) -> u64 {
+        self.already_stored.load(Ordering::Relaxed)
     }
 
     fn write(&self, rows: &[LogRow]) -> Result<(), DbError> {
@@ -60,47 +77,76 @@ impl LogDb {
             .zip(by_shard)
             .filter(|(_, r)| !r.is_empty())
         {
-            let inserted = {
-                let mut table = shard
-                    .lock()
-                    .map_err(|_| DbError::msg("log table lock poisoned"))?;
-                table.insert(&rows).map_err(DbError::other)?
-            };
-            if inserted.len() < rows.len() {
-                self.record_conflicts(&rows, &inserted);
+            let mut table = shard
+                .lock()
+                .map_err(|_| DbError::msg("log table lock poisoned"))?;
+            let mut stored: HashMap<i64, i64> = table
+                .insert(&rows)
+                .map_err(DbError::other)?
+                .into_iter()
+                .collect();
+            let mut missing: Vec<i64> = rows
+                .iter()
+                .map(|r| r.seq)
+                .filter(|s| !stored.contains_key(s))
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            if !missing.is_empty() {
+                self.already_stored
+                    .fetch_add(missing.len() as u64, Ordering::Relaxed);
+                stored.extend(table.stored_ts(&missing).map_err(DbError::other)?);
             }
+            self.record(&stored);
         }
         Ok(())
     }
 
-    fn record_conflicts(&self, rows: &[LogRow], inserted: &[i64]) {
-        let Ok(mut conflicts) = self.conflicts.lock() else {
+    fn record(&self, stored: &HashMap<i64, i64>) {
+        let Ok(mut awaited) = self.awaited.lock() else {
             return;
         };
-        let now = Instant::now();
-        let inserted: HashSet<i64> = inserted.iter().copied().collect();
-        if conflicts.len() >= MAX_CONFLICTS / 2 {
-            conflicts.retain(|_, at| now.duration_since(*at) < CONFLICT_TTL);
-        }
-        for row in rows.iter().filter(|r| !inserted.contains(&r.seq)) {
-            if conflicts.len() < MAX_CONFLICTS {
-                conflicts.insert(row.seq, now);
+        for (seq, ts) in stored {
+            if let Some(a) = awaited.get_mut(seq) {
+                a.stored_ts = Some(*ts);
             }
         }
     }
 
-    /// Removes and returns those of `seqs` whose insert found the sequence already stored.
-    pub fn take_conflicts(&self, seqs: &[i64]) -> Vec<i64> {
-        let Ok(mut conflicts) = self.conflicts.lock() else {
-            return Vec::new();
+    /// A handler is about to push appends with these sequences and will wait for their
+    /// stored timestamps: call before the push, so that no write of them goes unrecorded.
+    pub fn await_stored(&self, seqs: &[i64]) {
+        let Ok(mut awaited) = self.awaited.lock() else {
+            return;
         };
-        if conflicts.is_empty() {
-            return Vec::new();
+        for seq in seqs {
+            awaited.entry(*seq).or_default().handlers += 1;
         }
+    }
+
+    /// The stored timestamp of each of `seqs` (in order), once their flush returned; `None`
+    /// for one no write has seen (which a successful flush rules out). Ends this handler's
+    /// wait for them.
+    pub fn take_stored(&self, seqs: &[i64]) -> Vec<Option<i64>> {
+        let Ok(mut awaited) = self.awaited.lock() else {
+            return vec![None; seqs.len()];
+        };
         seqs.iter()
-            .copied()
-            .filter(|s| conflicts.remove(s).is_some())
+            .map(|seq| {
+                let a = awaited.get_mut(seq)?;
+                let ts = a.stored_ts;
+                a.handlers = a.handlers.saturating_sub(1);
+                if a.handlers == 0 {
+                    awaited.remove(seq);
+                }
+                ts
+            })
             .collect()
+    }
+
+    /// Appends being answered now (their handlers have not taken their timestamps).
+    pub fn awaited(&self) -> usize {
+        self.awaited.lock().map_or(0, |a| a.len())
     }
 }
 

@@ -19,7 +19,7 @@ const INSERT: &str = "
     INSERT INTO log (object_id, ts, seq, msg)
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
     ON CONFLICT (seq) DO NOTHING
-    RETURNING seq";
+    RETURNING seq, ts";
 
 const PAGE: &str = "
     SELECT ts, seq, msg FROM log
@@ -44,37 +44,58 @@ impl LogTable {
         })
     }
 
+    /// Runs `call`, on a fresh connection if there is none. A call that finds the connection
+    /// dead (the server restarted, or closed it) is retried once on a new one: every call
+    /// here is a read or an idempotent insert, and without the retry the first request after
+    /// an outage would fail and wait a whole AckWait for its redelivery.
     fn run<T>(
         &mut self,
-        call: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+        mut call: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, postgres::Error> {
         let client = match &mut self.client {
             Some(c) => c,
             None => self.client.insert(Client::connect(&self.url, NoTls)?),
         };
         let result = call(client);
-        if result.is_err() && client.is_closed() {
-            self.client = None;
+        let dead = |e: &postgres::Error| {
+            e.is_closed() || e.as_db_error().is_some_and(|d| d.severity() == "FATAL")
+        };
+        match result {
+            Err(e) if client.is_closed() || dead(&e) => {
+                self.client = None;
+                let client = self.client.insert(Client::connect(&self.url, NoTls)?);
+                let retried = call(client);
+                if retried.is_err() && client.is_closed() {
+                    self.client = None;
+                }
+                retried
+            }
+            other => other,
         }
-        result
     }
 
-    /// Inserts `rows` in ONE statement, skipping sequences already stored. Returns the
-    /// sequences this call inserted (the others were there already: redeliveries).
-    pub fn insert(&mut self, rows: &[LogRow]) -> Result<Vec<i64>, postgres::Error> {
+    /// Inserts `rows` in ONE statement, skipping sequences already stored (and, of two rows
+    /// with one sequence, the second). Returns `(seq, ts)` of each row this call inserted;
+    /// the other sequences were there already (redeliveries).
+    pub fn insert(&mut self, rows: &[LogRow]) -> Result<Vec<(i64, i64)>, postgres::Error> {
         let objects: Vec<i64> = rows.iter().map(|r| r.object).collect();
         let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
         let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
         let logs: Vec<&str> = rows.iter().map(|r| r.log.as_str()).collect();
         let found = self.run(|c| c.query(INSERT, &[&objects, &ts, &seqs, &logs]))?;
-        Ok(found.iter().map(|r| r.get(0)).collect())
+        found
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     /// The stored `(seq, ts)` of the given sequences.
     pub fn stored_ts(&mut self, seqs: &[i64]) -> Result<Vec<(i64, i64)>, postgres::Error> {
         let sql = "SELECT seq, ts FROM log WHERE seq = ANY($1)";
         let rows = self.run(|c| c.query(sql, &[&seqs]))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     /// Up to `limit` entries of `object`'s log after `after`, in `(ts, seq)` order.

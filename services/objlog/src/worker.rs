@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::handler::{Handler, Mode, Shared};
 use crate::log_db::LogDb;
 use crate::log_table::LogTable;
+use crate::metrics::{self, Metrics};
 
 /// Everything a worker needs to know.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct WorkerConfig {
     pub stats_every: Duration,
     /// Fault injection for tests (`--fault exit-before-ack`): see [`EdgeConfig`].
     pub exit_before_ack: bool,
+    /// Where to serve `/metrics` (`--metrics ADDR`), if anywhere.
+    pub metrics: Option<String>,
 }
 
 fn stats_fn(name: String, shared: Arc<Shared>) -> StatsFn {
@@ -44,6 +47,8 @@ fn stats_fn(name: String, shared: Arc<Shared>) -> StatsFn {
         let mut fields = serde_json::Map::new();
         fields.insert("worker".into(), name.clone().into());
         fields.extend(shared.counters.to_json());
+        let db = shared.storage.db();
+        fields.insert("already_stored".into(), db.already_stored().into());
         fields.insert("db_push_calls".into(), s.db_push_calls.into());
         fields.insert("items_flushed".into(), s.items_flushed.into());
         fields.insert("db_failures".into(), s.db_failures.into());
@@ -66,6 +71,14 @@ pub fn run(cfg: WorkerConfig) -> Result<(), Error> {
         flush_timeout: cfg.ack_wait / 2,
     });
     let stats = stats_fn(cfg.name.clone(), shared.clone());
+    let metrics = Arc::new(Metrics::new(&shared.counters));
+    if let Some(addr) = &cfg.metrics {
+        metrics::serve(addr, Arc::clone(&metrics), Arc::clone(&shared))?;
+        eprintln!(
+            "objlog worker {}: /metrics on http://{addr}/metrics",
+            cfg.name
+        );
+    }
     let edge = Arc::new(Edge::start(EdgeConfig {
         nats_url: cfg.nats_url.clone(),
         ack_wait: cfg.ack_wait,
@@ -73,6 +86,7 @@ pub fn run(cfg: WorkerConfig) -> Result<(), Error> {
         queued_batches: cfg.handlers.max(1),
         stats: stats.clone(),
         exit_before_ack: cfg.exit_before_ack,
+        latency: metrics.latency.clone(),
     })?);
     eprintln!(
         "objlog worker {}: running ({:?}, window {:?}, {} handlers)",

@@ -537,3 +537,179 @@ fn a_crash_between_responding_and_acking_still_gives_one_response_per_append() {
         assert_eq!(field(&lines, f), 0, "{f} must be 0");
     }
 }
+
+/// A free loopback port for a `--metrics` listener.
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("127.0.0.1:{}", l.local_addr().expect("addr").port())
+}
+
+/// GET http://addr/metrics (a minimal HTTP/1.1 client), waiting up to 30 s for the listener.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let req = b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+            s.write_all(req).expect("send");
+            let mut text = String::new();
+            s.read_to_string(&mut text).expect("read");
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+            return text;
+        }
+        assert!(Instant::now() < until, "no /metrics listener on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 24: with a short AckWait, one worker gets a request again while an earlier delivery
+/// is still in hand, or still in its buffer (a batch whose flush timed out leaves its rows
+/// there), so several copies of one append, each stamped with its own `ts`, reach one INSERT
+/// or follow each other. Every answer must carry the timestamp in the table. One worker, 4
+/// handlers, AckWait 300 ms, and PostgreSQL stopped for 1 s mid-run. The check compares every
+/// stored response's `ts` with its row's; the worker must have answered some appends with
+/// another delivery's timestamp (else the case was not exercised).
+#[test]
+fn a_short_ack_wait_still_answers_every_append_with_its_stored_ts() {
+    let Some(u) = urls("short_ack") else { return };
+    let (Ok(stop), Ok(start)) = (
+        std::env::var("LIFOSTORE_POSTGRES_STOP"),
+        std::env::var("LIFOSTORE_POSTGRES_START"),
+    ) else {
+        panic!("short_ack: LIFOSTORE_POSTGRES_STOP / _START missing; run via .ci/with-servers");
+    };
+    let metrics = free_addr();
+    let extra = [
+        "--ack-wait-ms",
+        "300",
+        "--handlers",
+        "4",
+        "--batch",
+        "200",
+        "--metrics",
+        &metrics,
+    ];
+    let mut workers = Workers::start(&u, "short_ack", 1, &extra);
+    let sh = |cmd: &str| {
+        let ok = Command::new("sh").args(["-c", cmd]).status().expect("sh");
+        assert!(ok.success(), "{cmd} failed");
+    };
+    let mut paused = false;
+    let args = [
+        "--total",
+        "20000",
+        "--objects",
+        "20",
+        "--progress-every",
+        "2000",
+    ];
+    let (ok, lines) = run_load(&u, &args, |n| {
+        if n >= 4000 && !paused {
+            paused = true;
+            sh(&stop);
+            std::thread::sleep(Duration::from_secs(1)); // the outage itself
+            sh(&start);
+        }
+    });
+    let text = scrape(&metrics);
+    for series in [
+        "objlog_requests_received_total",
+        "objlog_requests_invalid_total",
+        "objlog_appends_stored_total",
+        "objlog_requests_redelivered_total",
+        "objlog_lifostore_buffered_items",
+        "objlog_lifostore_oldest_unflushed_age_seconds",
+        "objlog_lifostore_db_write_rate_items_per_second",
+        "objlog_lifostore_dead_letters_total",
+        "objlog_request_duration_seconds_count{op=\"append\"}",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{series} "))),
+            "/metrics lacks {series}:\n{text}"
+        );
+    }
+    let (other_ts, redelivered) = workers.stop_and_sum(&["answered_with_other_ts", "redelivered"]);
+    eprintln!(
+        "  short AckWait: {redelivered} redeliveries, {other_ts} answered with another \
+         delivery's stored ts"
+    );
+    assert!(paused, "the load finished before the pause");
+    assert!(ok, "load check failed: {lines:?}");
+    for f in CLEAN {
+        assert_eq!(field(&lines, f), 0, "{f} must be 0");
+    }
+    assert!(
+        other_ts > 0,
+        "no append was answered with another delivery's timestamp: the case was not exercised"
+    );
+}
+
+/// `query --id N` pages one object's log to stdout, oldest first, every entry once.
+#[test]
+fn the_query_command_prints_one_objects_log() {
+    let Some(u) = urls("query_cmd") else { return };
+    let _workers = Workers::start(&u, "query_cmd", 1, &[]);
+    let client = Client::connect(&u.nats).expect("connect");
+    let run = objlog::log_row::now_micros();
+    let object = run as u64;
+    for i in 0..=250 {
+        let req = format!("qc-{run}-{i}");
+        let answer = client
+            .append(object, &format!("entry {i}"), &req, Duration::from_secs(30))
+            .expect("append");
+        assert!(
+            answer.response.ok,
+            "append {i}: {:?}",
+            answer.response.error
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_query"))
+        .args([
+            "--nats",
+            &u.nats,
+            "--id",
+            &object.to_string(),
+            "--page",
+            "40",
+        ])
+        .output()
+        .expect("run query");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let entries: Vec<(i64, i64, &str)> = text
+        .lines()
+        .map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let ts = parts.next().and_then(|t| t.parse().ok()).expect("ts");
+            let seq = parts.next().and_then(|s| s.parse().ok()).expect("seq");
+            (ts, seq, parts.next().expect("log"))
+        })
+        .collect();
+    assert_eq!(entries.len(), 251, "every entry once");
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
+        "in (ts, seq) order"
+    );
+    let mut logs: Vec<&str> = entries.iter().map(|e| e.2).collect();
+    logs.sort_unstable();
+    let mut want: Vec<String> = (0..=250).map(|i| format!("entry {i}")).collect();
+    want.sort_unstable();
+    assert_eq!(logs, want);
+    let help = Command::new(env!("CARGO_BIN_EXE_query"))
+        .arg("--help")
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--page")
+            && help.contains("[default: 1000]")
+            && help.contains("OBJLOG_NATS_URL"),
+        "{help}"
+    );
+}

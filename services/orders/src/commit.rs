@@ -2,19 +2,23 @@
 //! `Storage::flush` for all batches waiting, then hands them to the edge to ack.
 
 use crossbeam_channel::Receiver;
+use std::time::Instant;
+
 use lifostore::{CancelToken, Error, Storage};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
 use crate::counters::{Counters, add};
 use crate::edge::Settled;
+use crate::error_chain::chain;
 use crate::orders_db::OrdersDb;
 
 /// Runs until every worker has hung up. A flush that fails (PostgreSQL down) is retried with
 /// backoff while the batches stay unacked; batches that arrive meanwhile join the next flush,
 /// up to `max_held` messages. Past that the committer stops taking batches, the bounded
-/// channels fill and the edge stops fetching: redeliveries (which skip the storage's own
-/// backpressure, their ids being cached already) cannot pile up during a long outage.
+/// channels fill and the edge stops fetching, so messages held for the next flush (invalid
+/// ones too, which take no room in the storage) cannot pile up during a long outage.
 /// On shutdown with PostgreSQL still down, the unflushed batches are left unacked:
 /// JetStream redelivers them to the next process.
 ///
@@ -23,7 +27,7 @@ use crate::orders_db::OrdersDb;
 pub fn run(
     storage: &Storage<OrdersDb>,
     token: &CancelToken,
-    counters: &Counters,
+    (counters, flush_time): (&Counters, &Histogram),
     processed: Receiver<Settled>,
     edge: mpsc::Sender<Settled>,
     (max_held, mut backoff, abort_after): (usize, Backoff, Option<u64>),
@@ -41,15 +45,22 @@ pub fn run(
                 held += more.len();
                 pending.push(more);
             }
+            let started = Instant::now();
             match storage.flush(token) {
-                Ok(()) => break,
-                Err(Error::Db(e)) => {
-                    eprintln!("orders: flush to PostgreSQL failed ({e}); retrying");
+                Ok(()) => {
+                    flush_time.observe(started.elapsed().as_secs_f64());
+                    break;
+                }
+                Err(e @ Error::Db(_)) => {
+                    eprintln!(
+                        "orders: flush to PostgreSQL failed ({}); retrying",
+                        chain(&e)
+                    );
                     if !backoff.wait() {
                         return;
                     }
                 }
-                Err(e) => return eprintln!("orders: committer stops: {e}"),
+                Err(e) => return eprintln!("orders: committer stops: {}", chain(&e)),
             }
         }
         backoff.reset();

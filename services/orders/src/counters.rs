@@ -1,7 +1,9 @@
 //! [`Counters`]: what the service has seen, and the `/stats` document.
+//!
+//! The counters are Prometheus counters (shared atomics), so `/stats` and `/metrics` read the
+//! same numbers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 
 /// Message counters since the process started (they restart at zero with the process; the
@@ -9,39 +11,53 @@ use serde_json::json;
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Messages fetched from JetStream (redeliveries included).
-    pub received: AtomicU64,
+    pub received: Counter,
     /// Messages that were not valid orders.
-    pub invalid: AtomicU64,
+    pub invalid: Counter,
     /// Valid orders made durable in PostgreSQL and handed to the edge to be acked.
-    pub stored: AtomicU64,
-    /// Valid orders whose id was already known (redeliveries, resent orders).
-    pub duplicates: AtomicU64,
+    pub stored: Counter,
+    /// Messages JetStream delivered more than once (the ack of an earlier delivery did not
+    /// arrive within ack-wait, or the process that had it died).
+    pub redelivered: Counter,
 }
 
 /// Adds `n` to a counter.
-pub fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
+pub fn add(counter: &Counter, n: u64) {
+    counter.inc_by(n);
 }
 
-fn get(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
+/// What `/stats` shows besides the counters.
+pub struct StatsView<'a> {
+    /// Orders the cache serves.
+    pub cached: usize,
+    /// Valid orders read from the stream and not yet seen stored in PostgreSQL.
+    pub pending: usize,
+    /// Orders written that changed nothing in PostgreSQL (a copy with the same or a lower
+    /// stream sequence was stored already).
+    pub duplicates: u64,
+    /// lifostore's statistics.
+    pub storage: &'a lifostore::Stats,
 }
 
 /// The `/stats` JSON: the counters, the cache size and lifostore's `Stats`.
-pub fn stats_json(counters: &Counters, cached: usize, storage: &lifostore::Stats) -> String {
+pub fn stats_json(counters: &Counters, view: &StatsView<'_>) -> String {
     let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
+    let storage = view.storage;
     json!({
-        "received": get(&counters.received),
-        "invalid": get(&counters.invalid),
-        "stored": get(&counters.stored),
-        "duplicates": get(&counters.duplicates),
-        "cached": cached,
+        "received": counters.received.get(),
+        "invalid": counters.invalid.get(),
+        "stored": counters.stored.get(),
+        "redelivered": counters.redelivered.get(),
+        "duplicates": view.duplicates,
+        "cached": view.cached,
+        "pending": view.pending,
         "lifostore": {
             "pushes": storage.pushes,
             "db_push_calls": storage.db_push_calls,
             "items_flushed": storage.items_flushed,
             "db_failures": storage.db_failures,
             "push_waits": storage.push_waits,
+            "dead_letters": storage.dead_letters,
             "buffered_items": storage.buffered_items,
             "buffered_bytes": storage.buffered_bytes,
             "in_flight_items": storage.in_flight_items,

@@ -17,6 +17,9 @@ use futures_util::StreamExt;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::error_chain::chain;
+use crate::tail::{Tailed, tail_loop};
+
 /// How long the fetcher waits for more messages before handing over a partial batch.
 const LINGER: Duration = Duration::from_millis(5);
 
@@ -79,6 +82,8 @@ fn setup_error<E: Into<async_nats::Error>>(doing: &'static str) -> impl FnOnce(E
 pub struct Delivery {
     /// Stream sequence number (stable across redeliveries).
     pub seq: u64,
+    /// How many times JetStream has delivered it (1 the first time).
+    pub delivered: i64,
     /// The message body.
     pub payload: Bytes,
     acker: Acker,
@@ -106,7 +111,7 @@ impl Settled {
 }
 
 /// Ensures the streams exist (creating them if missing) and returns the durable consumer.
-async fn setup(cfg: &EdgeConfig) -> Result<(jetstream::Context, PullConsumer), EdgeError> {
+async fn setup(cfg: &EdgeConfig) -> Result<Connected, EdgeError> {
     let client = async_nats::connect(&cfg.url)
         .await
         .map_err(setup_error("connecting"))?;
@@ -141,7 +146,46 @@ async fn setup(cfg: &EdgeConfig) -> Result<(jetstream::Context, PullConsumer), E
         )
         .await
         .map_err(setup_error("creating the durable consumer"))?;
-    Ok((js, consumer))
+    let mut consumer = consumer;
+    let floor = consumer
+        .info()
+        .await
+        .map_err(setup_error("reading the durable consumer's ack floor"))?
+        .ack_floor
+        .stream_sequence;
+    Ok(Connected {
+        js,
+        consumer,
+        floor,
+    })
+}
+
+/// The NATS side set up: the durable consumer, and its ack floor when the service started
+/// (every message up to it was acked, so every valid order up to it is in PostgreSQL).
+pub struct Connected {
+    js: jetstream::Context,
+    consumer: PullConsumer,
+    floor: u64,
+}
+
+impl Connected {
+    /// The durable consumer's ack floor at start.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+}
+
+/// The edge's private runtime, connected to NATS (what [`Edge::start`] takes).
+pub struct ConnectedRuntime {
+    edge: EdgeRuntime,
+    connected: Connected,
+}
+
+impl ConnectedRuntime {
+    /// The durable consumer's ack floor at start.
+    pub fn floor(&self) -> u64 {
+        self.connected.floor()
+    }
 }
 
 /// The running edge: a thread driving the private runtime.
@@ -172,30 +216,50 @@ impl EdgeRuntime {
         drop(_entered);
         Ok(EdgeRuntime { runtime, signals })
     }
+
+    /// Connects and sets up JetStream (errors surface here).
+    pub fn connect(self, cfg: &EdgeConfig) -> Result<ConnectedRuntime, EdgeError> {
+        let connected = self.runtime.block_on(setup(cfg))?;
+        Ok(ConnectedRuntime {
+            edge: self,
+            connected,
+        })
+    }
 }
 
 impl Edge {
-    /// Connects and sets up JetStream (errors surface here), then starts the edge thread.
+    /// Starts the edge thread: fetching for the workers, settling, and the tail that reads
+    /// the whole stream after the ack floor for the view, in `tail` batches.
     ///
     /// The edge stops fetching on SIGINT/SIGTERM and drops `deliveries` and `stopping` (which
     /// ends the workers' and committer's retry waits); it returns once every sender of
     /// `settled` is gone and what they sent is acked.
     pub fn start(
-        edge: EdgeRuntime,
+        edge: ConnectedRuntime,
         cfg: EdgeConfig,
         deliveries: crossbeam_channel::Sender<Vec<Delivery>>,
         settled: mpsc::Receiver<Settled>,
-        stopping: crossbeam_channel::Sender<()>,
+        (stopping, tail): (
+            crossbeam_channel::Sender<()>,
+            crossbeam_channel::Sender<Vec<Tailed>>,
+        ),
     ) -> Result<Edge, EdgeError> {
+        let ConnectedRuntime { edge, connected } = edge;
         let EdgeRuntime { runtime, signals } = edge;
-        let (js, consumer) = runtime.block_on(setup(&cfg))?;
+        let Connected {
+            js,
+            consumer,
+            floor,
+        } = connected;
         let thread = std::thread::Builder::new()
             .name("orders-nats-edge".into())
             .spawn(move || {
                 runtime.block_on(async {
+                    let tailing = tokio::spawn(tail_loop(cfg.clone(), js.clone(), floor, tail));
                     let fetching = fetch_loop(&cfg, consumer, deliveries, (stopping, signals));
                     let settling = settle_loop(&cfg, &js, settled);
                     tokio::join!(fetching, settling);
+                    tailing.abort();
                 })
             })
             .map_err(EdgeError::Runtime)?;
@@ -238,7 +302,10 @@ async fn fetch_loop(
                         return;
                     }
                 }
-                Err(e) => eprintln!("orders: pulling from JetStream failed: {e}; retrying"),
+                Err(e) => eprintln!(
+                    "orders: pulling from JetStream failed: {}; retrying",
+                    chain(&e)
+                ),
             }
             // A timed pause between attempts on a failing server, not a poll for an event.
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -282,15 +349,16 @@ async fn pump(
 fn take(message: Result<jetstream::Message, pull::MessagesError>, batch: &mut Vec<Delivery>) {
     let message = match message {
         Ok(m) => m,
-        Err(e) => return eprintln!("orders: JetStream pull: {e}"),
+        Err(e) => return eprintln!("orders: JetStream pull: {}", chain(&e)),
     };
-    let seq = match message.info() {
-        Ok(info) => info.stream_sequence,
-        Err(e) => return eprintln!("orders: message without JetStream metadata: {e}"),
+    let (seq, delivered) = match message.info() {
+        Ok(info) => (info.stream_sequence, info.delivered),
+        Err(e) => return eprintln!("orders: message without JetStream metadata: {}", chain(&*e)),
     };
     let (message, acker) = message.split();
     batch.push(Delivery {
         seq,
+        delivered,
         payload: message.payload,
         acker,
     });
@@ -298,9 +366,9 @@ fn take(message: Result<jetstream::Message, pull::MessagesError>, batch: &mut Ve
 
 /// Blocking send on the bounded channel, off the runtime's thread. `false` once the workers
 /// are gone.
-async fn hand_over(
-    batch: Vec<Delivery>,
-    deliveries: &crossbeam_channel::Sender<Vec<Delivery>>,
+pub(crate) async fn hand_over<T: Send + 'static>(
+    batch: Vec<T>,
+    deliveries: &crossbeam_channel::Sender<Vec<T>>,
 ) -> bool {
     let tx = deliveries.clone();
     matches!(
@@ -346,16 +414,23 @@ async fn settle(subject: &str, js: &jetstream::Context, batch: Settled) {
         match sent {
             Ok(ack) => match ack.await {
                 Ok(_) => acks.push(delivery),
-                Err(e) => eprintln!("orders: invalid reason not stored ({e}); will retry"),
+                Err(e) => eprintln!(
+                    "orders: invalid reason not stored ({}); will retry",
+                    chain(&e)
+                ),
             },
-            Err(e) => eprintln!("orders: invalid reason not published ({e}); will retry"),
+            Err(e) => eprintln!(
+                "orders: invalid reason not published ({}); will retry",
+                chain(&e)
+            ),
         }
     }
     for delivery in acks {
         if let Err(e) = delivery.acker.ack().await {
             eprintln!(
-                "orders: ack of message {} failed ({e}); it will be redelivered",
-                delivery.seq
+                "orders: ack of message {} failed ({}); it will be redelivered",
+                delivery.seq,
+                chain(&*e)
             );
         }
     }

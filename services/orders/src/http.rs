@@ -1,7 +1,7 @@
 //! The HTTP API and the page, on `tiny_http` (blocking) with a few worker threads.
 //!
 //! Until the cache is rebuilt, `/health` answers `503 {"status":"loading"}` and every other
-//! endpoint `503`; then `/health` is `200 {"status":"ready"}`.
+//! endpoint but `/metrics` `503`; then `/health` is `200 {"status":"ready"}`.
 
 use std::io::Cursor;
 use std::net::ToSocketAddrs;
@@ -10,21 +10,38 @@ use std::sync::Arc;
 use lifostore::Storage;
 use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
-use crate::cache::{Cache, NEWEST_KEPT};
-use crate::counters::{Counters, stats_json};
+use crate::cache::NEWEST_KEPT;
+use crate::counters::{Counters, StatsView, stats_json};
+use crate::metrics::{Metrics, Route};
 use crate::order::check_uid;
 use crate::orders_db::OrdersDb;
+use crate::view::View;
 
 const PAGE: &str = include_str!("../page/index.html");
 
 /// What the handlers read.
 pub struct Shared {
-    /// The order cache.
-    pub cache: Cache,
+    /// The cache, and what decides what it shows.
+    pub view: Arc<View>,
     /// Message counters.
     pub counters: Counters,
     /// The storage, for its `Stats`.
     pub storage: Storage<OrdersDb>,
+    /// Histograms and the `/metrics` text.
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// What `/stats` and `/metrics` report besides the counters, read now.
+    fn reading<T>(&self, f: impl FnOnce(&StatsView<'_>) -> T) -> T {
+        let storage = self.storage.stats();
+        f(&StatsView {
+            cached: self.view.cache().len(),
+            pending: self.view.pending(),
+            duplicates: self.storage.db().unchanged(),
+            storage: &storage,
+        })
+    }
 }
 
 /// Why the HTTP server did not start.
@@ -102,35 +119,59 @@ fn error(status: u16, message: &str) -> Reply {
 }
 
 fn handle(shared: &Shared, request: Request) {
-    let response = route(shared, request.method(), request.url());
+    let started = std::time::Instant::now();
+    let (route, response) = route(shared, request.method(), request.url());
     // A client that hung up is not our failure; there is nothing left to tell it.
     let _ = request.respond(response);
+    let took = started.elapsed().as_secs_f64();
+    shared
+        .metrics
+        .http
+        .get_or_create(&Route { route })
+        .observe(took);
 }
 
-fn route(shared: &Shared, method: &Method, url: &str) -> Reply {
+/// The answer, and the route's name for the latency histogram.
+fn route(shared: &Shared, method: &Method, url: &str) -> (&'static str, Reply) {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     if *method != Method::Get {
-        return error(405, "only GET is served");
+        return ("other", error(405, "only GET is served"));
     }
-    let ready = shared.cache.is_ready();
+    let ready = shared.view.cache().is_ready();
     match path {
-        "/health" if ready => json(200, r#"{"status":"ready"}"#.into()),
-        "/health" => json(503, r#"{"status":"loading"}"#.into()),
-        _ if !ready => error(503, "loading the cache from PostgreSQL; retry shortly"),
-        "/" => reply(200, "text/html; charset=utf-8", PAGE.as_bytes().into()),
-        "/stats" => {
-            let stats = shared.storage.stats();
-            json(
-                200,
-                stats_json(&shared.counters, shared.cache.len(), &stats),
-            )
-        }
-        "/orders" => newest(shared, query),
+        "/health" if ready => ("health", json(200, r#"{"status":"ready"}"#.into())),
+        "/health" => ("health", json(503, r#"{"status":"loading"}"#.into())),
+        "/metrics" => ("metrics", metrics(shared)),
+        _ if !ready => (
+            "other",
+            error(503, "loading the cache from PostgreSQL; retry shortly"),
+        ),
+        "/" => (
+            "page",
+            reply(200, "text/html; charset=utf-8", PAGE.as_bytes().into()),
+        ),
+        "/stats" => (
+            "stats",
+            json(200, shared.reading(|v| stats_json(&shared.counters, v))),
+        ),
+        "/orders" => ("newest", newest(shared, query)),
         _ => match path.strip_prefix("/orders/") {
-            Some(uid) => by_id(shared, uid),
-            None => error(404, "no such endpoint; try /orders/{order_uid}"),
+            Some(uid) => ("order", by_id(shared, uid)),
+            None => (
+                "other",
+                error(404, "no such endpoint; try /orders/{order_uid}"),
+            ),
         },
     }
+}
+
+fn metrics(shared: &Shared) -> Reply {
+    let text = shared.reading(|v| shared.metrics.render(v));
+    reply(
+        200,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        text.into_bytes().into(),
+    )
 }
 
 fn by_id(shared: &Shared, uid: &str) -> Reply {
@@ -140,7 +181,7 @@ fn by_id(shared: &Shared, uid: &str) -> Reply {
             "an order_uid is 1 to 64 characters of A-Z a-z 0-9 . _ -",
         );
     }
-    match shared.cache.get(uid) {
+    match shared.view.cache().get(uid) {
         Some(body) => reply(200, "application/json", body),
         None => error(404, &format!("no order with order_uid {uid}")),
     }
@@ -157,6 +198,6 @@ fn newest(shared: &Shared, query: &str) -> Reply {
             _ => return error(400, "the only parameter is limit=N"),
         }
     }
-    let ids = shared.cache.newest(limit);
+    let ids = shared.view.cache().newest(limit);
     json(200, serde_json::json!({ "order_uids": ids }).to_string())
 }

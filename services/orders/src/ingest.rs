@@ -1,14 +1,16 @@
 //! The ingest workers (blocking threads): validate each fetched message, push valid orders
-//! into the lifostore storage and the cache, and pass the batch on to the committer.
+//! (with their stream sequence) into the lifostore storage, and pass the batch on to the
+//! committer. The cache is not theirs: it shows only what PostgreSQL holds, through the
+//! [`View`](crate::view::View).
 
 use crossbeam_channel::{Receiver, Sender};
 use lifostore::{CancelToken, Error, Storage};
 
 use crate::backoff::Backoff;
-use crate::cache::Cache;
 use crate::counters::{Counters, add};
 use crate::edge::{Delivery, Settled};
-use crate::order::Order;
+use crate::error_chain::chain;
+use crate::order::{Order, ValidOrder};
 use crate::orders_db::OrdersDb;
 use crate::record;
 
@@ -16,8 +18,6 @@ use crate::record;
 pub struct Ingest<'a> {
     /// The write-behind buffer in front of PostgreSQL.
     pub storage: &'a Storage<OrdersDb>,
-    /// The order cache.
-    pub cache: &'a Cache,
     /// Message counters.
     pub counters: &'a Counters,
     /// Token for the storage's blocking calls.
@@ -37,11 +37,13 @@ impl Ingest<'_> {
     ) {
         for batch in batches {
             add(&self.counters.received, batch.len() as u64);
+            let again = batch.iter().filter(|d| d.delivered > 1).count();
+            add(&self.counters.redelivered, again as u64);
             let mut settled = Settled::default();
             for delivery in batch {
                 match Order::parse(&delivery.payload) {
                     Ok(valid) => {
-                        if !self.keep(&valid, &mut backoff) {
+                        if !self.keep(&valid, delivery.seq, &mut backoff) {
                             return;
                         }
                         settled.valid.push(delivery);
@@ -58,35 +60,32 @@ impl Ingest<'_> {
         }
     }
 
-    /// Pushes a new order into the storage, then the cache (so an id seen in the cache is
-    /// always already in the storage or in PostgreSQL). A known id is skipped: orders are
-    /// immutable. Returns `false` when the service is stopping and the order was not kept.
-    fn keep(&self, valid: &crate::order::ValidOrder, backoff: &mut Backoff) -> bool {
-        let uid = &valid.order.order_uid;
-        if self.cache.contains(uid) {
-            add(&self.counters.duplicates, 1);
-            return true;
-        }
-        let item = record::encode(valid);
+    /// Pushes a valid order into the storage, whatever its id: PostgreSQL keeps, of all
+    /// copies of an id, the one with the lowest stream sequence. Returns `false` when the
+    /// service is stopping and the order was not pushed.
+    fn keep(&self, valid: &ValidOrder, seq: u64, backoff: &mut Backoff) -> bool {
+        let item = record::encode(valid, seq);
         loop {
             match self.storage.push(self.token, item.as_slice()) {
                 Ok(()) => break,
                 // PostgreSQL has failed for longer than the window: the storage holds all it
                 // may; wait and retry (the message stays unacked meanwhile).
-                Err(Error::Db(e)) => {
-                    eprintln!("orders: push refused while PostgreSQL fails ({e}); retrying");
+                Err(e @ Error::Db(_)) => {
+                    eprintln!(
+                        "orders: push refused while PostgreSQL fails ({}); retrying",
+                        chain(&e)
+                    );
                     if !backoff.wait() {
                         return false;
                     }
                 }
                 Err(e) => {
-                    eprintln!("orders: worker stops: {e}");
+                    eprintln!("orders: worker stops: {}", chain(&e));
                     return false;
                 }
             }
         }
         backoff.reset();
-        self.cache.insert(uid, valid.created, &valid.json);
         true
     }
 }

@@ -1,28 +1,24 @@
-//! `orders`: the order service. See the README; `bash services/orders/run` starts everything.
+//! `orders`: the order service. `orders --help` lists every flag, its default and its
+//! environment variable; `bash services/orders/run` starts everything.
 
-use std::error::Error;
 use std::process::ExitCode;
 
-use orders::config::Config;
+use clap::Parser;
+use orders::config::{Args, Config};
+use orders::error_chain::chain;
 
 fn main() -> ExitCode {
-    let result = Config::parse(std::env::args().skip(1))
-        .map_err(|e| Box::new(e) as Box<dyn Error>)
-        .and_then(|cfg| orders::service::run(cfg).map_err(|e| Box::new(e) as Box<dyn Error>));
-    match result {
+    let config = match Config::try_from(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("orders: {}", chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    match orders::service::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut message = format!("orders: {e}");
-            let mut source = e.source();
-            while let Some(cause) = source {
-                // Some errors (lifostore's among them) already quote their source.
-                let text = cause.to_string();
-                if !message.contains(&text) {
-                    message.push_str(&format!(": {text}"));
-                }
-                source = cause.source();
-            }
-            eprintln!("{message}");
+            eprintln!("orders: {}", chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -1,9 +1,14 @@
 //! [`OrdersDb`]: the `orders` table in PostgreSQL as lifostore's [`Db`].
 //!
 //! A batch is ONE statement: `INSERT ... SELECT FROM unnest(arrays) ON CONFLICT (order_uid) DO
-//! NOTHING`, one transaction, so a batch is stored whole or not at all, and an order written
-//! twice (a redelivery, or a commit whose reply was lost) is stored once.
+//! UPDATE ... WHERE orders.seq > EXCLUDED.seq`, one transaction, so a batch is stored whole or
+//! not at all, an order written twice (a redelivery, or a commit whose reply was lost) is
+//! stored once, and of two copies of one `order_uid` the one with the lower JetStream stream
+//! sequence wins whichever is written first. A trigger notifies `orders_stored` with
+//! `<seq> <order_uid>` for every row it writes, so every replica learns what the table holds.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,21 +19,55 @@ use crate::record::{self, Record};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS orders (
-    order_uid text PRIMARY KEY,
-    date_created timestamptz NOT NULL,
-    customer_id text NOT NULL,
-    body jsonb NOT NULL,
-    stored_at timestamptz NOT NULL DEFAULT clock_timestamp()
-)";
+/// The table, the column that says which copy of an order won (`seq`: the JetStream stream
+/// sequence of the stored copy; 0 for rows older than the column), and the trigger that tells
+/// every replica what was stored. Under an advisory lock, so replicas starting together do
+/// not race on the catalog.
+const SCHEMA: &str = "
+    SELECT pg_advisory_xact_lock(7015);
+    CREATE TABLE IF NOT EXISTS orders (
+        order_uid text PRIMARY KEY,
+        date_created timestamptz NOT NULL,
+        customer_id text NOT NULL,
+        body jsonb NOT NULL,
+        stored_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+    ALTER TABLE orders ADD COLUMN IF NOT EXISTS seq bigint NOT NULL DEFAULT 0;
+    CREATE OR REPLACE FUNCTION orders_notify_stored() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('orders_stored', NEW.seq::text || ' ' || NEW.order_uid);
+        RETURN NULL;
+    END $$;
+    DROP TRIGGER IF EXISTS orders_notify_stored ON orders;
+    CREATE TRIGGER orders_notify_stored AFTER INSERT OR UPDATE ON orders
+        FOR EACH ROW EXECUTE FUNCTION orders_notify_stored();";
 
-const INSERT_BATCH: &str = "INSERT INTO orders (order_uid, date_created, customer_id, body)
-    SELECT u, d, c, b::jsonb FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[])
-        AS t(u, d, c, b)
-    ON CONFLICT (order_uid) DO NOTHING";
+/// The channel the trigger notifies on; each payload is `<seq> <order_uid>`.
+pub const STORED_CHANNEL: &str = "orders_stored";
 
-const INSERT_ONE: &str = "INSERT INTO orders (order_uid, date_created, customer_id, body)
-    VALUES ($1, $2, $3, $4::text::jsonb) ON CONFLICT (order_uid) DO NOTHING";
+/// The lowest stream sequence wins: a copy replaces the stored one only if it came earlier in
+/// the stream. A copy with the same sequence (a redelivery) changes nothing, fires no trigger.
+const UPSERT_TAIL: &str = "ON CONFLICT (order_uid) DO UPDATE SET
+        seq = EXCLUDED.seq, date_created = EXCLUDED.date_created,
+        customer_id = EXCLUDED.customer_id, body = EXCLUDED.body, stored_at = clock_timestamp()
+    WHERE orders.seq > EXCLUDED.seq";
+
+fn insert_batch_sql() -> String {
+    format!(
+        "INSERT INTO orders (order_uid, seq, date_created, customer_id, body)
+    SELECT u, s, d, c, b::jsonb
+        FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[])
+        AS t(u, s, d, c, b)
+    {UPSERT_TAIL}"
+    )
+}
+
+fn insert_one_sql() -> String {
+    format!(
+        "INSERT INTO orders (order_uid, seq, date_created, customer_id, body)
+    VALUES ($1, $2, $3, $4, $5::text::jsonb) {UPSERT_TAIL}"
+    )
+}
 
 /// How a batch reaches the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +97,9 @@ pub struct OrdersDb {
     config: postgres::Config,
     client: Mutex<Option<postgres::Client>>,
     mode: InsertMode,
+    insert_batch: String,
+    insert_one: String,
+    unchanged: AtomicU64,
 }
 
 impl std::fmt::Debug for OrdersDb {
@@ -76,14 +118,25 @@ pub fn pg_config(url: &str) -> Result<postgres::Config, DbError> {
 }
 
 impl OrdersDb {
-    /// Connects to `url` and creates the `orders` table if missing.
+    /// Orders written that changed nothing: a copy with the same or a later stream sequence
+    /// was stored already (redeliveries, resent ids, near duplicates).
+    pub fn unchanged(&self) -> u64 {
+        self.unchanged.load(Ordering::Relaxed)
+    }
+
+    /// Connects to `url` and creates the `orders` table (and its notify trigger) if missing.
     pub fn open(url: &str, mode: InsertMode) -> Result<Self, DbError> {
         let db = OrdersDb {
             config: pg_config(url)?,
             client: Mutex::new(None),
             mode,
+            insert_batch: insert_batch_sql(),
+            insert_one: insert_one_sql(),
+            unchanged: AtomicU64::new(0),
         };
-        db.call("creating the orders table", |c| c.batch_execute(SCHEMA))?;
+        db.call("creating the orders table", |c| {
+            c.batch_execute(&format!("BEGIN; {SCHEMA} COMMIT;"))
+        })?;
         Ok(db)
     }
 
@@ -112,22 +165,45 @@ impl OrdersDb {
         result.map_err(|e| db_error(context, e))
     }
 
+    /// One statement for the batch, each id once: two copies of an id in one statement would
+    /// make `ON CONFLICT DO UPDATE` fail, so the batch keeps the copy with the lowest stream
+    /// sequence, the one the table would keep anyway.
     fn insert_batch(&self, records: &[Record<'_>]) -> Result<(), DbError> {
-        let uids: Vec<&str> = records.iter().map(|r| r.uid).collect();
-        let dates: Vec<DateTime<Utc>> = records.iter().map(|r| r.created).collect();
-        let customers: Vec<&str> = records.iter().map(|r| r.customer).collect();
-        let bodies: Vec<&str> = records.iter().map(|r| r.json).collect();
-        self.call("inserting a batch of orders", |c| {
-            c.execute(INSERT_BATCH, &[&uids, &dates, &customers, &bodies])
-                .map(|_| ())
-        })
+        let mut first: HashMap<&str, &Record<'_>> = HashMap::with_capacity(records.len());
+        for r in records {
+            let kept = first.entry(r.uid).or_insert(r);
+            if r.seq < kept.seq {
+                *kept = r;
+            }
+        }
+        let rows: Vec<&Record<'_>> = first.into_values().collect();
+        let uids: Vec<&str> = rows.iter().map(|r| r.uid).collect();
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq_i64()).collect();
+        let dates: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created).collect();
+        let customers: Vec<&str> = rows.iter().map(|r| r.customer).collect();
+        let bodies: Vec<&str> = rows.iter().map(|r| r.json).collect();
+        let changed = self.call("inserting a batch of orders", |c| {
+            c.execute(
+                self.insert_batch.as_str(),
+                &[&uids, &seqs, &dates, &customers, &bodies],
+            )
+        })?;
+        let unchanged = (records.len() as u64).saturating_sub(changed);
+        self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
+        Ok(())
     }
 
     fn insert_one(&self, r: &Record<'_>) -> Result<(), DbError> {
-        self.call("inserting one order", |c| {
-            c.execute(INSERT_ONE, &[&r.uid, &r.created, &r.customer, &r.json])
-                .map(|_| ())
-        })
+        let seq = r.seq_i64();
+        let changed = self.call("inserting one order", |c| {
+            c.execute(
+                self.insert_one.as_str(),
+                &[&r.uid, &seq, &r.created, &r.customer, &r.json],
+            )
+        })?;
+        self.unchanged
+            .fetch_add(1 - changed.min(1), Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -55,9 +55,18 @@ fn nats<E: Into<async_nats::Error>>(doing: &'static str) -> impl FnOnce(E) -> Pu
     }
 }
 
-/// Publishes the plan; writes each valid order's JSON, one per line, to `sent`.
+/// Where the publisher reports what it sent: each valid order's JSON, one per line, and each
+/// valid order's id, one per line.
+pub struct Sent<'a> {
+    /// JSON lines of the valid orders.
+    pub orders: &'a mut dyn Write,
+    /// Ids of the valid orders.
+    pub ids: &'a mut dyn Write,
+}
+
+/// Publishes the plan and reports every valid order to `sent`.
 /// Returns the time from the first publish to the last acknowledgement.
-pub fn publish(plan: &PublishPlan, sent: &mut dyn Write) -> Result<Duration, PublishError> {
+pub fn publish(plan: &PublishPlan, sent: Sent<'_>) -> Result<Duration, PublishError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,7 +84,7 @@ fn shuffled_kinds(plan: &PublishPlan) -> Vec<bool> {
     kinds
 }
 
-async fn publish_all(plan: &PublishPlan, sent: &mut dyn Write) -> Result<Duration, PublishError> {
+async fn publish_all(plan: &PublishPlan, sent: Sent<'_>) -> Result<Duration, PublishError> {
     let client = async_nats::connect(&plan.url)
         .await
         .map_err(nats("connecting"))?;
@@ -97,10 +106,15 @@ async fn publish_all(plan: &PublishPlan, sent: &mut dyn Write) -> Result<Duratio
             generator.junk(junk - 1)
         } else {
             valid += 1;
-            let order = serde_json::to_vec(&generator.order(valid - 1)).unwrap_or_default();
-            sent.write_all(&order).map_err(PublishError::Output)?;
-            sent.write_all(b"\n").map_err(PublishError::Output)?;
-            order
+            let order = generator.order(valid - 1);
+            let json = serde_json::to_vec(&order).unwrap_or_default();
+            let out = (|| {
+                sent.orders.write_all(&json)?;
+                sent.orders.write_all(b"\n")?;
+                writeln!(sent.ids, "{}", order.order_uid)
+            })();
+            out.map_err(PublishError::Output)?;
+            json
         };
         let ack = js
             .publish(plan.subject.clone(), payload.into())
@@ -117,7 +131,8 @@ async fn publish_all(plan: &PublishPlan, sent: &mut dyn Write) -> Result<Duratio
     for ack in acks {
         ack.await.map_err(nats("waiting for a publish ack"))?;
     }
-    sent.flush().map_err(PublishError::Output)?;
+    sent.orders.flush().map_err(PublishError::Output)?;
+    sent.ids.flush().map_err(PublishError::Output)?;
     Ok(started.elapsed())
 }
 

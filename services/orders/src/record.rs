@@ -1,7 +1,7 @@
 //! The bytes one order takes in the lifostore buffer: the indexed columns in front of the
 //! JSON, so the database writer needs no second JSON parse.
 //!
-//! Layout: `u16 uid_len | uid | i64 date_created (unix µs) | u16 customer_len | customer | json`,
+//! Layout: `u64 stream seq | u16 uid_len | uid | i64 date_created (unix µs) | u16 customer_len | customer | json`,
 //! integers little endian.
 
 use chrono::{DateTime, Utc};
@@ -11,6 +11,9 @@ use crate::order::ValidOrder;
 /// One decoded buffer item, borrowing from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
+    /// The JetStream stream sequence of the message this copy came in: of two copies of one
+    /// id, the lower wins.
+    pub seq: u64,
     /// `order_uid`.
     pub uid: &'a str,
     /// `date_created`.
@@ -21,6 +24,13 @@ pub struct Record<'a> {
     pub json: &'a str,
 }
 
+impl Record<'_> {
+    /// `seq` as PostgreSQL's `bigint` (stream sequences stay far below 2^63).
+    pub fn seq_i64(&self) -> i64 {
+        i64::try_from(self.seq).unwrap_or(i64::MAX)
+    }
+}
+
 /// A buffer item that does not decode: a bug of this service, never the sender's fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("buffered order record is malformed at byte {at}; this is a bug in the orders service")]
@@ -29,11 +39,13 @@ pub struct MalformedRecord {
     pub at: usize,
 }
 
-/// Encodes a valid order (its strings are bounded by validation, so the `u16`s never clip).
-pub fn encode(order: &ValidOrder) -> Vec<u8> {
+/// Encodes a valid order that came with stream sequence `seq` (its strings are bounded by
+/// validation, so the `u16`s never clip).
+pub fn encode(order: &ValidOrder, seq: u64) -> Vec<u8> {
     let uid = order.order.order_uid.as_bytes();
     let customer = order.order.customer_id.as_bytes();
-    let mut out = Vec::with_capacity(12 + uid.len() + customer.len() + order.json.len());
+    let mut out = Vec::with_capacity(20 + uid.len() + customer.len() + order.json.len());
+    out.extend_from_slice(&seq.to_le_bytes());
     put_str(&mut out, uid);
     out.extend_from_slice(&order.created.timestamp_micros().to_le_bytes());
     put_str(&mut out, customer);
@@ -50,6 +62,10 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
 /// Decodes what [`encode`] wrote.
 pub fn decode(bytes: &[u8]) -> Result<Record<'_>, MalformedRecord> {
     let mut at = 0;
+    let seq = take(bytes, &mut at, 8)?
+        .try_into()
+        .map(u64::from_le_bytes)
+        .map_err(|_| MalformedRecord { at })?;
     let uid = take_str(bytes, &mut at)?;
     let micros = take(bytes, &mut at, 8)?
         .try_into()
@@ -59,6 +75,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, MalformedRecord> {
     let customer = take_str(bytes, &mut at)?;
     let json = std::str::from_utf8(&bytes[at..]).map_err(|_| MalformedRecord { at })?;
     Ok(Record {
+        seq,
         uid,
         created,
         customer,

@@ -60,8 +60,43 @@ fn http_api_answers_loading_then_orders() {
     assert_eq!(status, 200);
     assert!(page.contains("<title>Orders</title>"));
     let stats = service.stats();
-    for key in ["received", "invalid", "stored", "cached", "lifostore"] {
+    for key in [
+        "received",
+        "invalid",
+        "stored",
+        "redelivered",
+        "cached",
+        "lifostore",
+    ] {
         assert!(stats.get(key).is_some(), "/stats lacks {key}: {stats}");
     }
+    scrape_metrics(&service);
     service.stop();
+}
+
+/// `/metrics` in the Prometheus text format, with the key series: message counts, the cache,
+/// lifostore's `Stats` and the request latency histogram (which counts the requests above).
+fn scrape_metrics(service: &common::Service) {
+    let text = service.metrics();
+    for series in [
+        "orders_messages_received_total",
+        "orders_messages_invalid_total",
+        "orders_orders_stored_total",
+        "orders_messages_redelivered_total",
+        "orders_orders_duplicate_total",
+        "orders_lifostore_buffered_items",
+        "orders_lifostore_oldest_unflushed_age_seconds",
+        "orders_lifostore_db_write_rate_items_per_second",
+        "orders_lifostore_dead_letters_total",
+        "orders_flush_duration_seconds_count",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{series} "))),
+            "/metrics lacks {series}:\n{text}"
+        );
+    }
+    assert_eq!(service.metric("orders_cached_orders"), 300_000.0);
+    let lookups = service.metric(r#"orders_http_request_duration_seconds_count{route="order"}"#);
+    assert!(lookups >= 3.0, "the lookups above were timed: {lookups}");
+    assert!(text.ends_with("# EOF\n"), "complete exposition");
 }

@@ -94,13 +94,14 @@ fn oversized_messages_are_refused_before_parsing() {
 fn records_round_trip_and_truncation_is_detected() {
     let order = Generator::new(4).order(11);
     let valid = Order::parse(&serde_json::to_vec(&order).expect("json")).expect("valid");
-    let bytes = record::encode(&valid);
+    let bytes = record::encode(&valid, 1 << 40);
     let r = record::decode(&bytes).expect("decodes");
+    assert_eq!(r.seq, 1 << 40);
     assert_eq!(r.uid, order.order_uid);
     assert_eq!(r.customer, order.customer_id);
     assert_eq!(r.created, valid.created);
     assert_eq!(r.json.as_bytes(), valid.json.as_slice());
-    for cut in [0, 1, 5, 12] {
+    for cut in [0, 1, 7, 9, 13, 20] {
         assert!(record::decode(&bytes[..cut]).is_err(), "cut at {cut}");
     }
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::crc32c;
+use super::error::FileDbError;
 use super::format::{u32_at, u64_at};
 use super::recovery::{damage, sibling};
 use crate::db::lease::LeaseTable;
@@ -50,6 +51,34 @@ pub(super) fn encode(out: &mut Vec<u8>, kind: Kind, id: u64, deadline: u64, data
     out.extend_from_slice(data);
 }
 
+/// One entry of the log.
+struct Entry<'a> {
+    kind: u8,
+    id: u64,
+    deadline: u64,
+    data: &'a [u8],
+    /// Where the next entry starts.
+    next: usize,
+}
+
+/// The entry at `at` of `bytes`, or what is wrong with it.
+fn entry_at(bytes: &[u8], at: usize) -> Result<Entry<'_>, &'static str> {
+    const CUT: &str = "a lease-log entry is cut short";
+    let head = bytes.get(at..at + ENTRY_HEAD).ok_or(CUT)?;
+    let next = at + ENTRY_HEAD + u32_at(head, 4) as usize;
+    let data = bytes.get(at + ENTRY_HEAD..next).ok_or(CUT)?;
+    if crc32c::extend(crc32c::checksum(&head[0..24]), data) != u32_at(head, 24) {
+        return Err("a lease-log entry fails its checksum");
+    }
+    Ok(Entry {
+        kind: head[0],
+        id: u64_at(head, 8),
+        deadline: u64_at(head, 16),
+        data,
+        next,
+    })
+}
+
 /// Replays the log `bytes` (exactly the length the superblock names) into the table of held
 /// leases. Every entry must check out: the superblock named them only once they were synced.
 pub(super) fn replay(bytes: &[u8], path: &Path) -> Result<LeaseTable, DbError> {
@@ -57,27 +86,32 @@ pub(super) fn replay(bytes: &[u8], path: &Path) -> Result<LeaseTable, DbError> {
     let mut at = 0usize;
     let bad = |at: usize, what: &str| damage(&log_path(path), at as u64, what.to_string());
     while at < bytes.len() {
-        let head = bytes
-            .get(at..at + ENTRY_HEAD)
-            .ok_or_else(|| bad(at, "a lease-log entry is cut short"))?;
-        let len = u32_at(head, 4) as usize;
-        let data = bytes
-            .get(at + ENTRY_HEAD..at + ENTRY_HEAD + len)
-            .ok_or_else(|| bad(at, "a lease-log entry is cut short"))?;
-        let crc = crc32c::extend(crc32c::checksum(&head[0..24]), data);
-        if crc != u32_at(head, 24) {
-            return Err(bad(at, "a lease-log entry fails its checksum"));
-        }
-        let (id, deadline) = (u64_at(head, 8), u64_at(head, 16));
-        match head[0] {
-            1 => table.insert(id, data.to_vec(), deadline),
-            2 | 3 if table.remove(id).is_some() => {}
+        let e = entry_at(bytes, at).map_err(|what| bad(at, what))?;
+        match e.kind {
+            1 => table.insert(e.id, e.data.to_vec(), e.deadline),
+            2 | 3 if table.remove(e.id).is_some() => {}
             2 | 3 => return Err(bad(at, "a lease-log entry ends a lease that is not held")),
             _ => return Err(bad(at, "a lease-log entry has an unknown kind")),
         }
-        at += ENTRY_HEAD + len;
+        at = e.next;
     }
     Ok(table)
+}
+
+/// The highest operation number a lease id in the log beside `path` names, over every entry
+/// that checks out from the start (named by a slot or not): no lease was taken by a later
+/// operation, because each one writes its entries (at the end of the named log or, when no
+/// lease is held, at byte 0). 0 without a log.
+pub(super) fn highest_lease_op(path: &Path) -> u64 {
+    let Ok(bytes) = std::fs::read(log_path(path)) else {
+        return 0;
+    };
+    let (mut at, mut highest) = (0usize, 0u64);
+    while let Ok(e) = entry_at(&bytes, at) {
+        highest = highest.max(e.id >> BATCH_BITS);
+        at = e.next;
+    }
+    highest
 }
 
 /// The leases held by the longest prefix of `bytes` that replays cleanly: for salvage, which
@@ -85,7 +119,7 @@ pub(super) fn replay(bytes: &[u8], path: &Path) -> Result<LeaseTable, DbError> {
 pub(super) fn replay_prefix(bytes: &[u8], path: &Path) -> LeaseTable {
     match replay(bytes, path) {
         Ok(table) => table,
-        Err(DbError::Corrupt { offset, .. }) => {
+        Err(DbError::File(FileDbError::Corrupt { offset, .. })) => {
             let end = usize::try_from(offset).unwrap_or(0).min(bytes.len());
             replay(&bytes[..end], path).unwrap_or_default()
         }
@@ -110,13 +144,13 @@ mod tests {
         torn.truncate(log.len() - 1);
         assert!(matches!(
             replay(&torn, Path::new("x")),
-            Err(DbError::Corrupt { .. })
+            Err(DbError::File(FileDbError::Corrupt { .. }))
         ));
         let mut flipped = log.clone();
         flipped[30] ^= 1;
         assert!(matches!(
             replay(&flipped, Path::new("x")),
-            Err(DbError::Corrupt { .. })
+            Err(DbError::File(FileDbError::Corrupt { .. }))
         ));
         let prefix = replay_prefix(&torn, Path::new("x"));
         assert_eq!(

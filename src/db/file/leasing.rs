@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use super::format::{Superblock, VERSION, VERSION_LEASES, encode_record, header_start, u32_at};
+use super::format::{Superblock, encode_record};
 use super::io::FileIo;
 use super::lease_log::{self, BATCH_BITS, Kind, MAX_BATCH, log_path};
 use super::recovery::{damage, io_err};
 use super::{FileDb, Handle};
+use crate::db::lease::{DbLease, LeaseId};
 use crate::db::lease::{LeaseTable, deadline_ms, now_ms};
-use crate::db::{DbLease, LeaseId};
 use crate::error::DbError;
 
 impl FileDb {
@@ -99,29 +99,6 @@ impl FileDb {
         self.append_log(h, sb, &entries)
     }
 
-    /// Marks the file as one that uses leases (version 2) before its first slot names a lease
-    /// log, so a build that reads only version 1 refuses it instead of ignoring the leases.
-    fn mark_lease_version(&self, h: &Handle) -> Result<(), DbError> {
-        let mut v = [0u8; 4];
-        h.io.read_at(&mut v, 8)
-            .map_err(io_err("read", &self.path))?;
-        if u32_at(&v, 0) != VERSION {
-            return Ok(());
-        }
-        let bumped = h.io.write_at(&header_start(VERSION_LEASES)[8..16], 8);
-        if let Err(e) = bumped.and_then(|()| h.io.sync()) {
-            // A torn bump would fail the header checksum: put version 1 back (both are read).
-            for _ in 0..super::SETTLE_TRIES {
-                let undo = h.io.write_at(&header_start(VERSION)[8..16], 8);
-                if undo.and_then(|()| h.io.sync()).is_ok() {
-                    break;
-                }
-            }
-            return Err(DbError::io("write the header of", &self.path, e));
-        }
-        Ok(())
-    }
-
     /// The deadlines of the leases the file holds (epoch milliseconds), after putting the
     /// expired ones back.
     pub(super) fn lease_deadlines(&self) -> Result<Vec<u64>, DbError> {
@@ -143,9 +120,7 @@ impl FileDb {
             if items.is_empty() {
                 return Ok(Vec::new());
             }
-            self.mark_lease_version(h)?;
-            let op = sb.op + 1;
-            let first = op.checked_mul(1 << BATCH_BITS).ok_or_else(|| {
+            let first = (sb.op + 1).checked_mul(1 << BATCH_BITS).ok_or_else(|| {
                 DbError::msg(
                     "the file has used up its 2^44 lease operations; move its items to a new file",
                 )
@@ -157,17 +132,8 @@ impl FileDb {
                 lease_log::encode(&mut entries, Kind::Lease, id, deadline, item);
             }
             let leases = self.append_log(h, sb, &entries)?;
-            let count = sb.count - items.len() as u64;
-            self.commit(
-                h,
-                sb,
-                Superblock {
-                    op,
-                    top,
-                    count,
-                    leases,
-                },
-            )?;
+            let after = sb.then(top, sb.count - items.len() as u64, leases);
+            self.commit(h, sb, after)?;
             self.shrink(&*h.io, top);
             let leased = ids.into_iter().zip(items);
             Ok(leased
@@ -189,8 +155,7 @@ impl FileDb {
                 .collect();
             if !held.is_empty() {
                 let leases = self.end_leases(h, sb, &table, Kind::Ack, &held)?;
-                let op = sb.op + 1;
-                self.commit(h, sb, Superblock { op, leases, ..sb })?;
+                self.commit(h, sb, sb.then(sb.top, sb.count, leases))?;
             }
             Ok(ids.len() - held.len())
         })
@@ -215,7 +180,7 @@ impl FileDb {
     }
 
     /// Puts the leases `ids` (held, ascending) back on top, oldest first, and ends them in the
-    /// log: the records under operation `op + 2` (which roll-forward from `op` never takes),
+    /// log: the records (which name no parent state, so roll-forward never takes them),
     /// synced, then the slot, synced.
     pub(super) fn return_leases(
         &self,
@@ -230,17 +195,12 @@ impl FileDb {
             .map(|l| l.item)
             .collect();
         let leases = self.end_leases(h, sb, &table, Kind::Return, ids)?;
-        let op = sb.op + 2;
+        let mut after = sb.then(sb.top, sb.count + items.len() as u64, leases);
         let mut buf = Vec::new();
         for item in &items {
-            encode_record(&mut buf, op, item);
+            encode_record(&mut buf, 0, after.salt, item);
         }
-        let after = Superblock {
-            op,
-            top: sb.top + buf.len() as u64,
-            count: sb.count + items.len() as u64,
-            leases,
-        };
+        after.top += buf.len() as u64;
         if let Err(e) = h.io.write_at(&buf, sb.top) {
             return Err(self.undo(h, sb, after, "write", e));
         }

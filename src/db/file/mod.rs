@@ -4,13 +4,20 @@
 //! file, `io.rs` is the one seam to the operating system. `docs/FORMAT.md` describes the format,
 //! the recovery and error-path rules, and what they assume of the disk.
 
+#[cfg(test)]
+mod crash_images;
 mod crc32c;
+mod error;
 #[cfg(test)]
 mod fault_tests;
 mod format;
 mod io;
 mod lease_log;
 mod leasing;
+#[cfg(test)]
+mod power_loss_scripts;
+#[cfg(test)]
+mod power_loss_tests;
 mod read_ahead;
 mod recovery;
 mod salvage;
@@ -21,19 +28,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use self::format::{REC_OVERHEAD, Superblock, encode_record};
+use self::format::{REC_OVERHEAD, Superblock, encode_record, new_salt};
 use self::io::{FileIo, StdVfs, Vfs};
 use self::read_ahead::ReadAhead;
 use self::recovery::{Found, damage, io_err, open_err, read_state};
-use crate::db::mem::lease_result;
-use crate::db::{Db, DbLease, LeaseId};
+use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
+use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
 use crate::error::{DbError, PushBatchError};
 use crate::sync::Mutex;
 
+pub use self::error::FileDbError;
 pub use self::salvage::SalvageReport;
 
 /// Shrink the file when it is over four times its live size and at least this much is dead.
+#[cfg(not(test))]
 const SHRINK_SLACK: u64 = 1 << 20;
+/// The crate's unit tests shrink at 16 KiB, so their simulated files stay small.
+#[cfg(test)]
+const SHRINK_SLACK: u64 = 16 << 10;
 /// How many times a failed operation's undo is tried at once before the handle is left in
 /// doubt (holding the file lock until a later call settles it).
 const SETTLE_TRIES: usize = 2;
@@ -45,9 +57,10 @@ const SETTLE_TRIES: usize = 2;
 pub struct FileDbOptions {
     /// Largest item accepted, in bytes (default 64 MiB, at most `u32::MAX`). Larger pushes fail
     /// with [`DbError::ItemTooLarge`], and a storage over the file refuses them at `push`
-    /// ([`Db::max_item_len`]); on open, a length field above it counts as damage.
+    /// ([`Capabilities::max_item_len`]); on open, a length field above it counts as damage.
     pub max_item_len: usize,
-    /// Whether other processes may use the file too ([`Db::is_shared`]); default `true`.
+    /// Whether other processes may use the file too ([`Capabilities::shared`]); default
+    /// `true`.
     /// A storage over a shared Db re-checks it while a `pop` waits on an empty storage.
     pub shared: bool,
     /// On damage found at open, rebuild the file from every record that checks out instead
@@ -55,7 +68,7 @@ pub struct FileDbOptions {
     pub salvage: bool,
     /// On open, put every held lease back on top at once instead of at its deadline (default
     /// `false`). Only for a file no other process uses while this one opens it: a lease a
-    /// live process holds would be delivered twice. See [`Db::pop_lease`].
+    /// live process holds would be delivered twice. See [`DbLeases::pop_lease`].
     pub return_leases_on_open: bool,
 }
 
@@ -98,6 +111,10 @@ impl FileDbOptions {
 
 /// A durable LIFO [`Db`] in one file, written with std alone: the embedded default.
 ///
+/// A storage over a file is opened with [`Storage::open`](crate::Storage::open), or
+/// [`StorageBuilder::open_with`](crate::StorageBuilder::open_with) for these options; `FileDb`
+/// itself is for using the file directly as a Db.
+///
 /// Every `push`, `pop` and batch is durable when it returns (one `fdatasync` per batch), a
 /// popped item never comes back after a crash, and an item whose push returned `Ok` survives
 /// `kill -9`, power loss and torn writes. Open is O(1): it reads the header and the top record,
@@ -111,21 +128,23 @@ impl FileDbOptions {
 /// failed took nothing. The format, the recovery rules and these error-path rules are written
 /// down in `docs/FORMAT.md`.
 ///
-/// Leases ([`Db::pop_lease`]) are native and survive a crash: leased items move into a lease
+/// Leases ([`Db::leases`]) are native and survive a crash: leased items move into a lease
 /// log beside the file (`<name>.leases`, created on first use), named by the same superblock
 /// commit that takes them off the stack; a lease costs two syncs per call (log, then slot)
 /// whatever the batch size, an ack two (one when it ends the last held lease), a release
 /// three. A lease whose holder died comes back on top at its deadline (wall clock), noticed
 /// by the next call of any process sharing the file, or at open with
-/// [`FileDbOptions::return_leases_on_open`] (for a file only one process uses). The first
-/// lease marks the file as
-/// format version 2, which older builds refuse. `docs/FORMAT.md`, "Leases", has the details.
+/// [`FileDbOptions::return_leases_on_open`] (for a file only one process uses).
+/// `docs/FORMAT.md`, "Leases", has the details.
 ///
-/// Files that do not start with lifostore's magic are refused with
-/// [`DbError::NotADatabase`] and never written, whatever their size; a zero-length file is
-/// initialised as an empty database. Anything that is not a regular file on a disk
-/// (`/dev/null`, a FIFO, a socket, a device, a `/proc` file) is refused the same way, before
-/// a byte is written.
+/// The file is format version 3. Files of versions 1 and 2 (older builds) are read and
+/// upgraded in place at open, after which older builds refuse them. Files that do not start
+/// with lifostore's magic are refused with [`FileDbError::NotADatabase`] and never written,
+/// whatever their size; a zero-length file is initialised as an empty database, and so is
+/// what an initialisation cut by a crash leaves: exactly 4096 bytes, each zero or the byte a
+/// new header has there (`docs/FORMAT.md`, "Create"). Anything that is not a regular file on
+/// a disk (`/dev/null`, a FIFO, a socket, a device, a `/proc` file) is refused the same way,
+/// before a byte is written.
 ///
 /// ```
 /// use lifostore::{Db, FileDb};
@@ -176,11 +195,12 @@ struct Unsettled {
 
 impl Unsettled {
     /// The slot that settles it: `state` under operation `above + 2`, which lands on the failed
-    /// attempt's slot (so a torn write there leaves the slot before it intact) and lies past
-    /// every record the attempt wrote, so roll-forward never revives them.
+    /// attempt's slot (so a torn write there leaves the slot before it intact), and under a new
+    /// salt, which no record the attempt wrote names, so roll-forward never revives them.
     fn slot(&self) -> Superblock {
         Superblock {
             op: self.above + 2,
+            salt: new_salt(),
             ..self.state
         }
     }
@@ -195,9 +215,9 @@ impl FileDb {
     /// Opens the database at `path` with `options`, creating it if it does not exist (or
     /// initialising it if the file is empty).
     ///
-    /// Errors: [`DbError::Io`] naming the path and the operation, [`DbError::NotADatabase`]
+    /// Errors: [`DbError::Io`] naming the path and the operation, [`FileDbError::NotADatabase`]
     /// (the file is not a lifostore database, or not a regular file; it is left untouched),
-    /// [`DbError::UnsupportedVersion`], [`DbError::Corrupt`] (unless `options.salvage`).
+    /// [`FileDbError::UnsupportedVersion`], [`FileDbError::Corrupt`] (unless `options.salvage`).
     pub fn open_with(path: impl AsRef<Path>, options: FileDbOptions) -> Result<Self, DbError> {
         Self::open_in(Arc::new(StdVfs), path.as_ref(), options)
     }
@@ -218,7 +238,7 @@ impl FileDb {
         };
         match db.check_on_open(&*vfs) {
             Ok(()) => Ok(db),
-            Err(DbError::Corrupt { .. }) if db.opts.salvage => {
+            Err(DbError::File(FileDbError::Corrupt { .. })) if db.opts.salvage => {
                 let opts = db.opts.clone();
                 drop(db);
                 let report = salvage::salvage(path, opts.max_item_len)?;
@@ -251,7 +271,7 @@ impl FileDb {
     }
 
     /// Rebuilds a damaged file at `path` from every record that checks out, oldest first. Use
-    /// it when open reports [`DbError::Corrupt`]. No other process may have the file open
+    /// it when open reports [`FileDbError::Corrupt`]. No other process may have the file open
     /// meanwhile.
     ///
     /// The result is written to a new file beside it and checked (it must open and hold the
@@ -261,25 +281,24 @@ impl FileDb {
     /// records in the file, which may bring back popped items.
     ///
     /// A file that does not start with lifostore's magic is refused with
-    /// [`DbError::NotADatabase`] and left untouched; an empty file needs no salvage.
+    /// [`FileDbError::NotADatabase`] and left untouched; an empty file needs no salvage.
     pub fn salvage(path: impl AsRef<Path>) -> Result<SalvageReport, DbError> {
         salvage::salvage(path.as_ref(), FileDbOptions::default().max_item_len)
     }
 
-    /// Initialises an empty file, then validates the state open depends on: header, a slot,
-    /// `top` within the file, and the top record.
+    /// Initialises an empty file (or one a crash left half initialised) and upgrades one of
+    /// an older version, then validates the state open depends on: header, a slot, `top`
+    /// within the file, and the top record.
     fn check_on_open(&self, vfs: &dyn Vfs) -> Result<(), DbError> {
         self.locked(|h| {
-            let sb = match read_state(&*h.io, &self.path, self.opts.max_item_len)? {
-                Found::State(sb) => sb,
-                Found::Uninitialised => {
-                    recovery::initialise(&*h.io, vfs, &self.path)?;
-                    return Ok(());
-                }
-            };
+            let found = read_state(&*h.io, &self.path, self.opts.max_item_len)?;
+            if found == Found::Uninitialised {
+                return recovery::initialise(&*h.io, vfs, &self.path);
+            }
+            let sb = self.usable(h, found)?;
             if sb.count > 0 {
                 let limit = self.opts.max_item_len;
-                ReadAhead::new(1).top_record(&*h.io, &self.path, limit, sb.top, sb.op)?;
+                ReadAhead::new(1).top_record(&*h.io, &self.path, limit, &sb, sb.top)?;
             }
             let table = self.read_leases(h, sb)?;
             if self.opts.return_leases_on_open && !table.is_empty() {
@@ -304,11 +323,20 @@ impl FileDb {
         result
     }
 
-    /// The current state (push batches rolled forward). The handle trusts nothing it read
-    /// before: every operation reads the header again under the lock.
+    /// The current state (push batches rolled forward; a file of an older version upgraded
+    /// first). The handle trusts nothing it read before: every operation reads the header
+    /// again under the lock.
     fn current(&self, h: &Handle) -> Result<Superblock, DbError> {
-        match read_state(&*h.io, &self.path, self.opts.max_item_len)? {
+        self.usable(h, read_state(&*h.io, &self.path, self.opts.max_item_len)?)
+    }
+
+    /// The state `found` as operations use it: a file of an older version is upgraded.
+    fn usable(&self, h: &Handle, found: Found) -> Result<Superblock, DbError> {
+        match found {
             Found::State(sb) => Ok(sb),
+            Found::Legacy { durable_op, state } => {
+                recovery::upgrade(&*h.io, &self.path, durable_op, state)
+            }
             Found::Uninitialised => Err(damage(
                 &self.path,
                 0,
@@ -380,7 +408,7 @@ impl FileDb {
         let mut ahead = ReadAhead::new(max);
         let limit = self.opts.max_item_len;
         while out.len() < max && (out.len() as u64) < sb.count {
-            let (start, data) = ahead.top_record(io, &self.path, limit, top, sb.op)?;
+            let (start, data) = ahead.top_record(io, &self.path, limit, &sb, top)?;
             out.push(data);
             top = start;
         }
@@ -421,27 +449,25 @@ impl Db for FileDb {
     }
 
     /// One write and one `fdatasync` for the whole batch. Atomic: on error nothing is stored,
-    /// now or after a reopen (`docs/FORMAT.md`, "Error paths").
+    /// now or after a reopen (`docs/FORMAT.md`, "Error paths"). A power loss before it returns
+    /// may leave a prefix of the batch on top ("What a torn batch leaves").
     fn push_batch(&self, items: &[&[u8]]) -> Result<(), PushBatchError> {
         let fail = |source| PushBatchError { stored: 0, source };
-        crate::db::refuse_oversize(items, self.opts.max_item_len.min(u32::MAX as usize))?;
+        refuse_oversize(items, self.opts.max_item_len.min(u32::MAX as usize))?;
         if items.is_empty() {
             return Ok(());
         }
         self.locked(|h| {
             let sb = self.current(h)?;
-            let op = sb.op + 1;
             let total: usize = items.iter().map(|i| i.len() + REC_OVERHEAD as usize).sum();
+            let count = sb.count + items.len() as u64;
+            let after = sb.then(sb.top + total as u64, count, sb.leases);
+            // Each record names the state it extends and the state it makes: roll-forward
+            // takes it only as an extension of this very state (`docs/FORMAT.md`).
             let mut buf = Vec::with_capacity(total);
             for item in items {
-                encode_record(&mut buf, op, item);
+                encode_record(&mut buf, sb.salt, after.salt, item);
             }
-            let after = Superblock {
-                op,
-                top: sb.top + buf.len() as u64,
-                count: sb.count + items.len() as u64,
-                leases: sb.leases,
-            };
             if let Err(e) = h.io.write_at(&buf, sb.top) {
                 return Err(self.undo(h, sb, after, "write", e));
             }
@@ -470,30 +496,29 @@ impl Db for FileDb {
             if out.is_empty() {
                 return Ok(out);
             }
-            let after = Superblock {
-                op: sb.op + 1,
-                top,
-                count: sb.count - out.len() as u64,
-                leases: sb.leases,
-            };
+            let after = sb.then(top, sb.count - out.len() as u64, sb.leases);
             self.commit(h, sb, after)?;
             self.shrink(&*h.io, top);
             Ok(out)
         })
     }
 
-    fn is_shared(&self) -> bool {
-        self.opts.shared
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+            .max_item_len(self.opts.max_item_len.min(u32::MAX as usize))
+            .shared(self.opts.shared)
     }
 
     fn item_count(&self) -> Result<Option<u64>, DbError> {
         FileDb::len(self).map(Some)
     }
 
-    fn max_item_len(&self) -> Option<usize> {
-        Some(self.opts.max_item_len.min(u32::MAX as usize))
+    fn leases(&self) -> Option<&dyn DbLeases> {
+        Some(self)
     }
+}
 
+impl DbLeases for FileDb {
     /// One append and sync of the lease log, then one slot and sync, whatever `max` (at most
     /// 2^20 per call). The lease survives a crash; at its deadline any call of any process
     /// sharing the file puts it back.
@@ -512,16 +537,12 @@ impl Db for FileDb {
         lease_result(self.release_leases(&ids)?)
     }
 
-    fn native_leases(&self) -> bool {
-        true
-    }
-
     /// Reads the lease log (and returns the expired leases, which costs syncs).
-    fn held_lease_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+    fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
         Ok(self
             .lease_deadlines()?
             .into_iter()
-            .map(crate::db::lease::system_time)
+            .map(system_time)
             .collect())
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::format::{DATA_START, OpRule, REC_HEAD, REC_OVERHEAD, REC_TAIL, parse_record, u32_at};
+use super::format::{DATA_START, REC_TAIL, Superblock, parse_record, u32_at};
 use super::io::FileIo;
 use super::recovery::{damage, io_err};
 use crate::error::DbError;
@@ -43,17 +43,18 @@ impl ReadAhead {
         Ok(&self.bytes[lo..lo + (to - from) as usize])
     }
 
-    /// Reads and verifies the record ending at `top`, written by an operation up to `op`;
-    /// returns its start and data.
+    /// Reads and verifies the record ending at `top` in state `sb` (which tells its layout and
+    /// how low it may start); returns its start and data.
     pub(super) fn top_record(
         &mut self,
         io: &dyn FileIo,
         path: &Path,
         limit: usize,
+        sb: &Superblock,
         top: u64,
-        op: u64,
     ) -> Result<(u64, Vec<u8>), DbError> {
-        if top < DATA_START + REC_OVERHEAD {
+        let (layout, floor) = sb.layout_below(top);
+        if top < floor + layout.overhead() {
             return Err(damage(
                 path,
                 top,
@@ -64,20 +65,20 @@ impl ReadAhead {
             .get(io, top - REC_TAIL, top)
             .map_err(io_err("read", path))?;
         let n = u32_at(tail, 0) as u64;
-        if n > limit as u64 || n + REC_OVERHEAD > top - DATA_START {
-            let below = top - DATA_START;
+        if n > limit as u64 || n + layout.overhead() > top - floor {
+            let below = top - floor;
             return Err(damage(
                 path,
                 top - REC_TAIL,
                 format!("record length {n} does not fit (limit {limit}, {below} bytes below)"),
             ));
         }
-        let start = top - REC_OVERHEAD - n;
+        let start = top - layout.overhead() - n;
         let rec = self.get(io, start, top).map_err(io_err("read", path))?;
-        if parse_record(rec, 0, rec.len() as u64, OpRule::AtMost(op)).is_none() {
+        if parse_record(rec, 0, rec.len() as u64, layout).is_none() {
             return Err(damage(path, start, "record checksum mismatch"));
         }
-        let data = rec[REC_HEAD as usize..(REC_HEAD + n) as usize].to_vec();
-        Ok((start, data))
+        let head = layout.head() as usize;
+        Ok((start, rec[head..head + n as usize].to_vec()))
     }
 }

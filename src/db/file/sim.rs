@@ -1,6 +1,9 @@
-//! A simulated disk behind the [`Vfs`] seam, for the fault-injection tests: files (the stack
-//! file and its lease log), each with a page cache (what reads see) and a durable image (what
-//! survives power loss), a trace of every call, and one fault to inject at the k-th call.
+//! A simulated disk behind the [`Vfs`] seam, for the fault-injection and power-loss tests:
+//! files (the stack file and its lease log), each with a page cache (what reads see), a durable
+//! image (what survives power loss), the changes made since its last sync, and whether its
+//! directory entry is durable; a trace of every call; one fault to inject at the k-th call; and,
+//! on request, a [`CrashPoint`] after every call that changes the disk, from which
+//! `crash_images.rs` builds what a power loss there may leave.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -38,11 +41,41 @@ pub(super) enum Fault {
 /// Every file's bytes, by path.
 pub(super) type Images = BTreeMap<PathBuf, Vec<u8>>;
 
+/// A change to a file's bytes that no successful sync has made durable yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Change {
+    /// `bytes` written at offset `at` (a short write records what it stored).
+    Write { at: u64, bytes: Vec<u8> },
+    /// The file truncated or extended to this length.
+    SetLen(u64),
+}
+
 /// One file: what reads see, and what survives a power loss.
 #[derive(Debug, Default)]
 struct Disk {
+    /// What reads see: the durable image with `pending` applied.
     cache: Vec<u8>,
-    durable: Vec<u8>,
+    durable: Arc<Vec<u8>>,
+    /// The changes since the last successful sync, oldest first.
+    pending: Vec<Change>,
+    /// Created since the last directory sync: a power loss may leave no such file.
+    unlinked: bool,
+}
+
+/// One file as a power loss at a crash point finds it: its durable image, the changes that
+/// may or may not have reached the disk, and whether the file itself may be missing.
+#[derive(Debug, Clone)]
+pub(super) struct FileAtCrash {
+    pub(super) durable: Arc<Vec<u8>>,
+    pub(super) pending: Vec<Change>,
+    pub(super) unlinked: bool,
+}
+
+/// The disk right after the `call`-th call (1-based): every file that exists.
+#[derive(Debug, Clone)]
+pub(super) struct CrashPoint {
+    pub(super) call: usize,
+    pub(super) files: BTreeMap<PathBuf, FileAtCrash>,
 }
 
 #[derive(Debug, Default)]
@@ -50,10 +83,9 @@ struct State {
     /// The files created so far.
     files: BTreeMap<PathBuf, Disk>,
     trace: Vec<Call>,
-    /// Whether to keep a copy of the durable images after every successful sync.
-    keep_durable: bool,
-    /// The copies kept, oldest first.
-    durable_log: Vec<Images>,
+    /// Whether to keep a [`CrashPoint`] after every call that changes the disk.
+    keep_crash_points: bool,
+    crash_points: Vec<CrashPoint>,
     /// Inject `Fault` at the call with this 1-based index.
     fault: Option<(usize, Fault)>,
     fired: bool,
@@ -70,7 +102,8 @@ impl SimVfs {
         for (path, bytes) in images {
             let disk = Disk {
                 cache: bytes.clone(),
-                durable: bytes,
+                durable: Arc::new(bytes),
+                ..Disk::default()
             };
             vfs.state().files.insert(path, disk);
         }
@@ -86,15 +119,14 @@ impl SimVfs {
         self.state().fault = Some((k, fault));
     }
 
-    /// Keeps a copy of the durable images after every successful sync from now on: the
-    /// crash points of a run.
-    pub(super) fn keep_durable_snapshots(&self) {
-        self.state().keep_durable = true;
+    /// Keeps a [`CrashPoint`] after every call that changes the disk from now on.
+    pub(super) fn keep_crash_points(&self) {
+        self.state().keep_crash_points = true;
     }
 
-    /// The copies kept since the last call, oldest first.
-    pub(super) fn take_durable_snapshots(&self) -> Vec<Images> {
-        std::mem::take(&mut self.state().durable_log)
+    /// The crash points kept since the last call, oldest first.
+    pub(super) fn take_crash_points(&self) -> Vec<CrashPoint> {
+        std::mem::take(&mut self.state().crash_points)
     }
 
     /// Every call so far.
@@ -121,7 +153,7 @@ impl SimVfs {
         let s = self.state();
         s.files
             .iter()
-            .map(|(p, d)| (p.clone(), d.durable.clone()))
+            .map(|(p, d)| (p.clone(), d.durable.to_vec()))
             .collect()
     }
 
@@ -140,6 +172,28 @@ impl SimVfs {
     }
 }
 
+impl State {
+    /// Keeps a crash point after the call just made, if asked to.
+    fn crash_point(&mut self) {
+        if !self.keep_crash_points {
+            return;
+        }
+        let files = self.files.iter().map(|(p, d)| {
+            let at_crash = FileAtCrash {
+                durable: d.durable.clone(),
+                pending: d.pending.clone(),
+                unlinked: d.unlinked,
+            };
+            (p.clone(), at_crash)
+        });
+        let point = CrashPoint {
+            call: self.trace.len(),
+            files: files.collect(),
+        };
+        self.crash_points.push(point);
+    }
+}
+
 fn injected() -> io::Error {
     io::Error::other("injected I/O fault")
 }
@@ -150,15 +204,28 @@ impl Vfs for SimVfs {
         if fault.is_some() {
             return Err(injected());
         }
-        s.files.entry(path.to_path_buf()).or_default();
+        if !s.files.contains_key(path) {
+            let disk = Disk {
+                unlinked: true,
+                ..Disk::default()
+            };
+            s.files.insert(path.to_path_buf(), disk);
+            s.crash_point();
+        }
         Ok(Box::new(SimFile(self.clone(), path.to_path_buf())))
     }
 
+    /// Every simulated file lives in one directory: its sync makes every entry durable.
     fn sync_dir(&self, _path: &Path) -> io::Result<()> {
-        match self.enter(Call::SyncDir).1 {
-            Some(_) => Err(injected()),
-            None => Ok(()),
+        let (mut s, fault) = self.enter(Call::SyncDir);
+        if fault.is_some() {
+            return Err(injected());
         }
+        for disk in s.files.values_mut() {
+            disk.unlinked = false;
+        }
+        s.crash_point();
+        Ok(())
     }
 }
 
@@ -200,12 +267,18 @@ impl FileIo for SimFile {
             Some(Fault::ShortWrite) => buf.len() / 2,
             Some(_) => return Err(injected()),
         };
-        let cache = &mut s.files.entry(self.1.clone()).or_default().cache;
+        let disk = s.files.entry(self.1.clone()).or_default();
         let (at, end) = (at as usize, at as usize + n);
-        if cache.len() < end {
-            cache.resize(end, 0);
+        if disk.cache.len() < end {
+            disk.cache.resize(end, 0);
         }
-        cache[at..end].copy_from_slice(&buf[..n]);
+        disk.cache[at..end].copy_from_slice(&buf[..n]);
+        let bytes = buf[..n].to_vec();
+        disk.pending.push(Change::Write {
+            at: at as u64,
+            bytes,
+        });
+        s.crash_point();
         if n < buf.len() {
             return Err(io::Error::from(io::ErrorKind::StorageFull));
         }
@@ -217,16 +290,15 @@ impl FileIo for SimFile {
         let disk = s.files.entry(self.1.clone()).or_default();
         match fault {
             None => {
-                disk.durable = disk.cache.clone();
-                if s.keep_durable {
-                    let images = s.files.iter().map(|(p, d)| (p.clone(), d.durable.clone()));
-                    let images = images.collect();
-                    s.durable_log.push(images);
-                }
+                disk.durable = Arc::new(disk.cache.clone());
+                disk.pending.clear();
+                s.crash_point();
                 Ok(())
             }
             Some(Fault::LoseDirty) => {
-                disk.cache = disk.durable.clone();
+                disk.cache = disk.durable.to_vec();
+                disk.pending.clear();
+                s.crash_point();
                 Err(injected())
             }
             Some(_) => Err(injected()),
@@ -234,10 +306,15 @@ impl FileIo for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.simple(Call::SetLen, |cache| {
-            cache.resize(len as usize, 0);
-            Ok(())
-        })
+        let (mut s, fault) = self.0.enter(Call::SetLen);
+        if fault.is_some() {
+            return Err(injected());
+        }
+        let disk = s.files.entry(self.1.clone()).or_default();
+        disk.cache.resize(len as usize, 0);
+        disk.pending.push(Change::SetLen(len));
+        s.crash_point();
+        Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {

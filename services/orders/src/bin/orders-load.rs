@@ -15,6 +15,47 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// Open-loop HTTP load at a fixed rate: GET /orders/{id} over keep-alive connections.
+#[derive(Debug, clap::Parser)]
+#[command(name = "orders-load", version)]
+struct Args {
+    /// The service's HTTP address.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "ORDERS_LOAD_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    addr: String,
+    /// File of order ids to ask for, one per line (e.g. what `orders-publish --print-ids` printed).
+    #[arg(long, value_name = "FILE", env = "ORDERS_LOAD_IDS")]
+    ids: std::path::PathBuf,
+    /// Requests per second over all connections.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ORDERS_LOAD_RATE",
+        default_value_t = 10_000.0
+    )]
+    rate: f64,
+    /// How long to run, in seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "ORDERS_LOAD_SECS",
+        default_value_t = 20.0
+    )]
+    secs: f64,
+    /// Keep-alive connections, each on its own thread and schedule.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ORDERS_LOAD_CONNECTIONS",
+        default_value_t = 16
+    )]
+    connections: usize,
+}
+
 struct Plan {
     addr: String,
     ids: Vec<String>,
@@ -24,28 +65,16 @@ struct Plan {
 }
 
 fn parse() -> Result<Plan, Box<dyn Error>> {
-    let mut plan = Plan {
-        addr: "127.0.0.1:8080".into(),
-        ids: Vec::new(),
-        rate: 10_000.0,
-        secs: 20.0,
-        connections: 16,
+    let args = <Args as clap::Parser>::parse();
+    let text = std::fs::read_to_string(&args.ids)
+        .map_err(|e| format!("cannot read --ids {}: {e}", args.ids.display()))?;
+    let plan = Plan {
+        addr: args.addr,
+        ids: text.lines().map(str::to_string).collect(),
+        rate: args.rate,
+        secs: args.secs,
+        connections: args.connections,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--addr" => plan.addr = value,
-            "--ids" => {
-                let text = std::fs::read_to_string(&value)?;
-                plan.ids = text.lines().map(str::to_string).collect();
-            }
-            "--rate" => plan.rate = value.parse()?,
-            "--secs" => plan.secs = value.parse()?,
-            "--connections" => plan.connections = value.parse()?,
-            _ => return Err(format!("unknown flag {flag}").into()),
-        }
-    }
     if plan.ids.is_empty() || plan.rate <= 0.0 || plan.connections == 0 {
         return Err(
             "need --ids FILE (one order_uid per line), --rate > 0, --connections > 0".into(),
@@ -158,7 +187,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("orders-load: {e}");
+            eprintln!("orders-load: {}", orders::error_chain::chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -1,62 +1,96 @@
-//! `orders-publish`: publishes N random valid orders and M junk messages to JetStream.
-//!
-//! ```text
-//! orders-publish [--nats URL] [--stream ORDERS] [--subject orders] [--count 10000]
-//!                [--junk 1000] [--seed 1] [--rate MSGS_PER_SEC] [--out sent.jsonl]
-//! ```
-//! The valid orders are written, one JSON per line, to `--out` (or nowhere).
+//! `orders-publish`: publishes N random valid orders and M junk messages to JetStream, and
+//! prints the ids of the valid orders it sent (`--print-ids`) or writes them whole (`--out`).
+//! `orders-publish --help` lists every flag, its default and its environment variable.
 
-use std::error::Error;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use orders::publish::{PublishPlan, publish};
+use clap::Parser;
+use orders::error_chain::chain;
+use orders::publish::{PublishPlan, Sent, publish};
 
-fn parse() -> Result<(PublishPlan, Option<String>), String> {
-    let mut plan = PublishPlan {
-        url: std::env::var("ORDERS_NATS_URL")
-            .or_else(|_| std::env::var("LIFOSTORE_NATS_URL"))
-            .unwrap_or_default(),
-        stream: "ORDERS".into(),
-        subject: "orders".into(),
-        count: 10_000,
-        junk: 1_000,
-        seed: 1,
-        rate: None,
-    };
-    let mut out = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = || format!("{flag} needs a number, got {value:?}");
-        match flag.as_str() {
-            "--nats" => plan.url = value,
-            "--stream" => plan.stream = value,
-            "--subject" => plan.subject = value,
-            "--count" => plan.count = value.parse().map_err(|_| bad())?,
-            "--junk" => plan.junk = value.parse().map_err(|_| bad())?,
-            "--seed" => plan.seed = value.parse().map_err(|_| bad())?,
-            "--rate" => plan.rate = Some(value.parse().map_err(|_| bad())?),
-            "--out" => out = Some(value),
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    if plan.url.is_empty() {
-        return Err("no NATS URL: pass --nats or set ORDERS_NATS_URL".into());
-    }
-    Ok((plan, out))
+/// Publishes random valid orders and junk messages to the orders stream, every publish
+/// acknowledged by JetStream.
+#[derive(Debug, Parser)]
+#[command(name = "orders-publish", version)]
+struct Args {
+    /// NATS URL (falls back to $LIFOSTORE_NATS_URL).
+    #[arg(long, value_name = "URL", env = "ORDERS_NATS_URL")]
+    nats: Option<String>,
+    /// Stream to create if missing.
+    #[arg(long, env = "ORDERS_STREAM", default_value = "ORDERS")]
+    stream: String,
+    /// Subject to publish on.
+    #[arg(long, env = "ORDERS_SUBJECT", default_value = "orders")]
+    subject: String,
+    /// Valid orders to publish.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ORDERS_PUBLISH_COUNT",
+        default_value_t = 10_000
+    )]
+    count: u64,
+    /// Junk messages to publish, shuffled among the orders.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ORDERS_PUBLISH_JUNK",
+        default_value_t = 1_000
+    )]
+    junk: u64,
+    /// Seed: the order ids are `<seed hex>-<index>`.
+    #[arg(long, env = "ORDERS_PUBLISH_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Messages per second (default: as fast as the acks come back).
+    #[arg(long, value_name = "MSGS_PER_SEC", env = "ORDERS_PUBLISH_RATE")]
+    rate: Option<f64>,
+    /// Write every valid order sent, one JSON per line, to this file.
+    #[arg(long, value_name = "FILE", env = "ORDERS_PUBLISH_OUT")]
+    out: Option<std::path::PathBuf>,
+    /// Print the id of every valid order sent, one per line, on stdout (the summary goes to
+    /// stderr).
+    #[arg(long, env = "ORDERS_PUBLISH_PRINT_IDS")]
+    print_ids: bool,
 }
 
-fn run() -> Result<(), Box<dyn Error>> {
-    let (plan, out) = parse()?;
-    let mut sink: Box<dyn Write> = match &out {
-        Some(path) => Box::new(BufWriter::new(File::create(path)?)),
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let url = args
+        .nats
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::env::var("LIFOSTORE_NATS_URL").ok())
+        .ok_or("no NATS URL: pass --nats or set ORDERS_NATS_URL")?;
+    let plan = PublishPlan {
+        url,
+        stream: args.stream,
+        subject: args.subject,
+        count: args.count,
+        junk: args.junk,
+        seed: args.seed,
+        rate: args.rate,
+    };
+    let mut orders: Box<dyn Write> = match &args.out {
+        Some(path) => {
+            Box::new(BufWriter::new(File::create(path).map_err(|e| {
+                format!("cannot create --out {}: {e}", path.display())
+            })?))
+        }
         None => Box::new(std::io::sink()),
     };
-    let took = publish(&plan, &mut sink)?;
+    let stdout = std::io::stdout();
+    let mut ids: Box<dyn Write> = if args.print_ids {
+        Box::new(BufWriter::new(stdout.lock()))
+    } else {
+        Box::new(std::io::sink())
+    };
+    let sent = Sent {
+        orders: &mut *orders,
+        ids: &mut *ids,
+    };
+    let took = publish(&plan, sent)?;
     let total = plan.count + plan.junk;
-    println!(
+    eprintln!(
         "published {} valid + {} junk in {:.3} s ({:.0} msg/s)",
         plan.count,
         plan.junk,
@@ -67,10 +101,10 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("orders-publish: {e}");
+            eprintln!("orders-publish: {}", chain(&*e));
             ExitCode::FAILURE
         }
     }

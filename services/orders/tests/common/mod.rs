@@ -76,7 +76,7 @@ impl Sandbox {
     }
 
     /// Runs `f` against JetStream on a throwaway runtime (the tests' only async code).
-    fn jetstream<T, F: std::future::Future<Output = T>>(
+    pub fn jetstream<T, F: std::future::Future<Output = T>>(
         &self,
         f: impl FnOnce(async_nats::jetstream::Context) -> F,
     ) -> T {
@@ -88,6 +88,47 @@ impl Sandbox {
             let client = async_nats::connect(&self.nats_url).await.expect("nats");
             f(async_nats::jetstream::new(client)).await
         })
+    }
+
+    /// Publishes `payloads` in this order (each publish awaited), returning their stream
+    /// sequences.
+    pub fn publish_raw(&self, payloads: &[Vec<u8>]) -> Vec<u64> {
+        let (stream, subject) = (self.stream(), self.subject());
+        let payloads = payloads.to_vec();
+        self.jetstream(|js| async move {
+            js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: stream,
+                subjects: vec![subject.clone()],
+                ..Default::default()
+            })
+            .await
+            .expect("stream");
+            let mut acks = Vec::new();
+            for p in payloads {
+                let ack = js
+                    .publish(subject.clone(), p.into())
+                    .await
+                    .expect("publish");
+                acks.push(ack);
+            }
+            let mut seqs = Vec::new();
+            for ack in acks {
+                seqs.push(ack.await.expect("publish ack").sequence);
+            }
+            seqs
+        })
+    }
+
+    /// The stored body of `uid`, if PostgreSQL has a row for it.
+    pub fn pg_body(&self, uid: &str) -> Option<serde_json::Value> {
+        let row = self
+            .pg()
+            .query_opt(
+                "SELECT body::text FROM orders WHERE order_uid = $1",
+                &[&uid],
+            )
+            .expect("read one order")?;
+        Some(serde_json::from_str(row.get::<_, &str>(0)).expect("jsonb"))
     }
 
     /// Messages held by the invalid-reasons stream (JetStream, durable across restarts).
@@ -133,13 +174,25 @@ impl Sandbox {
 
     /// Starts the publisher; the valid orders it sends land in `sent.jsonl`.
     pub fn publish(&self, count: u64, junk: u64, rate: Option<u32>, seed: u64) -> Child {
+        self.publish_named("sent", count, junk, rate, seed)
+    }
+
+    /// Starts the publisher; the valid orders it sends land in `<name>.jsonl`.
+    pub fn publish_named(
+        &self,
+        name: &str,
+        count: u64,
+        junk: u64,
+        rate: Option<u32>,
+        seed: u64,
+    ) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders-publish"));
         cmd.args(["--nats", &self.nats_url, "--stream", &self.stream()])
             .args(["--subject", &self.subject()])
             .args(["--count", &count.to_string(), "--junk", &junk.to_string()])
             .args(["--seed", &seed.to_string()])
             .arg("--out")
-            .arg(self.sent_path());
+            .arg(self.dir.join(format!("{name}.jsonl")));
         if let Some(rate) = rate {
             cmd.args(["--rate", &rate.to_string()]);
         }
@@ -148,13 +201,14 @@ impl Sandbox {
             .expect("spawn orders-publish")
     }
 
-    pub fn sent_path(&self) -> PathBuf {
-        self.dir.join("sent.jsonl")
-    }
-
     /// Every valid order the publisher sent, as JSON values.
     pub fn sent(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.sent_path())
+        self.sent_named("sent")
+    }
+
+    /// Every valid order the publisher named `name` sent, as JSON values.
+    pub fn sent_named(&self, name: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join(format!("{name}.jsonl")))
             .expect("sent.jsonl")
             .lines()
             .map(|l| serde_json::from_str(l).expect("sent line is JSON"))
@@ -182,6 +236,15 @@ impl Sandbox {
             assert_eq!(stored.get(uid), Some(order), "PostgreSQL row of {uid}");
         }
     }
+}
+
+/// Runs a shell command (the servers' stop and start commands); it must succeed.
+pub fn sh(command: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .expect("sh");
+    assert!(ok.success(), "{command} failed");
 }
 
 pub fn free_port() -> u16 {
@@ -258,18 +321,47 @@ impl Service {
         );
     }
 
-    /// Every sent order is served by id with exactly the JSON that was sent.
+    /// The order served under `uid`, or `None` (404).
+    pub fn served(&self, uid: &str) -> Option<serde_json::Value> {
+        let (status, body) = self.get(&format!("/orders/{uid}")).expect("answered");
+        match status {
+            200 => Some(serde_json::from_str(&body).expect("JSON")),
+            404 => None,
+            _ => panic!("GET /orders/{uid}: {status} {body}"),
+        }
+    }
+
+    /// Every sent order is served by id with exactly the JSON that was sent. An order is
+    /// served once PostgreSQL's notice of it has reached this process, so each is awaited
+    /// (60 s at most); a different JSON fails at once.
     pub fn assert_serves(&self, sent: &[serde_json::Value]) {
         for order in sent {
             let uid = order["order_uid"].as_str().expect("uid");
-            let (status, body) = self.get(&format!("/orders/{uid}")).expect("answered");
-            assert_eq!(status, 200, "GET /orders/{uid}: {body}");
-            let served: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let served = wait_for(
+                Duration::from_secs(60),
+                &format!("order {uid} served"),
+                || self.served(uid),
+            );
             assert_eq!(
                 &served, order,
                 "served order {uid} differs from the sent one"
             );
         }
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").expect("metrics answered");
+        assert_eq!(status, 200, "/metrics: {body}");
+        body
+    }
+
+    /// The value of one series of `/metrics` (a line `name value` or `name{labels} value`).
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("series {series} missing from /metrics:\n{text}"))
     }
 }
 

@@ -1,0 +1,585 @@
+//! Promise 13, leases: `pop_lease` takes the item `pop` would take, hidden from every other pop
+//! until its lease is acked, released or dropped, or past its deadline; an item is removed at
+//! most once and delivered again only after its lease was released or expired; LIFO holds
+//! among the items not leased.
+//!
+//! Here: memory, native Db and fallback leases through the storage; ack, release, drop,
+//! expiry, late acks; close with leases held; many threads acking every item exactly once.
+//! Deeper: the Db-level lease contract and consumers SIGKILLed in a loop (`tests/leases.rs`,
+//! `tests/backends.rs`), leases in the history checker (`tests/reliability_history.rs`), and
+//! the loom models `a_lease_racing_a_push_a_flush_and_a_pop_is_lifo_and_exactly_once`,
+//! `release_puts_the_item_back_on_top`, `expiry_racing_an_ack_removes_or_returns_the_item_once`.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lifostore::{CancelToken, Db, DbError, Error, FileDb, MemDb, Storage};
+
+use crate::common::{id_of, item, within};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lifostore-sl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A Db with only push and pop: it gets the fallback (no native leases).
+struct Plain(Arc<MemDb>);
+
+impl Db for Plain {
+    fn push(&self, data: &[u8]) -> Result<(), DbError> {
+        self.0.push(data)
+    }
+    fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
+        self.0.pop()
+    }
+}
+
+fn token_for(limit: Duration) -> CancelToken {
+    CancelToken::new().with_timeout(limit)
+}
+
+/// Waits (short sleeps, bounded) until `cond` holds: the flusher is another thread, there is
+/// no event of ours to wait on.
+fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < until, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A lease can be handed to another thread (a worker pool) and shared by reference.
+#[test]
+fn a_lease_is_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<lifostore::Lease>();
+}
+
+#[test]
+fn a_memory_lease_hides_its_item_until_acked() {
+    let s = Storage::new(MemDb::new()).expect("build");
+    let t = CancelToken::new();
+    s.push(&t, "a").expect("push");
+    s.push(&t, "b").expect("push");
+    let lease = s.pop_lease(&t).expect("lease");
+    assert_eq!(&*lease, b"b");
+    assert_eq!(s.stats().leases_held, 1);
+    assert_eq!(
+        s.len().expect("len"),
+        Some(1),
+        "a leased item is not counted"
+    );
+    assert_eq!(s.try_pop().expect("pop"), Some(b"a".to_vec()));
+    assert_eq!(s.try_pop().expect("pop"), None, "b is hidden");
+    lease.ack().expect("ack in time");
+    let stats = s.stats();
+    assert_eq!((stats.leases, stats.leases_held), (1, 0));
+    assert_eq!(stats.pushes, 2);
+    s.close().expect("close");
+    assert_eq!(s.db().len(), 0, "acked: gone for good");
+}
+
+#[test]
+fn release_and_drop_put_the_item_back_on_top() {
+    let s = Storage::new(MemDb::new()).expect("build");
+    let t = CancelToken::new();
+    for i in 1..=3 {
+        s.push(&t, item(i)).expect("push");
+    }
+    let lease = s.pop_lease(&t).expect("lease");
+    assert_eq!(id_of(&lease), 3);
+    s.push(&t, item(4)).expect("push");
+    lease.release();
+    assert_eq!(id_of(&s.pop(&t).expect("pop")), 3, "released: on top");
+    let lease = s.pop_lease(&t).expect("lease");
+    assert_eq!(id_of(&lease), 4);
+    drop(lease);
+    let order: Vec<u64> = (0..3).map(|_| id_of(&s.pop(&t).expect("pop"))).collect();
+    assert_eq!(order, vec![4, 2, 1], "dropped = released, then LIFO");
+    assert_eq!(s.stats().pushes, 4, "returns are not pushes");
+}
+
+#[test]
+fn leases_keep_lifo_among_the_unleased_items() {
+    let s = Storage::new(MemDb::new()).expect("build");
+    let t = CancelToken::new();
+    for i in 1..=10 {
+        s.push(&t, item(i)).expect("push");
+    }
+    let l10 = s.pop_lease(&t).expect("lease");
+    let l9 = s.pop_lease(&t).expect("lease");
+    assert_eq!((id_of(&l10), id_of(&l9)), (10, 9));
+    s.flush(&t).expect("flush: 1..=8 go to the Db");
+    let l8 = s.pop_lease(&t).expect("a Db lease");
+    assert_eq!(id_of(&l8), 8);
+    let popped: Vec<u64> = (0..3).map(|_| id_of(&s.pop(&t).expect("pop"))).collect();
+    assert_eq!(popped, vec![7, 6, 5]);
+    l9.release();
+    l10.release();
+    l8.release();
+    let rest: Vec<u64> = s.try_iter().map(|r| id_of(&r.expect("pop"))).collect();
+    // Each release puts its item on top (promise 13): 9, then 10 above it, then 8 above both,
+    // though 8 was leased from the Db and 10 and 9 are in memory (the release writes them to
+    // the Db first, then releases 8 on top of them).
+    assert_eq!(rest, vec![8, 10, 9, 4, 3, 2, 1]);
+}
+
+#[test]
+fn an_expired_memory_lease_comes_back_and_a_late_ack_says_so() {
+    let s = Storage::builder()
+        .lease_ttl(Duration::from_millis(50))
+        .build(MemDb::new())
+        .expect("build");
+    let t = CancelToken::new();
+    s.push(&t, "x").expect("push");
+    let started = Instant::now();
+    let lease = s.pop_lease(&t).expect("lease");
+    // Blocks on an empty storage; the flusher returns the item at the deadline and wakes it.
+    let again = s
+        .pop(&token_for(Duration::from_secs(5)))
+        .expect("back by itself");
+    assert_eq!(again, b"x");
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "not before the deadline"
+    );
+    match lease.ack() {
+        Err(e @ Error::LeaseExpired) => assert!(e.to_string().contains("lease_ttl")),
+        other => panic!("late ack: {other:?}"),
+    }
+    assert_eq!(s.stats().leases_expired, 1);
+}
+
+#[test]
+fn an_ack_past_the_deadline_fails_even_before_the_flusher_noticed() {
+    let s = Storage::builder()
+        .lease_ttl(Duration::from_millis(1))
+        .build(MemDb::new())
+        .expect("build");
+    let t = CancelToken::new();
+    s.push(&t, "x").expect("push");
+    let lease = s.pop_lease(&t).expect("lease");
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(matches!(lease.ack(), Err(Error::LeaseExpired)));
+    assert_eq!(s.try_pop().expect("pop"), Some(b"x".to_vec()), "back, once");
+    assert_eq!(s.try_pop().expect("pop"), None);
+}
+
+#[test]
+fn a_held_memory_lease_by_default_ends_in_time_for_the_window() {
+    let window = Duration::from_millis(400);
+    let db = Arc::new(MemDb::new());
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .build(Arc::clone(&db))
+        .expect("build");
+    let t = CancelToken::new();
+    let pushed = Instant::now();
+    s.push(&t, "x").expect("push");
+    let lease = s.pop_lease(&t).expect("lease");
+    // The holder sits on it: the lease ends when the flusher would have written the item, so
+    // it still reaches the Db within the window of its push.
+    eventually(window * 2, "the item reaches the Db", || db.len() == 1);
+    assert!(pushed.elapsed() < window + Duration::from_millis(200));
+    assert!(matches!(lease.ack(), Err(Error::LeaseExpired)));
+    assert_eq!(s.try_pop().expect("pop"), Some(b"x".to_vec()));
+}
+
+/// The Db lease contract through the storage, on a Db with native leases.
+fn native_db_leases<D: Db + 'static>(db: D) {
+    let s = Storage::builder()
+        .lease_ttl(Duration::from_millis(80))
+        .build(db)
+        .expect("build");
+    let t = CancelToken::new();
+    s.push(&t, item(1)).expect("push");
+    s.push(&t, item(2)).expect("push");
+    s.flush(&t).expect("flush");
+    let lease = s.pop_lease(&t).expect("Db lease");
+    assert_eq!(id_of(&lease), 2);
+    assert_eq!(id_of(&s.try_pop().expect("pop").expect("1")), 1);
+    assert_eq!(s.try_pop().expect("pop"), None, "2 is hidden in the Db");
+    lease.release();
+    let lease = s.pop_lease(&t).expect("released: back");
+    assert_eq!(id_of(&lease), 2);
+    lease.ack().expect("ack");
+    assert_eq!(s.try_pop().expect("pop"), None, "acked: gone");
+    // Expiry: a blocked pop is woken when the Db may hold the item again.
+    s.push(&t, item(3)).expect("push");
+    s.flush(&t).expect("flush");
+    let lease = s.pop_lease(&t).expect("Db lease");
+    let again = s
+        .pop(&token_for(Duration::from_secs(5)))
+        .expect("expired: back");
+    assert_eq!(id_of(&again), 3);
+    assert!(matches!(lease.ack(), Err(Error::LeaseExpired)));
+    assert_eq!(s.try_pop().expect("pop"), None);
+    assert_eq!(s.stats().leases_held, 0);
+}
+
+#[test]
+fn memdb_leases_through_the_storage() {
+    native_db_leases(MemDb::new());
+}
+
+/// Lease A, push B, then release, drop or expiry: the next pop returns A.
+#[test]
+fn memdb_released_dropped_and_expired_items_are_back_on_top() {
+    crate::common::leases::back_on_top_through_a_storage(MemDb::new());
+}
+
+#[test]
+fn filedb_released_dropped_and_expired_items_are_back_on_top() {
+    let dir = temp_dir("ontop");
+    crate::common::leases::back_on_top_through_a_storage(
+        FileDb::open(dir.join("s.lifo")).expect("open"),
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_fallback_dbs_released_dropped_and_expired_items_are_back_on_top() {
+    crate::common::leases::back_on_top_through_a_storage(Plain(Arc::new(MemDb::new())));
+}
+
+#[test]
+fn filedb_leases_through_the_storage() {
+    let dir = temp_dir("native");
+    native_db_leases(FileDb::open(dir.join("s.lifo")).expect("open"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A process that dies holding a lease from a FileDb: the lease survives in the file, whose
+/// own deadline a storage sets a margin after the lease's (`lease_ttl` plus a quarter, at least
+/// 1 s: while the process lives, the storage returns the item itself at the lease's deadline,
+/// on top of what it buffers). Reopened, the item stays hidden until that deadline, or comes
+/// back at once with `return_leases_on_open`.
+#[test]
+fn filedb_lease_held_by_a_closed_storage_comes_back_after_reopen() {
+    let dir = temp_dir("reopen");
+    let path = dir.join("s.lifo");
+    let ttl = Duration::from_secs(60);
+    {
+        let s = Storage::builder().lease_ttl(ttl).open(&path).expect("open");
+        let t = CancelToken::new();
+        s.push(&t, "kept").expect("push");
+        s.flush(&t).expect("flush");
+        let lease = s.pop_lease(&t).expect("lease");
+        let leases = s.db().leases().expect("FileDb has leases");
+        let deadlines = leases.held_deadlines().expect("deadlines");
+        let ahead = deadlines[0].duration_since(std::time::SystemTime::now());
+        assert!(
+            ahead.expect("ahead") > ttl + Duration::from_secs(10),
+            "the file's deadline is the storage's own plus the margin (15 s here)"
+        );
+        s.close().expect("close");
+        std::mem::forget(lease); // as if the process died holding it
+    }
+    let s = Storage::open(&path).expect("reopen");
+    assert_eq!(s.try_pop().expect("pop"), None, "still leased in the file");
+    drop(s);
+    let options = lifostore::FileDbOptions::default().return_leases_on_open(true);
+    let s = Storage::builder()
+        .open_with(&path, options)
+        .expect("reopen");
+    assert_eq!(s.try_pop().expect("pop"), Some(b"kept".to_vec()));
+    drop(s);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_fallback_db_lease_is_held_by_the_storage() {
+    let db = Arc::new(MemDb::new());
+    let s = Storage::builder()
+        .max_unflushed_age(Duration::from_secs(60))
+        .build(Plain(Arc::clone(&db)))
+        .expect("build");
+    assert!(s.db().leases().is_none());
+    let t = CancelToken::new();
+    s.push(&t, item(1)).expect("push");
+    s.push(&t, item(2)).expect("push");
+    s.flush(&t).expect("flush");
+    let lease = s.pop_lease(&t).expect("lease");
+    assert_eq!(id_of(&lease), 2);
+    assert_eq!(db.len(), 1, "the fallback took it out of the Db");
+    lease.release();
+    // Back on top of memory, due at once: the flusher writes it back without waiting for the
+    // (60 s) window.
+    eventually(Duration::from_secs(5), "written back", || db.len() == 2);
+    let lease = s.pop_lease(&t).expect("lease");
+    assert_eq!(id_of(&lease), 2, "still on top");
+    s.expire_leases_now();
+    assert!(matches!(lease.ack(), Err(Error::LeaseExpired)));
+    let lease = s.pop_lease(&t).expect("back after expiry");
+    assert_eq!(id_of(&lease), 2);
+    lease.ack().expect("ack");
+    s.close().expect("close");
+    assert_eq!(db.snapshot(), vec![item(1)]);
+}
+
+#[test]
+fn close_with_leases_held_loses_nothing_and_delivers_nothing_twice() {
+    let db = Arc::new(MemDb::new());
+    let s = Storage::new(Arc::clone(&db)).expect("build");
+    let t = CancelToken::new();
+    for i in 1..=3 {
+        s.push(&t, item(i)).expect("push");
+    }
+    let released = s.pop_lease(&t).expect("lease");
+    let acked = s.pop_lease(&t).expect("lease");
+    s.close().expect("close");
+    assert_eq!(
+        db.snapshot(),
+        vec![item(1)],
+        "leased items stay with their holders"
+    );
+    assert!(matches!(s.try_pop_lease(), Err(Error::Closed)));
+    acked.ack().expect("an ack after close forgets the item");
+    released.release(); // written to the Db on this thread
+    assert_eq!(db.snapshot(), vec![item(1), item(3)]);
+}
+
+#[test]
+fn a_blocked_pop_lease_wakes_for_a_push_and_for_close() {
+    let s = Arc::new(Storage::new(MemDb::new()).expect("build"));
+    let t = CancelToken::new();
+    let s2 = Arc::clone(&s);
+    let t2 = t.clone();
+    let waiting = std::thread::spawn(move || {
+        let lease = s2.pop_lease(&t2)?;
+        let data = lease.to_vec();
+        lease.ack().map(|()| data)
+    });
+    crate::common::wait_until_blocked(&t);
+    s.push(&CancelToken::new(), "y").expect("push");
+    assert_eq!(waiting.join().expect("join").expect("lease"), b"y");
+    let s2 = Arc::clone(&s);
+    let t2 = t.clone();
+    let waiting = std::thread::spawn(move || s2.pop_lease(&t2).map(|l| l.to_vec()));
+    crate::common::wait_until_blocked(&t);
+    s.close().expect("close");
+    assert!(matches!(waiting.join().expect("join"), Err(Error::Closed)));
+}
+
+/// N threads lease, ack, release, drop and push at once over `s`, some leases expiring:
+/// at the end every item was acked exactly once (a late ack fails and does not count), none
+/// lost.
+fn acked_exactly_once<D: Db + 'static>(s: Storage<D>, items: u64) {
+    let s = Arc::new(s);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let threads = 4u64;
+    let handles: Vec<_> = (0..threads)
+        .map(|th| {
+            let (s, acked) = (Arc::clone(&s), Arc::clone(&acked));
+            std::thread::spawn(move || worker(&s, &acked, th, threads, items))
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("worker");
+    }
+    // Drain what is left: late acks, released items, items still buffered or in the Db.
+    while let Some(lease) = s.try_pop_lease().expect("drain") {
+        let id = id_of(&lease);
+        if lease.ack().is_ok() {
+            acked.lock().expect("lock").push(id);
+        }
+    }
+    let mut acked = acked.lock().expect("lock").clone();
+    acked.sort_unstable();
+    let unique: BTreeSet<u64> = acked.iter().copied().collect();
+    assert_eq!(unique.len(), acked.len(), "an item acked twice");
+    assert_eq!(unique, (0..items).collect(), "an item lost");
+    let stats = s.stats();
+    assert_eq!(stats.leases_held, 0);
+    println!(
+        "{items} items: {} leases, {} expired",
+        stats.leases, stats.leases_expired
+    );
+}
+
+/// One worker: pushes its share of ids, and between pushes leases one item and acks it,
+/// releases it, drops it, or sits on it past the ttl, by a cheap hash of the round.
+fn worker<D: Db>(s: &Storage<D>, acked: &Mutex<Vec<u64>>, th: u64, threads: u64, items: u64) {
+    let t = CancelToken::new();
+    let mut held = Vec::new();
+    for i in (th..items).step_by(threads as usize) {
+        s.push(&t, item(i)).expect("push");
+        let Some(lease) = s.try_pop_lease().expect("lease") else {
+            continue;
+        };
+        match i.wrapping_mul(0x9E37_79B9) % 7 {
+            0 => lease.release(),
+            1 => drop(lease),
+            2 => held.push(lease), // acked later, maybe past the ttl
+            _ => {
+                let id = id_of(&lease);
+                if lease.ack().is_ok() {
+                    acked.lock().expect("lock").push(id);
+                }
+            }
+        }
+        if held.len() > 3 {
+            std::thread::sleep(Duration::from_millis(5));
+            for lease in held.drain(..) {
+                let id = id_of(&lease);
+                if lease.ack().is_ok() {
+                    acked.lock().expect("lock").push(id);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn many_threads_over_memdb_ack_every_item_exactly_once() {
+    within(Duration::from_secs(60), || {
+        let s = Storage::builder()
+            .max_unflushed_age(Duration::from_millis(40))
+            .max_buffered_items(64)
+            .lease_ttl(Duration::from_millis(4))
+            .build(MemDb::new())
+            .expect("build");
+        acked_exactly_once(s, 4000);
+    });
+}
+
+#[test]
+fn many_threads_over_filedb_ack_every_item_exactly_once() {
+    within(Duration::from_secs(120), || {
+        let dir = temp_dir("threads");
+        let s = Storage::builder()
+            .max_unflushed_age(Duration::from_millis(40))
+            .max_buffered_items(64)
+            .lease_ttl(Duration::from_millis(4))
+            .open(dir.join("s.lifo"))
+            .expect("open");
+        acked_exactly_once(s, 500);
+        std::fs::remove_dir_all(&dir).ok();
+    });
+}
+
+#[test]
+fn many_threads_over_a_fallback_db_ack_every_item_exactly_once() {
+    within(Duration::from_secs(60), || {
+        let s = Storage::builder()
+            .max_unflushed_age(Duration::from_millis(40))
+            .max_buffered_items(64)
+            .lease_ttl(Duration::from_millis(4))
+            .build(Plain(Arc::new(MemDb::new())))
+            .expect("build");
+        acked_exactly_once(s, 4000);
+    });
+}
+
+/// A FileDb only this process uses (`shared(false)`): leases a dead process held come back at
+/// their deadline with nobody pushing; the storage must ask the Db again then, not conclude
+/// from an empty answer that it stays empty.
+#[test]
+fn an_unshared_filedb_returns_a_dead_process_lease_to_a_blocked_pop() {
+    let dir = temp_dir("adopt");
+    let path = dir.join("s.lifo");
+    {
+        let db = FileDb::open(&path).expect("open");
+        db.push_batch(&[b"1", b"2"]).expect("push");
+        let leases = db.leases().expect("FileDb has leases");
+        let held = leases
+            .pop_lease(1, Duration::from_millis(150))
+            .expect("lease");
+        assert_eq!(held[0].item, b"2");
+    } // the process "dies" holding the lease
+    let options = lifostore::FileDbOptions::default().shared(false);
+    let s = Storage::builder().open_with(&path, options).expect("open");
+    let t = token_for(Duration::from_secs(5));
+    assert_eq!(s.pop(&t).expect("pop"), b"1");
+    assert_eq!(s.try_pop().expect("try_pop"), None, "2 is still leased");
+    assert_eq!(s.pop(&t).expect("back at its deadline"), b"2");
+    drop(s);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A released item keeps its push stamp: back on top, it is written when it comes due, with
+/// the newer items below it, so it still reaches the Db within the window of its own push.
+#[test]
+fn a_released_item_reaches_the_db_within_the_window_of_its_push() {
+    let window = Duration::from_secs(1);
+    let db = Arc::new(MemDb::new());
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .lease_ttl(Duration::from_secs(60))
+        .build(Arc::clone(&db))
+        .expect("build");
+    let t = CancelToken::new();
+    let pushed = Instant::now();
+    s.push(&t, "old").expect("push");
+    let lease = s.pop_lease(&t).expect("lease");
+    std::thread::sleep(window * 2 / 5);
+    s.push(&t, "newer").expect("push"); // on its own, due only after the old item's window
+    lease.release();
+    eventually(window * 2, "both in the Db", || db.len() == 2);
+    assert!(
+        pushed.elapsed() < window,
+        "the released item reached the Db {:?} after its push",
+        pushed.elapsed()
+    );
+    assert_eq!(
+        s.try_pop().expect("pop"),
+        Some(b"old".to_vec()),
+        "still on top"
+    );
+}
+
+/// Pushes `item(0)` and starts a `flush` of it on another thread; returns once that write is
+/// in flight (the Db's latency keeps it there).
+fn write_in_flight(s: &Arc<Storage<MemDb>>) -> std::thread::JoinHandle<Result<(), Error>> {
+    s.push(&CancelToken::new(), item(0)).unwrap();
+    let flush = {
+        let s = s.clone();
+        std::thread::spawn(move || s.flush(&CancelToken::new()))
+    };
+    while s.stats().in_flight_items == 0 {
+        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
+    }
+    flush
+}
+
+/// A storage whose flusher never writes on its own during a test (long window, big buffer).
+fn quiet(db: MemDb) -> Storage<MemDb> {
+    Storage::builder()
+        .max_unflushed_age(Duration::from_secs(600))
+        .build(db)
+        .unwrap()
+}
+
+/// A durable push whose item a lease takes from memory, while another write is in flight,
+/// returns `Ok` at once (the item left memory, as with a pop): the lease settles the waiting
+/// call's slot and wakes it, so it does not wait for the write in flight to land.
+#[test]
+fn a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lands() {
+    let s = Arc::new(quiet(MemDb::with_latency(Duration::from_secs(2))));
+    let flush = write_in_flight(&s);
+    let durable = {
+        let s = s.clone();
+        std::thread::spawn(move || s.push_durable(&CancelToken::new(), item(1)))
+    };
+    while s.len_in_memory() < 2 {
+        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
+    }
+    let lease = s
+        .try_pop_lease()
+        .unwrap()
+        .expect("the durable item, newest in memory");
+    assert_eq!(lease.to_vec(), item(1));
+    durable.join().unwrap().unwrap();
+    assert_eq!(
+        s.stats().in_flight_items,
+        1,
+        "push_durable returned only after the write in flight landed"
+    );
+    lease.ack().unwrap();
+    flush.join().unwrap().unwrap();
+    s.close().unwrap();
+    assert_eq!(s.db().snapshot(), vec![item(0)]);
+}
