@@ -13,7 +13,8 @@ tracepoints; columns: round, load, contender, pairs, items, wall ns/item, contex
 switches/item, CPU ns/item, sched_yield/item, futex/item. `summary` prints, per group and contender, the
 median over rounds and the median of the per-round ratios against crossbeam (speed:
 crossbeam's ns / contender's ns) and against the bare stack (time: contender / bare).
-Run from the workspace root after `cargo bench -p handoff-experiments --no-run` and
+`BENCH_EXE=path` runs that criterion binary instead (the real Storage's
+`benches/in_memory.rs`, whose groups have the same names). Run from the workspace root after `cargo bench -p handoff-experiments --no-run` and
 `cargo build --release -p handoff-experiments --bins`.
 """
 import glob, json, os, statistics, subprocess, sys, time
@@ -23,6 +24,9 @@ CRIT = os.path.join(ROOT, "target", "criterion")
 
 
 def bench_binary():
+    if os.environ.get("BENCH_EXE"):
+        # Another criterion binary with the same group names (benches/in_memory.rs).
+        return os.environ["BENCH_EXE"]
     out = subprocess.run(
         ["cargo", "bench", "-p", "handoff-experiments", "--bench", "handoff", "--no-run",
          "--message-format=json"], capture_output=True, text=True, check=True).stdout
@@ -100,10 +104,12 @@ def summary(path):
         for name in sorted(g):
             ns = statistics.median(g[name].values())
             base = "crossbeam" if group.startswith("handoff") else "bare_stack"
+            if base == "crossbeam" and base not in g:
+                base = "crossbeam_channel"  # benches/in_memory.rs's name
             if base in g and name != base:
-                ratios = [g[base][r] / g[name][r] if base == "crossbeam" else g[name][r] / g[base][r]
+                ratios = [g[base][r] / g[name][r] if base != "bare_stack" else g[name][r] / g[base][r]
                           for r in g[name] if r in g[base]]
-                what = "speed vs cb" if base == "crossbeam" else "time vs bare"
+                what = "speed vs cb" if base != "bare_stack" else "time vs bare"
                 rs = " ".join(f"{x:.2f}" for x in ratios)
                 print(f"  {name:16} {ns:9.1f}   {what}: {rs}   {statistics.median(ratios):.2f}")
             else:

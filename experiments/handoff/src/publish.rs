@@ -68,6 +68,11 @@ pub trait Inbox: Send + Sync + Default + 'static {
     /// Moves every enqueued push into `buf`, oldest first; returns how many. Called with the
     /// state's lock held.
     fn drain_into(&self, buf: &mut Buffer) -> usize;
+    /// Whether nothing is enqueued: what a releasing lock holder reads after its fence (see
+    /// `Publish::unlock`). Exact for what `send` completed before it (not an admission count:
+    /// a publisher admitted but not yet enqueued is not waited for; its own `try_lock` after
+    /// the enqueue covers it).
+    fn is_empty(&self) -> bool;
 }
 
 /// A crossbeam-channel `unbounded` channel: a lock-free enqueue.
@@ -94,6 +99,11 @@ impl Inbox for ChannelInbox {
     }
 
     #[inline]
+    fn is_empty(&self) -> bool {
+        self.1.is_empty()
+    }
+
+    #[inline]
     fn drain_into(&self, buf: &mut Buffer) -> usize {
         let mut n = 0;
         while let Ok((stamp, data)) = self.1.try_recv() {
@@ -109,20 +119,33 @@ impl Inbox for ChannelInbox {
 #[derive(Default)]
 pub struct LockedInbox {
     items: Mutex<Vec<Pending>>,
+    /// `items.len()`, stored under `items`' lock.
+    len: AtomicUsize,
     spare: Mutex<Vec<Pending>>,
 }
 
 impl Inbox for LockedInbox {
     #[inline]
     fn send(&self, p: Pending) {
-        self.items.lock().push(p);
+        let mut items = self.items.lock();
+        items.push(p);
+        self.len.store(items.len(), Relaxed);
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len.load(Relaxed) == 0
     }
 
     #[inline]
     fn drain_into(&self, buf: &mut Buffer) -> usize {
         // `spare` is only touched here, under the state's lock: never contended.
         let mut spare = self.spare.lock();
-        std::mem::swap(&mut *self.items.lock(), &mut *spare);
+        {
+            let mut items = self.items.lock();
+            std::mem::swap(&mut *items, &mut *spare);
+            self.len.store(0, Relaxed);
+        }
         let n = spare.len();
         for (stamp, data) in spare.drain(..) {
             buf.push(stamp, data);
@@ -173,6 +196,7 @@ impl<I: Inbox> Publish<I> {
                 self.held.store(g.len(), Relaxed);
                 // Under the lock: a popper checks and waits while holding it.
                 self.poppers.notify_one();
+                self.unlock(g);
                 return Ok(());
             }
             return self.push_waiting(g, data);
@@ -209,8 +233,52 @@ impl<I: Inbox> Publish<I> {
             let mut g = self.state.lock();
             self.apply_published(&mut g);
             self.poppers.notify_one();
+            self.unlock(g);
+        } else if let Some(mut g) = self.state.try_lock() {
+            // Not stranded (the race `unlock` closes from the other side): the lock was free
+            // after our publication, so its last holder may have checked `pending` before it:
+            // apply it ourselves.
+            self.apply_published(&mut g);
+            self.unlock(g);
         }
         Ok(())
+    }
+
+    /// Releases the lock, then makes sure no publication is stranded in the inbox: a push
+    /// published while we held the lock (after we applied the inbox) would otherwise wait for
+    /// the next lock holder, which may not come for a long time (in the engine: past the
+    /// window, with nobody to write it). Dekker with `publish`: there, publication, fence,
+    /// `try_lock`; here, release, fence, read the inbox's length. Either we see the publication and
+    /// apply it (if someone else holds the lock now, its own release checks again), or its
+    /// `try_lock` comes after our release and finds the lock free (or held by a later holder,
+    /// whose release checks again).
+    #[inline]
+    fn unlock(&self, g: MutexGuard<'_, Buffer>) {
+        drop(g);
+        fence(SeqCst);
+        if !self.inbox.is_empty() {
+            self.apply_after_unlock();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn apply_after_unlock(&self) {
+        if let Some(mut g) = self.state.try_lock() {
+            // Drain whatever is there (not `apply_published`: it skips the inbox when `pending`
+            // reads zero, and our fence orders the inbox's length, not `pending`).
+            self.apply_inbox(&mut g);
+            // A popper sleeping now announced itself before its last check, and its
+            // publishers notify it; waking one here as well costs nothing when none sleeps.
+            self.poppers.notify_one();
+            self.unlock(g);
+        }
+    }
+
+    /// Publications admitted and not yet applied to the buffer (for the loom models: zero once
+    /// every thread has returned, or an item is stranded in the inbox).
+    pub fn unapplied(&self) -> usize {
+        self.pending.load(SeqCst) & !CLOSED
     }
 
     /// A push that found publications to apply first, or the buffer full, or the stack closed;
@@ -226,6 +294,7 @@ impl<I: Inbox> Publish<I> {
                 g.push(self.clock.now(), data);
                 self.held.store(g.len(), Relaxed);
                 self.poppers.notify_one();
+                self.unlock(g);
                 return Ok(());
             }
             g = self.pushers.wait(g);
@@ -264,6 +333,7 @@ impl<I: Inbox> Publish<I> {
     pub fn pop(&self) -> Option<Vec<u8>> {
         let mut g = self.lock();
         if let Some(item) = self.take(&mut g) {
+            self.unlock(g);
             return Some(item);
         }
         self.pop_waiting(g)
@@ -272,7 +342,10 @@ impl<I: Inbox> Publish<I> {
     /// The newest item if there is one, without waiting.
     #[inline]
     pub fn try_pop(&self) -> Option<Vec<u8>> {
-        self.take(&mut self.lock())
+        let mut g = self.lock();
+        let item = self.take(&mut g);
+        self.unlock(g);
+        item
     }
 
     /// The state's lock: a spin without `sched_yield` (`spin::LOCK_SPIN_LONG_HINTS`), then
@@ -295,7 +368,7 @@ impl<I: Inbox> Publish<I> {
         if g.is_closed() {
             return None;
         }
-        drop(g);
+        self.unlock(g);
         self.spin_for_item();
         let mut g = self.lock();
         self.waiting.fetch_add(1, Relaxed);
@@ -310,6 +383,7 @@ impl<I: Inbox> Publish<I> {
             g = self.poppers.wait(g);
         };
         self.waiting.fetch_sub(1, Relaxed);
+        self.unlock(g);
         item
     }
 
@@ -329,6 +403,7 @@ impl<I: Inbox> Publish<I> {
         let batch = g.take_oldest(n);
         self.held.store(g.len(), Relaxed);
         self.pushers.notify_all();
+        self.unlock(g);
         batch
     }
 
@@ -355,7 +430,9 @@ impl<I: Inbox> Publish<I> {
     pub fn len(&self) -> usize {
         let mut g = self.state.lock();
         self.apply_published(&mut g);
-        g.len()
+        let n = g.len();
+        self.unlock(g);
+        n
     }
 
     /// Whether nothing is held.

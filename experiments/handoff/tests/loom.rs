@@ -38,6 +38,32 @@ fn a_published_push_wakes_a_sleeping_popper() {
     });
 }
 
+/// A push racing a `try_pop` that holds the lock (on an empty stack, so it takes nothing): the
+/// push may find the lock taken and publish, while the popper releases it. Once both returned,
+/// nothing may be left unapplied in the inbox: no later lock holder is owed (in the engine
+/// an item stranded there would outlive the window unwritten). So either the popper's release
+/// sees the publication and applies it, or the publisher's `try_lock` finds the lock free.
+#[test]
+fn a_publication_racing_a_release_is_not_stranded() {
+    loom::model(|| {
+        let s = Arc::new(PublishLocked::new(4));
+        let popper = {
+            let s = s.clone();
+            loom::thread::spawn(move || s.try_pop())
+        };
+        let pusher = {
+            let s = s.clone();
+            loom::thread::spawn(move || s.push(vec![7]))
+        };
+        assert_eq!(pusher.join().unwrap(), Ok(()));
+        let popped = popper.join().unwrap();
+        assert_eq!(s.unapplied(), 0, "a published push stranded in the inbox");
+        if popped.is_none() {
+            assert_eq!(s.len(), 1);
+        }
+    });
+}
+
 /// Two pushes in program order (the first may be published while another thread holds the
 /// lock, the second may find it free and push directly) race a pop; afterwards the rest is
 /// popped. LIFO: a pop that began after the second push returned gets 2; what remains comes out

@@ -94,7 +94,9 @@ fn pair_rounds(args: &[String]) {
     let elim = elimination::Elimination::new(CAPACITY);
     let plock = PublishLocked::new(CAPACITY);
     let pchan = PublishChannel::new(CAPACITY);
-    println!("round bare_stack lifostore model model_spinlong elimination publish_lock publish_chan");
+    println!(
+        "round bare_stack lifostore model model_spinlong elimination publish_lock publish_chan"
+    );
     for r in 0..rounds {
         println!(
             "{r} {:.1} {:.1} {:.1} {:.1} {:.1} {:.1} {:.1}",
