@@ -9,9 +9,13 @@ which models failed, and restores the file. Run from anywhere:
 A mutant whose snippet is no longer in the source stops the run: update the snippet with the
 code it mutates. Uses CARGO_TARGET_DIR if set (loom builds go to its loom/ subdirectory).
 MUTANT_TIMEOUT (seconds, default 600) bounds each mutant's build and run.
+A mutant with a fourth element runs that command instead of the models, without the loom cfg:
+the H mutants run the history tests, whose checker must reject what they do; those tests are
+randomized, so a survivor is worth a second run.
 """
 import subprocess, sys, os, re
 os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+HISTORY = ['cargo', 'test', '--test', 'reliability_history']
 M = {
  # One take walk serves pop, pop_batch and pop_lease (and their try_ forms): M1 and M14 are
  # now the same mutation, kept under both names.
@@ -154,6 +158,36 @@ M = {
 ''', ''),
  'M62 an ack of a native lease past its deadline acks it in the Db instead of returning it': ('src/engine/lease_table.rs',
    '            Some(held) if held.deadline <= now => NativeState::Due,\n', ''),
+ # Engine bugs the history checker must catch: these run the history tests
+ # (tests/reliability_history.rs), not the loom models.
+ 'H1 a pop leaves its item in the Db': ('src/engine/ops/take.rs',
+   '''    fn take_from_db(&self, core: &Core) -> Result<Option<Vec<u8>>, DbError> {
+        core.db.pop()
+    }''', '''    fn take_from_db(&self, core: &Core) -> Result<Option<Vec<u8>>, DbError> {
+        let item = core.db.pop()?;
+        if let Some(item) = &item {
+            core.db.push(item)?;
+        }
+        Ok(item)
+    }''', HISTORY),
+ 'H2 an expired lease whose item never comes back': ('src/engine/state/leases.rs',
+   '''                What::Item { data, pushed_at } => self
+                    .stack
+                    .put_back_on_top(Arc::unwrap_or_clone(data), pushed_at),''',
+   '''                What::Item { .. } => {}''', HISTORY),
+ 'H3 an ack returns Ok after the item was delivered again': ('src/engine/ops/lease.rs',
+   '        LeaseEnd::Gone if ack => Err(Error::LeaseExpired),\n',
+   '        LeaseEnd::Gone if ack => Ok(()),\n', HISTORY),
+ 'H4 a release puts the item back twice': ('src/engine/state/leases.rs',
+   'let whom = self.put_back(vec![(Arc::unwrap_or_clone(data), pushed_at)]);',
+   'let whom = self.put_back(vec![(data.to_vec(), pushed_at), (Arc::unwrap_or_clone(data), pushed_at)]);', HISTORY),
+ 'H5 a pop skips a newer item certainly present': ('src/engine/state/stack.rs',
+   '''        let entry = self.items.pop_back()?;
+        self.bytes -= entry.data.len();
+        Some(entry)''', '''        let skip = usize::from(self.items.len() >= 2);
+        let entry = self.items.remove(self.items.len().checked_sub(1 + skip)?)?;
+        self.bytes -= entry.data.len();
+        Some(entry)''', HISTORY),
  # Survives the models (see the README); killed by tests/token.rs.
  'M11 a later end overwrites the latched one': ('src/token.rs',
    '''        if let Some(end) = st.end {
@@ -164,7 +198,8 @@ check_only = '--check' in sys.argv
 only = [a + ' ' for a in sys.argv[1:] if a != '--check']
 env = dict(os.environ, RUSTFLAGS='--cfg lifostore_loom', LOOM_MAX_PREEMPTIONS='3')
 target = os.path.join(os.environ.get('CARGO_TARGET_DIR', 'target'), 'loom')
-for name,(path,old,new) in M.items():
+for name, spec in M.items():
+    path, old, new = spec[:3]
     if only and not any(name.startswith(o) for o in only):
         continue
     src = open(path).read()
@@ -174,8 +209,12 @@ for name,(path,old,new) in M.items():
         continue
     open(path,'w').write(src.replace(old,new))
     try:
-        r = subprocess.run(['timeout',os.environ.get('MUTANT_TIMEOUT','600'),'cargo','test','-p','loom-tests','--release','--target-dir',target,'--','--test-threads=2'],
-                           capture_output=True, text=True, env=env)
+        limit = ['timeout', os.environ.get('MUTANT_TIMEOUT', '600')]
+        if len(spec) > 3:  # a command of its own (the H mutants: the history tests)
+            r = subprocess.run(limit + spec[3], capture_output=True, text=True)
+        else:
+            r = subprocess.run(limit + ['cargo','test','-p','loom-tests','--release','--target-dir',target,'--','--test-threads=2'],
+                               capture_output=True, text=True, env=env)
         out = r.stdout + r.stderr
         # A model that deadlocks may abort the binary before libtest prints FAILED; its
         # panic line still names it.

@@ -380,13 +380,16 @@ fn lease_contract(kind: &str, url: &str) {
     common::leases::lease_contract(&*db, Duration::from_millis(100));
 }
 
-/// Released and expired items back on top across two clients of the same key or table, and
-/// through a storage.
+/// Released and expired items back on top across two clients of the same key or table,
+/// through a storage, and after the process holding the lease was killed.
 fn back_on_top_across_clients(kind: &str, url: &str) {
     let name = unique("ontop");
     let (a, b) = (open(kind, url, &name), open(kind, url, &name));
     common::leases::back_on_top_across_clients(a, &*b, Duration::from_millis(100));
     common::leases::back_on_top_through_a_storage(open(kind, url, &unique("ontops")));
+    let name = unique("holder");
+    let db = open(kind, url, &name);
+    common::lease_crash::back_on_top_after_the_holder_died(&*db, &format!("{kind}|{url}|{name}"));
 }
 
 /// Child mode of the consumer kill loop: `kind|url|name|seed`.
@@ -397,7 +400,7 @@ fn lease_consumer_child() {
     };
     let parts: Vec<&str> = spec.splitn(4, '|').collect();
     let db = open(parts[0], parts[1], parts[2]);
-    common::lease_crash::consumer_main(db, parts[3].parse().expect("seed"));
+    common::lease_crash::child_main(db, parts[3]);
 }
 
 fn consumer_kill_loop(kind: &str, url: &str) {

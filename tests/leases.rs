@@ -78,9 +78,22 @@ fn lease_consumer_child() {
     let Ok(spec) = std::env::var(common::lease_crash::CHILD_ENV) else {
         return;
     };
-    let (path, seed) = spec.rsplit_once('|').expect("path|seed");
+    let (path, mode) = spec.rsplit_once('|').expect("path|seed or path|hold");
     let db = lifostore::FileDb::open(path).expect("open in child");
-    common::lease_crash::consumer_main(Box::new(db), seed.parse().expect("seed"));
+    common::lease_crash::child_main(Box::new(db), mode);
+}
+
+/// A lease whose holder process died comes back on top, above what was pushed meanwhile.
+#[test]
+fn filedb_lease_of_a_killed_process_comes_back_on_top() {
+    if std::env::var_os(common::lease_crash::CHILD_ENV).is_some() {
+        return;
+    }
+    let dir = temp_dir("holder");
+    let path = dir.join("stack.lifo");
+    let db = lifostore::FileDb::open(&path).expect("open");
+    common::lease_crash::back_on_top_after_the_holder_died(&db, &path.display().to_string());
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 #[test]

@@ -149,9 +149,16 @@ impl Capabilities {
 /// Leases a [`Db`] keeps itself, from [`Db::leases`]: all four methods, or no leases at all.
 ///
 /// A leased item stays in the Db, but no pop sees it until it is [acked](DbLeases::ack)
-/// (gone for good), [released](DbLeases::release) (back on top), or its `ttl` passes (back by
-/// itself, noticed at a later call: on top for `MemDb`, `FileDb` and `RedisDb`, at its old
-/// place for `PostgresDb`).
+/// (gone for good), [released](DbLeases::release) (back on top), or its `ttl` passes (back
+/// **on top** by itself, once a later call notices it: above every item pushed while it was
+/// leased; several expired leases come back oldest lease first, so the newest ends on top).
+/// Every Db lifostore ships does so (`MemDb`, `FileDb`, `RedisDb`, `PostgresDb`); an
+/// implementation must too, since a storage counts on it.
+///
+/// A [`Storage`](crate::Storage) asks for its `lease_ttl` plus a margin (a quarter of it, at
+/// least 1 s) and returns the item itself when its own, shorter deadline passes (it must put
+/// the item above what it buffers in memory, which a Db cannot see): the Db's deadline only
+/// matters if the process dies holding the lease.
 pub trait DbLeases: Send + Sync {
     /// Leases up to `max` items, newest first, for `ttl`.
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError>;

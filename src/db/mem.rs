@@ -18,7 +18,8 @@ use crate::sync::Mutex;
 /// storage made. Nothing survives the process.
 ///
 /// Leases ([`Db::leases`]) are native: a leased item is held in a table beside the stack,
-/// hidden from pops, and goes back on top at its deadline (noticed at the next call).
+/// hidden from pops, and goes back on top when released, or at its deadline (noticed by the
+/// next pop, lease, ack or release call), above every item pushed meanwhile.
 ///
 /// ```
 /// use lifostore::{Db, MemDb};

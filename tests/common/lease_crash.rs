@@ -52,6 +52,77 @@ pub fn consumer_main(db: Box<dyn Db>, seed: u64) {
     }
 }
 
+/// Child mode, chosen by the last field of the child's spec: `hold` runs [`holder_main`],
+/// anything else is the seed of [`consumer_main`].
+pub fn child_main(db: Box<dyn Db>, mode: &str) {
+    match mode {
+        "hold" => holder_main(db),
+        seed => consumer_main(db, seed.parse().expect("seed")),
+    }
+}
+
+/// Child mode of [`back_on_top_after_the_holder_died`]: leases one item through a storage
+/// over `db` (the storage's memory is empty, so a native Db lease), prints `L <item>` and
+/// parks until it is killed.
+fn holder_main(db: Box<dyn Db>) {
+    let storage = Storage::builder()
+        .lease_ttl(TTL)
+        .build(db)
+        .expect("storage in child");
+    let lease = storage
+        .pop_lease(&CancelToken::new())
+        .expect("lease in child");
+    println!("\nL {}", String::from_utf8_lossy(&lease));
+    loop {
+        std::thread::park(); // until SIGKILL; the lease is never acked or released
+    }
+}
+
+/// Lease A in another process, SIGKILL it, push B: once the Db's deadline has passed, A is
+/// back on top (the next pop returns A, then B), for any client of the shared Db. `spec`
+/// tells the child (this test binary again) how to open the same Db.
+pub fn back_on_top_after_the_holder_died(db: &dyn Db, spec: &str) {
+    db.push(b"A").expect("push A");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "lease_consumer_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, format!("{spec}|hold"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the holder child");
+    let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let leased = lines
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("L "))
+        .expect("the child leased an item before it ended");
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    assert_eq!(leased, "L A", "the child leased A");
+    db.push(b"B").expect("push B");
+    assert_eq!(
+        db.pop().expect("pop"),
+        Some(b"B".to_vec()),
+        "A is leased: B only"
+    );
+    db.push(b"B").expect("push B again");
+    // Nothing wakes a Db for a deadline: wait it out (the Db holds a storage's lease for
+    // `lease_ttl` plus at least 1 s).
+    std::thread::sleep(DB_HOLD + Duration::from_millis(100));
+    assert_eq!(
+        db.pop().expect("pop"),
+        Some(b"A".to_vec()),
+        "A is back on top"
+    );
+    assert_eq!(db.pop().expect("pop"), Some(b"B".to_vec()));
+    assert_eq!(db.pop().expect("pop"), None);
+}
+
 /// What the loop saw.
 #[derive(Debug, Default)]
 pub struct Report {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod lateness;
 pub mod lease_crash;
 pub mod leases;
 pub mod linearizability;

@@ -134,8 +134,10 @@ fn an_outage_longer_than_the_window_refuses_pushes_then_recovers_losing_nothing(
     // Recovery: the flusher's next retry (backoff <= window / 8) writes the whole backlog.
     faulty.set_down(false);
     let recovered_at = Instant::now();
+    // The stamps are taken once the wrapped write returned: wait for them, not the items.
     assert!(
-        eventually(Duration::from_secs(2), || faulty.inner().len() == 10),
+        eventually(Duration::from_secs(2), || storage.db().arrivals().len()
+            == 10),
         "backlog not written after recovery: {:?}",
         storage.stats()
     );
@@ -231,8 +233,13 @@ fn an_outage_with_slow_failing_calls_still_refuses_pushes_while_a_retry_is_in_fl
     let start = Instant::now();
     storage.push(&t, item(0)).unwrap();
     // The first write starts at 0.75 window and fails 60 ms later; from then on the Db has
-    // been failing and item 0 is older than the window: every push must be refused.
-    std::thread::sleep(Duration::from_millis(150));
+    // been failing and item 0 is older than the window: every push must be refused. Waits
+    // for that state rather than for its usual time (a flusher run late fails later).
+    assert!(
+        eventually(Duration::from_secs(10), || storage.stats().db_failures > 0),
+        "the first write never failed"
+    );
+    std::thread::sleep(window.saturating_sub(start.elapsed()));
     let (mut accepted, mut refused) = (Vec::new(), 0);
     for i in 1..=25 {
         let tok = t.with_timeout(Duration::from_millis(5));
@@ -290,7 +297,9 @@ fn a_panicking_db_is_reported_on_the_call_and_loses_nothing() {
 #[test]
 fn the_flusher_survives_a_panicking_db_and_nothing_is_lost_or_doubled() {
     quiet_injected_panics();
-    let window = Duration::from_millis(20);
+    // Long enough that a flusher the scheduler runs late is not taken for a Db that failed
+    // for a whole window (which refuses pushes, promise 6).
+    let window = Duration::from_millis(200);
     // The flusher's first write panics; it must retry on its own (no flush, no close).
     let storage = Storage::builder()
         .max_unflushed_age(window)

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use lifostore::testing::FaultyDb;
 use lifostore::{CancelReason, CancelToken, Error, MemDb, Storage, Unconfirmed};
 
+use crate::common::lateness::Lateness;
 use crate::common::{
     blocked_within, id_of, item, wait_until_blocked, wait_until_blocked_n, within,
 };
@@ -33,6 +34,19 @@ fn summary(name: &str, lat: &mut [Duration]) -> (Duration, Duration) {
         lat[lat.len() - 1]
     );
     (p50, p99)
+}
+
+/// Both p99 wake latencies under 50 ms, plus the scheduler's worst lateness meanwhile (a
+/// waiter that the scheduler runs late wakes late, whatever the engine does; a lost wake-up
+/// or a polling interval still shows: it adds to every trial, not only to unlucky ones).
+fn prompt(cancel_p99: Duration, deadline_p99: Duration, late: Duration) {
+    let bound = Duration::from_millis(50) + late;
+    println!("bound: 50 ms + scheduler lateness {late:?}");
+    assert!(cancel_p99 < bound, "cancel p99 {cancel_p99:?} >= {bound:?}");
+    assert!(
+        deadline_p99 < bound,
+        "deadline p99 {deadline_p99:?} >= {bound:?}"
+    );
 }
 
 /// Runs `trials` of: hand a token to a waiter blocked in `call`, end it, measure the wake-up.
@@ -225,10 +239,10 @@ fn blocked_pop_takes_a_push_and_close_wakes_the_rest() {
 fn cancel_and_deadline_wake_a_blocked_pop_promptly() {
     let storage = Storage::new(MemDb::new()).unwrap();
     let pop = |t: &CancelToken| storage.pop(t).map(|_| ());
+    let lateness = Lateness::start();
     let (_, cancel_p99) = summary("pop, cancel", &mut measure(TRIALS, false, pop));
     let (_, deadline_p99) = summary("pop, deadline", &mut measure(TRIALS, true, pop));
-    assert!(cancel_p99 < Duration::from_millis(50), "{cancel_p99:?}");
-    assert!(deadline_p99 < Duration::from_millis(50), "{deadline_p99:?}");
+    prompt(cancel_p99, deadline_p99, lateness.stop());
     // Nothing was taken or stored by the ended calls.
     let stats = storage.stats();
     assert_eq!((stats.pops, stats.pushes), (0, 0), "{stats:?}");
@@ -245,10 +259,10 @@ fn cancel_and_deadline_wake_a_blocked_push_promptly() {
     storage.db().set_down(true);
     storage.push(&CancelToken::new(), vec![0]).unwrap();
     let push = |t: &CancelToken| storage.push(t, vec![1]);
+    let lateness = Lateness::start();
     let (_, cancel_p99) = summary("push, cancel", &mut measure(200, false, push));
     let (_, deadline_p99) = summary("push, deadline", &mut measure(200, true, push));
-    assert!(cancel_p99 < Duration::from_millis(50), "{cancel_p99:?}");
-    assert!(deadline_p99 < Duration::from_millis(50), "{deadline_p99:?}");
+    prompt(cancel_p99, deadline_p99, lateness.stop());
     assert_eq!(storage.stats().pushes, 1, "an ended push stored its item");
     storage.db().set_down(false);
     storage.close().unwrap();

@@ -35,6 +35,9 @@ pub struct StatsView<'a> {
     /// Orders written that changed nothing in PostgreSQL (a copy with the same or a lower
     /// stream sequence was stored already).
     pub duplicates: u64,
+    /// Orders written that replaced a stored copy with a later stream sequence (a near
+    /// duplicate written before its original).
+    pub replaced: u64,
     /// lifostore's statistics.
     pub storage: &'a lifostore::Stats,
 }
@@ -49,6 +52,7 @@ pub fn stats_json(counters: &Counters, view: &StatsView<'_>) -> String {
         "stored": counters.stored.get(),
         "redelivered": counters.redelivered.get(),
         "duplicates": view.duplicates,
+        "replaced": view.replaced,
         "cached": view.cached,
         "pending": view.pending,
         "lifostore": {

@@ -39,6 +39,7 @@ impl Shared {
             cached: self.view.cache().len(),
             pending: self.view.pending(),
             duplicates: self.storage.db().unchanged(),
+            replaced: self.storage.db().replaced(),
             storage: &storage,
         })
     }

@@ -134,6 +134,12 @@ fn sample(view: &StatsView<'_>) -> Registry {
         "Orders written that changed nothing: the same or an earlier copy was stored",
         view.duplicates,
     );
+    total(
+        &mut r,
+        "orders_replaced",
+        "Orders written that replaced a stored copy from later in the stream",
+        view.replaced,
+    );
     lifostore_prometheus::register_stats(&mut r, s);
     r
 }

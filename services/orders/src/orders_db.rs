@@ -47,10 +47,14 @@ pub const STORED_CHANNEL: &str = "orders_stored";
 
 /// The lowest stream sequence wins: a copy replaces the stored one only if it came earlier in
 /// the stream. A copy with the same sequence (a redelivery) changes nothing, fires no trigger.
+/// Each row written comes back with `inserted`: false when it replaced a stored copy (an
+/// updated row keeps a non-zero `xmax`, the updating transaction's id; PostgreSQL's usual way
+/// to tell the two outcomes of an upsert apart).
 const UPSERT_TAIL: &str = "ON CONFLICT (order_uid) DO UPDATE SET
         seq = EXCLUDED.seq, date_created = EXCLUDED.date_created,
         customer_id = EXCLUDED.customer_id, body = EXCLUDED.body, stored_at = clock_timestamp()
-    WHERE orders.seq > EXCLUDED.seq";
+    WHERE orders.seq > EXCLUDED.seq
+    RETURNING (xmax = 0) AS inserted";
 
 fn insert_batch_sql() -> String {
     format!(
@@ -100,6 +104,7 @@ pub struct OrdersDb {
     insert_batch: String,
     insert_one: String,
     unchanged: AtomicU64,
+    replaced: AtomicU64,
 }
 
 impl std::fmt::Debug for OrdersDb {
@@ -124,6 +129,24 @@ impl OrdersDb {
         self.unchanged.load(Ordering::Relaxed)
     }
 
+    /// Orders written that replaced a stored copy of their id with a later stream sequence: a
+    /// near duplicate the flusher (newest first) wrote before its original.
+    pub fn replaced(&self) -> u64 {
+        self.replaced.load(Ordering::Relaxed)
+    }
+
+    /// Counts what a statement did: `rows` came back (inserted or replaced), the rest of
+    /// `sent` changed nothing.
+    fn count(&self, sent: usize, rows: &[postgres::Row]) {
+        let replaced = rows
+            .iter()
+            .filter(|r| matches!(r.try_get::<_, bool>(0), Ok(false)))
+            .count() as u64;
+        self.replaced.fetch_add(replaced, Ordering::Relaxed);
+        let unchanged = (sent as u64).saturating_sub(rows.len() as u64);
+        self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
+    }
+
     /// Connects to `url` and creates the `orders` table (and its notify trigger) if missing.
     pub fn open(url: &str, mode: InsertMode) -> Result<Self, DbError> {
         let db = OrdersDb {
@@ -133,6 +156,7 @@ impl OrdersDb {
             insert_batch: insert_batch_sql(),
             insert_one: insert_one_sql(),
             unchanged: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
         };
         db.call("creating the orders table", |c| {
             c.batch_execute(&format!("BEGIN; {SCHEMA} COMMIT;"))
@@ -182,27 +206,25 @@ impl OrdersDb {
         let dates: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created).collect();
         let customers: Vec<&str> = rows.iter().map(|r| r.customer).collect();
         let bodies: Vec<&str> = rows.iter().map(|r| r.json).collect();
-        let changed = self.call("inserting a batch of orders", |c| {
-            c.execute(
+        let rows = self.call("inserting a batch of orders", |c| {
+            c.query(
                 self.insert_batch.as_str(),
                 &[&uids, &seqs, &dates, &customers, &bodies],
             )
         })?;
-        let unchanged = (records.len() as u64).saturating_sub(changed);
-        self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
+        self.count(records.len(), &rows);
         Ok(())
     }
 
     fn insert_one(&self, r: &Record<'_>) -> Result<(), DbError> {
         let seq = r.seq_i64();
-        let changed = self.call("inserting one order", |c| {
-            c.execute(
+        let rows = self.call("inserting one order", |c| {
+            c.query(
                 self.insert_one.as_str(),
                 &[&r.uid, &seq, &r.created, &r.customer, &r.json],
             )
         })?;
-        self.unchanged
-            .fetch_add(1 - changed.min(1), Ordering::Relaxed);
+        self.count(1, &rows);
         Ok(())
     }
 }

@@ -8,7 +8,9 @@
 //! * done (or the row is gone: another run did it) -> `ack`;
 //! * not due yet (the row is younger than the grace period, so a read that started before
 //!   the change can finish) or the node is down -> the lease is **parked**: held until it
-//!   expires, so the job comes back by itself one lease period later, below newer jobs;
+//!   expires, so the job comes back by itself one lease period later (on top: lifostore
+//!   returns an expired lease above newer jobs, and a job still not due is parked again, so
+//!   it costs one lease call per lease period, never a hot loop);
 //! * failed -> the attempt is counted on the row and the lease parked; after
 //!   `max_attempts` the job is dead-lettered: the row is marked dead, the dead-letter sink logs
 //!   and counts it, and it is acked. A node that registers again revives its dead jobs.

@@ -132,8 +132,9 @@ impl FileDbOptions {
 /// log beside the file (`<name>.leases`, created on first use), named by the same superblock
 /// commit that takes them off the stack; a lease costs two syncs per call (log, then slot)
 /// whatever the batch size, an ack two (one when it ends the last held lease), a release
-/// three. A lease whose holder died comes back on top at its deadline (wall clock), noticed
-/// by the next call of any process sharing the file, or at open with
+/// three. A released lease, and one whose holder died, comes back on top (above everything
+/// pushed while it was leased): the latter at its deadline (wall clock), noticed by the next
+/// pop, lease, ack or release of any process sharing the file, or at open with
 /// [`FileDbOptions::return_leases_on_open`] (for a file only one process uses).
 /// `docs/FORMAT.md`, "Leases", has the details.
 ///
