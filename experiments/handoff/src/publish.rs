@@ -236,8 +236,8 @@ impl<I: Inbox> Publish<I> {
             self.unlock(g);
         } else if let Some(mut g) = self.state.try_lock() {
             // Not stranded (the race `unlock` closes from the other side): the lock was free
-            // after our publication, so its last holder may have checked `pending` before it:
-            // apply it ourselves.
+            // after our enqueue, so its last holder may have read the inbox's length before it:
+            // apply it ourselves (`pending` counts our publication until someone applies it).
             self.apply_published(&mut g);
             self.unlock(g);
         }
@@ -247,11 +247,11 @@ impl<I: Inbox> Publish<I> {
     /// Releases the lock, then makes sure no publication is stranded in the inbox: a push
     /// published while we held the lock (after we applied the inbox) would otherwise wait for
     /// the next lock holder, which may not come for a long time (in the engine: past the
-    /// window, with nobody to write it). Dekker with `publish`: there, publication, fence,
-    /// `try_lock`; here, release, fence, read the inbox's length. Either we see the publication and
-    /// apply it (if someone else holds the lock now, its own release checks again), or its
-    /// `try_lock` comes after our release and finds the lock free (or held by a later holder,
-    /// whose release checks again).
+    /// window, with nobody to write it). Dekker with `publish`: there, enqueue, fence,
+    /// `try_lock`; here, release, fence, read the inbox's length. Either we see the enqueued
+    /// item and apply it (if someone else holds the lock now, its own release checks again),
+    /// or its `try_lock` comes after our release and finds the lock free (or held by a later
+    /// holder, whose release checks again).
     #[inline]
     fn unlock(&self, g: MutexGuard<'_, Buffer>) {
         drop(g);
