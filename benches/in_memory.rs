@@ -9,7 +9,7 @@
 //! * `pair_1thread`: the earlier, heavier shape (100-byte `vec![0; 100]` items, calls through
 //!   `Arc<dyn Stack>`, a pop with a wait loop), against the same stack, std's Mutex and
 //!   crossbeam-channel. Kept so the older figures stay comparable.
-//! * `handoff_16B_NxN` (N = 1, 2, 4): N pusher threads hand 16-byte items to N popper threads
+//! * `handoff_16B_NxN` (N = 1, 2, 4, 16): N pusher threads hand 16-byte items to N popper threads
 //!   (`iter_custom` + `Barrier`); time per item. The bare stack's popper waits on the condvar.
 
 use std::sync::{Arc, Barrier};
@@ -205,7 +205,7 @@ fn hand_off(s: &Arc<dyn Stack>, pairs: u64, iters: u64) -> Duration {
 }
 
 fn hand_offs(c: &mut Criterion) {
-    for pairs in [1u64, 2, 4] {
+    for pairs in [1u64, 2, 4, 16] {
         let contenders: Vec<(&str, Arc<dyn Stack>)> = vec![
             ("lifostore", Arc::new(Lifo::new())),
             ("crossbeam_channel", Arc::new(Channel::new())),
