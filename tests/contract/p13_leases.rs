@@ -598,3 +598,91 @@ fn a_durable_push_whose_item_is_leased_returns_ok_before_the_write_in_flight_lan
     s.close().unwrap();
     assert_eq!(s.db().snapshot(), vec![item(0)]);
 }
+
+/// A MemDb whose batch writes wait at a gate the test opens: a write held in flight.
+struct GatedDb {
+    inner: MemDb,
+    closed: Mutex<bool>,
+    opened: std::sync::Condvar,
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl GatedDb {
+    fn set_closed(&self, closed: bool) {
+        *self.closed.lock().expect("gate") = closed;
+        self.opened.notify_all();
+    }
+}
+
+impl Db for GatedDb {
+    fn push(&self, data: &[u8]) -> Result<(), DbError> {
+        self.inner.push(data)
+    }
+    fn pop(&self) -> Result<Option<Vec<u8>>, DbError> {
+        self.inner.pop()
+    }
+    fn push_batch(&self, items: &[&[u8]]) -> Result<(), lifostore::PushBatchError> {
+        let mut closed = self.closed.lock().expect("gate");
+        while *closed {
+            self.waiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            closed = self.opened.wait(closed).expect("gate");
+        }
+        drop(closed);
+        self.inner.push_batch(items)
+    }
+    fn capabilities(&self) -> lifostore::Capabilities {
+        self.inner.capabilities()
+    }
+    fn leases(&self) -> Option<&dyn lifostore::DbLeases> {
+        self.inner.leases()
+    }
+}
+
+/// A late ack of a lease the Db holds fails with `LeaseExpired` even when the storage has not
+/// returned the item yet: here a write in flight keeps every return waiting, and the Db itself
+/// would still accept the ack (it holds the lease a margin longer). The item then comes back
+/// on top once the write lands.
+#[test]
+fn a_late_ack_of_a_db_lease_fails_even_before_the_storage_returned_it() {
+    let ttl = Duration::from_millis(100);
+    let s = Storage::builder()
+        .lease_ttl(ttl)
+        .build(GatedDb {
+            inner: MemDb::new(),
+            closed: Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+            waiting: std::sync::atomic::AtomicBool::new(false),
+        })
+        .expect("build");
+    let t = CancelToken::new();
+    s.push(&t, item(1)).expect("push");
+    s.flush(&t).expect("flush 1 to the Db");
+    let leased_at = Instant::now();
+    let lease = s.pop_lease(&t).expect("lease 1 from the Db");
+    assert_eq!(id_of(&lease), 1);
+    s.db().set_closed(true);
+    s.push(&t, item(2)).expect("push");
+    std::thread::scope(|scope| {
+        let flushing = scope.spawn(|| s.flush(&t));
+        eventually(
+            Duration::from_secs(10),
+            "the write is held at the gate",
+            || s.db().waiting.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        std::thread::sleep((ttl + Duration::from_millis(20)).saturating_sub(leased_at.elapsed()));
+        let acking = scope.spawn(|| lease.ack());
+        // Give a wrong ack (straight to the Db) time to come back before the gate opens.
+        std::thread::sleep(Duration::from_millis(50));
+        s.db().set_closed(false);
+        flushing.join().expect("flush thread").expect("flush 2");
+        let acked = acking.join().expect("ack thread");
+        assert!(
+            matches!(acked, Err(Error::LeaseExpired)),
+            "an ack past the deadline: {acked:?}"
+        );
+    });
+    assert_eq!(id_of(&s.pop(&t).expect("pop")), 1, "back on top of 2");
+    assert_eq!(id_of(&s.pop(&t).expect("pop")), 2);
+    assert_eq!(s.try_pop().expect("pop"), None);
+}
