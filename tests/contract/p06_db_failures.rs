@@ -118,7 +118,13 @@ fn an_outage_longer_than_the_window_refuses_pushes_then_recovers_losing_nothing(
     for i in 0..10 {
         storage.push(&t, item(i)).unwrap(); // the outage is younger than the window: accepted
     }
-    std::thread::sleep(window + Duration::from_millis(30));
+    // Until a write has failed nothing says the Db is down (a flusher run late fails later):
+    // wait for that state, then for the window to pass.
+    assert!(
+        eventually(Duration::from_secs(10), || storage.stats().db_failures > 0),
+        "no write ever failed"
+    );
+    std::thread::sleep((window + Duration::from_millis(30)).saturating_sub(outage_began.elapsed()));
     match storage.push(&t, item(99)) {
         Err(Error::Db(e)) => assert!(
             crate::common::error_chain(&e).contains(INJECTED_FAILURE),
