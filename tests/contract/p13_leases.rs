@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lifostore::testing::StampedDb;
 use lifostore::{CancelToken, Db, DbError, Error, FileDb, MemDb, Storage};
 
 use crate::common::lateness::Lateness;
@@ -172,10 +173,9 @@ fn an_ack_past_the_deadline_fails_even_before_the_flusher_noticed() {
 #[test]
 fn a_held_memory_lease_by_default_ends_in_time_for_the_window() {
     let window = Duration::from_millis(400);
-    let db = Arc::new(MemDb::new());
     let s = Storage::builder()
         .max_unflushed_age(window)
-        .build(Arc::clone(&db))
+        .build(StampedDb::new(MemDb::new()))
         .expect("build");
     let t = CancelToken::new();
     let lateness = Lateness::start(window);
@@ -183,9 +183,13 @@ fn a_held_memory_lease_by_default_ends_in_time_for_the_window() {
     s.push(&t, "x").expect("push");
     let lease = s.pop_lease(&t).expect("lease");
     // The holder sits on it: the lease ends when the flusher would have written the item, so
-    // it still reaches the Db within the window of its push.
-    eventually(window * 2, "the item reaches the Db", || db.len() == 1);
-    let (waited, late) = (pushed.elapsed(), lateness.stop());
+    // it still reaches the Db within the window of its push (judged by its arrival stamp,
+    // not by when this thread looks).
+    eventually(window * 2, "the item reaches the Db", || {
+        s.db().arrivals().len() == 1
+    });
+    let late = lateness.stop();
+    let waited = s.db().arrivals()[0].1.duration_since(pushed);
     assert!(
         waited < window + late,
         "{waited:?}, scheduler lateness {late:?}"
@@ -519,11 +523,10 @@ fn an_unshared_filedb_returns_a_dead_process_lease_to_a_blocked_pop() {
 #[test]
 fn a_released_item_reaches_the_db_within_the_window_of_its_push() {
     let window = Duration::from_secs(1);
-    let db = Arc::new(MemDb::new());
     let s = Storage::builder()
         .max_unflushed_age(window)
         .lease_ttl(Duration::from_secs(60))
-        .build(Arc::clone(&db))
+        .build(StampedDb::new(MemDb::new()))
         .expect("build");
     let t = CancelToken::new();
     let lateness = Lateness::start(window);
@@ -533,8 +536,16 @@ fn a_released_item_reaches_the_db_within_the_window_of_its_push() {
     std::thread::sleep(window * 2 / 5);
     s.push(&t, "newer").expect("push"); // on its own, due only after the old item's window
     lease.release();
-    eventually(window * 2, "both in the Db", || db.len() == 2);
-    let (waited, late) = (pushed.elapsed(), lateness.stop());
+    eventually(window * 2, "both in the Db", || {
+        s.db().arrivals().len() == 2
+    });
+    let late = lateness.stop();
+    let arrivals = s.db().arrivals();
+    let old = arrivals
+        .iter()
+        .find(|(data, _)| data == b"old")
+        .expect("old arrived");
+    let waited = old.1.duration_since(pushed);
     assert!(
         waited < window + late,
         "the released item reached the Db {waited:?} after its push (scheduler lateness {late:?})"
