@@ -158,6 +158,15 @@ M = {
 ''', ''),
  'M62 an ack of a native lease past its deadline acks it in the Db instead of returning it': ('src/engine/lease_table.rs',
    '            Some(held) if held.deadline <= now => NativeState::Due,\n', ''),
+ 'M63 a Db wake-up wakes no waiting pop (a dropped notification)': ('src/engine/state/mod.rs',
+   '''            // and would swallow the wake-up; only the ones whose step says "call" do.
+            poppers: Notify::All,''',
+   '''            // and would swallow the wake-up; only the ones whose step says "call" do.
+            poppers: Notify::None,'''),
+ 'M64 a Db wake-up does not move the Db epoch': ('src/engine/state/mod.rs',
+   '''    pub(crate) fn db_changed(&mut self) -> Wakeups {
+        self.db.may_have_grown();''',
+   '''    pub(crate) fn db_changed(&mut self) -> Wakeups {'''),
  # Engine bugs the history checker must catch: these run the history tests
  # (tests/reliability_history.rs), not the loom models.
  'H1 a pop leaves its item in the Db': ('src/engine/ops/take.rs',

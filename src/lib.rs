@@ -67,7 +67,7 @@ pub use db::server::postgres::PostgresDb;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use db::server::redis::RedisDb;
-pub use db::{Capabilities, Db, DbLease, DbLeases, LeaseId};
+pub use db::{Capabilities, Db, DbChange, DbLease, DbLeases, DbWatch, LeaseId};
 pub use engine::{DeadLetter, Iter, Lease, Stats, Storage, StorageBuilder, TryIter};
 pub use error::{DbError, Error, PushBatchError, TryPushError, Unconfirmed};
 pub use token::{CancelReason, CancelToken};

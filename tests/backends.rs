@@ -185,6 +185,41 @@ fn blocked_pop_sees_other_process(kind: &str, url: &str) {
     assert_eq!(id(&waiter.join().unwrap().unwrap()), 42);
 }
 
+/// A pop blocked on an empty storage is woken by another client's push, and by the deadline
+/// of a lease another client let expire, through the Db's wake-ups alone: the re-check is an
+/// hour, so neither item could arrive by polling.
+fn woken_without_recheck(kind: &str, url: &str) {
+    let name = unique("wake");
+    let storage = Arc::new(
+        Storage::builder()
+            .shared_recheck_interval(Duration::from_secs(3600))
+            .build(open(kind, url, &name))
+            .unwrap(),
+    );
+    let pop = |s: &Arc<Storage<Box<dyn Db>>>| {
+        let s = s.clone();
+        let token = CancelToken::new().with_timeout(Duration::from_secs(20));
+        let t = token.clone();
+        let popper = std::thread::spawn(move || s.pop(&t));
+        common::wait_until_blocked(&token);
+        popper
+    };
+    let popper = pop(&storage);
+    let other = open(kind, url, &name);
+    other.push(&42u64.to_le_bytes()).unwrap();
+    assert_eq!(id(&popper.join().unwrap().unwrap()), 42);
+    other.push(&43u64.to_le_bytes()).unwrap();
+    let ttl = Duration::from_millis(300);
+    assert_eq!(other.leases().unwrap().pop_lease(1, ttl).unwrap().len(), 1);
+    let popper = pop(&storage);
+    assert_eq!(
+        id(&popper.join().unwrap().unwrap()),
+        43,
+        "back after its lease expired"
+    );
+    assert!(storage.stats().db_pop_calls <= 8, "{:?}", storage.stats());
+}
+
 /// Restarts the server (command from `restart_var`) while a storage keeps pushing; nothing is
 /// lost: items stay buffered while the server is down and are written once it is back.
 fn survives_restart(kind: &str, url: &str, restart_var: &str) {
@@ -467,6 +502,14 @@ macro_rules! backend_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     blocked_pop_sees_other_process($kind, &url);
+                }
+            }
+
+            #[test]
+            fn a_blocked_pop_is_woken_by_pushes_and_lease_deadlines_elsewhere() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    woken_without_recheck($kind, &url);
                 }
             }
 

@@ -261,6 +261,35 @@ fn blocked_pop_wakes_on_push() {
     });
 }
 
+/// A pop blocked on an empty shared Db wakes when another process pushes to the Db and the
+/// Db's watch says so (`db_changed_now`, what the watch thread runs), with no re-check due
+/// (timed waits are plain waits under loom, and the interval is a year besides). The popper's
+/// Db call may find the Db empty before the push, after it, or while the wake-up lands: the
+/// epoch the wake-up moves keeps an "empty" answer from holding the popper back, and the
+/// wake-up under the lock reaches a popper already asleep.
+#[test]
+fn blocked_pop_wakes_on_a_db_wake_up() {
+    loom::model(|| {
+        let db = MemDb::new().shared(true);
+        let year = std::time::Duration::from_secs(365 * 24 * 3600);
+        let built = Storage::builder().shared_poll_interval(year).build(db);
+        let s = Arc::new(built.unwrap());
+        let t = CancelToken::new();
+        let popper = spawn_pop(&s, &t);
+        let other_process = {
+            let s = s.clone();
+            loom::thread::spawn(move || {
+                s.db().push(&[9]).unwrap();
+                s.db_changed_now();
+            })
+        };
+        assert_eq!(popper.join().unwrap().unwrap(), vec![9]);
+        other_process.join().unwrap();
+        assert_eq!(registrations(&t), 0);
+        s.close().unwrap();
+    });
+}
+
 /// Explored executions of `blocked_pop_wakes_on_cancel` whose cancel found the pop registered
 /// on the root (a plain std atomic: it counts across loom's iterations and is not modelled).
 static CANCELS_OF_A_REGISTERED_POP: AtomicUsize = AtomicUsize::new(0);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::lease::{DbLease, LeaseId};
+use super::watch::DbWatch;
 use crate::error::{DbError, PushBatchError};
 
 /// A durable LIFO store: the database behind a [`Storage`](crate::Storage).
@@ -25,8 +26,9 @@ use crate::error::{DbError, PushBatchError};
 ///   leases itself, all of [`DbLeases`], or it has none (the storage then leases items it
 ///   popped, at most once across a crash).
 ///
-/// A wrapper (a fault injector, a recorder) forwards these seven methods, and with
-/// `capabilities` and `leases` it forwards every limit and every lease method at once.
+/// A wrapper (a fault injector, a recorder) forwards these eight methods, and with
+/// `capabilities`, `leases` and `watch` it forwards every limit, every lease method and the
+/// wake-ups at once.
 ///
 /// ```
 /// use lifostore::{Db, DbError};
@@ -108,6 +110,17 @@ pub trait Db: Send + Sync {
     /// it and holding it in memory, which is at most once across a crash, as `pop`.
     fn leases(&self) -> Option<&dyn DbLeases> {
         None
+    }
+
+    /// Wake-ups for a storage over a [shared](Capabilities::shared) Db: a subscription that
+    /// tells it when another handle (another process) stored items or took a lease, so a
+    /// blocked `pop` wakes within milliseconds and an idle one asks the Db only every few
+    /// seconds. Asked once, when a storage over a shared Db is built. `Ok(None)` (the
+    /// default): the storage polls the Db every
+    /// [`shared_poll_interval`](crate::StorageBuilder::shared_poll_interval) while a pop
+    /// waits. `Err`: the storage polls too (a watch is an optimisation, never required).
+    fn watch(&self) -> Result<Option<Box<dyn DbWatch>>, DbError> {
+        Ok(None)
     }
 }
 
@@ -221,6 +234,9 @@ macro_rules! forward_db {
             }
             fn leases(&self) -> Option<&dyn DbLeases> {
                 (**self).leases()
+            }
+            fn watch(&self) -> Result<Option<Box<dyn DbWatch>>, DbError> {
+                (**self).watch()
             }
         }
     )*};

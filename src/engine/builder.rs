@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::core::Core;
 use super::ops::flusher;
 use super::ops::lease::adopt_db_leases;
+use super::ops::watch::Watcher;
 use super::policy::{Config, DEFAULT_MAX_UNFLUSHED_AGE};
 use super::state::dead_letters::{DeadLetter, DeadLetterHook};
 use super::storage::Storage;
@@ -100,6 +101,7 @@ pub struct StorageBuilder<D> {
     max_item_len: Option<usize>,
     max_batch: usize,
     shared_poll: Duration,
+    shared_recheck: Duration,
     close_timeout: Option<Duration>,
     max_dead_letters: usize,
     dead_letter: Option<DeadLetterHook>,
@@ -118,6 +120,7 @@ impl<D> Default for StorageBuilder<D> {
             max_item_len: None,
             max_batch: 16_384,
             shared_poll: Duration::from_millis(100),
+            shared_recheck: Duration::from_secs(5),
             close_timeout: None,
             max_dead_letters: 1024,
             dead_letter: None,
@@ -187,10 +190,27 @@ impl<D> StorageBuilder<D> {
     }
 
     /// How often a `pop` blocked on an empty storage re-checks a shared Db
-    /// ([`Capabilities::shared`](crate::Capabilities::shared))
-    /// for items other processes pushed; default 100 ms.
+    /// ([`Capabilities::shared`](crate::Capabilities::shared)) that gives no wake-ups
+    /// ([`Db::watch`](crate::Db::watch) returns `None`, or its watch broke) for items other
+    /// processes pushed; default 100 ms. A Db with wake-ups uses
+    /// [`shared_recheck_interval`](Self::shared_recheck_interval) instead.
     pub fn shared_poll_interval(mut self, every: Duration) -> Self {
         self.shared_poll = every.clamp(Duration::from_micros(100), MAX_SETTING);
+        self
+    }
+
+    /// How often a `pop` blocked on an empty storage re-checks a shared Db that gives
+    /// wake-ups ([`Db::watch`](crate::Db::watch): `FileDb` on Linux, `PostgresDb`,
+    /// `RedisDb`); default 5 s, so an idle consumer makes at most 12 Db calls a minute.
+    ///
+    /// The wake-up, not this re-check, is what hands another process's item to a waiting
+    /// pop within milliseconds. The re-check is the safety net for a wake-up that never came
+    /// (a notifier killed between its commit and its notification, a dropped connection): it
+    /// bounds how long such an item waits while a pop is blocked. A lease another process
+    /// took is re-checked at its deadline (the wake-up carries it), and every wake-up that
+    /// arrives makes the next pop ask the Db at once.
+    pub fn shared_recheck_interval(mut self, every: Duration) -> Self {
+        self.shared_recheck = every.clamp(Duration::from_micros(100), MAX_SETTING);
         self
     }
 
@@ -283,6 +303,7 @@ impl<D> StorageBuilder<D> {
             max_item_len: self.max_item_len.unwrap_or(64 << 20).min(self.max_bytes),
             max_batch: self.max_batch,
             shared_poll: self.shared_poll,
+            shared_recheck: self.shared_recheck,
             close_timeout: self.close_timeout.unwrap_or(self.max_unflushed_age),
             max_dead_letters: self.max_dead_letters,
         }
@@ -310,12 +331,25 @@ impl<D: Db + 'static> StorageBuilder<D> {
         if let Some(leases) = db.leases().filter(|_| !capabilities.shared) {
             adopt_db_leases(&core, leases.held_deadlines()?);
         }
+        let watcher = capabilities
+            .shared
+            .then(|| Watcher::start(&core, &*db))
+            .flatten();
         let thread_core = Arc::clone(&core);
         let spawned = spawn("lifostore-flusher".into(), move || {
             flusher::run(thread_core)
         });
-        let handle = spawned.map_err(|e| Error::FlusherUnavailable(Arc::new(e)))?;
-        Ok(Storage::started(core, db, handle))
+        let handle = match spawned {
+            Ok(handle) => handle,
+            Err(e) => {
+                core.close();
+                if let Some(watcher) = watcher {
+                    watcher.stop();
+                }
+                return Err(Error::FlusherUnavailable(Arc::new(e)));
+            }
+        };
+        Ok(Storage::started(core, db, handle, watcher))
     }
 }
 

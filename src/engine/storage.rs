@@ -10,6 +10,7 @@ use super::iter::{Iter, TryIter};
 use super::ops::admit::{ManyItems, OneItem, Refused, admit};
 use super::ops::lease::{Lease, Leasing};
 use super::ops::take::{Many, One, take};
+use super::ops::watch::Watcher;
 use super::ops::{count, durable, write};
 use super::state::dead_letters::DeadLetter;
 use super::stats::Stats;
@@ -78,15 +79,23 @@ pub struct Storage<D> {
     /// The same Db as `core.db`, with its own type, for [`Storage::db`].
     db: Arc<D>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    /// The thread that turns a shared Db's wake-ups into re-checks, if the Db gives them.
+    watcher: Mutex<Option<Watcher>>,
 }
 
 impl<D> Storage<D> {
     /// A storage over `core` and its Db, whose flusher thread `flusher` runs.
-    pub(crate) fn started(core: Arc<Core>, db: Arc<D>, flusher: JoinHandle<()>) -> Self {
+    pub(crate) fn started(
+        core: Arc<Core>,
+        db: Arc<D>,
+        flusher: JoinHandle<()>,
+        watcher: Option<Watcher>,
+    ) -> Self {
         Storage {
             core,
             db,
             flusher: Mutex::new(Some(flusher)),
+            watcher: Mutex::new(watcher),
         }
     }
 
@@ -466,6 +475,9 @@ impl<D> Storage<D> {
     /// items stay buffered and calling `close` again retries.
     pub fn close(&self) -> Result<(), Error> {
         self.core.close();
+        if let Some(watcher) = self.watcher.lock().take() {
+            watcher.stop();
+        }
         // The flusher sees `closed` and returns after any batch it is writing lands.
         if let Some(handle) = self.flusher.lock().take() {
             // A panic in the flusher would be a bug of ours (Db panics are caught); the drain
@@ -511,6 +523,31 @@ impl<D> Storage<D> {
     /// ```
     pub fn expire_leases_now(&self) {
         super::ops::lease::expire_now(&self.core);
+    }
+
+    /// Testing: acts as if the Db's watch ([`Db::watch`](crate::Db::watch)) had just said
+    /// that another handle stored items: every waiting pop asks the Db again. For tests (and
+    /// loom models, which have no sockets) of a wake-up racing a blocked pop, over a Db
+    /// another "process" pushes to directly.
+    ///
+    /// ```
+    /// use lifostore::{CancelToken, Db, MemDb, Storage};
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// # fn main() -> Result<(), lifostore::Error> {
+    /// let db = Arc::new(MemDb::new().shared(true));
+    /// let storage = Storage::builder()
+    ///     .shared_poll_interval(Duration::from_secs(3600)) // never polls in this example
+    ///     .build(Arc::clone(&db))?;
+    /// assert_eq!(storage.try_pop()?, None);               // the Db is empty: asked once
+    /// db.push(b"from another process")?;
+    /// storage.db_changed_now();
+    /// assert_eq!(storage.pop(&CancelToken::new())?, b"from another process");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn db_changed_now(&self) {
+        super::ops::watch::db_changed(&self.core);
     }
 }
 

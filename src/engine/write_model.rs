@@ -85,20 +85,53 @@ impl WriteModel {
     }
 
     /// The predicted tail time of a write of `n` items: the fit times the tail margin. Zero
-    /// before the first write.
+    /// before the first write. (The engine predicts through [`fitted`](Self::fitted), which
+    /// fits once for several sizes.)
+    #[cfg(test)]
     pub(crate) fn predict(&self, n: usize) -> Duration {
+        self.fitted().predict(n)
+    }
+
+    /// The model fitted over the recent writes, to predict several batch sizes at the cost of
+    /// one fit (the capacity searches for the largest batch within a time).
+    pub(crate) fn fitted(&self) -> Fitted {
         let samples = &self.recent[..self.len];
         let Some((fixed, per_item)) = fit(samples) else {
-            return Duration::ZERO;
+            return Fitted::default();
         };
-        let model = |items: f64| fixed + per_item * items;
+        let line = Fitted {
+            fixed,
+            per_item,
+            margin: 1.0,
+        };
         // The slowest recent write relative to the fit: the fit is a mean, the bound needs
         // the tail. A jittery `fdatasync` widens the margin for every batch size.
         let margin = samples
             .iter()
-            .map(|&(items, secs)| secs / model(items).max(1e-9))
+            .map(|&(items, secs)| secs / line.secs(items).max(1e-9))
             .fold(1.0, f64::max);
-        Duration::from_secs_f64((model(n as f64) * margin).min(MAX_PREDICTION))
+        Fitted { margin, ..line }
+    }
+}
+
+/// A fitted [`WriteModel`]: write time `fixed + per_item x n`, times the tail `margin`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Fitted {
+    fixed: f64,
+    per_item: f64,
+    margin: f64,
+}
+
+impl Fitted {
+    /// The predicted tail time of a write of `n` items (zero before the first write).
+    pub(crate) fn predict(&self, n: usize) -> Duration {
+        let secs = self.secs(n as f64) * self.margin;
+        Duration::from_secs_f64(secs.min(MAX_PREDICTION))
+    }
+
+    /// The fit's mean time (seconds) of a write of `items` items, without the margin.
+    fn secs(&self, items: f64) -> f64 {
+        self.fixed + self.per_item * items
     }
 }
 

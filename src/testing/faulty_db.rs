@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::{INJECTED_FAILURE, INJECTED_PANIC};
-use crate::db::{Capabilities, Db, DbLease, DbLeases, LeaseId};
+use crate::db::{Capabilities, Db, DbLease, DbLeases, DbWatch, LeaseId};
 use crate::error::{DbError, PushBatchError};
 
 /// Counts of what a [`FaultyDb`] injected.
@@ -484,6 +484,12 @@ impl<D: Db> Db for FaultyDb<D> {
     /// Leases if the inner Db has them, with faults injected as for pops.
     fn leases(&self) -> Option<&dyn DbLeases> {
         self.inner.leases().map(|_| self as &dyn DbLeases)
+    }
+
+    /// The inner Db's wake-ups, without faults: a lost wake-up is a missed hint, which the
+    /// storage's re-check covers; the faults that matter are in the calls.
+    fn watch(&self) -> Result<Option<Box<dyn DbWatch>>, DbError> {
+        self.inner.watch()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::db::{Capabilities, Db, DbLeases};
+use crate::db::{Capabilities, Db, DbLeases, DbWatch};
 use crate::error::{DbError, PushBatchError};
 use crate::sync::Mutex;
 
@@ -157,5 +157,10 @@ impl<D: Db> Db for StampedDb<D> {
     /// The inner Db's leases, unstamped: a leased item arrived when it was pushed.
     fn leases(&self) -> Option<&dyn DbLeases> {
         self.inner.leases()
+    }
+
+    /// The inner Db's wake-ups: they come from whoever stores, not through the wrapper.
+    fn watch(&self) -> Result<Option<Box<dyn DbWatch>>, DbError> {
+        self.inner.watch()
     }
 }

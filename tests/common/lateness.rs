@@ -8,7 +8,8 @@
 //! * on Linux, the time each storage's flusher thread (`lifostore-flusher`, the thread that
 //!   writes items when they come due) spent runnable but waiting for a CPU (the second field
 //!   of `/proc/self/task/<tid>/schedstat`), sampled every 10 ms: the most any flusher waited
-//!   over the test. Other threads are left out: flat-out pushers wait for a CPU by design,
+//!   within one stretch of the test as long as the bound being judged (a window, say), since
+//!   only waiting within one such stretch can make one item late. Other threads are left out: flat-out pushers wait for a CPU by design,
 //!   and their waiting delays no write.
 //!
 //! A test then checks its bound plus the larger of the two (the waits of a thread that
@@ -22,10 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How often the probe reads the flushers' waits (every fifth 2 ms sleep).
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
 /// A running probe; [`Lateness::stop`] ends it and returns the allowance.
 pub struct Lateness {
     stop: Arc<AtomicBool>,
     probe: JoinHandle<Measured>,
+    stretch: Duration,
 }
 
 /// What the probe saw.
@@ -34,8 +39,8 @@ struct Measured {
     worst_oversleep: Duration,
     total_oversleep: Duration,
     sleeps: u32,
-    /// Per thread id: the runqueue wait (ns) first and last seen.
-    waits: HashMap<String, (u64, u64)>,
+    /// Per thread id: the runqueue wait (ns) seen at each sample, with when.
+    waits: HashMap<String, Vec<(Instant, u64)>>,
 }
 
 impl Measured {
@@ -55,19 +60,35 @@ impl Measured {
                 continue; // the kernel keeps 15 bytes of a thread's name
             }
             let tid = task.file_name().to_string_lossy().into_owned();
-            self.waits.entry(tid).or_insert((wait, wait)).1 = wait;
+            self.waits
+                .entry(tid)
+                .or_default()
+                .push((Instant::now(), wait));
         }
     }
 
-    fn worst_wait(&self) -> Duration {
-        let most = self.waits.values().map(|(first, last)| last - first).max();
-        Duration::from_nanos(most.unwrap_or(0))
+    /// The most one flusher waited between two samples at most `stretch` apart (plus one
+    /// sampling interval, so a stretch is never cut short by the sampling).
+    fn worst_wait(&self, stretch: Duration) -> Duration {
+        let span = stretch + SAMPLE_EVERY;
+        let mut most = 0;
+        for samples in self.waits.values() {
+            let mut from = 0;
+            for (to, &(at, wait)) in samples.iter().enumerate() {
+                while at.duration_since(samples[from].0) > span {
+                    from += 1;
+                }
+                most = most.max(wait.saturating_sub(samples[from.min(to)].1));
+            }
+        }
+        Duration::from_nanos(most)
     }
 }
 
 impl Lateness {
-    /// Starts the probe.
-    pub fn start() -> Self {
+    /// Starts the probe, for a bound of `stretch` (the flushers' waits count within any one
+    /// stretch that long).
+    pub fn start(stretch: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let probe = std::thread::spawn(move || {
@@ -88,11 +109,15 @@ impl Lateness {
             m.sample_waits();
             m
         });
-        Lateness { stop, probe }
+        Lateness {
+            stop,
+            probe,
+            stretch,
+        }
     }
 
     /// Ends the probe; the allowance: the larger of its worst oversleep and the most any
-    /// flusher waited for a CPU meanwhile.
+    /// flusher waited for a CPU within one stretch.
     pub fn stop(self) -> Duration {
         self.stop_with_mean().0
     }
@@ -102,7 +127,7 @@ impl Lateness {
     pub fn stop_with_mean(self) -> (Duration, Duration) {
         self.stop.store(true, Ordering::Relaxed);
         let m = self.probe.join().expect("the lateness probe panicked");
-        let allowance = m.worst_oversleep.max(m.worst_wait());
+        let allowance = m.worst_oversleep.max(m.worst_wait(self.stretch));
         (allowance, m.total_oversleep / m.sleeps.max(1))
     }
 }

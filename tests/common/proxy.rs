@@ -242,6 +242,8 @@ fn replies(mut server: TcpStream, mut client: TcpStream, shared: &Shared) {
 /// Where, in `chunk`, the reply to cut starts (if it does).
 fn reply_start(protocol: Protocol, frames: &mut Frames, chunk: &[u8]) -> Option<usize> {
     match protocol {
+        // A pub/sub message (a storage's wake-up connection) answers no request: not a reply.
+        Protocol::Redis if chunk.starts_with(b"*3\r\n$7\r\nmessage\r\n") => None,
         Protocol::Redis => Some(0),
         Protocol::Postgres => frames.scan(chunk, |kind| kind == b'2'),
     }

@@ -77,7 +77,7 @@ fn every_unpopped_item_reaches_the_db_within_the_window_under_load() {
             .unwrap(),
     );
     let pushed_at = Mutex::new(Vec::new());
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(window);
     std::thread::scope(|scope| {
         for w in 0..3u64 {
             let (s, pushed_at) = (&s, &pushed_at);
@@ -94,8 +94,12 @@ fn every_unpopped_item_reaches_the_db_within_the_window_under_load() {
             });
         }
     });
-    // Wait a window for the last items, without popping anything.
-    std::thread::sleep(window + Duration::from_millis(50));
+    // Wait for the last items to be written, without popping anything (their age at arrival
+    // is what is judged, not when this thread looks).
+    let until = Instant::now() + Duration::from_secs(10);
+    while s.stats().buffered_items + s.stats().in_flight_items > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let late = lateness.stop();
     let arrivals: std::collections::HashMap<u64, Instant> = s
         .db()
@@ -134,7 +138,7 @@ fn loss_window_holds_under_mixed_load_with_faults() {
     let pushed_at = Mutex::new(HashMap::new());
     let popped = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(window);
     std::thread::scope(|s| {
         let mut pushers = Vec::new();
         for w in 0..3u64 {
@@ -302,7 +306,7 @@ fn the_window_holds_when_write_latency_jumps_five_fold_under_flat_out_pushers() 
             .unwrap(),
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(window);
     let pushers: Vec<_> = (0..2u64)
         .map(|p| {
             let (s, stop) = (Arc::clone(&storage), Arc::clone(&stop));

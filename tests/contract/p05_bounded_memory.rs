@@ -79,7 +79,7 @@ fn slow_single_item_db_paces_pushers_within_the_window() {
             .unwrap(),
     );
     let t = CancelToken::new();
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(window);
     let started = Instant::now();
     let mut pushed_at = Vec::new();
     while started.elapsed() < Duration::from_millis(2500) {
@@ -234,7 +234,7 @@ fn a_slow_single_item_db_paces_pushers_within_the_window() {
         .unwrap();
     let pushed_at = Mutex::new(HashMap::new());
     let run_for = Duration::from_millis(2500);
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(window);
     let started = Instant::now();
     std::thread::scope(|s| {
         for w in 0..4u64 {

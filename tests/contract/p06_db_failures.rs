@@ -246,6 +246,8 @@ fn an_outage_with_slow_failing_calls_still_refuses_pushes_while_a_retry_is_in_fl
         match storage.push(&tok, item(i)) {
             Ok(()) => accepted.push((i, start.elapsed(), storage.stats().in_flight_items)),
             Err(Error::Db(_)) => refused += 1,
+            // A push descheduled past its 5 ms ends on its token, storing nothing: not an Ok.
+            Err(Error::DeadlineExceeded) => {}
             Err(e) => panic!("{e}"),
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -239,7 +239,7 @@ fn blocked_pop_takes_a_push_and_close_wakes_the_rest() {
 fn cancel_and_deadline_wake_a_blocked_pop_promptly() {
     let storage = Storage::new(MemDb::new()).unwrap();
     let pop = |t: &CancelToken| storage.pop(t).map(|_| ());
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(Duration::from_millis(50));
     let (_, cancel_p99) = summary("pop, cancel", &mut measure(TRIALS, false, pop));
     let (_, deadline_p99) = summary("pop, deadline", &mut measure(TRIALS, true, pop));
     prompt(cancel_p99, deadline_p99, lateness.stop());
@@ -259,7 +259,7 @@ fn cancel_and_deadline_wake_a_blocked_push_promptly() {
     storage.db().set_down(true);
     storage.push(&CancelToken::new(), vec![0]).unwrap();
     let push = |t: &CancelToken| storage.push(t, vec![1]);
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(Duration::from_millis(50));
     let (_, cancel_p99) = summary("push, cancel", &mut measure(200, false, push));
     let (_, deadline_p99) = summary("push, deadline", &mut measure(200, true, push));
     prompt(cancel_p99, deadline_p99, lateness.stop());

@@ -178,7 +178,7 @@ fn a_held_memory_lease_by_default_ends_in_time_for_the_window() {
         .build(Arc::clone(&db))
         .expect("build");
     let t = CancelToken::new();
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(window);
     let pushed = Instant::now();
     s.push(&t, "x").expect("push");
     let lease = s.pop_lease(&t).expect("lease");
@@ -194,11 +194,14 @@ fn a_held_memory_lease_by_default_ends_in_time_for_the_window() {
     assert_eq!(s.try_pop().expect("pop"), Some(b"x".to_vec()));
 }
 
-/// The Db lease contract through the storage, on a Db with native leases.
+/// The Db lease contract through the storage, on a Db with native leases: release and ack
+/// with a ttl no stall outlasts, then expiry with a short one (a second storage over the
+/// same Db).
 fn native_db_leases<D: Db + 'static>(db: D) {
+    let db = Arc::new(db);
     let s = Storage::builder()
-        .lease_ttl(Duration::from_millis(80))
-        .build(db)
+        .lease_ttl(Duration::from_secs(60))
+        .build(Arc::clone(&db))
         .expect("build");
     let t = CancelToken::new();
     s.push(&t, item(1)).expect("push");
@@ -213,7 +216,12 @@ fn native_db_leases<D: Db + 'static>(db: D) {
     assert_eq!(id_of(&lease), 2);
     lease.ack().expect("ack");
     assert_eq!(s.try_pop().expect("pop"), None, "acked: gone");
+    s.close().expect("close");
     // Expiry: a blocked pop is woken when the Db may hold the item again.
+    let s = Storage::builder()
+        .lease_ttl(Duration::from_millis(80))
+        .build(db)
+        .expect("build");
     s.push(&t, item(3)).expect("push");
     s.flush(&t).expect("flush");
     let lease = s.pop_lease(&t).expect("Db lease");
@@ -518,7 +526,7 @@ fn a_released_item_reaches_the_db_within_the_window_of_its_push() {
         .build(Arc::clone(&db))
         .expect("build");
     let t = CancelToken::new();
-    let lateness = Lateness::start();
+    let lateness = Lateness::start(window);
     let pushed = Instant::now();
     s.push(&t, "old").expect("push");
     let lease = s.pop_lease(&t).expect("lease");

@@ -23,6 +23,8 @@ mod recovery;
 mod salvage;
 #[cfg(test)]
 mod sim;
+#[cfg(target_os = "linux")]
+mod wake_sockets;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use self::read_ahead::ReadAhead;
 use self::recovery::{Found, damage, io_err, open_err, read_state};
 use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
 use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
+use crate::db::watch::DbWatch;
 use crate::error::{DbError, PushBatchError};
 use crate::sync::Mutex;
 
@@ -166,6 +169,8 @@ impl FileDbOptions {
 #[derive(Debug)]
 pub struct FileDb {
     path: PathBuf,
+    /// Where watching storages register for wake-ups (`<name>.wake`, see [`Db::watch`]).
+    wake_dir: PathBuf,
     vfs: Arc<dyn Vfs>,
     opts: FileDbOptions,
     handle: Mutex<Handle>,
@@ -228,6 +233,7 @@ impl FileDb {
         let io = vfs.open(path).map_err(open_err("open", path))?;
         let db = FileDb {
             path: path.to_path_buf(),
+            wake_dir: wake_dir(path),
             vfs: vfs.clone(),
             opts: options,
             handle: Mutex::new(Handle {
@@ -416,6 +422,17 @@ impl FileDb {
         Ok((out, top))
     }
 
+    /// Tells the storages watching the file that it gained items, or (`lease_due`) that a
+    /// lease taken now comes back then. After the commit, with the file lock released.
+    fn announce(&self, lease_due: Option<SystemTime>) {
+        #[cfg(target_os = "linux")]
+        if self.opts.shared {
+            wake_sockets::notify(&self.wake_dir, lease_due);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = lease_due;
+    }
+
     /// Drops dead space past `top` when there is a lot of it. Called after a pop took
     /// effect: a failure here only leaves the dead space, so it is not reported.
     fn shrink(&self, io: &dyn FileIo, top: u64) {
@@ -427,6 +444,14 @@ impl FileDb {
             let _ = io.set_len(top).and_then(|()| io.sync());
         }
     }
+}
+
+/// The directory where storages watching the database at `path` register: `<name>.wake`
+/// beside it.
+fn wake_dir(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".wake");
+    path.with_file_name(name)
 }
 
 impl Drop for FileDb {
@@ -482,7 +507,9 @@ impl Db for FileDb {
             }
             Ok(())
         })
-        .map_err(fail)
+        .map_err(fail)?;
+        self.announce(None);
+        Ok(())
     }
 
     /// Newest first; one `fdatasync` for the whole batch. On error nothing is taken, now or
@@ -517,6 +544,19 @@ impl Db for FileDb {
     fn leases(&self) -> Option<&dyn DbLeases> {
         Some(self)
     }
+
+    /// Linux, shared files: a Unix datagram socket registered in `<name>.wake/` beside the
+    /// file, sent a datagram after every push, release and lease commit of any handle
+    /// (`wake_sockets.rs`). Other systems, and files opened with `shared(false)`: `None`.
+    fn watch(&self) -> Result<Option<Box<dyn DbWatch>>, DbError> {
+        #[cfg(target_os = "linux")]
+        if self.opts.shared {
+            return Ok(Some(Box::new(wake_sockets::FileWatch::register(
+                &self.wake_dir,
+            )?)));
+        }
+        Ok(None)
+    }
 }
 
 impl DbLeases for FileDb {
@@ -524,7 +564,11 @@ impl DbLeases for FileDb {
     /// 2^20 per call). The lease survives a crash; at its deadline any call of any process
     /// sharing the file puts it back.
     fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
-        self.lease_top(max, ttl)
+        let leases = self.lease_top(max, ttl)?;
+        if !leases.is_empty() {
+            self.announce(Some(SystemTime::now() + ttl));
+        }
+        Ok(leases)
     }
 
     /// Two syncs (log, then slot); one when it ends the last held lease.
@@ -535,7 +579,11 @@ impl DbLeases for FileDb {
     /// Three syncs (log, records, slot); the items go back on top, oldest first.
     fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
         let ids: Vec<LeaseId> = leases.iter().map(|l| l.id).collect();
-        lease_result(self.release_leases(&ids)?)
+        let missing = self.release_leases(&ids)?;
+        if missing < ids.len() {
+            self.announce(None);
+        }
+        lease_result(missing)
     }
 
     /// Reads the lease log (and returns the expired leases, which costs syncs).

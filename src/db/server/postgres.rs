@@ -4,14 +4,16 @@
 use std::time::{Duration, SystemTime};
 
 use super::client::{Popped, Protocol, ServerClient};
+use super::postgres_wake::{address, channel_of, notify, open_watch};
+use super::wake::{STORED, lease_payload};
 use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
 use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
+use crate::db::watch::DbWatch;
 use crate::error::{DbError, PushBatchError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The largest bytea value is 1 GB including headers; a batch's items travel in one `bytea[]`
-/// parameter, which has the same limit, so leave room for the array's and message's headers.
+/// A bytea is at most 1 GB with headers, as is the one `bytea[]` a batch travels in.
 const MAX_ITEM_LEN: usize = (1 << 30) - 1024;
 
 /// Longest table name: PostgreSQL's 63-byte identifiers, less the side tables' `_clients`.
@@ -166,24 +168,6 @@ fn db_error(context: &str, err: postgres::Error) -> DbError {
     }))
 }
 
-/// The server's `host:port` list, for messages.
-fn address(config: &postgres::Config) -> String {
-    let ports = config.get_ports();
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
-                postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
-            }
-        })
-        .collect();
-    hosts.join(",")
-}
-
 /// Accepts plain SQL identifiers only: a letter or `_`, then letters, digits or `_`, at most
 /// [`MAX_TABLE_LEN`] bytes. The table name is spliced into SQL, so nothing else may pass.
 fn valid_table(name: &str) -> bool {
@@ -298,6 +282,13 @@ impl PostgresDb {
             Ok(held?.into_iter().filter(|&h| h).count())
         })?;
         Ok(ids.len().saturating_sub(ended))
+    }
+
+    /// Wakes the watching storages after a lease or release committed; best effort.
+    fn announce(&self, payload: &str) {
+        let _ = self
+            .client
+            .run(|pg, c| notify(&mut c.client, &pg.table, payload));
     }
 }
 
@@ -418,10 +409,12 @@ impl Protocol for Postgres {
                ON CONFLICT (client) DO UPDATE SET prev = k.batch, batch = EXCLUDED.batch, \
                touched_at = now() RETURNING k.prev), \
              s AS (SELECT coalesce(max(a.stored), 0) AS skip FROM c, \
-               unnest($3::int8[], $4::int8[]) AS a(id, stored) WHERE a.id = c.prev) \
+               unnest($3::int8[], $4::int8[]) AS a(id, stored) WHERE a.id = c.prev), \
+             w AS (SELECT pg_notify('{wake}', '{STORED}')) \
              INSERT INTO {t} (data) SELECT u.d FROM unnest($5::bytea[]) WITH ORDINALITY \
-               AS u(d, n), s WHERE u.n > s.skip ORDER BY u.n",
-            t = self.table
+               AS u(d, n), s, w WHERE u.n > s.skip ORDER BY u.n",
+            t = self.table,
+            wake = channel_of(&self.table),
         );
         let (ids, stored): (Vec<i64>, Vec<i64>) = attempts.iter().copied().unzip();
         let values: Vec<&[u8]> = items.to_vec();
@@ -520,6 +513,12 @@ impl Db for PostgresDb {
     fn leases(&self) -> Option<&dyn DbLeases> {
         Some(self)
     }
+
+    /// `LISTEN` on `<table>_wake` on its own connection (see `postgres_wake.rs`).
+    fn watch(&self) -> Result<Option<Box<dyn DbWatch>>, DbError> {
+        let pg = self.client.protocol();
+        open_watch(&pg.config, &pg.table).map(Some)
+    }
 }
 
 impl DbLeases for PostgresDb {
@@ -542,6 +541,9 @@ impl DbLeases for PostgresDb {
             // The mark alone: the statement took nothing, an expired lease goes back first.
             Ok((!rows.iter().any(|row| row.0 == EXPIRED_MARK)).then_some(rows))
         })?;
+        if !rows.is_empty() {
+            self.announce(&lease_payload(SystemTime::now() + ttl));
+        }
         rows.sort_by_key(|row| std::cmp::Reverse(row.0));
         let leases = rows.into_iter().map(|(_, id, item)| DbLease {
             id: LeaseId(id as u64),
@@ -570,7 +572,9 @@ impl DbLeases for PostgresDb {
                    UPDATE {t} SET id = n.new, lease_id = NULL, leased_until = NULL \
                    FROM n WHERE {t}.id = n.id RETURNING n.held";
         let ids: Vec<LeaseId> = leases.iter().map(|l| l.id).collect();
-        lease_result(self.end_leases(sql, &ids)?)
+        let missing = self.end_leases(sql, &ids)?;
+        self.announce(STORED);
+        lease_result(missing)
     }
 
     /// The deadlines of the leases held now, in the server's clock.

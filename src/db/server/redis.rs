@@ -4,8 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use super::client::{Popped, Protocol, ServerClient};
+use super::redis_wake::{RedisChannel, channel_of};
+use super::wake::ServerWatch;
 use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
 use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
+use crate::db::watch::DbWatch;
 use crate::error::{DbError, PushBatchError};
 
 /// How long connecting, reading and writing may take before a call fails.
@@ -34,6 +37,7 @@ for i = 4 + 2 * n + skip, #ARGV, 4096 do
 end
 redis.call('HSET', KEYS[2], 'batch', ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('PUBLISH', KEYS[1] .. ':wake', 's')
 return skip
 ";
 
@@ -76,6 +80,7 @@ for i, item in ipairs(items) do
   out[#out + 1] = tostring(id)
   out[#out + 1] = item
 end
+redis.call('PUBLISH', KEYS[1] .. ':wake', 'l ' .. (now + tonumber(ARGV[2])))
 return out
 "
 );
@@ -100,6 +105,7 @@ for _, id in ipairs(ids) do
     missing = missing + 1
   end
 end
+if ARGV[1] == 'release' and missing < #ids then redis.call('PUBLISH', KEYS[1] .. ':wake', 's') end
 return missing
 "
 );
@@ -471,6 +477,17 @@ impl Db for RedisDb {
 
     fn leases(&self) -> Option<&dyn DbLeases> {
         Some(self)
+    }
+
+    /// Pub/sub on `<key>:wake` over a connection of the watch's own; the push, lease and
+    /// release scripts `PUBLISH` inside the script.
+    fn watch(&self) -> Result<Option<Box<dyn DbWatch>>, DbError> {
+        let redis = self.client.protocol();
+        let channel = RedisChannel {
+            client: redis.client.clone(),
+            channel: channel_of(&redis.key),
+        };
+        Ok(Some(Box::new(ServerWatch::open(channel)?)))
     }
 }
 

@@ -8,7 +8,8 @@
 //! * [`durable`]: `push_durable`'s wait, with group commit;
 //! * [`lease`]: the lease guard and the ends of a lease;
 //! * [`lease_return`]: returning a native Db lease on top of everything buffered;
-//! * [`count`]: the size of the storage, `len`.
+//! * [`count`]: the size of the storage, `len`;
+//! * [`watch`]: the thread that turns a shared Db's wake-ups into re-checks.
 //!
 //! They import the core, the state and the leaves; none imports the facade.
 
@@ -19,4 +20,5 @@ pub(crate) mod flusher;
 pub(crate) mod lease;
 pub(crate) mod lease_return;
 pub(crate) mod take;
+pub(crate) mod watch;
 pub(crate) mod write;

@@ -57,6 +57,9 @@ pub(crate) struct DbView {
     /// they may come back by themselves at the instant given (the earliest of their
     /// deadlines), so no pop asks again before then (or before the epoch moves).
     lease_recheck: Option<(u64, Instant)>,
+    /// A watch ([`Db::watch`](crate::Db::watch)) tells the storage when other processes store
+    /// items: a shared Db is then re-checked every `shared_recheck`, not every `shared_poll`.
+    watched: bool,
     /// Db pop calls under way.
     running: usize,
     /// While `count` is unknown: how many Db pops may run at once. Starts at 1 (a probe),
@@ -75,6 +78,7 @@ impl DbView {
             count: None,
             shared_empty_at: None,
             lease_recheck: None,
+            watched: false,
             running: 0,
             limit: 1,
             pop_calls: 0,
@@ -96,7 +100,7 @@ impl DbView {
     pub(crate) fn pop_step(&mut self, cfg: &Config, now: Instant) -> DbPopStep {
         let shared_at = self
             .shared_empty_at
-            .and_then(|(epoch, at)| (epoch == self.epoch).then_some(at + cfg.shared_poll));
+            .and_then(|(epoch, at)| (epoch == self.epoch).then_some(at + self.recheck_every(cfg)));
         let lease_at = self
             .lease_recheck
             .and_then(|(epoch, at)| (epoch == self.epoch).then_some(at));
@@ -175,6 +179,21 @@ impl DbView {
         self.epoch += 1;
         self.count = None;
         self.shared_empty_at = None;
+    }
+
+    /// Whether a watch tells the storage of other processes' pushes (`false` again when the
+    /// watch broke: the storage polls).
+    pub(crate) fn set_watched(&mut self, watched: bool) {
+        self.watched = watched;
+    }
+
+    /// How long after a shared Db answered "empty" a waiting pop asks it again.
+    fn recheck_every(&self, cfg: &Config) -> std::time::Duration {
+        if self.watched {
+            cfg.shared_recheck
+        } else {
+            cfg.shared_poll
+        }
     }
 
     /// Starts a [`Storage::len`](crate::Storage::len) that asks the Db for its count; `writing`:

@@ -60,7 +60,7 @@ impl Flow {
             model: WriteModel::default(),
             due_write: Duration::ZERO,
             overdue_since: None,
-            capacity: cfg.capacity(None, Duration::ZERO),
+            capacity: cfg.capacity(None, |_| Duration::ZERO),
             db_push_calls: 0,
             items_flushed: 0,
             db_failures: 0,
@@ -155,10 +155,10 @@ impl Flow {
     /// small writes: a Db write per push.
     fn learned(&mut self, cfg: &Config, n: usize, cost: Duration) {
         self.model.record(n, cost);
-        let full_write = self.model.predict(cfg.max_batch);
-        self.capacity = cfg.capacity(self.rate.get(), full_write);
+        let fitted = self.model.fitted();
+        self.capacity = cfg.capacity(self.rate.get(), |n| fitted.predict(n));
         let usual = self.model.largest_recent().saturating_mul(2);
-        self.due_write = self.model.predict(usual.min(cfg.max_batch));
+        self.due_write = fitted.predict(usual.min(cfg.max_batch));
     }
 
     /// What a write of `elapsed` that landed at `now` cost the backlog: its duration, plus the

@@ -328,6 +328,24 @@ impl State {
         }
     }
 
+    /// A watch said another handle stored items in the Db (or a lease it took came due): a
+    /// pop that found the Db empty asks again, so every taking call waiting re-checks.
+    pub(crate) fn db_changed(&mut self) -> Wakeups {
+        self.db.may_have_grown();
+        Wakeups {
+            // Not one: a popper waiting for a batch in flight shares the condition variable
+            // and would swallow the wake-up; only the ones whose step says "call" do.
+            poppers: Notify::All,
+            ..Wakeups::NONE
+        }
+    }
+
+    /// Whether a watch tells the storage of other processes' pushes; see
+    /// [`DbView::set_watched`].
+    pub(crate) fn set_watched(&mut self, watched: bool) {
+        self.db.set_watched(watched);
+    }
+
     /// Whether Db pop calls are under way (a writer waits for them: see `ops::write`).
     pub(crate) fn db_pops_under_way(&self) -> bool {
         self.db.pops_running()

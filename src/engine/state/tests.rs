@@ -13,6 +13,7 @@ fn cfg() -> Config {
         max_item_len: 1 << 10,
         max_batch: 4,
         shared_poll: Duration::from_millis(100),
+        shared_recheck: Duration::from_secs(5),
         close_timeout: Duration::from_millis(100),
         max_dead_letters: 16,
     }
