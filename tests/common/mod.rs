@@ -12,11 +12,24 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lifostore::CancelToken;
+use lifostore::{CancelToken, MemDb, Storage};
 
 /// An 8-byte test item carrying `id` (little endian).
 pub fn item(id: u64) -> Vec<u8> {
     id.to_le_bytes().to_vec()
+}
+
+/// The ids of a batch of [`item`]s, in order.
+pub fn ids(items: &[Vec<u8>]) -> Vec<u64> {
+    items.iter().map(|x| id_of(x)).collect()
+}
+
+/// A storage whose flusher never writes on its own during a test (long window, big buffer).
+pub fn quiet(db: MemDb) -> Storage<MemDb> {
+    Storage::builder()
+        .max_unflushed_age(Duration::from_secs(600))
+        .build(db)
+        .expect("a storage over MemDb")
 }
 
 /// The id an [`item`] carries.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use lifostore::{CancelToken, Db, MemDb, Storage};
 
-use crate::common::{id_of, item};
+use crate::common::{id_of, ids, item, quiet};
 
 fn drain(storage: &Storage<impl Db>) -> Vec<u64> {
     let mut out = Vec::new();
@@ -20,18 +20,6 @@ fn drain(storage: &Storage<impl Db>) -> Vec<u64> {
         out.push(id_of(&x));
     }
     out
-}
-
-fn ids(items: &[Vec<u8>]) -> Vec<u64> {
-    items.iter().map(|x| id_of(x)).collect()
-}
-
-/// A storage whose flusher never writes on its own during a test (long window, big buffer).
-fn quiet(db: MemDb) -> Storage<MemDb> {
-    Storage::builder()
-        .max_unflushed_age(Duration::from_secs(600))
-        .build(db)
-        .unwrap()
 }
 
 // ---- 1. Newest first ----------------------------------------------------------------------

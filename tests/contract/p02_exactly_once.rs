@@ -14,19 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lifostore::{CancelToken, Error, MemDb, Storage, Unconfirmed};
 
-use crate::common::{id_of, item, sorted_ids, wait_until_blocked, within};
-
-/// A storage whose flusher never writes on its own during a test (long window, big buffer).
-fn quiet(db: MemDb) -> Storage<MemDb> {
-    Storage::builder()
-        .max_unflushed_age(Duration::from_secs(600))
-        .build(db)
-        .unwrap()
-}
-
-fn ids(items: &[Vec<u8>]) -> Vec<u64> {
-    items.iter().map(|x| id_of(x)).collect()
-}
+use crate::common::{id_of, ids, item, quiet, sorted_ids, wait_until_blocked, within};
 
 // ---- 2. Exactly once ----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ use lifostore::testing::{FaultyDb, StampedDb};
 use lifostore::{CancelToken, Db, DbError, Error, MemDb, PushBatchError, Storage};
 
 use crate::common::lateness::Lateness;
-use crate::common::{id_of, item, sorted_ids};
+use crate::common::{id_of, ids, item, quiet, sorted_ids};
 
 /// Waits up to `limit` for `cond`, checking every few milliseconds (a test-side observer; the
 /// library itself never polls).
@@ -30,10 +30,6 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
     cond()
-}
-
-fn ids(items: &[Vec<u8>]) -> Vec<u64> {
-    items.iter().map(|x| id_of(x)).collect()
 }
 
 /// A MemDb whose every write takes `base` times the current factor, as a disk whose
@@ -55,14 +51,6 @@ impl Db for JumpyDb {
         std::thread::sleep(self.base * self.factor.load(Ordering::Relaxed));
         self.inner.push_batch(items)
     }
-}
-
-/// A storage whose flusher never writes on its own during a test (long window, big buffer).
-fn quiet(db: MemDb) -> Storage<MemDb> {
-    Storage::builder()
-        .max_unflushed_age(Duration::from_secs(600))
-        .build(db)
-        .unwrap()
 }
 
 // ---- 3. Bounded loss ----------------------------------------------------------------------

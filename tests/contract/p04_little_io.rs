@@ -11,19 +11,7 @@ use std::time::Duration;
 
 use lifostore::{CancelToken, Db, MemDb, Storage};
 
-use crate::common::{id_of, item};
-
-fn ids(items: &[Vec<u8>]) -> Vec<u64> {
-    items.iter().map(|x| id_of(x)).collect()
-}
-
-/// A storage whose flusher never writes on its own during a test (long window, big buffer).
-fn quiet(db: MemDb) -> Storage<MemDb> {
-    Storage::builder()
-        .max_unflushed_age(Duration::from_secs(600))
-        .build(db)
-        .unwrap()
-}
+use crate::common::{id_of, ids, item, quiet};
 
 // ---- 4. Little I/O ------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ use lifostore::testing::{FaultyDb, StampedDb};
 use lifostore::{CancelToken, Error, MemDb, Storage, TryPushError};
 
 use crate::common::lateness::Lateness;
-use crate::common::{id_of, item, sorted_ids, wait_until_blocked, within};
+use crate::common::{id_of, ids, item, sorted_ids, wait_until_blocked, within};
 
 /// A storage whose buffer (2 items) is full and whose Db is down, so only a pop makes room.
 fn full_storage() -> Storage<FaultyDb<MemDb>> {
@@ -29,10 +29,6 @@ fn full_storage() -> Storage<FaultyDb<MemDb>> {
     storage.push(&t, item(1)).unwrap();
     storage.push(&t, item(2)).unwrap();
     storage
-}
-
-fn ids(items: &[Vec<u8>]) -> Vec<u64> {
-    items.iter().map(|x| id_of(x)).collect()
 }
 
 // ---- 5. Bounded memory --------------------------------------------------------------------

@@ -14,7 +14,7 @@ use lifostore::testing::{
 };
 use lifostore::{CancelToken, DbError, Error, MemDb, Storage, Unconfirmed};
 
-use crate::common::{id_of, item, sorted_ids};
+use crate::common::{id_of, ids, item, sorted_ids};
 
 /// Waits up to `limit` for `cond`, checking every few milliseconds (a test-side observer; the
 /// library itself never polls).
@@ -27,10 +27,6 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
     cond()
-}
-
-fn ids(items: &[Vec<u8>]) -> Vec<u64> {
-    items.iter().map(|x| id_of(x)).collect()
 }
 
 // ---- 6. Db failures lose nothing ----------------------------------------------------------

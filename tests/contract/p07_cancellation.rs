@@ -16,7 +16,7 @@ use lifostore::{CancelReason, CancelToken, Error, MemDb, Storage, Unconfirmed};
 
 use crate::common::lateness::Lateness;
 use crate::common::{
-    blocked_within, id_of, item, wait_until_blocked, wait_until_blocked_n, within,
+    blocked_within, id_of, ids, item, quiet, wait_until_blocked, wait_until_blocked_n, within,
 };
 
 const TRIALS: usize = 1000;
@@ -118,18 +118,6 @@ fn write_in_flight(s: &Arc<Storage<MemDb>>) -> std::thread::JoinHandle<Result<()
         std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
     }
     flush
-}
-
-fn ids(items: &[Vec<u8>]) -> Vec<u64> {
-    items.iter().map(|x| id_of(x)).collect()
-}
-
-/// A storage whose flusher never writes on its own during a test (long window, big buffer).
-fn quiet(db: MemDb) -> Storage<MemDb> {
-    Storage::builder()
-        .max_unflushed_age(Duration::from_secs(600))
-        .build(db)
-        .unwrap()
 }
 
 // ---- 7. Cancellation ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ use lifostore::testing::StampedDb;
 use lifostore::{CancelToken, Db, DbError, Error, FileDb, MemDb, Storage};
 
 use crate::common::lateness::Lateness;
-use crate::common::{id_of, item, within};
+use crate::common::{id_of, item, quiet, within};
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("lifostore-sl-{name}-{}", std::process::id()));
@@ -569,14 +569,6 @@ fn write_in_flight(s: &Arc<Storage<MemDb>>) -> std::thread::JoinHandle<Result<()
         std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
     }
     flush
-}
-
-/// A storage whose flusher never writes on its own during a test (long window, big buffer).
-fn quiet(db: MemDb) -> Storage<MemDb> {
-    Storage::builder()
-        .max_unflushed_age(Duration::from_secs(600))
-        .build(db)
-        .unwrap()
 }
 
 /// A durable push whose item a lease takes from memory, while another write is in flight,
