@@ -9,8 +9,10 @@
 //!   writes items when they come due) spent runnable but waiting for a CPU (the second field
 //!   of `/proc/self/task/<tid>/schedstat`), sampled every 10 ms: the most any flusher waited
 //!   within one stretch of the test as long as the bound being judged (a window, say), since
-//!   only waiting within one such stretch can make one item late. Other threads are left out: flat-out pushers wait for a CPU by design,
-//!   and their waiting delays no write.
+//!   only waiting within one such stretch can make one item late. Other threads are left
+//!   out by default: flat-out pushers wait for a CPU by design, and their waiting delays no
+//!   write. [`Lateness::start_every_thread`] counts them all, for tests whose pushers mostly
+//!   sleep and may write a batch themselves.
 //!
 //! A test then checks its bound plus the larger of the two (the waits of a thread that
 //! called into a Db which then stalls count only through the probe). On an idle machine both are a
@@ -36,6 +38,8 @@ pub struct Lateness {
 /// What the probe saw.
 #[derive(Default)]
 struct Measured {
+    /// Whether every thread of the process counts, or only the flushers.
+    every_thread: bool,
     worst_oversleep: Duration,
     total_oversleep: Duration,
     sleeps: u32,
@@ -56,7 +60,7 @@ impl Measured {
                 continue;
             };
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if !comm.starts_with("lifostore-flush") {
+            if !self.every_thread && !comm.starts_with("lifostore-flush") {
                 continue; // the kernel keeps 15 bytes of a thread's name
             }
             let tid = task.file_name().to_string_lossy().into_owned();
@@ -89,11 +93,25 @@ impl Lateness {
     /// Starts the probe, for a bound of `stretch` (the flushers' waits count within any one
     /// stretch that long).
     pub fn start(stretch: Duration) -> Self {
+        Self::spawn(stretch, false)
+    }
+
+    /// As [`Lateness::start`], counting the runqueue waits of every thread of the process:
+    /// for tests whose pushers mostly sleep and may write a batch themselves (a full buffer
+    /// with no write under way), so that their waiting delays items too.
+    pub fn start_every_thread(stretch: Duration) -> Self {
+        Self::spawn(stretch, true)
+    }
+
+    fn spawn(stretch: Duration, every_thread: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let probe = std::thread::spawn(move || {
             let step = Duration::from_millis(2);
-            let mut m = Measured::default();
+            let mut m = Measured {
+                every_thread,
+                ..Measured::default()
+            };
             m.sample_waits();
             while !flag.load(Ordering::Relaxed) {
                 let asked = Instant::now() + step;
@@ -102,7 +120,7 @@ impl Lateness {
                 m.worst_oversleep = m.worst_oversleep.max(late);
                 m.total_oversleep += late;
                 m.sleeps += 1;
-                if m.sleeps % 5 == 0 {
+                if m.sleeps.is_multiple_of(5) {
                     m.sample_waits();
                 }
             }

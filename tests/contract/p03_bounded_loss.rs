@@ -65,7 +65,7 @@ fn every_unpopped_item_reaches_the_db_within_the_window_under_load() {
             .unwrap(),
     );
     let pushed_at = Mutex::new(Vec::new());
-    let lateness = Lateness::start(window);
+    let lateness = Lateness::start_every_thread(window);
     std::thread::scope(|scope| {
         for w in 0..3u64 {
             let (s, pushed_at) = (&s, &pushed_at);
