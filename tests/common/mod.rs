@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lifostore::{CancelToken, MemDb, Storage};
+use lifostore::{CancelToken, Error, MemDb, Storage};
 
 /// An 8-byte test item carrying `id` (little endian).
 pub fn item(id: u64) -> Vec<u8> {
@@ -30,6 +30,22 @@ pub fn quiet(db: MemDb) -> Storage<MemDb> {
         .max_unflushed_age(Duration::from_secs(600))
         .build(db)
         .expect("a storage over MemDb")
+}
+
+/// Pushes `item(0)` and starts a `flush` of it on another thread; returns once that write is
+/// in flight (the Db's latency keeps it there).
+pub fn write_in_flight(
+    s: &std::sync::Arc<Storage<MemDb>>,
+) -> std::thread::JoinHandle<Result<(), Error>> {
+    s.push(&CancelToken::new(), item(0)).expect("push item 0");
+    let flush = {
+        let s = s.clone();
+        std::thread::spawn(move || s.flush(&CancelToken::new()))
+    };
+    while s.stats().in_flight_items == 0 {
+        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
+    }
+    flush
 }
 
 /// The id an [`item`] carries.

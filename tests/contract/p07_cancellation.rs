@@ -17,6 +17,7 @@ use lifostore::{CancelReason, CancelToken, Error, MemDb, Storage, Unconfirmed};
 use crate::common::lateness::Lateness;
 use crate::common::{
     blocked_within, id_of, ids, item, quiet, wait_until_blocked, wait_until_blocked_n, within,
+    write_in_flight,
 };
 
 const TRIALS: usize = 1000;
@@ -104,20 +105,6 @@ where
         drop(to_waiter);
     });
     lat
-}
-
-/// Pushes `item(0)` and starts a `flush` of it on another thread; returns once that write is
-/// in flight (the Db's latency keeps it there).
-fn write_in_flight(s: &Arc<Storage<MemDb>>) -> std::thread::JoinHandle<Result<(), Error>> {
-    s.push(&CancelToken::new(), item(0)).unwrap();
-    let flush = {
-        let s = s.clone();
-        std::thread::spawn(move || s.flush(&CancelToken::new()))
-    };
-    while s.stats().in_flight_items == 0 {
-        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
-    }
-    flush
 }
 
 // ---- 7. Cancellation ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ use lifostore::testing::StampedDb;
 use lifostore::{CancelToken, Db, DbError, Error, FileDb, MemDb, Storage};
 
 use crate::common::lateness::Lateness;
-use crate::common::{id_of, item, quiet, within};
+use crate::common::{id_of, item, quiet, within, write_in_flight};
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("lifostore-sl-{name}-{}", std::process::id()));
@@ -555,20 +555,6 @@ fn a_released_item_reaches_the_db_within_the_window_of_its_push() {
         Some(b"old".to_vec()),
         "still on top"
     );
-}
-
-/// Pushes `item(0)` and starts a `flush` of it on another thread; returns once that write is
-/// in flight (the Db's latency keeps it there).
-fn write_in_flight(s: &Arc<Storage<MemDb>>) -> std::thread::JoinHandle<Result<(), Error>> {
-    s.push(&CancelToken::new(), item(0)).unwrap();
-    let flush = {
-        let s = s.clone();
-        std::thread::spawn(move || s.flush(&CancelToken::new()))
-    };
-    while s.stats().in_flight_items == 0 {
-        std::thread::sleep(Duration::from_micros(100)); // waiting for the other thread's state
-    }
-    flush
 }
 
 /// A durable push whose item a lease takes from memory, while another write is in flight,
