@@ -108,6 +108,35 @@ fn a_db_pop_racing_a_landing_batch_never_hides_it() {
     });
 }
 
+/// `Storage::len` races a push and a flush: its Db count may be taken before the batch lands
+/// and answered after. The storage must not then keep that stale count (0) as the Db's exact
+/// count, or a later pop would believe the Db empty and hide the landed item. A landing bumps
+/// the Db view's epoch, so the probe sees that something moved and trusts nothing (M4).
+#[test]
+fn a_len_racing_a_landing_batch_never_hides_it() {
+    loom::model(|| {
+        let s = storage();
+        let writer = {
+            let s = s.clone();
+            loom::thread::spawn(move || {
+                s.push(&CancelToken::new(), vec![1]).unwrap();
+                s.flush(&CancelToken::new()).unwrap();
+            })
+        };
+        // Its answer is not judged here (a batch landing during the call may be counted in
+        // memory and in the Db alike); only what it leaves the storage believing.
+        s.len().unwrap();
+        writer.join().unwrap();
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| s.try_pop().unwrap()).collect();
+        assert_eq!(
+            got,
+            vec![vec![1]],
+            "the flushed item was hidden or duplicated"
+        );
+        s.close().unwrap();
+    });
+}
+
 /// Two flushes at once: each returns only when the items pushed before it are in the Db, even
 /// when the other one is writing them.
 #[test]

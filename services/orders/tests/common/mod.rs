@@ -299,6 +299,18 @@ impl Service {
         self.stats()[name].as_u64().unwrap_or(0)
     }
 
+    /// SIGSTOP: the process holds what it has (batches, pull requests) but acts on nothing
+    /// until killed; only `kill` is left to do with it.
+    pub fn freeze(self) -> Service {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill -STOP");
+        assert!(ok.success(), "SIGSTOP {pid}");
+        self
+    }
+
     /// SIGKILL: no drain, no flush, no ack.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL the service");
