@@ -44,6 +44,15 @@ fn spawn_flush(s: &Arc<Storage<MemDb>>) -> loom::thread::JoinHandle<()> {
     loom::thread::spawn(move || s.flush(&CancelToken::new()).unwrap())
 }
 
+/// A model thread that pushes `item` into `s` and then flushes it to the Db.
+fn spawn_push_then_flush(s: &Arc<Storage<MemDb>>, item: u8) -> loom::thread::JoinHandle<()> {
+    let s = s.clone();
+    loom::thread::spawn(move || {
+        s.push(&CancelToken::new(), vec![item]).unwrap();
+        s.flush(&CancelToken::new()).unwrap();
+    })
+}
+
 /// Closes `s`, then checks that the popped item `first` and what the Db holds are exactly
 /// `expected`, each once: nothing lost, nothing twice.
 fn assert_items_once_after_close<const N: usize>(
@@ -88,13 +97,7 @@ fn pops_racing_a_flush_are_lifo_and_exactly_once() {
 fn a_db_pop_racing_a_landing_batch_never_hides_it() {
     loom::model(|| {
         let s = storage();
-        let writer = {
-            let s = s.clone();
-            loom::thread::spawn(move || {
-                s.push(&CancelToken::new(), vec![1]).unwrap();
-                s.flush(&CancelToken::new()).unwrap();
-            })
-        };
+        let writer = spawn_push_then_flush(&s, 1);
         let first = s.try_pop().unwrap();
         writer.join().unwrap();
         let second = s.try_pop().unwrap();
@@ -116,13 +119,7 @@ fn a_db_pop_racing_a_landing_batch_never_hides_it() {
 fn a_len_racing_a_landing_batch_never_hides_it() {
     loom::model(|| {
         let s = storage();
-        let writer = {
-            let s = s.clone();
-            loom::thread::spawn(move || {
-                s.push(&CancelToken::new(), vec![1]).unwrap();
-                s.flush(&CancelToken::new()).unwrap();
-            })
-        };
+        let writer = spawn_push_then_flush(&s, 1);
         // Its answer is not judged here (a batch landing during the call may be counted in
         // memory and in the Db alike); only what it leaves the storage believing.
         s.len().unwrap();
