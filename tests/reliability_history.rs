@@ -48,6 +48,20 @@ struct Workload {
     ttl: Duration,
 }
 
+impl Workload {
+    /// The mixed workload of the per-Db histories: round `r`'s threads and ttl, `ops`
+    /// operations a thread, 40% pushes.
+    fn mixed(r: &Round, ops: u64, seed: u64) -> Workload {
+        Workload {
+            threads: r.threads,
+            ops,
+            seed,
+            push_pct: 40,
+            ttl: r.ttl,
+        }
+    }
+}
+
 /// Runs the workload's threads over `storage`; returns the log.
 fn run<D: Db + 'static>(storage: &Storage<D>, w: Workload) -> Vec<Event> {
     let log = Mutex::new(Vec::new());
@@ -61,6 +75,16 @@ fn run<D: Db + 'static>(storage: &Storage<D>, w: Workload) -> Vec<Event> {
         }
     });
     log.into_inner().expect("log")
+}
+
+/// Runs the workload over `storage`, then closes it: the log, or why the close failed.
+fn run_and_close<D: Db + 'static>(storage: &Storage<D>, w: Workload) -> Result<Vec<Event>, String> {
+    let log = run(storage, w);
+    let seed = w.seed;
+    storage
+        .close()
+        .map_err(|e| format!("seed {seed}: close: {e}"))?;
+    Ok(log)
 }
 
 /// One thread's operations.
@@ -375,26 +399,14 @@ const UNEXERCISED: &str = "unexercised:";
 fn mem_db_history(seed: u64, rounds: &[Round]) -> Result<(), String> {
     for (round, r) in rounds.iter().enumerate() {
         let seed = seed.wrapping_add(round as u64);
-        let (threads, ops, ttl) = (r.threads, r.ops, r.ttl);
+        let (ops, ttl) = (r.ops, r.ttl);
         let storage = Storage::builder()
             .max_unflushed_age(Duration::from_millis(20))
             .max_buffered_items(64)
             .lease_ttl(ttl)
             .build(MemDb::with_latency(Duration::from_micros(200)))
             .expect("build");
-        let log = run(
-            &storage,
-            Workload {
-                threads,
-                ops,
-                seed,
-                push_pct: 40,
-                ttl,
-            },
-        );
-        storage
-            .close()
-            .map_err(|e| format!("seed {seed}: close: {e}"))?;
+        let log = run_and_close(&storage, Workload::mixed(r, ops, seed))?;
         let stats = storage.stats();
         let drained = drain_mem(storage.db());
         check(log, drained, &Model::new(ttl), seed, "MemDb")?;
@@ -413,7 +425,7 @@ fn faulty_db_history(seed: u64, rounds: &[Round]) -> Result<(), String> {
     quiet_injected_panics();
     for (round, r) in rounds.iter().enumerate() {
         let seed = seed.wrapping_add(round as u64);
-        let (threads, ops, ttl) = (r.threads, r.ops * 2 / 3, r.ttl);
+        let (ops, ttl) = (r.ops * 2 / 3, r.ttl);
         let db = FaultyDb::new(MemDb::new(), seed)
             .fail_rate(0.2)
             .half_batch_rate(0.2)
@@ -426,19 +438,7 @@ fn faulty_db_history(seed: u64, rounds: &[Round]) -> Result<(), String> {
             .close_timeout(Duration::from_secs(10))
             .build(db)
             .expect("build");
-        let log = run(
-            &storage,
-            Workload {
-                threads,
-                ops,
-                seed,
-                push_pct: 40,
-                ttl,
-            },
-        );
-        storage
-            .close()
-            .map_err(|e| format!("seed {seed}: close: {e}"))?;
+        let log = run_and_close(&storage, Workload::mixed(r, ops, seed))?;
         let faults = storage.db().counts().total();
         let drained = drain_mem(storage.db().inner());
         check(
@@ -460,7 +460,7 @@ fn file_db_history(seed: u64, rounds: &[Round]) -> Result<(), String> {
     let dir = TempDir::new(&format!("history-{seed}"));
     for (round, r) in rounds.iter().enumerate() {
         let seed = seed.wrapping_add(round as u64);
-        let (threads, ops, ttl) = (r.threads, r.ops / 2, r.ttl);
+        let (ops, ttl) = (r.ops / 2, r.ttl);
         let path = dir.file(&format!("history-{round}.lifo"));
         let storage = Storage::builder()
             .max_unflushed_age(Duration::from_millis(50))
@@ -468,19 +468,7 @@ fn file_db_history(seed: u64, rounds: &[Round]) -> Result<(), String> {
             .lease_ttl(ttl)
             .build(FileDb::open(&path).expect("open"))
             .expect("build");
-        let log = run(
-            &storage,
-            Workload {
-                threads,
-                ops,
-                seed,
-                push_pct: 40,
-                ttl,
-            },
-        );
-        storage
-            .close()
-            .map_err(|e| format!("seed {seed}: close: {e}"))?;
+        let log = run_and_close(&storage, Workload::mixed(r, ops, seed))?;
         let stats = storage.stats();
         drop(storage);
         // Every lease guard has ended; a lease the file still held would come back at open.
