@@ -525,6 +525,35 @@ impl<D> Storage<D> {
         super::ops::lease::expire_now(&self.core);
     }
 
+    /// Testing: every item leased from memory that would go to the Db still leased before its
+    /// lease ends (a [`lease_ttl`](crate::StorageBuilder::lease_ttl) longer than its remaining
+    /// window, over a Db with native leases) is due for it now, and written on the calling
+    /// thread, as the flusher writes it when the window comes due. For tests (and loom models,
+    /// which have no clock) of that write racing an ack or a release.
+    ///
+    /// ```
+    /// use lifostore::{CancelToken, MemDb, Storage};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), lifostore::Error> {
+    /// let db = Arc::new(MemDb::new());
+    /// let storage = Storage::builder()
+    ///     .lease_ttl(Duration::from_secs(3600))
+    ///     .build(Arc::clone(&db))?;
+    /// storage.push(&CancelToken::new(), "x")?;
+    /// let lease = storage.try_pop_lease()?.expect("an item");
+    /// storage.write_leased_items_now();
+    /// assert_eq!(db.leased_items(), vec![b"x".to_vec()], "in the Db, still leased");
+    /// lease.ack()?;
+    /// assert_eq!(db.leased(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn write_leased_items_now(&self) {
+        super::ops::lease::write_leased_now(&self.core);
+    }
+
     /// Testing: acts as if the Db's watch ([`Db::watch`](crate::Db::watch)) had just said
     /// that another handle stored items: every waiting pop asks the Db again. For tests (and
     /// loom models, which have no sockets) of a wake-up racing a blocked pop, over a Db
