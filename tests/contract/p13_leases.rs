@@ -813,3 +813,35 @@ fn over_a_db_without_leases_a_memory_lease_keeps_its_item_out_of_the_db() {
     assert!(lease.ack().is_ok(), "the ttl holds");
     assert!(db.is_empty() && s.try_pop().expect("pop").is_none());
 }
+
+/// The write of a leased item to the Db that fails (the Db is down when the item comes due) is
+/// retried: the item stays leased meanwhile (a failed write loses nothing and delivers
+/// nothing), reaches the Db once the Db is back, and the ack within the ttl is `Ok`.
+#[test]
+fn a_failed_write_of_a_leased_item_is_retried_until_it_lands() {
+    let window = Duration::from_millis(200);
+    let db = lifostore::testing::FaultyDb::new(StampedDb::new(MemDb::new()), 1);
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .lease_ttl(Duration::from_secs(30))
+        .build(db)
+        .expect("build");
+    let t = CancelToken::new();
+    s.push(&t, item(1)).expect("push");
+    let lease = s.pop_lease(&t).expect("lease");
+    s.db().set_down(true);
+    eventually(window * 10, "the write is tried and fails", || {
+        s.db().counts().failures >= 2
+    });
+    assert_eq!(s.db().inner().arrival_count(), 0);
+    assert_eq!(s.stats().leases_held, 1, "still leased");
+    s.db().set_down(false);
+    eventually(window * 10, "the retry lands", || {
+        s.db().inner().arrival_count() == 1
+    });
+    assert_eq!(s.db().inner().inner().leased(), 1, "in the Db, leased");
+    assert!(lease.ack().is_ok());
+    assert_eq!(s.db().inner().inner().leased(), 0, "acked in the Db");
+    assert_eq!(s.try_pop().expect("pop"), None);
+    assert_eq!(s.db().inner().arrival_count(), 1, "written once");
+}
