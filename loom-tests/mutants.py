@@ -176,6 +176,17 @@ M = {
  'M71 a leased item written to the Db stays a memory lease in the table': ('src/engine/ops/lease_to_db.rs',
    '        Ok(ids) => single(ids).map(|id| (id, began + ttl)).ok_or(None),',
    '        Ok(_) => Err(None),'),
+ 'M72 expiry takes a lease whose item is being written to the Db': ('src/engine/lease_table.rs',
+   '''            What::Native {
+                returning: true,
+                ..
+            } | What::Item {
+                to_db: ToDb::Writing,
+                ..
+            }''', '''            What::Native {
+                returning: true,
+                ..
+            }'''),
  # Engine bugs the history checker must catch: these run the history tests
  # (tests/reliability_history.rs), not the loom models.
  'H1 a pop leaves its item in the Db': ('src/engine/ops/take.rs',

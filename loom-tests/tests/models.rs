@@ -754,3 +754,31 @@ fn a_release_racing_the_write_of_its_leased_item_to_the_db_puts_it_back_once_on_
         assert!(s.db().is_empty());
     });
 }
+
+/// The expiry of a memory lease (`expire_leases_now`: loom has no clock) races the write of its
+/// item to the Db, still leased: expired first, the item is back in memory and never written;
+/// written first (or in flight: the expiry skips a lease whose write is in flight), the lease
+/// is the Db's, and a second expiry returns it from there. Either way the item is back once,
+/// no lease is left in the Db, and the late ack says `LeaseExpired` and removes nothing.
+#[test]
+fn expiry_racing_the_write_of_a_leased_item_to_the_db_returns_it_once() {
+    loom::model(|| {
+        let s = storage_with_a_long_ttl();
+        let t = CancelToken::new();
+        s.push(&t, vec![7]).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        let writer = {
+            let s = s.clone();
+            loom::thread::spawn(move || s.write_leased_items_now())
+        };
+        s.expire_leases_now();
+        writer.join().unwrap();
+        s.expire_leases_now();
+        assert_eq!(s.db().leased(), 0, "a lease left behind in the Db");
+        assert!(matches!(lease.ack(), Err(Error::LeaseExpired)));
+        let got: Vec<u8> = s.try_iter().map(|r| r.unwrap()[0]).collect();
+        assert_eq!(got, vec![7], "back once");
+        assert_eq!(s.stats().leases_held, 0);
+        s.close().unwrap();
+    });
+}
