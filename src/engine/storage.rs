@@ -502,11 +502,14 @@ fn blocking<T>(got: Option<T>) -> Result<T, Error> {
 
 #[cfg(feature = "testing")]
 impl<D> Storage<D> {
-    /// Testing: every lease whose item the storage holds itself (leases from memory, and from
-    /// a Db without native leases) expires now, as if its deadline had passed: the items go
-    /// back on top, as the flusher would put them. Leases a native Db holds expire by the
-    /// Db's clock only. For tests (and loom models, which have no clock) of expiry racing an
-    /// ack.
+    /// Testing: every lease taken through this storage expires now, as if its deadline had
+    /// passed: the items the storage holds itself (leases from memory, and from a Db without
+    /// native leases) go back on top, as the flusher would put them; the leases a native Db
+    /// holds for it are returned on top through the Db, on the calling thread. Skipped: a lease
+    /// whose return is already in flight, or whose item is being written to the Db still leased
+    /// (see [`write_leased_items_now`](Self::write_leased_items_now)): it expires at its own
+    /// deadline, or at the next call. Leases a process that died held expire by the Db's clock
+    /// only. For tests (and loom models, which have no clock) of expiry racing an ack.
     ///
     /// ```
     /// use lifostore::{CancelToken, Error, MemDb, Storage};
