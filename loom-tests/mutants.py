@@ -169,6 +169,24 @@ M = {
    '''    pub(crate) fn db_changed(&mut self) -> Wakeups {
         self.db.may_have_grown();''',
    '''    pub(crate) fn db_changed(&mut self) -> Wakeups {'''),
+ # Issue 23 part 3: a memory lease outlasting the window goes to the Db still leased.
+ 'M70 an ack racing the write of its leased item to the Db does not wait for the landing': ('src/engine/ops/lease.rs',
+   '            ItemState::Writing => state = core.sleep(Signal::Landed, state, None),',
+   '            ItemState::Writing => break,'),
+ 'M71 a leased item written to the Db stays a memory lease in the table': ('src/engine/ops/lease_to_db.rs',
+   '        Ok(ids) => single(ids).map(|id| (id, began + ttl)).ok_or(None),',
+   '        Ok(_) => Err(None),'),
+ 'M72 expiry takes a lease whose item is being written to the Db': ('src/engine/lease_table.rs',
+   '''            What::Native {
+                returning: true,
+                ..
+            } | What::Item {
+                to_db: ToDb::Writing,
+                ..
+            }''', '''            What::Native {
+                returning: true,
+                ..
+            }'''),
  # Engine bugs the history checker must catch: these run the history tests
  # (tests/reliability_history.rs), not the loom models.
  'H1 a pop leaves its item in the Db': ('src/engine/ops/take.rs',
@@ -182,7 +200,9 @@ M = {
         Ok(item)
     }''', HISTORY),
  'H2 an expired lease whose item never comes back': ('src/engine/state/leases.rs',
-   '''                What::Item { data, pushed_at } => self
+   '''                What::Item {
+                    data, pushed_at, ..
+                } => self
                     .stack
                     .put_back_on_top(Arc::unwrap_or_clone(data), pushed_at),''',
    '''                What::Item { .. } => {}''', HISTORY),

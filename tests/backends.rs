@@ -415,6 +415,45 @@ fn lease_contract(kind: &str, url: &str) {
     common::leases::lease_contract(&*db, Duration::from_millis(100));
 }
 
+/// A lease on an item taken from memory with a `lease_ttl` beyond the window: the storage
+/// writes the item to the server still leased (`push_leased`) when its window comes due, so
+/// another client sees a held lease and no item; the ack, after the window and within the
+/// ttl, is `Ok` and removes it from the server for good.
+fn fixed_ttl_writes_the_leased_item(kind: &str, url: &str) {
+    let name = unique("fixedttl");
+    let other = open(kind, url, &name);
+    let window = Duration::from_millis(500);
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .lease_ttl(Duration::from_secs(60))
+        .build(open(kind, url, &name))
+        .expect("build");
+    let t = CancelToken::new();
+    let pushed = Instant::now();
+    s.push(&t, "x").expect("push");
+    let lease = s.pop_lease(&t).expect("lease");
+    let leases = other.leases().expect("native leases");
+    let until = Instant::now() + Duration::from_secs(10);
+    // Waiting for another thread's write to reach the server: no event of ours to wait on.
+    while leases.held_deadlines().expect("deadlines").len() != 1 {
+        assert!(
+            Instant::now() < until,
+            "the leased item never reached the server"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(other.pop().expect("pop"), None, "in the server, but leased");
+    std::thread::sleep((pushed + window).saturating_duration_since(Instant::now()));
+    lease.ack().expect("an ack within the ttl");
+    assert_eq!(leases.held_deadlines().expect("deadlines"), vec![]);
+    assert_eq!(
+        other.pop().expect("pop"),
+        None,
+        "acked: gone from the server"
+    );
+    s.close().expect("close");
+}
+
 /// Released and expired items back on top across two clients of the same key or table,
 /// through a storage, and after the process holding the lease was killed.
 fn back_on_top_across_clients(kind: &str, url: &str) {
@@ -535,6 +574,14 @@ macro_rules! backend_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     lease_contract($kind, &url);
+                }
+            }
+
+            #[test]
+            fn a_fixed_ttl_lease_from_memory_is_in_the_server_within_the_window() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    fixed_ttl_writes_the_leased_item($kind, &url);
                 }
             }
 

@@ -726,3 +726,85 @@ fn expiry_racing_an_ack_removes_or_returns_the_item_once() {
         s.close().unwrap();
     });
 }
+
+/// A storage with a `lease_ttl` far longer than the window, over MemDb's native leases: an
+/// item leased from memory goes to the Db still leased when its window comes due
+/// (`write_leased_items_now` does what the flusher does then: loom has no clock).
+fn storage_with_a_long_ttl() -> Arc<Storage<MemDb>> {
+    let builder = Storage::builder().lease_ttl(std::time::Duration::from_secs(3600));
+    Arc::new(builder.build(MemDb::new()).unwrap())
+}
+
+/// An ack races the write of its memory-leased item to the Db, still leased: the ack is `Ok`
+/// whether it comes before the write (the item is never written), during it (it waits for
+/// the landing, then acks the Db's lease) or after it; nothing is left, in memory or in the
+/// Db, leased or not.
+#[test]
+fn an_ack_racing_the_write_of_its_leased_item_to_the_db_removes_it_once() {
+    loom::model(|| {
+        let s = storage_with_a_long_ttl();
+        let t = CancelToken::new();
+        s.push(&t, vec![7]).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        let acker = loom::thread::spawn(move || lease.ack());
+        s.write_leased_items_now();
+        let acked = acker.join().unwrap();
+        assert!(acked.is_ok(), "the ack within the ttl failed: {acked:?}");
+        assert_eq!(s.db().leased(), 0, "a lease left behind in the Db");
+        assert_eq!(s.try_pop().unwrap(), None, "the acked item came back");
+        assert_eq!(s.stats().leases_held, 0);
+        s.close().unwrap();
+        assert!(s.db().is_empty());
+    });
+}
+
+/// A release races the write of its memory-leased item (2, above a buffered 1) to the Db,
+/// still leased: the item comes back once, on top, whether the release puts it back in memory
+/// (before the write) or the Db's release does (during or after it: the buffered 1 is written
+/// first); no lease is left in the Db.
+#[test]
+fn a_release_racing_the_write_of_its_leased_item_to_the_db_puts_it_back_once_on_top() {
+    loom::model(|| {
+        let s = storage_with_a_long_ttl();
+        let t = CancelToken::new();
+        s.push(&t, vec![1]).unwrap();
+        s.push(&t, vec![2]).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        let releaser = loom::thread::spawn(move || lease.release());
+        s.write_leased_items_now();
+        releaser.join().unwrap();
+        assert_eq!(s.db().leased(), 0, "a lease left behind in the Db");
+        let got: Vec<u8> = s.try_iter().map(|r| r.unwrap()[0]).collect();
+        assert_eq!(got, vec![2, 1], "released once, on top");
+        s.close().unwrap();
+        assert!(s.db().is_empty());
+    });
+}
+
+/// The expiry of a memory lease (`expire_leases_now`: loom has no clock) races the write of its
+/// item to the Db, still leased: expired first, the item is back in memory and never written;
+/// written first (or in flight: the expiry skips a lease whose write is in flight), the lease
+/// is the Db's, and a second expiry returns it from there. Either way the item is back once,
+/// no lease is left in the Db, and the late ack says `LeaseExpired` and removes nothing.
+#[test]
+fn expiry_racing_the_write_of_a_leased_item_to_the_db_returns_it_once() {
+    loom::model(|| {
+        let s = storage_with_a_long_ttl();
+        let t = CancelToken::new();
+        s.push(&t, vec![7]).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        let writer = {
+            let s = s.clone();
+            loom::thread::spawn(move || s.write_leased_items_now())
+        };
+        s.expire_leases_now();
+        writer.join().unwrap();
+        s.expire_leases_now();
+        assert_eq!(s.db().leased(), 0, "a lease left behind in the Db");
+        assert!(matches!(lease.ack(), Err(Error::LeaseExpired)));
+        let got: Vec<u8> = s.try_iter().map(|r| r.unwrap()[0]).collect();
+        assert_eq!(got, vec![7], "back once");
+        assert_eq!(s.stats().leases_held, 0);
+        s.close().unwrap();
+    });
+}

@@ -159,7 +159,7 @@ impl Capabilities {
     }
 }
 
-/// Leases a [`Db`] keeps itself, from [`Db::leases`]: all four methods, or no leases at all.
+/// Leases a [`Db`] keeps itself, from [`Db::leases`]: all five methods, or no leases at all.
 ///
 /// A leased item stays in the Db, but no pop sees it until it is [acked](DbLeases::ack)
 /// (gone for good), [released](DbLeases::release) (back on top), or its `ttl` passes (back
@@ -187,6 +187,24 @@ pub trait DbLeases: Send + Sync {
     /// `pop_lease` returned them, newest first). Ids not held are skipped and reported as
     /// [`DbError::LeaseExpired`] (their items are already back, or gone).
     fn release(&self, leases: &[DbLease]) -> Result<(), DbError>;
+
+    /// Stores `items` already leased, each for `ttl`, in one atomic step: they are in the Db
+    /// (durable, as the backend defines it, when this returns `Ok`) but no pop sees them until
+    /// they are acked, released or their `ttl` passes, exactly as if [`push`](Db::push) and
+    /// [`pop_lease`](Self::pop_lease) had run with nothing in between. Returns their ids in the
+    /// order of `items`. Blocks for one Db round trip (MemDb: none; FileDb: one log append and
+    /// sync, one slot and sync).
+    ///
+    /// A storage with a [`lease_ttl`](crate::StorageBuilder::lease_ttl) calls it when an item
+    /// leased from memory comes due for the durability window: the item is written, still
+    /// leased, for the rest of its ttl.
+    ///
+    /// All or nothing: `Err` means no item was stored and no lease taken (an item too long for
+    /// the Db fails the whole call with [`DbError::ItemTooLarge`]). A server backend that loses
+    /// its connection after sending the call cannot tell which: it answers `Err` and, if the
+    /// call did land, the leases come back by themselves at their deadline (the item may then
+    /// be delivered again, at least once, as for a lease whose ack was lost).
+    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError>;
 
     /// When the leases the Db holds now come back by themselves: their deadlines. A storage
     /// over a Db that is not [shared](Capabilities::shared) asks once, when it is built:

@@ -283,6 +283,25 @@ impl DbLeases for MemDb {
         lease_result(missing)
     }
 
+    /// Counted as a push call (its items as pushed), since it is a write.
+    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+        self.pay_latency();
+        self.push_calls.fetch_add(1, Ordering::Relaxed);
+        self.items_pushed
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        self.return_expired();
+        let mut leases = self.leases.lock();
+        let deadline = deadline_ms(now_ms(), ttl);
+        let next = leases.1.max(1);
+        leases.1 = next + items.len() as u64;
+        // Oldest first, smallest id first: returned in id order, the newest ends on top.
+        let ids: Vec<u64> = (next..next + items.len() as u64).collect();
+        for (&id, item) in ids.iter().zip(items) {
+            leases.0.insert(id, item.to_vec(), deadline);
+        }
+        Ok(ids.into_iter().map(LeaseId).collect())
+    }
+
     fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
         let leases = self.leases.lock();
         let deadlines = leases.0.iter().map(|(_, held)| held.deadline);

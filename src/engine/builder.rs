@@ -272,10 +272,24 @@ impl<D> StorageBuilder<D> {
     ///   and due, so it reaches the Db within the window like any buffered item;
     /// * a lease on an item taken from the Db lasts one window.
     ///
-    /// Set, it applies to every lease. A ttl longer than the flush age keeps an item leased
-    /// from memory out of the Db for longer than the window: a crash while such a lease is
-    /// held loses the item (at most once, as for a popped item), so the durability window
-    /// does not cover it. Items leased from a Db with native leases are not affected.
+    /// Set, every lease lasts the ttl, whatever the item's age (a fixed visibility timeout).
+    /// An item leased from memory whose ttl outlasts the time the flusher would have written
+    /// it (its push stamp plus the flush age):
+    /// * over a Db with native leases ([`Db::leases`](crate::Db::leases): MemDb, FileDb,
+    ///   Redis, PostgreSQL), is written to the Db at that time **still leased**
+    ///   ([`DbLeases::push_leased`](crate::DbLeases::push_leased)), for the rest of its ttl
+    ///   plus the margin every Db lease gets: both the window and the ttl hold. The item is in
+    ///   the Db within the window, hidden until the lease ends; an ack removes it from the Db,
+    ///   a release or the deadline puts it back on top, and if the process dies holding the
+    ///   lease the Db returns it at its own deadline. The write is one Db call per item (the
+    ///   flusher's; pops wait for it as for a batch in flight); if it fails, the item stays
+    ///   leased in memory and the write is retried (every thirty-second of the window, between
+    ///   1 ms and 1 s) until it lands or the lease ends;
+    /// * over a Db without native leases, stays out of the Db until its lease ends: a crash
+    ///   while such a lease is held loses the item (at most once, as for a popped item), so
+    ///   the durability window does not cover it.
+    ///
+    /// Items leased from the Db are not affected: they are in the Db already.
     ///
     /// ```
     /// use lifostore::{MemDb, Storage};

@@ -4,7 +4,16 @@
 //! * **memory lease** (the item was buffered): out of the stack, here, with its push stamp.
 //!   Ack forgets it; release, or its deadline, puts it back on top with that stamp, so the
 //!   flusher writes it when it comes due, as if it had never left: the window covers it like
-//!   any buffered item.
+//!   any buffered item. Without a `lease_ttl` the deadline is that due time, so it always
+//!   ends in time for the window.
+//! * **memory lease written to the Db** (a `lease_ttl` that outlasts the item's due time, over
+//!   a Db with native leases): at its due time ([`ToDb::At`]) the flusher writes the item to
+//!   the Db still leased (`ops::lease_to_db`), for the rest of the ttl; while that write is in
+//!   flight ([`ToDb::Writing`]) nothing else ends the lease (an ack or release waits for the
+//!   landing, expiry skips it); once it landed the lease is a native one (below) with the same
+//!   deadline and key, so the guard, which still holds the bytes, ends it in the Db. A failed
+//!   write leaves it a memory lease, due for the Db again after a backoff. Over a Db without
+//!   native leases the item stays here until the lease ends, out of the window's cover.
 //! * **Db lease, native** (the Db has [`DbLeases`](crate::DbLeases)): in the Db, hidden by the
 //!   Db, which holds it a margin longer than the lease lasts. The table keeps its Db id and
 //!   deadline: a release, a drop or the deadline returns it through the storage, on top of
@@ -35,15 +44,58 @@ pub(crate) struct Held {
 }
 
 impl Held {
+    /// A return of a native lease, or the write of a memory-leased item to the Db, is in
+    /// flight: its outcome settles the lease, not its deadline.
     fn is_returning(&self) -> bool {
         matches!(
             self.what,
             What::Native {
                 returning: true,
                 ..
+            } | What::Item {
+                to_db: ToDb::Writing,
+                ..
             }
         )
     }
+
+    /// When the table must look at this lease again: its deadline, or earlier the time its
+    /// item is due to be written to the Db still leased.
+    fn wakes_at(&self) -> Instant {
+        match self.what {
+            What::Item {
+                to_db: ToDb::At(at),
+                ..
+            } => at.min(self.deadline),
+            _ => self.deadline,
+        }
+    }
+}
+
+/// Whether (and when) an item leased from memory goes to the Db before its lease ends: with a
+/// `lease_ttl` over a Db with native leases, when the window comes due for it, the item is
+/// written to the Db still leased (`DbLeases::push_leased`) for the rest of its ttl, and the
+/// lease becomes a native one ([`What::Native`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ToDb {
+    /// Never: the lease ends first, or the Db has no native leases (or refused the item for
+    /// good).
+    Never,
+    /// At this instant (its push stamp plus the flush age, or a retry after a failed write).
+    At(Instant),
+    /// The write is in flight: an ack or a release waits for its outcome.
+    Writing,
+}
+
+/// Where a lease whose guard holds the item stands ([`LeaseTable::item_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ItemState {
+    /// The item is held here (or the lease ended already): end it under the lock.
+    Here,
+    /// Its write to the Db is in flight: wait for the outcome.
+    Writing,
+    /// It was written to the Db, which holds it under a native lease: end it there.
+    InDb,
 }
 
 /// Where a native lease stands ([`LeaseTable::native_state`]).
@@ -66,6 +118,7 @@ pub(crate) enum What {
     Item {
         data: Arc<Vec<u8>>,
         pushed_at: Instant,
+        to_db: ToDb,
     },
     /// A native Db holds the item under `id` until about `db_deadline` (its own, later than
     /// the lease's): the storage returns it at the lease's deadline. `returning`: a return is
@@ -123,11 +176,17 @@ impl LeaseTable {
         } else {
             self.from_db += 1;
         }
-        let earliest = self.next_deadline.is_none_or(|d| deadline < d);
+        let at = self.held.get(&key).map_or(deadline, Held::wakes_at);
+        (key, self.lower_next_deadline(at))
+    }
+
+    /// Lowers the earliest deadline to `at`; whether `at` is now the earliest.
+    fn lower_next_deadline(&mut self, at: Instant) -> bool {
+        let earliest = self.next_deadline.is_none_or(|d| at < d);
         if earliest {
-            self.next_deadline = Some(deadline);
+            self.next_deadline = Some(at);
         }
-        (key, earliest)
+        earliest
     }
 
     fn track(&mut self, deadline: Instant, what: What) -> u64 {
@@ -233,6 +292,7 @@ impl LeaseTable {
             .map(|(&k, h)| (k, matches!(h.what, What::Native { .. })))
             .collect();
         let native: Vec<u64> = keys.iter().filter(|k| k.1).map(|k| k.0).collect();
+        // Items due for the Db but not past their deadline stay: `claim_to_db` takes them.
         let due: Vec<Held> = keys
             .iter()
             .filter(|k| !k.1)
@@ -240,9 +300,87 @@ impl LeaseTable {
             .collect();
         // A return in flight settles with its own deadline (`settle_native`).
         let waiting = self.held.values().filter(|h| !h.is_returning());
-        self.next_deadline = waiting.map(|h| h.deadline).min();
+        self.next_deadline = waiting.map(Held::wakes_at).min();
         self.expired += due.len() as u64;
         (due, native)
+    }
+
+    /// Where the lease `key`, whose guard holds its item, stands.
+    pub(crate) fn item_state(&self, key: u64) -> ItemState {
+        match self.held.get(&key).map(|h| &h.what) {
+            Some(What::Item {
+                to_db: ToDb::Writing,
+                ..
+            }) => ItemState::Writing,
+            Some(What::Native { .. }) => ItemState::InDb,
+            _ => ItemState::Here,
+        }
+    }
+
+    /// The Db's id of the native lease `key`, if it is one and still held.
+    pub(crate) fn native_id(&self, key: u64) -> Option<LeaseId> {
+        match self.held.get(&key).map(|h| &h.what) {
+            Some(What::Native { id, .. }) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Claims one memory-leased item due for the Db at `now` (and not past its deadline) for
+    /// its write: marks it [`ToDb::Writing`] (no expiry, ack or release takes it until
+    /// [`settle_to_db`](Self::settle_to_db)); its key, bytes and lease deadline.
+    pub(crate) fn claim_to_db(&mut self, now: Instant) -> Option<(u64, Arc<Vec<u8>>, Instant)> {
+        let (key, held) = self.held.iter_mut().find(|(_, h)| {
+            h.deadline > now
+                && matches!(h.what, What::Item { to_db: ToDb::At(at), .. } if at <= now)
+        })?;
+        let What::Item { data, to_db, .. } = &mut held.what else {
+            return None;
+        };
+        *to_db = ToDb::Writing;
+        Some((*key, Arc::clone(data), held.deadline))
+    }
+
+    /// The write of the claimed item `key` landed: `Ok`, the Db holds it under the native lease
+    /// `id` until about `db_deadline`, and the lease is a native one from now on, with the same
+    /// deadline; `Err(at)`, nothing was stored and the item stays here, due for the Db again at
+    /// `at` (`None`: never, the Db refused it for good). Lowers the earliest deadline to it.
+    pub(crate) fn settle_to_db(
+        &mut self,
+        key: u64,
+        outcome: Result<(LeaseId, Instant), Option<Instant>>,
+    ) {
+        let Some(held) = self.held.get_mut(&key) else {
+            return;
+        };
+        match (&mut held.what, outcome) {
+            (what @ What::Item { .. }, Ok((id, db_deadline))) => {
+                *what = What::Native {
+                    id,
+                    db_deadline,
+                    returning: false,
+                };
+            }
+            (What::Item { to_db, .. }, Err(at)) => *to_db = at.map_or(ToDb::Never, ToDb::At),
+            _ => return,
+        }
+        let at = held.wakes_at();
+        self.lower_next_deadline(at);
+    }
+
+    /// Makes every memory-leased item that goes to the Db before its lease ends due for it at
+    /// `now`, for `Storage::write_leased_items_now`.
+    #[cfg(feature = "testing")]
+    pub(crate) fn make_due_for_db(&mut self, now: Instant) {
+        for held in self.held.values_mut() {
+            if let What::Item {
+                to_db: to_db @ ToDb::At(_),
+                ..
+            } = &mut held.what
+            {
+                *to_db = ToDb::At(now);
+                self.next_deadline = Some(self.next_deadline.map_or(now, |d| d.min(now)));
+            }
+        }
     }
 
     /// The earliest deadline of a lease a native Db holds, if any is held: the Db may hold
@@ -301,6 +439,7 @@ mod tests {
         let item = |b: u8| What::Item {
             data: Arc::new(vec![b]),
             pushed_at: t0,
+            to_db: ToDb::Never,
         };
         assert_eq!(table.insert(t0 + ms(20), item(1), true), (1, true));
         assert_eq!(table.insert(t0 + ms(10), What::DbReturns, false), (2, true));
@@ -321,6 +460,54 @@ mod tests {
         table.adopt(t0 + ms(1));
         assert_eq!(table.taken(), (2, 1), "an adopted lease was not taken here");
         assert_eq!(table.next_deadline(), Some(t0 + ms(1)));
+    }
+
+    /// A memory lease due for the Db is not due to expire: claimed, it is skipped by expiry
+    /// until its write settles; stored, it is a native lease with the same key and deadline;
+    /// failed, it is due for the Db again at the retry time.
+    #[test]
+    fn a_memory_lease_due_for_the_db_is_claimed_then_native_or_retried() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut table = LeaseTable::default();
+        let item = |at| What::Item {
+            data: Arc::new(vec![1]),
+            pushed_at: t0,
+            to_db: ToDb::At(at),
+        };
+        let (a, earliest) = table.insert(t0 + ms(100), item(t0 + ms(10)), true);
+        assert!(earliest);
+        assert_eq!(
+            table.next_deadline(),
+            Some(t0 + ms(10)),
+            "wakes for the Db first"
+        );
+        let (b, _) = table.insert(t0 + ms(100), item(t0 + ms(20)), true);
+        assert!(table.claim_to_db(t0 + ms(5)).is_none(), "not due yet");
+        let (key, data, deadline) = table.claim_to_db(t0 + ms(10)).expect("a is due");
+        assert_eq!((key, data.to_vec(), deadline), (a, vec![1], t0 + ms(100)));
+        assert_eq!(table.item_state(a), ItemState::Writing);
+        assert!(
+            table.take_due(t0 + ms(200)).0.len() == 1,
+            "only b expires; a is being written"
+        );
+        assert_eq!(table.item_state(b), ItemState::Here, "b expired: gone");
+        table.settle_to_db(a, Ok((LeaseId(9), t0 + ms(150))));
+        assert_eq!(table.item_state(a), ItemState::InDb);
+        assert_eq!(table.native_id(a), Some(LeaseId(9)));
+        assert_eq!(table.native_state(a, t0 + ms(50)), NativeState::Held);
+        assert_eq!(table.next_deadline(), Some(t0 + ms(100)));
+        let (c, _) = table.insert(t0 + ms(100), item(t0 + ms(10)), true);
+        assert!(table.claim_to_db(t0 + ms(10)).is_some_and(|(k, ..)| k == c));
+        table.settle_to_db(c, Err(Some(t0 + ms(30))));
+        assert_eq!(table.item_state(c), ItemState::Here);
+        assert!(table.claim_to_db(t0 + ms(20)).is_none(), "backing off");
+        assert!(table.claim_to_db(t0 + ms(30)).is_some_and(|(k, ..)| k == c));
+        table.settle_to_db(c, Err(None));
+        assert!(
+            table.claim_to_db(t0 + ms(99)).is_none(),
+            "refused for good: never"
+        );
     }
 
     /// A native lease due stays in the table until its return lands; claimed, it is not due

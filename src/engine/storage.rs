@@ -502,11 +502,14 @@ fn blocking<T>(got: Option<T>) -> Result<T, Error> {
 
 #[cfg(feature = "testing")]
 impl<D> Storage<D> {
-    /// Testing: every lease whose item the storage holds itself (leases from memory, and from
-    /// a Db without native leases) expires now, as if its deadline had passed: the items go
-    /// back on top, as the flusher would put them. Leases a native Db holds expire by the
-    /// Db's clock only. For tests (and loom models, which have no clock) of expiry racing an
-    /// ack.
+    /// Testing: every lease taken through this storage expires now, as if its deadline had
+    /// passed: the items the storage holds itself (leases from memory, and from a Db without
+    /// native leases) go back on top, as the flusher would put them; the leases a native Db
+    /// holds for it are returned on top through the Db, on the calling thread. Skipped: a lease
+    /// whose return is already in flight, or whose item is being written to the Db still leased
+    /// (see [`write_leased_items_now`](Self::write_leased_items_now)): it expires at its own
+    /// deadline, or at the next call. Leases a process that died held expire by the Db's clock
+    /// only. For tests (and loom models, which have no clock) of expiry racing an ack.
     ///
     /// ```
     /// use lifostore::{CancelToken, Error, MemDb, Storage};
@@ -523,6 +526,35 @@ impl<D> Storage<D> {
     /// ```
     pub fn expire_leases_now(&self) {
         super::ops::lease::expire_now(&self.core);
+    }
+
+    /// Testing: every item leased from memory that would go to the Db still leased before its
+    /// lease ends (a [`lease_ttl`](crate::StorageBuilder::lease_ttl) longer than its remaining
+    /// window, over a Db with native leases) is due for it now, and written on the calling
+    /// thread, as the flusher writes it when the window comes due. For tests (and loom models,
+    /// which have no clock) of that write racing an ack or a release.
+    ///
+    /// ```
+    /// use lifostore::{CancelToken, MemDb, Storage};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), lifostore::Error> {
+    /// let db = Arc::new(MemDb::new());
+    /// let storage = Storage::builder()
+    ///     .lease_ttl(Duration::from_secs(3600))
+    ///     .build(Arc::clone(&db))?;
+    /// storage.push(&CancelToken::new(), "x")?;
+    /// let lease = storage.try_pop_lease()?.expect("an item");
+    /// storage.write_leased_items_now();
+    /// assert_eq!(db.leased_items(), vec![b"x".to_vec()], "in the Db, still leased");
+    /// lease.ack()?;
+    /// assert_eq!(db.leased(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn write_leased_items_now(&self) {
+        super::ops::lease::write_leased_now(&self.core);
     }
 
     /// Testing: acts as if the Db's watch ([`Db::watch`](crate::Db::watch)) had just said

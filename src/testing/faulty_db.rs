@@ -521,6 +521,16 @@ impl<D: Db> DbLeases for FaultyDb<D> {
         self.inner_leases()?.release(leases)
     }
 
+    /// Fails like a push (before the inner Db is called), else forwards. An item it refuses
+    /// for good fails the whole call with that refusal (all or nothing).
+    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+        self.before_call(true)?;
+        if self.first_refused(items).is_some() {
+            return Err(rejected());
+        }
+        self.inner_leases()?.push_leased(items, ttl)
+    }
+
     /// Forwards, without faults: a storage asks it once, when it is built.
     fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
         self.inner_leases()?.held_deadlines()

@@ -1,8 +1,8 @@
 //! [`StampedDb`]: a Db wrapper that records when each item arrived.
 
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::db::{Capabilities, Db, DbLeases, DbWatch};
+use crate::db::{Capabilities, Db, DbLease, DbLeases, DbWatch, LeaseId};
 use crate::error::{DbError, PushBatchError};
 use crate::sync::Mutex;
 
@@ -154,13 +154,48 @@ impl<D: Db> Db for StampedDb<D> {
         self.inner.item_count()
     }
 
-    /// The inner Db's leases, unstamped: a leased item arrived when it was pushed.
+    /// The inner Db's leases, if it has some. Only [`DbLeases::push_leased`] is stamped (its
+    /// items arrive leased); a leased item that was pushed arrived when it was pushed.
     fn leases(&self) -> Option<&dyn DbLeases> {
-        self.inner.leases()
+        self.inner.leases().map(|_| self as &dyn DbLeases)
     }
 
     /// The inner Db's wake-ups: they come from whoever stores, not through the wrapper.
     fn watch(&self) -> Result<Option<Box<dyn DbWatch>>, DbError> {
         self.inner.watch()
+    }
+}
+
+impl<D: Db> StampedDb<D> {
+    /// The inner Db's leases (there are some: [`Db::leases`] offered them).
+    fn inner_leases(&self) -> Result<&dyn DbLeases, DbError> {
+        self.inner
+            .leases()
+            .ok_or_else(|| DbError::msg("StampedDb: the inner Db has no leases"))
+    }
+}
+
+impl<D: Db> DbLeases for StampedDb<D> {
+    fn pop_lease(&self, max: usize, ttl: Duration) -> Result<Vec<DbLease>, DbError> {
+        self.inner_leases()?.pop_lease(max, ttl)
+    }
+
+    fn ack(&self, ids: &[LeaseId]) -> Result<(), DbError> {
+        self.inner_leases()?.ack(ids)
+    }
+
+    fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
+        self.inner_leases()?.release(leases)
+    }
+
+    /// Forwards; the items are stamped when the call returns `Ok` (all or nothing).
+    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+        let ids = self.inner_leases()?.push_leased(items, ttl)?;
+        self.stamp(items);
+        Ok(ids)
+    }
+
+    fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
+        self.inner_leases()?.held_deadlines()
     }
 }

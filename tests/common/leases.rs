@@ -29,6 +29,7 @@ pub fn lease_contract(db: &dyn Db, ttl: Duration) {
     release_goes_on_top(db);
     expiry_returns_and_late_ack_fails(db, ttl);
     expiry_goes_on_top(db, ttl);
+    stored_leased_is_hidden_until_it_ends(db, ttl);
     assert_eq!(db.pop_batch(100).expect("drain"), Vec::<Vec<u8>>::new());
 }
 
@@ -121,6 +122,57 @@ fn expiry_goes_on_top(db: &dyn Db, ttl: Duration) {
     db.push(b"y").expect("push y after the late ack");
     let all = db.pop_batch(10).expect("pop all");
     assert_eq!(all, vec![b"y".to_vec(), b"x".to_vec()], "back when noticed");
+}
+
+/// `push_leased` stores items already leased: hidden from pops and leases, acked (gone),
+/// released (back on top, in their order) or expired (back on top by itself), as leases
+/// taken by `pop_lease` are; ids in the order of the items.
+fn stored_leased_is_hidden_until_it_ends(db: &dyn Db, ttl: Duration) {
+    let l = leases(db);
+    db.push(b"a").expect("push a");
+    let ids = l
+        .push_leased(&[b"x", b"y", b"z"], LONG)
+        .expect("push leased");
+    assert_eq!(ids.len(), 3);
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+    assert_eq!(l.held_deadlines().expect("deadlines").len(), 3);
+    let a = l.pop_lease(5, LONG).expect("lease");
+    assert_eq!(
+        items(&a),
+        vec![b"a".to_vec()],
+        "the stored leased items are hidden"
+    );
+    assert_eq!(db.pop().expect("pop"), None, "only leased items left");
+    l.ack(&[a[0].id]).expect("ack a");
+    db.push(b"b").expect("push b");
+    l.ack(&[ids[1]]).expect("ack y");
+    let back = |id| DbLease {
+        id,
+        item: Vec::new(),
+    };
+    l.release(&[back(ids[2]), back(ids[0])])
+        .expect("release x, z");
+    assert_eq!(
+        db.pop_batch(10).expect("pop all"),
+        vec![b"z".to_vec(), b"x".to_vec(), b"b".to_vec()],
+        "released on top, the later item above"
+    );
+    assert_eq!(expired_count(l.ack(&[ids[1]])), 1, "acked is gone");
+    // A short ttl: back on top by itself.
+    let ids = l.push_leased(&[b"s"], ttl).expect("push leased");
+    db.push(b"c").expect("push c");
+    // Waiting out a deadline: there is nothing to be woken by.
+    std::thread::sleep(ttl * 3);
+    assert_eq!(
+        db.pop_batch(10).expect("pop all"),
+        vec![b"s".to_vec(), b"c".to_vec()],
+        "expired: back on top"
+    );
+    assert_eq!(expired_count(l.ack(&ids)), 1, "late ack");
+    assert_eq!(l.push_leased(&[], LONG).expect("nothing"), Vec::new());
 }
 
 /// Two clients of one shared Db (two processes, as far as the server can tell): `a` leases

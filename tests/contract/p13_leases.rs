@@ -675,3 +675,173 @@ fn a_late_ack_of_a_db_lease_fails_even_before_the_storage_returned_it() {
     assert_eq!(id_of(&s.pop(&t).expect("pop")), 2);
     assert_eq!(s.try_pop().expect("pop"), None);
 }
+
+/// Pushes `n` items 100 ms apart (ids 0..n: the oldest is 0) and leases them all at once,
+/// newest first, so they are of several ages when leased; returns the leases, and each item's
+/// push instant (taken before its push call, so an arrival judged from it is never early).
+fn lease_items_of_several_ages<D: Db + 'static>(
+    s: &Storage<D>,
+    n: u64,
+) -> (Vec<lifostore::Lease>, Vec<Instant>) {
+    let t = CancelToken::new();
+    let mut pushed = Vec::new();
+    for i in 0..n {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(100)); // the items' ages, not a wait
+        }
+        pushed.push(Instant::now());
+        s.push(&t, item(i)).expect("push");
+    }
+    let leases = (0..n).map(|_| s.pop_lease(&t).expect("lease")).collect();
+    (leases, pushed)
+}
+
+/// With a `lease_ttl` longer than an item's remaining window, over a Db with native leases, a
+/// lease lasts its ttl whatever the item's age, and the window still holds: each item leased
+/// from memory reaches the Db, still leased, within the window of its push (judged by its
+/// arrival stamp), stays hidden, and its late ack (after its window, within its ttl) is `Ok`
+/// and removes it from the Db for good.
+fn fixed_ttl_keeps_the_window<D: Db + 'static>(db: D) {
+    let (window, ttl, n) = (Duration::from_secs(1), Duration::from_secs(30), 4);
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .lease_ttl(ttl)
+        .build(StampedDb::new(db))
+        .expect("build");
+    let lateness = Lateness::start(window);
+    let (leases, pushed) = lease_items_of_several_ages(&s, n);
+    eventually(window * 3, "every leased item reaches the Db", || {
+        s.db().arrival_count() == n as usize
+    });
+    let late = lateness.stop();
+    for (data, at) in s.db().arrivals() {
+        let id = id_of(&data) as usize;
+        let waited = at.duration_since(pushed[id]);
+        assert!(
+            waited < window + late,
+            "item {id} reached the Db {waited:?} after its push (scheduler lateness {late:?})"
+        );
+    }
+    assert_eq!(s.try_pop().expect("pop"), None, "every item still leased");
+    // Late acks: after every item's window has passed (a wait for time itself).
+    let newest_window_end = pushed[pushed.len() - 1] + window + Duration::from_millis(10);
+    std::thread::sleep(newest_window_end.saturating_duration_since(Instant::now()));
+    assert_eq!(
+        s.try_pop().expect("pop"),
+        None,
+        "still leased after the window"
+    );
+    for lease in leases {
+        let id = id_of(&lease);
+        assert!(
+            pushed[id as usize].elapsed() > window,
+            "acked after its window"
+        );
+        assert!(lease.ack().is_ok(), "item {id}: acked within its ttl");
+    }
+    assert!(pushed[0].elapsed() < ttl, "the test outran the ttl");
+    let stats = s.stats();
+    assert_eq!((stats.leases_held, stats.leases_expired), (0, 0));
+    assert_eq!(s.try_pop().expect("pop"), None, "acked: gone");
+    let leases = s.db().leases().expect("native leases");
+    assert_eq!(
+        leases.held_deadlines().expect("deadlines"),
+        vec![],
+        "no lease left"
+    );
+    assert_eq!(s.db().pop().expect("pop"), None, "nothing left in the Db");
+    s.close().expect("close");
+}
+
+#[test]
+fn a_fixed_ttl_lease_outlasts_the_window_which_still_holds_over_memdb() {
+    fixed_ttl_keeps_the_window(MemDb::new());
+}
+
+#[test]
+fn a_fixed_ttl_lease_outlasts_the_window_which_still_holds_over_filedb() {
+    let dir = temp_dir("fixed-ttl");
+    fixed_ttl_keeps_the_window(FileDb::open(dir.join("s.stack")).expect("open"));
+}
+
+/// A memory lease written to the Db still leased ends there: released, its item is back on
+/// top (above an item pushed meanwhile); past its deadline, back on top by itself, and the
+/// late ack says so.
+#[test]
+fn a_lease_written_to_the_db_is_released_or_expires_there() {
+    let (window, ttl) = (Duration::from_millis(300), Duration::from_millis(1500));
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .lease_ttl(ttl)
+        .build(StampedDb::new(MemDb::new()))
+        .expect("build");
+    let t = CancelToken::new();
+    s.push(&t, item(1)).expect("push");
+    s.push(&t, item(2)).expect("push");
+    let two = s.pop_lease(&t).expect("lease 2");
+    let one = s.pop_lease(&t).expect("lease 1");
+    eventually(window * 4, "both in the Db, leased", || {
+        s.db().inner().leased() == 2
+    });
+    s.push(&t, item(3)).expect("push");
+    two.release();
+    assert_eq!(s.try_pop().expect("pop"), Some(item(2)), "released: on top");
+    assert_eq!(s.try_pop().expect("pop"), Some(item(3)));
+    // Waiting out the ttl of `one`: nothing to be woken by.
+    eventually(ttl * 3, "1 back by itself", || s.db().inner().leased() == 0);
+    assert!(matches!(one.ack(), Err(Error::LeaseExpired)));
+    assert_eq!(s.try_pop().expect("pop"), Some(item(1)), "expired: back");
+    assert_eq!(s.try_pop().expect("pop"), None);
+}
+
+/// Over a Db without native leases the ttl applies as before: a memory lease keeps its item
+/// out of the Db until it ends (the window does not cover it, as `lease_ttl`'s docs say).
+#[test]
+fn over_a_db_without_leases_a_memory_lease_keeps_its_item_out_of_the_db() {
+    let window = Duration::from_millis(200);
+    let db = Arc::new(MemDb::new());
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .lease_ttl(Duration::from_secs(30))
+        .build(Plain(Arc::clone(&db)))
+        .expect("build");
+    let t = CancelToken::new();
+    s.push(&t, item(1)).expect("push");
+    let lease = s.pop_lease(&t).expect("lease");
+    std::thread::sleep(window * 3); // long enough for a write that must not happen
+    assert!(db.is_empty(), "not written while leased");
+    assert!(lease.ack().is_ok(), "the ttl holds");
+    assert!(db.is_empty() && s.try_pop().expect("pop").is_none());
+}
+
+/// The write of a leased item to the Db that fails (the Db is down when the item comes due) is
+/// retried: the item stays leased meanwhile (a failed write loses nothing and delivers
+/// nothing), reaches the Db once the Db is back, and the ack within the ttl is `Ok`.
+#[test]
+fn a_failed_write_of_a_leased_item_is_retried_until_it_lands() {
+    let window = Duration::from_millis(200);
+    let db = lifostore::testing::FaultyDb::new(StampedDb::new(MemDb::new()), 1);
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .lease_ttl(Duration::from_secs(30))
+        .build(db)
+        .expect("build");
+    let t = CancelToken::new();
+    s.push(&t, item(1)).expect("push");
+    let lease = s.pop_lease(&t).expect("lease");
+    s.db().set_down(true);
+    eventually(window * 10, "the write is tried and fails", || {
+        s.db().counts().failures >= 2
+    });
+    assert_eq!(s.db().inner().arrival_count(), 0);
+    assert_eq!(s.stats().leases_held, 1, "still leased");
+    s.db().set_down(false);
+    eventually(window * 10, "the retry lands", || {
+        s.db().inner().arrival_count() == 1
+    });
+    assert_eq!(s.db().inner().inner().leased(), 1, "in the Db, leased");
+    assert!(lease.ack().is_ok());
+    assert_eq!(s.db().inner().inner().leased(), 0, "acked in the Db");
+    assert_eq!(s.try_pop().expect("pop"), None);
+    assert_eq!(s.db().inner().arrival_count(), 1, "written once");
+}

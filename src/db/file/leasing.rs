@@ -145,6 +145,42 @@ impl FileDb {
         })
     }
 
+    /// Stores `items` (oldest first) already leased until `ttl` from now: one lease entry each,
+    /// appended to the log and synced, then one slot, synced, with `top` and `count`
+    /// unchanged. The same entries and commit as a lease of items that were on the stack.
+    pub(super) fn store_leased(
+        &self,
+        items: &[&[u8]],
+        ttl: Duration,
+    ) -> Result<Vec<LeaseId>, DbError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        if items.len() > MAX_BATCH {
+            return Err(DbError::msg(
+                "a FileDb stores at most 2^20 leased items per call",
+            ));
+        }
+        self.locked(|h| {
+            let (sb, _) = self.leased_state(h)?;
+            let first = (sb.op + 1).checked_mul(1 << BATCH_BITS).ok_or_else(|| {
+                DbError::msg(
+                    "the file has used up its 2^44 lease operations; move its items to a new file",
+                )
+            })?;
+            // Oldest first, smallest id first: returned in id order, the newest ends on top.
+            let ids: Vec<u64> = (first..first + items.len() as u64).collect();
+            let deadline = deadline_ms(now_ms(), ttl);
+            let mut entries = Vec::new();
+            for (&id, item) in ids.iter().zip(items) {
+                lease_log::encode(&mut entries, Kind::Lease, id, deadline, item);
+            }
+            let leases = self.append_log(h, sb, &entries)?;
+            self.commit(h, sb, sb.then(sb.top, sb.count, leases))?;
+            Ok(ids.into_iter().map(LeaseId).collect())
+        })
+    }
+
     /// Acks the held ones of `ids`; returns how many were not held.
     pub(super) fn ack_leases(&self, ids: &[LeaseId]) -> Result<usize, DbError> {
         self.locked(|h| {

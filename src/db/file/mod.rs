@@ -586,6 +586,20 @@ impl DbLeases for FileDb {
         lease_result(missing)
     }
 
+    /// Two syncs (log, then slot), whatever the number of items (at most 2^20 per call); the
+    /// same lease entries as [`pop_lease`](DbLeases::pop_lease) writes (`docs/FORMAT.md`,
+    /// "Leases"), so files it wrote are read by every build that reads leases. An item longer
+    /// than the file's `max_item_len` fails the call with `ItemTooLarge`, nothing stored.
+    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+        refuse_oversize(items, self.opts.max_item_len.min(u32::MAX as usize))
+            .map_err(|e| e.source)?;
+        let ids = self.store_leased(items, ttl)?;
+        if !ids.is_empty() {
+            self.announce(Some(SystemTime::now() + ttl));
+        }
+        Ok(ids)
+    }
+
     /// Reads the lease log (and returns the expired leases, which costs syncs).
     fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
         Ok(self

@@ -577,6 +577,42 @@ impl DbLeases for PostgresDb {
         lease_result(missing)
     }
 
+    /// One statement, one transaction: the items are inserted as rows already leased (a lease
+    /// id from `<table>_lseq` and `now() + ttl`), so no pop ever sees them unleased. A call
+    /// whose reply was lost is not retried: if it committed, its leases come back on top at
+    /// their deadline (the items may then be delivered twice).
+    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        refuse_oversize(items, MAX_ITEM_LEN).map_err(|e| e.source)?;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1) as f64;
+        let values: Vec<&[u8]> = items.to_vec();
+        let mut rows: Vec<(i64, i64)> = self.client.run(|pg, c| {
+            let sql = format!(
+                "INSERT INTO {t} (data, lease_id, leased_until) \
+                   SELECT u.d, nextval('{t}_lseq'), now() + $2 * interval '1 millisecond' \
+                   FROM unnest($1::bytea[]) WITH ORDINALITY AS u(d, n) ORDER BY u.n \
+                 RETURNING id, lease_id",
+                t = pg.table
+            );
+            let statement = c.prepared(&sql)?;
+            let rows = c.client.query(&statement, &[&values, &ttl_ms])?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, postgres::Error>>()
+        })?;
+        if rows.len() != items.len() {
+            return Err(DbError::msg(
+                "postgres: the store-leased statement returned bad ids",
+            ));
+        }
+        self.announce(&lease_payload(SystemTime::now() + ttl));
+        // Rows get ascending ids in the order of the items; so do their lease ids.
+        rows.sort_unstable();
+        Ok(rows.into_iter().map(|(_, id)| LeaseId(id as u64)).collect())
+    }
+
     /// The deadlines of the leases held now, in the server's clock.
     fn held_deadlines(&self) -> Result<Vec<SystemTime>, DbError> {
         let ms: Vec<i64> = self.client.run(|pg, c| {

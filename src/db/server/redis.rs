@@ -85,6 +85,28 @@ return out
 "
 );
 
+/// Store leased: return expired leases, then hold each of ARGV[2..] (items, oldest first) in the
+/// lease hash under a new id (from `INCRBY` on KEYS[3]; the oldest gets the smallest) with its
+/// deadline; the list is not touched. KEYS as for the lease script. ARGV: ttl in ms, items.
+/// Returns the ids, in the order of the items.
+const STORE_LEASED_SCRIPT: &str = concat!(
+    return_expired!(),
+    r"
+local n = #ARGV - 1
+if n == 0 then return {} end
+local last = redis.call('INCRBY', KEYS[3], n)
+local out = {}
+for i = 1, n do
+  local id = last - n + i
+  redis.call('HSET', KEYS[4], id, ARGV[i + 1])
+  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[1]), id)
+  out[#out + 1] = id
+end
+redis.call('PUBLISH', KEYS[1] .. ':wake', 'l ' .. (now + tonumber(ARGV[1])))
+return out
+"
+);
+
 /// Ack or release: return expired leases, then end the held ones of ARGV[2..] (ids); a
 /// release (ARGV[1] = 'release') puts their items back on top, oldest lease first. KEYS as
 /// for the lease script. Returns how many ids were not held.
@@ -534,6 +556,37 @@ impl DbLeases for RedisDb {
     fn release(&self, leases: &[DbLease]) -> Result<(), DbError> {
         let ids: Vec<LeaseId> = leases.iter().map(|l| l.id).collect();
         lease_result(self.end_leases(&ids, true)?)
+    }
+
+    /// One `EVAL` (one script: atomic): the items go into the lease hash with their deadline,
+    /// never into the list. A call whose reply was lost is not retried: if it landed, its
+    /// leases come back on top at their deadline (the items may then be delivered twice).
+    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        refuse_oversize(items, self.client.protocol().max_item_len).map_err(|e| e.source)?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ids: Vec<u64> = self.client.run(|redis, c| {
+            let [seq, leases, deadlines] = redis.lease_keys();
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(STORE_LEASED_SCRIPT)
+                .arg(5)
+                .arg(&redis.key)
+                .arg("-")
+                .arg(seq);
+            cmd.arg(leases).arg(deadlines).arg(ttl_ms);
+            for item in items {
+                cmd.arg(*item);
+            }
+            cmd.query(c)
+        })?;
+        if ids.len() != items.len() {
+            return Err(DbError::msg(
+                "redis: the store-leased script returned bad ids",
+            ));
+        }
+        Ok(ids.into_iter().map(LeaseId).collect())
     }
 
     /// The deadlines in the lease deadline set (`ZRANGE ... WITHSCORES`), in the server's

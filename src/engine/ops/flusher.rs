@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::engine::core::{Core, Signal};
 use crate::engine::ops::lease_return::return_native;
+use crate::engine::ops::lease_to_db::write_due_leases;
 use crate::engine::ops::write::write_batch;
 use crate::engine::policy::{Next, earliest};
 
@@ -26,6 +27,15 @@ pub(crate) fn run(core: Arc<Core>) {
             // Native Db leases past their deadline: back on top, which takes Db calls.
             state = return_native(&core, state, &native);
             continue;
+        }
+        if state.lease_due() {
+            // Items leased from memory whose window came due: to the Db, still leased. Their
+            // earliest time counts in the lease deadline the flusher sleeps until below.
+            let (guard, wrote) = write_due_leases(&core, state);
+            state = guard;
+            if wrote {
+                continue;
+            }
         }
         let tick = state.tick(&core.cfg, now);
         let duties = earliest(tick, state.next_lease_deadline());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::db::{DbLease, DbLeases};
 use crate::engine::core::{Core, Signal};
 use crate::engine::db_call::call_db;
-use crate::engine::lease_table::{DB_CLOCK_MARGIN, LeaseEnd, NativeState};
+use crate::engine::lease_table::{DB_CLOCK_MARGIN, ItemState, LeaseEnd, NativeState, ToDb};
 use crate::engine::ops::lease_return::{db_lease_ttl, write_then_release};
 use crate::engine::ops::take::Take;
 use crate::engine::ops::write::drain;
@@ -32,8 +32,11 @@ use crate::error::{DbError, Error};
 ///   item at the lease's deadline (FileDb also at open with `return_leases_on_open`).
 /// * Items leased from memory follow the window rule: by default the lease ends when the
 ///   flusher would have written the item, so a crash loses it only if it would have lost it
-///   unleased. A Db without native leases loses an item leased from it if the process dies
-///   (at most once, as `pop`).
+///   unleased. With a [`lease_ttl`](crate::StorageBuilder::lease_ttl) that outlasts that time,
+///   over a Db with native leases, the item is written to the Db then, still leased, and is at
+///   least once across crashes from then on; over a Db without native leases it stays out of
+///   the Db until the lease ends. A Db without native leases loses an item leased from it if
+///   the process dies (at most once, as `pop`).
 /// * **Never twice within a process, unless a lease expired**: a leased item is delivered
 ///   again only after its lease was released or expired; an `ack` after the deadline fails
 ///   with [`Error::LeaseExpired`] and removes nothing.
@@ -157,9 +160,9 @@ impl Lease {
                 drop(data); // so the table's reference is the only one left
                 end_item(&self.core, self.key, ack)
             }
-            Kind::Db(lease) if ack => ack_in_db(&self.core, self.key, &lease),
-            Kind::Db(lease) => {
-                release_in_db(&self.core, self.key, lease);
+            Kind::Db(_) if ack => ack_in_db(&self.core, self.key),
+            Kind::Db(_) => {
+                release_in_db(&self.core, self.key);
                 Ok(())
             }
             Kind::Ended => Ok(()),
@@ -179,8 +182,32 @@ impl Drop for Lease {
 /// nobody flushes any more: the caller writes a returned item to the Db itself (with anything
 /// else still buffered; best effort, bounded by `close_timeout`, and what it cannot write
 /// stays buffered for the next `close`, as after `CloseIncomplete`).
+///
+/// An item leased from memory may have gone to the Db since, still leased ([`lease_to_db`]):
+/// while that write is in flight the end waits for its landing (the item is in the Db or
+/// still here only once it landed), and once the Db holds it the lease ends there, as a native
+/// lease taken from the Db does.
+///
+/// [`lease_to_db`]: crate::engine::ops::lease_to_db
 fn end_item(core: &Core, key: u64, ack: bool) -> Result<(), Error> {
     let mut state = core.state.lock();
+    loop {
+        match state.item_lease_state(key) {
+            // The landing wakes `Landed` and settles the lease in one critical section
+            // (`lease_to_db::write_one`), so the re-check after the wake-up finds it settled.
+            ItemState::Writing => state = core.sleep(Signal::Landed, state, None),
+            ItemState::InDb if ack => {
+                drop(state);
+                return ack_in_db(core, key);
+            }
+            ItemState::InDb => {
+                drop(state);
+                release_in_db(core, key);
+                return Ok(());
+            }
+            ItemState::Here => break,
+        }
+    }
     let (end, whom) = state.end_held_lease(key, ack, Instant::now());
     core.wake_up(&mut state, whom);
     let closed = state.is_closed();
@@ -207,9 +234,9 @@ fn db_leases(core: &Core) -> Result<&dyn DbLeases, DbError> {
 /// expires here instead, as a memory lease's late ack does: back on top, `LeaseExpired`. A
 /// lease no longer in the table was returned already. A Db that no longer holds it returned
 /// (or will return) the item: the storage stops trusting its count of the Db.
-fn ack_in_db(core: &Core, key: u64, lease: &DbLease) -> Result<(), Error> {
+fn ack_in_db(core: &Core, key: u64) -> Result<(), Error> {
     let mut state = core.state.lock();
-    loop {
+    let id = loop {
         match state.native_state(key, Instant::now()) {
             NativeState::Ended => return Err(Error::LeaseExpired),
             // Its return is in flight: only its outcome says whether the lease ended.
@@ -224,11 +251,14 @@ fn ack_in_db(core: &Core, key: u64, lease: &DbLease) -> Result<(), Error> {
                     Some(Ok(())) | None => Err(Error::LeaseExpired),
                 };
             }
-            NativeState::Held => break,
+            NativeState::Held => match state.native_id(key) {
+                Some(id) => break id,
+                None => return Err(Error::LeaseExpired), // held leases' keys name native ones
+            },
         }
-    }
+    };
     drop(state);
-    let answer = call_db(|| db_leases(core)?.ack(&[lease.id]));
+    let answer = call_db(|| db_leases(core)?.ack(&[id]));
     let mut state = core.state.lock();
     let whom = state.end_db_ack(key, &answer);
     core.wake_up(&mut state, whom);
@@ -242,8 +272,8 @@ fn ack_in_db(core: &Core, key: u64, lease: &DbLease) -> Result<(), Error> {
 
 /// Releases a native Db lease: back on top of everything buffered ([`write_then_release`]),
 /// or, if that fails, back by itself at the Db's deadline.
-fn release_in_db(core: &Core, key: u64, lease: DbLease) {
-    drop(lease); // the Db needs only the id, which the table keeps
+fn release_in_db(core: &Core, key: u64) {
+    // The Db needs only the id, which the table keeps.
     let state = core.state.lock();
     drop(write_then_release(core, state, &[key], false).0);
 }
@@ -287,7 +317,8 @@ impl Take for Leasing {
         let now = Instant::now();
         let (expired, _native) = state.expire_leases(now);
         core.wake_up(state, expired);
-        let (key, data, whom) = state.lease_newest(&core.cfg, core.lease_ttl, now)?;
+        let native = core.db.leases().is_some();
+        let (key, data, whom) = state.lease_newest(&core.cfg, core.lease_ttl, native, now)?;
         Some((lease(core, key, Kind::Item(data)), whom))
     }
 
@@ -333,7 +364,8 @@ impl Take for Leasing {
             }
             Some(FromDb::Popped(item)) => {
                 let due_now = now.checked_sub(core.cfg.max_unflushed_age).unwrap_or(now);
-                let (key, data, whom) = state.hold_item(item, due_now, deadline, false);
+                let held = state.hold_item(item, due_now, deadline, false, ToDb::Never);
+                let (key, data, whom) = held;
                 (Some(lease(core, key, Kind::Item(data))), whom)
             }
         }
@@ -347,6 +379,15 @@ fn lease(core: &Arc<Core>, key: u64, kind: Kind) -> Lease {
         key,
         kind,
     }
+}
+
+/// `Storage::write_leased_items_now`: every memory-leased item that goes to the Db before its
+/// lease ends is due for it now, and written on the calling thread.
+#[cfg(feature = "testing")]
+pub(crate) fn write_leased_now(core: &Core) {
+    let mut state = core.state.lock();
+    state.make_leases_due_for_db(Instant::now());
+    drop(crate::engine::ops::lease_to_db::write_due_leases(core, state).0);
 }
 
 /// `Storage::expire_leases_now`: every lease taken through this storage expires now; for the

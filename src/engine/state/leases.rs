@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::State;
 use crate::db::LeaseId;
-use crate::engine::lease_table::{LeaseEnd, NativeState, What};
+use crate::engine::lease_table::{ItemState, LeaseEnd, NativeState, ToDb, What};
 use crate::engine::policy::Config;
 use crate::engine::wakeups::{Notify, Wakeups};
 use crate::error::DbError;
@@ -24,7 +24,9 @@ impl State {
         }
         for held in due {
             match held.what {
-                What::Item { data, pushed_at } => self
+                What::Item {
+                    data, pushed_at, ..
+                } => self
                     .stack
                     .put_back_on_top(Arc::unwrap_or_clone(data), pushed_at),
                 What::Native { .. } | What::DbReturns => self.db.may_have_grown(),
@@ -54,11 +56,13 @@ impl State {
     /// Leases the newest buffered item: its key and bytes, and whom that wakes (a pusher, for
     /// the room; the flusher, to watch a new earliest deadline). The deadline: `ttl` from
     /// `now` if set, else when the flusher would have started writing the item, but at least
-    /// a sixteenth of the window from now.
+    /// a sixteenth of the window from now. With a `ttl` that outlasts that write time and a Db
+    /// with native leases (`native`), the item is due for the Db, still leased, at that time.
     pub(crate) fn lease_newest(
         &mut self,
         cfg: &Config,
         ttl: Option<Duration>,
+        native: bool,
         now: Instant,
     ) -> Option<(u64, Arc<Vec<u8>>, Wakeups)> {
         let entry = self.stack.take_newest()?;
@@ -70,31 +74,33 @@ impl State {
             // A durable push whose item is leased returns `Ok`, as when a pop takes it.
             whom = whom.and(self.settle_taken(&[entry.seq]));
         }
-        let deadline = match ttl {
-            Some(ttl) => now + ttl,
-            None => {
-                let due = entry.pushed_at + self.flow.flush_after(cfg);
-                due.max(now + cfg.max_unflushed_age / 16)
-            }
+        let due = entry.pushed_at + self.flow.flush_after(cfg);
+        let (deadline, to_db) = match ttl {
+            Some(ttl) if native && due < now + ttl => (now + ttl, ToDb::At(due)),
+            Some(ttl) => (now + ttl, ToDb::Never),
+            None => (due.max(now + cfg.max_unflushed_age / 16), ToDb::Never),
         };
-        let (key, data, held) = self.hold_item(entry.data, entry.pushed_at, deadline, true);
+        let pushed_at = entry.pushed_at;
+        let (key, data, held) = self.hold_item(entry.data, pushed_at, deadline, true, to_db);
         Some((key, data, whom.and(held)))
     }
 
     /// Holds `data` (stamped `pushed_at`, taken from memory or not) for a lease until
-    /// `deadline`; its key and the shared bytes. Wakes the flusher if the deadline is the
-    /// earliest.
+    /// `deadline`, going to the Db still leased as `to_db` says; its key and the shared bytes.
+    /// Wakes the flusher if the deadline (or the time for the Db) is the earliest.
     pub(crate) fn hold_item(
         &mut self,
         data: Vec<u8>,
         pushed_at: Instant,
         deadline: Instant,
         from_memory: bool,
+        to_db: ToDb,
     ) -> (u64, Arc<Vec<u8>>, Wakeups) {
         let data = Arc::new(data);
         let what = What::Item {
             data: Arc::clone(&data),
             pushed_at,
+            to_db,
         };
         let (key, earliest) = self.leases.insert(deadline, what, from_memory);
         let whom = Wakeups {
@@ -147,7 +153,10 @@ impl State {
         let Some(held) = self.leases.remove(key) else {
             return (LeaseEnd::Gone, Wakeups::NONE);
         };
-        let What::Item { data, pushed_at } = held.what else {
+        let What::Item {
+            data, pushed_at, ..
+        } = held.what
+        else {
             return (LeaseEnd::Acked, Wakeups::NONE); // held leases' keys always name items
         };
         let late = ack && held.deadline <= now;
@@ -180,6 +189,52 @@ impl State {
             flusher: n > 0,
             ..Wakeups::NONE
         }
+    }
+
+    /// Where the lease `key`, whose guard holds its item, stands: held here, being written to
+    /// the Db, or held by the Db since.
+    pub(crate) fn item_lease_state(&self, key: u64) -> ItemState {
+        self.leases.item_state(key)
+    }
+
+    /// The Db's id of the native lease `key`, if it is one and still held.
+    pub(crate) fn native_id(&self, key: u64) -> Option<LeaseId> {
+        self.leases.native_id(key)
+    }
+
+    /// Claims one memory-leased item due for the Db at `now` for its write (see
+    /// [`LeaseTable::claim_to_db`](crate::engine::lease_table::LeaseTable::claim_to_db)).
+    pub(crate) fn claim_lease_to_db(
+        &mut self,
+        now: Instant,
+    ) -> Option<(u64, Arc<Vec<u8>>, Instant)> {
+        self.leases.claim_to_db(now)
+    }
+
+    /// The write of the memory-leased item `key` to the Db landed (see
+    /// [`LeaseTable::settle_to_db`](crate::engine::lease_table::LeaseTable::settle_to_db)).
+    /// Stored, the Db holds one more leased item: the storage stops trusting its count, as for
+    /// any native lease. Wakes the flusher, to watch the lease's deadline (or the retry).
+    pub(crate) fn settle_lease_to_db(
+        &mut self,
+        key: u64,
+        outcome: Result<(LeaseId, Instant), Option<Instant>>,
+    ) -> Wakeups {
+        if outcome.is_ok() {
+            self.db.may_have_grown();
+        }
+        self.leases.settle_to_db(key, outcome);
+        Wakeups {
+            flusher: true,
+            ..Wakeups::NONE
+        }
+    }
+
+    /// Every memory-leased item that goes to the Db before its lease ends is due for it now
+    /// (for `Storage::write_leased_items_now`).
+    #[cfg(feature = "testing")]
+    pub(crate) fn make_leases_due_for_db(&mut self, now: Instant) {
+        self.leases.make_due_for_db(now);
     }
 
     /// Where the native lease `key` stands at `now`.

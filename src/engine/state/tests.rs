@@ -96,7 +96,7 @@ fn a_memory_lease_goes_back_on_top_or_is_gone() {
     let mut state = State::new(&c);
     let _ = push(&mut state, &c, 1);
     let _ = push(&mut state, &c, 2);
-    let (key, data, _) = state.lease_newest(&c, None, now).expect("a lease");
+    let (key, data, _) = state.lease_newest(&c, None, false, now).expect("a lease");
     assert_eq!(*data, vec![2]);
     drop(data);
     let _ = push(&mut state, &c, 3);
@@ -108,7 +108,7 @@ fn a_memory_lease_goes_back_on_top_or_is_gone() {
         "back on top"
     );
     let (key, data, _) = state
-        .lease_newest(&c, Some(Duration::ZERO), now)
+        .lease_newest(&c, Some(Duration::ZERO), false, now)
         .expect("lease");
     drop(data);
     let (late, _) = state.end_held_lease(key, true, now);
