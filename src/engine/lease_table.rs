@@ -111,6 +111,16 @@ pub(crate) enum NativeState {
     Held,
 }
 
+/// A memory-leased item claimed for its write to the Db ([`LeaseTable::claim_to_db`]).
+pub(crate) struct Claimed {
+    /// The lease's key.
+    pub(crate) key: u64,
+    /// The item.
+    pub(crate) data: Arc<Vec<u8>>,
+    /// The lease's deadline.
+    pub(crate) deadline: Instant,
+}
+
 /// What the table holds for a lease.
 pub(crate) enum What {
     /// The item itself (a memory lease, or a fallback Db lease), with its push stamp. The
@@ -325,19 +335,29 @@ impl LeaseTable {
         }
     }
 
-    /// Claims one memory-leased item due for the Db at `now` (and not past its deadline) for
-    /// its write: marks it [`ToDb::Writing`] (no expiry, ack or release takes it until
-    /// [`settle_to_db`](Self::settle_to_db)); its key, bytes and lease deadline.
-    pub(crate) fn claim_to_db(&mut self, now: Instant) -> Option<(u64, Arc<Vec<u8>>, Instant)> {
-        let (key, held) = self.held.iter_mut().find(|(_, h)| {
-            h.deadline > now
-                && matches!(h.what, What::Item { to_db: ToDb::At(at), .. } if at <= now)
-        })?;
-        let What::Item { data, to_db, .. } = &mut held.what else {
-            return None;
-        };
-        *to_db = ToDb::Writing;
-        Some((*key, Arc::clone(data), held.deadline))
+    /// Claims up to `max` memory-leased items due for the Db at `now` (and not past their
+    /// deadline) for one write, in lease order: marks each [`ToDb::Writing`] (no expiry, ack or
+    /// release takes it until [`settle_to_db`](Self::settle_to_db)); their keys, bytes and lease
+    /// deadlines.
+    pub(crate) fn claim_to_db(&mut self, now: Instant, max: usize) -> Vec<Claimed> {
+        let mut claimed = Vec::new();
+        for (&key, held) in &mut self.held {
+            if claimed.len() >= max {
+                break;
+            }
+            let What::Item { data, to_db, .. } = &mut held.what else {
+                continue;
+            };
+            if held.deadline > now && matches!(to_db, ToDb::At(at) if *at <= now) {
+                *to_db = ToDb::Writing;
+                claimed.push(Claimed {
+                    key,
+                    data: Arc::clone(data),
+                    deadline: held.deadline,
+                });
+            }
+        }
+        claimed
     }
 
     /// The write of the claimed item `key` landed: `Ok`, the Db holds it under the native lease
@@ -470,6 +490,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut table = LeaseTable::default();
+        let keys = |claimed: Vec<Claimed>| claimed.iter().map(|c| c.key).collect::<Vec<_>>();
         let item = |at| What::Item {
             data: Arc::new(vec![1]),
             pushed_at: t0,
@@ -483,9 +504,13 @@ mod tests {
             "wakes for the Db first"
         );
         let (b, _) = table.insert(t0 + ms(100), item(t0 + ms(20)), true);
-        assert!(table.claim_to_db(t0 + ms(5)).is_none(), "not due yet");
-        let (key, data, deadline) = table.claim_to_db(t0 + ms(10)).expect("a is due");
-        assert_eq!((key, data.to_vec(), deadline), (a, vec![1], t0 + ms(100)));
+        assert!(table.claim_to_db(t0 + ms(5), 8).is_empty(), "not due yet");
+        let claimed = table.claim_to_db(t0 + ms(10), 8);
+        let got: Vec<_> = claimed
+            .iter()
+            .map(|c| (c.key, c.data.to_vec(), c.deadline))
+            .collect();
+        assert_eq!(got, vec![(a, vec![1], t0 + ms(100))], "a alone is due");
         assert_eq!(table.item_state(a), ItemState::Writing);
         assert!(
             table.take_due(t0 + ms(200)).0.len() == 1,
@@ -498,16 +523,22 @@ mod tests {
         assert_eq!(table.native_state(a, t0 + ms(50)), NativeState::Held);
         assert_eq!(table.next_deadline(), Some(t0 + ms(100)));
         let (c, _) = table.insert(t0 + ms(100), item(t0 + ms(10)), true);
-        assert!(table.claim_to_db(t0 + ms(10)).is_some_and(|(k, ..)| k == c));
+        assert!(keys(table.claim_to_db(t0 + ms(10), 8)) == vec![c]);
         table.settle_to_db(c, Err(Some(t0 + ms(30))));
         assert_eq!(table.item_state(c), ItemState::Here);
-        assert!(table.claim_to_db(t0 + ms(20)).is_none(), "backing off");
-        assert!(table.claim_to_db(t0 + ms(30)).is_some_and(|(k, ..)| k == c));
+        assert!(table.claim_to_db(t0 + ms(20), 8).is_empty(), "backing off");
+        assert!(keys(table.claim_to_db(t0 + ms(30), 8)) == vec![c]);
         table.settle_to_db(c, Err(None));
         assert!(
-            table.claim_to_db(t0 + ms(99)).is_none(),
+            table.claim_to_db(t0 + ms(99), 8).is_empty(),
             "refused for good: never"
         );
+        let more: Vec<u64> = (0..3)
+            .map(|_| table.insert(t0 + ms(100), item(t0 + ms(40)), true).0)
+            .collect();
+        let first = keys(table.claim_to_db(t0 + ms(40), 2));
+        assert_eq!(first, more[..2], "at most `max`, in lease order");
+        assert_eq!(keys(table.claim_to_db(t0 + ms(40), 2)), more[2..]);
     }
 
     /// A native lease due stays in the table until its return lands; claimed, it is not due

@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::db::LeaseId;
 use crate::engine::core::{Core, Signal};
 use crate::engine::db_call::call_db;
+use crate::engine::lease_table::Claimed;
 use crate::engine::ops::lease_return::db_lease_ttl;
 use crate::engine::ops::write::write_batch_then;
 use crate::engine::state::State;
@@ -22,9 +22,9 @@ use crate::error::DbError;
 use crate::sync::MutexGuard;
 
 /// Writes every memory-leased item due for the Db (and not past its deadline) to the Db with a
-/// native lease, one Db call each: the flusher's duty, and `Storage::write_leased_items_now`'s.
-/// Returns at once over a Db without native leases (no item is ever due then). Also returns
-/// whether it wrote any.
+/// native lease, up to a batch (`max_batch`) a Db call: the flusher's duty, and
+/// `Storage::write_leased_items_now`'s. Returns at once over a Db without native leases (no
+/// item is ever due then). Also returns whether it wrote any.
 pub(crate) fn write_due_leases<'a>(
     core: &'a Core,
     mut state: MutexGuard<'a, State>,
@@ -40,61 +40,66 @@ pub(crate) fn write_due_leases<'a>(
         while state.is_writing() {
             state = core.sleep(Signal::Landed, state, None);
         }
-        let now = Instant::now();
-        let Some((key, data, deadline)) = state.claim_lease_to_db(now) else {
+        let claimed = state.claim_leases_to_db(Instant::now(), core.cfg.max_batch.max(1));
+        if claimed.is_empty() {
             return (state, wrote);
-        };
+        }
         wrote = true;
-        state = write_one(
-            core,
-            state,
-            key,
-            &data,
-            deadline.saturating_duration_since(now),
-        );
+        state = write_claimed(core, state, &claimed);
     }
 }
 
-/// Writes the claimed item `key` to the Db leased for its `remaining` ttl (plus the margin every
-/// native lease gets, [`db_lease_ttl`]) and settles the lease: a native one from now on, or
-/// still here, due for the Db again after a backoff (never again if the Db refused the item for
-/// good: released or expired, it is written like any buffered item, and set aside there).
-fn write_one<'a>(
+/// Writes the claimed items to the Db leased, in one call, and settles their leases: native
+/// ones from now on, or still here, due for the Db again after a backoff. The Db lease lasts
+/// the longest remaining ttl among them (plus the margin every native lease gets,
+/// [`db_lease_ttl`]): the storage ends each lease at its own deadline, and the Db's later one
+/// only matters if the process dies (the item then comes back at most a window later than its
+/// own deadline: items due together were leased within one window of each other). A batch the
+/// Db refuses for good is written again one item at a time, so one item it cannot take does not
+/// keep the others out of the Db (that one stays a memory lease: released or expired, it is
+/// written like any buffered item, and set aside there).
+fn write_claimed<'a>(
     core: &'a Core,
     state: MutexGuard<'a, State>,
-    key: u64,
-    data: &[u8],
-    remaining: Duration,
+    claimed: &[Claimed],
 ) -> MutexGuard<'a, State> {
-    let ttl = db_lease_ttl(remaining);
+    let now = Instant::now();
+    let remaining = claimed
+        .iter()
+        .map(|c| c.deadline.saturating_duration_since(now));
+    let ttl = db_lease_ttl(remaining.max().unwrap_or_default());
+    let items: Vec<&[u8]> = claimed.iter().map(|c| c.data.as_slice()).collect();
     let began = Instant::now();
     // `n = 0`: the writer role alone; the Db call runs inside it, with the lock released.
     let (mut state, _, stored, _) = write_batch_then(core, state, 0, |_| {
         call_db(|| match core.db.leases() {
-            Some(db) => db.push_leased(&[data], ttl),
+            Some(db) => db.push_leased(&items, ttl),
             None => Err(DbError::msg("the database stopped offering leases")),
         })
     });
-    let outcome = match stored {
+    let outcomes: Vec<_> = match stored {
         // The Db's deadline is at least `ttl` after `began`: its call began later.
-        Ok(ids) => single(ids).map(|id| (id, began + ttl)).ok_or(None),
-        Err(e) if e.is_permanent() => Err(None),
-        Err(_) => Err(Some(Instant::now() + retry_delay(core))),
+        Ok(ids) if ids.len() == claimed.len() => {
+            ids.into_iter().map(|id| Ok((id, began + ttl))).collect()
+        }
+        // A malformed answer: the items stay here, never to be written leased.
+        Ok(_) => vec![Err(None); claimed.len()],
+        Err(e) if e.is_permanent() && claimed.len() > 1 => {
+            // Still claimed (`Writing`): each is written alone, in the same writer role order.
+            return claimed.iter().fold(state, |state, one| {
+                write_claimed(core, state, std::slice::from_ref(one))
+            });
+        }
+        Err(e) if e.is_permanent() => vec![Err(None)],
+        Err(_) => vec![Err(Some(Instant::now() + retry_delay(core))); claimed.len()],
     };
     // Still under the lock taken by the landing: a guard woken by it (`Signal::Landed`) sees
-    // the lease settled, never the write still marked in flight with nobody to settle it.
-    let whom = state.settle_lease_to_db(key, outcome);
-    core.wake_up(&mut state, whom);
-    state
-}
-
-/// The one id a one-item `push_leased` answered with (`None` for a malformed answer: the item
-/// then stays here, never to be written leased; a release or an expiry writes it as usual).
-fn single(ids: Vec<LeaseId>) -> Option<LeaseId> {
-    match ids.as_slice() {
-        [id] => Some(*id),
-        _ => None,
+    // its lease settled, never the write still marked in flight with nobody to settle it.
+    for (c, outcome) in claimed.iter().zip(outcomes) {
+        let whom = state.settle_lease_to_db(c.key, outcome);
+        core.wake_up(&mut state, whom);
     }
+    state
 }
 
 /// How long a failed write of a leased item waits before it is tried again: a thirty-second of

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::State;
 use crate::db::LeaseId;
-use crate::engine::lease_table::{ItemState, LeaseEnd, NativeState, ToDb, What};
+use crate::engine::lease_table::{Claimed, ItemState, LeaseEnd, NativeState, ToDb, What};
 use crate::engine::policy::Config;
 use crate::engine::wakeups::{Notify, Wakeups};
 use crate::error::DbError;
@@ -202,13 +202,10 @@ impl State {
         self.leases.native_id(key)
     }
 
-    /// Claims one memory-leased item due for the Db at `now` for its write (see
+    /// Claims up to `max` memory-leased items due for the Db at `now` for one write (see
     /// [`LeaseTable::claim_to_db`](crate::engine::lease_table::LeaseTable::claim_to_db)).
-    pub(crate) fn claim_lease_to_db(
-        &mut self,
-        now: Instant,
-    ) -> Option<(u64, Arc<Vec<u8>>, Instant)> {
-        self.leases.claim_to_db(now)
+    pub(crate) fn claim_leases_to_db(&mut self, now: Instant, max: usize) -> Vec<Claimed> {
+        self.leases.claim_to_db(now, max)
     }
 
     /// The write of the memory-leased item `key` to the Db landed (see
