@@ -174,8 +174,8 @@ M = {
    '            ItemState::Writing => state = core.sleep(Signal::Landed, state, None),',
    '            ItemState::Writing => break,'),
  'M71 a leased item written to the Db stays a memory lease in the table': ('src/engine/ops/lease_to_db.rs',
-   '        Ok(ids) => single(ids).map(|id| (id, began + ttl)).ok_or(None),',
-   '        Ok(_) => Err(None),'),
+   '            ids.into_iter().map(|id| Ok((id, began + ttl))).collect()',
+   '            vec![Err(None); claimed.len()]'),
  'M72 expiry takes a lease whose item is being written to the Db': ('src/engine/lease_table.rs',
    '''            What::Native {
                 returning: true,
@@ -187,6 +187,14 @@ M = {
                 returning: true,
                 ..
             }'''),
+ 'M73 a taking call does not wait for the write of a lease past its deadline': ('src/engine/ops/lease_return.rs',
+   '''    while state.lease_writing_past_deadline() {
+        state = core.sleep(Signal::Landed, state, None);
+    }
+''', ''),
+ 'M74 the flusher sleeps after letting the lock go for a leased item\'s write': ('src/engine/ops/flusher.rs',
+   '            if released {',
+   '            if false && released {'),
  # Engine bugs the history checker must catch: these run the history tests
  # (tests/reliability_history.rs), not the loom models.
  'H1 a pop leaves its item in the Db': ('src/engine/ops/take.rs',

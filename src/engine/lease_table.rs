@@ -168,6 +168,10 @@ pub(crate) struct LeaseTable {
     from_memory: u64,
     from_db: u64,
     expired: u64,
+    /// Memory-leased items whose write to the Db is in flight ([`ToDb::Writing`]): while there
+    /// are any, [`writing_past_deadline`](Self::writing_past_deadline) looks for one past its
+    /// deadline (an upper bound: it only falls when a write settles).
+    writing: usize,
 }
 
 impl LeaseTable {
@@ -350,6 +354,7 @@ impl LeaseTable {
             };
             if held.deadline > now && matches!(to_db, ToDb::At(at) if *at <= now) {
                 *to_db = ToDb::Writing;
+                self.writing += 1;
                 claimed.push(Claimed {
                     key,
                     data: Arc::clone(data),
@@ -372,6 +377,15 @@ impl LeaseTable {
         let Some(held) = self.held.get_mut(&key) else {
             return;
         };
+        if matches!(
+            held.what,
+            What::Item {
+                to_db: ToDb::Writing,
+                ..
+            }
+        ) {
+            self.writing = self.writing.saturating_sub(1);
+        }
         match (&mut held.what, outcome) {
             (what @ What::Item { .. }, Ok((id, db_deadline))) => {
                 *what = What::Native {
@@ -418,6 +432,25 @@ impl LeaseTable {
         self.next_deadline
     }
 
+    /// Whether the write of a memory-leased item to the Db is in flight past the lease's
+    /// deadline. Expiry skips such a lease (only the write's outcome says where the item is),
+    /// and it is not in [`next_deadline`](Self::next_deadline), so a taking call asks this
+    /// too: it must wait for the landing, then return the lease (native by then) on top, as it
+    /// would any lease past its deadline. One comparison while no such write is in flight.
+    pub(crate) fn writing_past_deadline(&self, now: Instant) -> bool {
+        self.writing > 0
+            && self.held.values().any(|h| {
+                h.deadline <= now
+                    && matches!(
+                        h.what,
+                        What::Item {
+                            to_db: ToDb::Writing,
+                            ..
+                        }
+                    )
+            })
+    }
+
     /// Leases held now.
     pub(crate) fn len(&self) -> usize {
         self.held.len()
@@ -434,11 +467,19 @@ impl LeaseTable {
     }
 
     /// Moves the deadline of every lease this storage took (memory, fallback and native
-    /// leases, but not one being returned) to `now`, for `Storage::expire_leases_now`.
+    /// leases, and one whose item is being written to the Db; not a native one being
+    /// returned) to `now`, for `Storage::expire_leases_now`.
     #[cfg(feature = "testing")]
     pub(crate) fn make_due(&mut self, now: Instant) {
         for held in self.held.values_mut() {
-            if !matches!(held.what, What::DbReturns) && !held.is_returning() {
+            let returning = matches!(
+                held.what,
+                What::Native {
+                    returning: true,
+                    ..
+                }
+            );
+            if !matches!(held.what, What::DbReturns) && !returning {
                 held.deadline = held.deadline.min(now);
                 self.next_deadline = Some(self.next_deadline.map_or(now, |d| d.min(now)));
             }

@@ -506,9 +506,10 @@ impl<D> Storage<D> {
     /// passed: the items the storage holds itself (leases from memory, and from a Db without
     /// native leases) go back on top, as the flusher would put them; the leases a native Db
     /// holds for it are returned on top through the Db, on the calling thread. Skipped: a lease
-    /// whose return is already in flight, or whose item is being written to the Db still leased
-    /// (see [`write_leased_items_now`](Self::write_leased_items_now)): it expires at its own
-    /// deadline, or at the next call. Leases a process that died held expire by the Db's clock
+    /// whose return is already in flight. A lease whose item is being written to the Db still
+    /// leased (see [`write_leased_items_now`](Self::write_leased_items_now)) is past its
+    /// deadline from now on, and comes back on top once the write has landed (the next
+    /// taking call waits for that). Leases a process that died held expire by the Db's clock
     /// only. For tests (and loom models, which have no clock) of expiry racing an ack.
     ///
     /// ```

@@ -31,9 +31,12 @@ pub(crate) fn run(core: Arc<Core>) {
         if state.lease_due() {
             // Items leased from memory whose window came due: to the Db, still leased. Their
             // earliest time counts in the lease deadline the flusher sleeps until below.
-            let (guard, wrote) = write_due_leases(&core, state);
+            let (guard, released) = write_due_leases(&core, state);
             state = guard;
-            if wrote {
+            if released {
+                // The lock was let go (a write, or a wait for one): a `close`, a full buffer
+                // or a flush asked for meanwhile notified the flusher while it was not waiting
+                // for it, so look at everything again rather than go to sleep.
                 continue;
             }
         }

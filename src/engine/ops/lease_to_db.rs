@@ -24,7 +24,9 @@ use crate::sync::MutexGuard;
 /// Writes every memory-leased item due for the Db (and not past its deadline) to the Db with a
 /// native lease, up to a batch (`max_batch`) a Db call: the flusher's duty, and
 /// `Storage::write_leased_items_now`'s. Returns at once over a Db without native leases (no
-/// item is ever due then). Also returns whether it wrote any.
+/// item is ever due then). Also returns whether it let the lock go (it wrote, or waited for a
+/// write in flight): the flusher then looks at everything again, since what was signalled to
+/// it meanwhile found it not waiting.
 pub(crate) fn write_due_leases<'a>(
     core: &'a Core,
     mut state: MutexGuard<'a, State>,
@@ -32,19 +34,20 @@ pub(crate) fn write_due_leases<'a>(
     if core.db.leases().is_none() {
         return (state, false);
     }
-    let mut wrote = false;
+    let mut released = false;
     loop {
         // The writer role is exclusive: wait for the batch in flight to land. The claim below
         // is made in the same critical section as this check, so `write_batch_then` finds the
         // role free.
         while state.is_writing() {
+            released = true;
             state = core.sleep(Signal::Landed, state, None);
         }
         let claimed = state.claim_leases_to_db(Instant::now(), core.cfg.max_batch.max(1));
         if claimed.is_empty() {
-            return (state, wrote);
+            return (state, released);
         }
-        wrote = true;
+        released = true;
         state = write_claimed(core, state, &claimed);
     }
 }

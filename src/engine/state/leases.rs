@@ -43,9 +43,15 @@ impl State {
     /// Whether a lease may be past its deadline: reads the clock only while leases are held.
     #[inline]
     pub(crate) fn lease_due(&self) -> bool {
-        self.leases
-            .next_deadline()
-            .is_some_and(|d| d <= Instant::now())
+        let now = Instant::now();
+        self.leases.next_deadline().is_some_and(|d| d <= now)
+            || self.leases.writing_past_deadline(now)
+    }
+
+    /// Whether a memory-leased item is being written to the Db past its lease's deadline (see
+    /// [`LeaseTable::writing_past_deadline`](crate::engine::lease_table::LeaseTable::writing_past_deadline)).
+    pub(crate) fn lease_writing_past_deadline(&self) -> bool {
+        self.leases.writing_past_deadline(Instant::now())
     }
 
     /// The earliest deadline of a held lease (or a bit earlier): the flusher wakes then.
