@@ -1,6 +1,7 @@
 //! Redis and PostgreSQL under the worst connection fault: the server executed a push or a pop,
 //! and its reply never reached the client (a proxy drops it and closes both sides). What
-//! becomes of a push that is retried, and of the items a lost pop took?
+//! becomes of a push that is retried, of a `push_leased` that is retried, and of the items a
+//! lost pop took?
 //!
 //! A module of tests/backends.rs: same servers, same skipping rules, same lock against the
 //! restart tests.
@@ -224,6 +225,83 @@ fn popped_from_memory_after_lost_push(kind: &str, url: &str) {
     assert_eq!(got, vec![9, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
 }
 
+/// How many leases `db` holds (deadlines in the server), through its own client.
+fn held(db: &dyn lifostore::Db) -> usize {
+    let leases = db.leases().expect("native leases");
+    leases.held_deadlines().expect("held deadlines").len()
+}
+
+/// A `push_leased` whose reply is lost answers `Err`; the storage's retry of the same items
+/// gets ids instead of storing them again, so each item is held once, and after the acks
+/// nothing is left: no orphan lease comes back at its deadline. A call whose request was lost
+/// is stored by its retry; a later call of items equal to an answered one stores them anew.
+fn push_leased_reply_lost(kind: &str, url: &str) {
+    let name = unique("leased_lost");
+    let (proxy, via) = proxied(kind, url);
+    let db = open(kind, &via, &name);
+    let direct = open(kind, url, &name);
+    let leases = db.leases().expect("native leases");
+    let ttl = Duration::from_millis(1500);
+    let (one, two, three) = (item(1), item(2), item(3));
+    let items: [&[u8]; 2] = [&one, &two];
+
+    proxy.cut_next_reply();
+    let err = leases.push_leased(&items, ttl).unwrap_err();
+    assert_eq!(proxy.cuts(), 1, "the reply was not cut");
+    assert!(!err.is_permanent(), "a lost connection is transient: {err}");
+    assert_eq!(held(&*direct), 2, "the server stored the cut call");
+    let ids = leases.push_leased(&items, ttl).expect("retry");
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        held(&*direct),
+        2,
+        "the retry stored the items a second time"
+    );
+
+    proxy.cut_next_request();
+    assert!(leases.push_leased(&[&three], ttl).is_err());
+    assert_eq!(proxy.cuts(), 2, "the request was not cut");
+    assert_eq!(held(&*direct), 2, "the server saw the cut request");
+    let third = leases
+        .push_leased(&[&three], ttl)
+        .expect("retry of the lost request");
+    assert_eq!(
+        held(&*direct),
+        3,
+        "the retry of a lost request stores its item"
+    );
+
+    leases
+        .ack(&ids)
+        .expect("the retry's ids are the leases held");
+    leases.ack(&third).expect("ack the third");
+    let again = leases
+        .push_leased(&items, ttl)
+        .expect("equal items, a new call");
+    assert!(
+        again.iter().all(|id| !ids.contains(id)),
+        "a new call gets new ids"
+    );
+    leases.ack(&again).expect("ack the new call's leases");
+
+    // Past the ttl, an orphan lease would be back on top: nothing may be left.
+    std::thread::sleep(ttl + Duration::from_millis(300));
+    let other = direct.leases().expect("native leases");
+    let orphans: Vec<u64> = other
+        .pop_lease(10, ttl)
+        .expect("pop_lease")
+        .iter()
+        .map(|l| id(&l.item))
+        .collect();
+    assert_eq!(orphans, Vec::<u64>::new(), "an acked item came back");
+    assert_eq!(
+        drain(&*direct),
+        Vec::<u64>::new(),
+        "an acked item came back"
+    );
+    println!("{kind}: push_leased reply lost and retried: each item stored once");
+}
+
 macro_rules! fault_tests {
     ($feature:literal, $module:ident, $kind:literal, $url_var:literal) => {
         #[cfg(feature = $feature)]
@@ -259,6 +337,14 @@ macro_rules! fault_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     popped_from_memory_after_lost_push($kind, &url);
+                }
+            }
+
+            #[test]
+            fn push_leased_reply_lost_then_retried_is_stored_once() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    push_leased_reply_lost($kind, &url);
                 }
             }
 
