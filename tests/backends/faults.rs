@@ -302,6 +302,49 @@ fn push_leased_reply_lost(kind: &str, url: &str) {
     println!("{kind}: push_leased reply lost and retried: each item stored once");
 }
 
+/// Through a Storage: a lease from memory outlasting the window is written to the server still
+/// leased; that write's reply is lost, the flusher retries it, and the server holds the item
+/// once. Acked, the item is gone for good: nothing comes back at the lost call's deadline.
+fn storage_push_leased_reply_lost(kind: &str, url: &str) {
+    let name = unique("leased_storage");
+    let (proxy, via) = proxied(kind, url);
+    let direct = open(kind, url, &name);
+    let ttl = Duration::from_secs(2);
+    let s = Storage::builder()
+        .max_unflushed_age(Duration::from_millis(300))
+        .lease_ttl(ttl)
+        .build(open(kind, &via, &name))
+        .expect("build the storage");
+    let t = CancelToken::new();
+    s.push(&t, item(1).to_vec()).expect("push");
+    let lease = s.pop_lease(&t).expect("lease from memory");
+    proxy.cut_next_reply();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    // Waiting for the flusher's write, whose reply is cut (it landed): another thread.
+    while proxy.cuts() == 0 || held(&*direct) == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the write never came: cuts {}, held {}",
+            proxy.cuts(),
+            held(&*direct)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The retry comes a thirty-second of the window after the failure: let it land.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(held(&*direct), 1, "the retry stored the item a second time");
+    lease.ack().expect("an ack within the ttl");
+    assert_eq!(held(&*direct), 0, "acked: no lease left");
+    std::thread::sleep(ttl + Duration::from_secs(2));
+    let other = direct.leases().expect("native leases");
+    assert!(
+        other.pop_lease(10, ttl).expect("pop_lease").is_empty(),
+        "the item came back"
+    );
+    assert_eq!(drain(&*direct), Vec::<u64>::new(), "the item came back");
+    s.close().expect("close");
+}
+
 macro_rules! fault_tests {
     ($feature:literal, $module:ident, $kind:literal, $url_var:literal) => {
         #[cfg(feature = $feature)]
@@ -345,6 +388,14 @@ macro_rules! fault_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     push_leased_reply_lost($kind, &url);
+                }
+            }
+
+            #[test]
+            fn storage_push_leased_reply_lost_then_retried_is_stored_once() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    storage_push_leased_reply_lost($kind, &url);
                 }
             }
 
