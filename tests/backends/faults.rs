@@ -345,6 +345,69 @@ fn storage_push_leased_reply_lost(kind: &str, url: &str) {
     s.close().expect("close");
 }
 
+/// The marks `push_leased` leaves for its retries do not pile up: Redis's expire a minute past
+/// the ttl by themselves; PostgreSQL's past their time are deleted by the next call.
+fn leased_marks_expire(kind: &str, url: &str) {
+    let name = unique("lmarks");
+    let db = open(kind, url, &name);
+    let leases = db.leases().expect("native leases");
+    let ttl = Duration::from_millis(100);
+    let ids = leases.push_leased(&[&item(1)], ttl).expect("push_leased");
+    match kind {
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let mut raw = ::redis::Client::open(url)
+                .and_then(|c| c.get_connection())
+                .expect("a raw connection");
+            let marks: Vec<String> = ::redis::cmd("KEYS")
+                .arg(format!("{name}:lmark:*"))
+                .query(&mut raw)
+                .expect("KEYS");
+            assert_eq!(marks.len(), 1, "one mark per call: {marks:?}");
+            let pttl: i64 = ::redis::cmd("PTTL")
+                .arg(&marks[0])
+                .query(&mut raw)
+                .expect("PTTL");
+            assert!(
+                pttl > 0 && pttl <= 60_100,
+                "the mark expires by itself: {pttl} ms"
+            );
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" => {
+            let mut raw =
+                ::postgres::Client::connect(url, ::postgres::NoTls).expect("a raw connection");
+            let marks = format!("SELECT count(*) FROM {name}_lmarks");
+            let count = |raw: &mut ::postgres::Client| -> i64 {
+                raw.query_one(&marks, &[]).expect("count").get(0)
+            };
+            assert_eq!(count(&mut raw), 1, "one mark per call");
+            let late = format!(
+                "SELECT count(*) FROM {name}_lmarks \
+                 WHERE expires_at > now() + interval '61 seconds'"
+            );
+            let late: i64 = raw.query_one(&late, &[]).expect("late").get(0);
+            assert_eq!(late, 0, "the mark expires a minute past the ttl");
+            let past = format!("UPDATE {name}_lmarks SET expires_at = now() - interval '1 s'");
+            raw.execute(&past, &[]).expect("age the mark");
+            let more = leases.push_leased(&[&item(2)], ttl).expect("push_leased");
+            assert_eq!(count(&mut raw), 1, "the next call deleted the expired mark");
+            leases.ack(&more).expect("ack");
+            // A table made by a build without marks: `open` adds the marks table.
+            let drop_marks = format!("DROP TABLE {name}_lmarks");
+            raw.batch_execute(&drop_marks)
+                .expect("drop the marks table");
+            let reopened = open(kind, url, &name);
+            let leases = reopened.leases().expect("native leases");
+            let more = leases.push_leased(&[&item(3)], ttl).expect("push_leased");
+            assert_eq!(count(&mut raw), 1, "the reopened table has its marks");
+            leases.ack(&more).expect("ack");
+        }
+        _ => unreachable!("a server backend"),
+    }
+    leases.ack(&ids).expect("ack");
+}
+
 macro_rules! fault_tests {
     ($feature:literal, $module:ident, $kind:literal, $url_var:literal) => {
         #[cfg(feature = $feature)]
@@ -396,6 +459,14 @@ macro_rules! fault_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     storage_push_leased_reply_lost($kind, &url);
+                }
+            }
+
+            #[test]
+            fn push_leased_marks_expire() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    leased_marks_expire($kind, &url);
                 }
             }
 
