@@ -27,6 +27,10 @@ const MARKER_TTL_SECS: u64 = 24 * 3600;
 /// a retry racing the deadline. After it the mark is gone, so marks do not pile up.
 const MARK_MARGIN_MS: u64 = 60_000;
 
+/// The longest a mark lives (ten years): `PEXPIRE` refuses a time that overflows the server's
+/// clock, and a script that fails after its writes does not roll them back.
+const MAX_MARK_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
 /// Push: `LPUSH` the items, skipping the leading ones an earlier attempt of this client already
 /// stored. KEYS: list, client hash. ARGV: batch id, ttl, attempt count, (attempt id, stored)
 /// pairs, items. The client hash's `batch` field names the last batch this client stored.
@@ -590,7 +594,7 @@ impl DbLeases for RedisDb {
         }
         refuse_oversize(items, self.client.protocol().max_item_len).map_err(|e| e.source)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mark_ms = ttl_ms.saturating_add(MARK_MARGIN_MS);
+        let mark_ms = ttl_ms.saturating_add(MARK_MARGIN_MS).min(MAX_MARK_MS);
         let ids: Vec<u64> = self.client.push_leased(items, |redis, c, token| {
             let [seq, leases, deadlines] = redis.lease_keys();
             let mut cmd = redis::cmd("EVAL");
