@@ -201,9 +201,13 @@ pub trait DbLeases: Send + Sync {
     ///
     /// All or nothing: `Err` means no item was stored and no lease taken (an item too long for
     /// the Db fails the whole call with [`DbError::ItemTooLarge`]). A server backend that loses
-    /// its connection after sending the call cannot tell which: it answers `Err` and, if the
-    /// call did land, the leases come back by themselves at their deadline (the item may then
-    /// be delivered again, at least once, as for a lease whose ack was lost).
+    /// its connection after sending the call cannot tell which: it answers `Err`, and the call
+    /// may have landed. A caller that retries such a call with the same items (as the storage
+    /// does) must not get them stored twice, or the first copy is a lease nobody knows, back on
+    /// top at its deadline after the item was acked: Redis and PostgreSQL remember the call
+    /// and answer the retry with the ids the lost call stored (a token per call, recorded by
+    /// the server with the ids until a margin past the ttl). An implementation that cannot
+    /// tell should document that the item may then be delivered again.
     fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError>;
 
     /// When the leases the Db holds now come back by themselves: their deadlines. A storage

@@ -1,6 +1,7 @@
 //! Redis and PostgreSQL under the worst connection fault: the server executed a push or a pop,
 //! and its reply never reached the client (a proxy drops it and closes both sides). What
-//! becomes of a push that is retried, and of the items a lost pop took?
+//! becomes of a push that is retried, of a `push_leased` that is retried, and of the items a
+//! lost pop took?
 //!
 //! A module of tests/backends.rs: same servers, same skipping rules, same lock against the
 //! restart tests.
@@ -224,6 +225,189 @@ fn popped_from_memory_after_lost_push(kind: &str, url: &str) {
     assert_eq!(got, vec![9, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
 }
 
+/// How many leases `db` holds (deadlines in the server), through its own client.
+fn held(db: &dyn lifostore::Db) -> usize {
+    let leases = db.leases().expect("native leases");
+    leases.held_deadlines().expect("held deadlines").len()
+}
+
+/// A `push_leased` whose reply is lost answers `Err`; the storage's retry of the same items
+/// gets ids instead of storing them again, so each item is held once, and after the acks
+/// nothing is left: no orphan lease comes back at its deadline. A call whose request was lost
+/// is stored by its retry; a later call of items equal to an answered one stores them anew.
+fn push_leased_reply_lost(kind: &str, url: &str) {
+    let name = unique("leased_lost");
+    let (proxy, via) = proxied(kind, url);
+    let db = open(kind, &via, &name);
+    let direct = open(kind, url, &name);
+    let leases = db.leases().expect("native leases");
+    let ttl = Duration::from_millis(1500);
+    let (one, two, three) = (item(1), item(2), item(3));
+    let items: [&[u8]; 2] = [&one, &two];
+
+    proxy.cut_next_reply();
+    let err = leases.push_leased(&items, ttl).unwrap_err();
+    assert_eq!(proxy.cuts(), 1, "the reply was not cut");
+    assert!(!err.is_permanent(), "a lost connection is transient: {err}");
+    assert_eq!(held(&*direct), 2, "the server stored the cut call");
+    let ids = leases.push_leased(&items, ttl).expect("retry");
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        held(&*direct),
+        2,
+        "the retry stored the items a second time"
+    );
+
+    proxy.cut_next_request();
+    assert!(leases.push_leased(&[&three], ttl).is_err());
+    assert_eq!(proxy.cuts(), 2, "the request was not cut");
+    assert_eq!(held(&*direct), 2, "the server saw the cut request");
+    let third = leases
+        .push_leased(&[&three], ttl)
+        .expect("retry of the lost request");
+    assert_eq!(
+        held(&*direct),
+        3,
+        "the retry of a lost request stores its item"
+    );
+
+    leases
+        .ack(&ids)
+        .expect("the retry's ids are the leases held");
+    leases.ack(&third).expect("ack the third");
+    let again = leases
+        .push_leased(&items, ttl)
+        .expect("equal items, a new call");
+    assert!(
+        again.iter().all(|id| !ids.contains(id)),
+        "a new call gets new ids"
+    );
+    leases.ack(&again).expect("ack the new call's leases");
+
+    // Past the ttl, an orphan lease would be back on top: nothing may be left.
+    std::thread::sleep(ttl + Duration::from_millis(300));
+    let other = direct.leases().expect("native leases");
+    let orphans: Vec<u64> = other
+        .pop_lease(10, ttl)
+        .expect("pop_lease")
+        .iter()
+        .map(|l| id(&l.item))
+        .collect();
+    assert_eq!(orphans, Vec::<u64>::new(), "an acked item came back");
+    assert_eq!(
+        drain(&*direct),
+        Vec::<u64>::new(),
+        "an acked item came back"
+    );
+    println!("{kind}: push_leased reply lost and retried: each item stored once");
+}
+
+/// Through a Storage: a lease from memory outlasting the window is written to the server still
+/// leased; that write's reply is lost, the flusher retries it, and the server holds the item
+/// once. Acked, the item is gone for good: nothing comes back at the lost call's deadline.
+fn storage_push_leased_reply_lost(kind: &str, url: &str) {
+    let name = unique("leased_storage");
+    let (proxy, via) = proxied(kind, url);
+    let direct = open(kind, url, &name);
+    let ttl = Duration::from_secs(2);
+    let s = Storage::builder()
+        .max_unflushed_age(Duration::from_millis(300))
+        .lease_ttl(ttl)
+        .build(open(kind, &via, &name))
+        .expect("build the storage");
+    let t = CancelToken::new();
+    s.push(&t, item(1).to_vec()).expect("push");
+    let lease = s.pop_lease(&t).expect("lease from memory");
+    proxy.cut_next_reply();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    // Waiting for the flusher's write, whose reply is cut (it landed): another thread.
+    while proxy.cuts() == 0 || held(&*direct) == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the write never came: cuts {}, held {}",
+            proxy.cuts(),
+            held(&*direct)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The retry comes a thirty-second of the window after the failure: let it land.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(held(&*direct), 1, "the retry stored the item a second time");
+    lease.ack().expect("an ack within the ttl");
+    assert_eq!(held(&*direct), 0, "acked: no lease left");
+    std::thread::sleep(ttl + Duration::from_secs(2));
+    let other = direct.leases().expect("native leases");
+    assert!(
+        other.pop_lease(10, ttl).expect("pop_lease").is_empty(),
+        "the item came back"
+    );
+    assert_eq!(drain(&*direct), Vec::<u64>::new(), "the item came back");
+    s.close().expect("close");
+}
+
+/// The marks `push_leased` leaves for its retries do not pile up: Redis's expire a minute past
+/// the ttl by themselves; PostgreSQL's past their time are deleted by the next call.
+fn leased_marks_expire(kind: &str, url: &str) {
+    let name = unique("lmarks");
+    let db = open(kind, url, &name);
+    let leases = db.leases().expect("native leases");
+    let ttl = Duration::from_millis(100);
+    let ids = leases.push_leased(&[&item(1)], ttl).expect("push_leased");
+    match kind {
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let mut raw = ::redis::Client::open(url)
+                .and_then(|c| c.get_connection())
+                .expect("a raw connection");
+            let marks: Vec<String> = ::redis::cmd("KEYS")
+                .arg(format!("{name}:lmark:*"))
+                .query(&mut raw)
+                .expect("KEYS");
+            assert_eq!(marks.len(), 1, "one mark per call: {marks:?}");
+            let pttl: i64 = ::redis::cmd("PTTL")
+                .arg(&marks[0])
+                .query(&mut raw)
+                .expect("PTTL");
+            assert!(
+                pttl > 0 && pttl <= 60_100,
+                "the mark expires by itself: {pttl} ms"
+            );
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" => {
+            let mut raw =
+                ::postgres::Client::connect(url, ::postgres::NoTls).expect("a raw connection");
+            let marks = format!("SELECT count(*) FROM {name}_lmarks");
+            let count = |raw: &mut ::postgres::Client| -> i64 {
+                raw.query_one(&marks, &[]).expect("count").get(0)
+            };
+            assert_eq!(count(&mut raw), 1, "one mark per call");
+            let late = format!(
+                "SELECT count(*) FROM {name}_lmarks \
+                 WHERE expires_at > now() + interval '61 seconds'"
+            );
+            let late: i64 = raw.query_one(&late, &[]).expect("late").get(0);
+            assert_eq!(late, 0, "the mark expires a minute past the ttl");
+            let past = format!("UPDATE {name}_lmarks SET expires_at = now() - interval '1 s'");
+            raw.execute(&past, &[]).expect("age the mark");
+            let more = leases.push_leased(&[&item(2)], ttl).expect("push_leased");
+            assert_eq!(count(&mut raw), 1, "the next call deleted the expired mark");
+            leases.ack(&more).expect("ack");
+            // A table made by a build without marks: `open` adds the marks table.
+            let drop_marks = format!("DROP TABLE {name}_lmarks");
+            raw.batch_execute(&drop_marks)
+                .expect("drop the marks table");
+            let reopened = open(kind, url, &name);
+            let leases = reopened.leases().expect("native leases");
+            let more = leases.push_leased(&[&item(3)], ttl).expect("push_leased");
+            assert_eq!(count(&mut raw), 1, "the reopened table has its marks");
+            leases.ack(&more).expect("ack");
+        }
+        _ => unreachable!("a server backend"),
+    }
+    leases.ack(&ids).expect("ack");
+}
+
 macro_rules! fault_tests {
     ($feature:literal, $module:ident, $kind:literal, $url_var:literal) => {
         #[cfg(feature = $feature)]
@@ -259,6 +443,30 @@ macro_rules! fault_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     popped_from_memory_after_lost_push($kind, &url);
+                }
+            }
+
+            #[test]
+            fn push_leased_reply_lost_then_retried_is_stored_once() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    push_leased_reply_lost($kind, &url);
+                }
+            }
+
+            #[test]
+            fn storage_push_leased_reply_lost_then_retried_is_stored_once() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    storage_push_leased_reply_lost($kind, &url);
+                }
+            }
+
+            #[test]
+            fn push_leased_marks_expire() {
+                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    leased_marks_expire($kind, &url);
                 }
             }
 

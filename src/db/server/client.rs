@@ -7,11 +7,16 @@
 //!   each client stored. When a push fails with its outcome in doubt, the client keeps the
 //!   batch's id and items ([`InDoubt`]); a retry that starts with the same items sends the
 //!   attempts that apply, and the server skips the items the attempt it recorded stored.
+//! * **Push leased.** Every `push_leased` call carries a token (the client id and a number);
+//!   the server stores the items only under a token it has not recorded and answers the ids
+//!   recorded under it otherwise. A call that fails in doubt is remembered
+//!   ([`LeasedInDoubt`]); a later call of the same items sends the same token, so it gets the
+//!   ids of the attempt that landed instead of storing the items again.
 //! * **Pop.** The server keeps a copy of what a pop took, and every pop says which earlier pop's
 //!   reply arrived: the copy of an answered pop is forgotten, the items of a lost one come
 //!   back. Dropping the client settles its last pop the same way.
 
-use super::in_doubt::{InDoubt, client_id};
+use super::in_doubt::{InDoubt, LeasedInDoubt, client_id};
 use crate::error::{DbError, PushBatchError};
 use crate::sync::Mutex;
 
@@ -88,6 +93,10 @@ struct Session<C> {
     batch: i64,
     /// A batch whose push failed after it may have reached the server.
     in_doubt: Option<InDoubt>,
+    /// Last `push_leased` token number used.
+    leased: u64,
+    /// The `push_leased` calls that failed after they may have reached the server.
+    leased_in_doubt: LeasedInDoubt,
     /// Last pop sequence number used, and the last one whose reply arrived.
     pop_seq: i64,
     pop_acked: i64,
@@ -116,6 +125,8 @@ impl<P: Protocol> ServerClient<P> {
                 conn,
                 batch: 0,
                 in_doubt: None,
+                leased: 0,
+                leased_in_doubt: LeasedInDoubt::default(),
                 pop_seq: 0,
                 pop_acked: 0,
             }),
@@ -207,6 +218,40 @@ impl<P: Protocol> ServerClient<P> {
                     stored: 0,
                     source: error,
                 })
+            }
+        }
+    }
+
+    /// Stores `items` already leased with one statement `f`, which gets the call's token: the
+    /// statement must store nothing and answer the ids recorded under a token it knows, and
+    /// record the ids it stores under a new one. A call of the same items as one that failed
+    /// in doubt sends that call's token, so a retry after a lost reply gets the first
+    /// attempt's ids instead of storing the items twice. Any other failure keeps the books as
+    /// they were (an earlier attempt in doubt may still have landed).
+    pub(crate) fn push_leased<T>(
+        &self,
+        items: &[&[u8]],
+        f: impl FnOnce(&P, &mut P::Conn, &str) -> Result<T, P::Error>,
+    ) -> Result<T, DbError> {
+        let mut session = self.session.lock();
+        let number = match session.leased_in_doubt.token_for(items) {
+            Some(number) => number,
+            None => {
+                session.leased += 1;
+                session.leased
+            }
+        };
+        let token = format!("{}:{number}", self.id);
+        match self.call(&mut session, |p, conn| f(p, conn, &token)) {
+            Ok(value) => {
+                session.leased_in_doubt.forget(items);
+                Ok(value)
+            }
+            Err(Failed { error, in_doubt }) => {
+                if in_doubt {
+                    session.leased_in_doubt.remember(items, number);
+                }
+                Err(error)
             }
         }
     }

@@ -1,5 +1,6 @@
 //! What a server client remembers so that a lost reply does no harm: a random client id (the
-//! server keeps markers per client), and the push whose reply was lost ([`InDoubt`]).
+//! server keeps markers per client), the push whose reply was lost ([`InDoubt`]), and the
+//! calls storing leased items whose reply was lost ([`LeasedInDoubt`]).
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -65,9 +66,52 @@ impl InDoubt {
     }
 }
 
+/// The `push_leased` calls that failed in doubt: their items and the token (a number unique
+/// within the client) every attempt of that call sends.
+///
+/// One token per call, not per attempt: the server stores a call's items only under a token it
+/// has not recorded yet and answers the ids it recorded otherwise, so whichever attempt lands
+/// first is the only one that stores, even if an earlier attempt reaches the server after a
+/// retry (a broken connection's last request may still be on its way). Several calls are kept
+/// because the storage may write other due items before it retries one; bounded, the oldest
+/// forgotten first (its retry would then store the items again, as without the token).
+#[derive(Default)]
+pub(crate) struct LeasedInDoubt {
+    calls: Vec<(Vec<Vec<u8>>, u64)>,
+}
+
+impl LeasedInDoubt {
+    /// The token of the call in doubt whose items are exactly `items`.
+    pub(crate) fn token_for(&self, items: &[&[u8]]) -> Option<u64> {
+        self.calls
+            .iter()
+            .find(|(kept, _)| kept.iter().map(Vec::as_slice).eq(items.iter().copied()))
+            .map(|&(_, token)| token)
+    }
+
+    /// Remembers that the call of `items` under `token` failed in doubt.
+    pub(crate) fn remember(&mut self, items: &[&[u8]], token: u64) {
+        if self.token_for(items) == Some(token) {
+            return;
+        }
+        self.forget(items);
+        if self.calls.len() >= MAX_ATTEMPTS {
+            self.calls.remove(0);
+        }
+        self.calls
+            .push((items.iter().map(|i| i.to_vec()).collect(), token));
+    }
+
+    /// Forgets the call of `items`: an attempt of it answered, so the server's answer is known.
+    pub(crate) fn forget(&mut self, items: &[&[u8]]) {
+        self.calls
+            .retain(|(kept, _)| !kept.iter().map(Vec::as_slice).eq(items.iter().copied()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::InDoubt;
+    use super::{InDoubt, LeasedInDoubt};
 
     #[test]
     fn attempts_shrink_to_the_common_prefix() {
@@ -98,5 +142,25 @@ mod tests {
         let attempts = InDoubt::attempts_for(Some(&d), a);
         assert_eq!(attempts.len(), super::MAX_ATTEMPTS);
         assert_eq!(attempts.last(), Some(&(39, 1)));
+    }
+
+    #[test]
+    fn a_leased_call_in_doubt_keeps_its_token_until_answered() {
+        let a: &[&[u8]] = &[b"a"];
+        let b: &[&[u8]] = &[b"b", b"c"];
+        let mut d = LeasedInDoubt::default();
+        assert_eq!(d.token_for(a), None);
+        d.remember(a, 1);
+        d.remember(b, 2);
+        d.remember(a, 1); // a retry failed in doubt again: the same token
+        assert_eq!((d.token_for(a), d.token_for(b)), (Some(1), Some(2)));
+        assert_eq!(d.token_for(&[b"b"]), None, "only the same items match");
+        d.forget(a);
+        assert_eq!((d.token_for(a), d.token_for(b)), (None, Some(2)));
+        for t in 10..(10 + super::MAX_ATTEMPTS as u64) {
+            d.remember(&[&t.to_le_bytes()], t);
+        }
+        assert_eq!(d.token_for(b), None, "bounded: the oldest is forgotten");
+        assert_eq!(d.calls.len(), super::MAX_ATTEMPTS);
     }
 }

@@ -20,8 +20,8 @@ const MAX_ITEM_LEN: usize = (1 << 30) - 1024;
 const MAX_TABLE_LEN: usize = 63 - "_clients".len();
 
 /// A [`Db`] over a PostgreSQL table `(id bigserial primary key, data bytea not null,
-/// pushed_at timestamptz not null default now())`, created if missing, with two side tables
-/// `<table>_clients` and `<table>_taken` (see below).
+/// pushed_at timestamptz not null default now())`, created if missing, with side tables
+/// `<table>_clients`, `<table>_taken` and `<table>_lmarks` (see below).
 ///
 /// A batch push is one `INSERT ... SELECT FROM unnest($1) WITH ORDINALITY` statement (one
 /// transaction; ids grow oldest to newest). A batch pop is one
@@ -82,7 +82,10 @@ const MAX_TABLE_LEN: usize = 63 - "_clients".len();
 /// with no deadline. A lease column costs one short transaction per call, survives the
 /// consumer's crash like any row, and expires by itself. A lease whose reply was lost comes
 /// back at its deadline; an ack whose reply was lost and is retried reports the ids it acked
-/// as [`DbError::LeaseExpired`].
+/// as [`DbError::LeaseExpired`]. [`push_leased`](DbLeases::push_leased) records the ids it
+/// stored under the call's token in `<table>_lmarks` (deleted a minute after the leases' ttl);
+/// a call whose reply was lost is retried by the storage with the same items and token, and
+/// the statement answers the recorded ids instead of storing the items a second time.
 ///
 /// Cost: one upsert per push; per pop, a copy of the popped rows and its deletion by the next
 /// call, so a 1024-row pop runs at about 0.4 of its former rate; single-item calls are no
@@ -115,6 +118,10 @@ struct Conn {
 
 /// Most statements kept prepared on one connection (push and pop, per table used).
 const MAX_STATEMENTS: usize = 8;
+
+/// How long a `push_leased` call's mark outlives its leases' ttl, in ms (see
+/// [`Postgres::push_leased_sql`]).
+const MARK_MARGIN_MS: f64 = 60_000.0;
 
 /// The id of the extra row a pop or lease statement returns when it took nothing because an
 /// expired lease waits to come back on top (row ids are positive).
@@ -234,8 +241,8 @@ impl PostgresDb {
         Ok(self.len()? == 0)
     }
 
-    /// Creates the table and its side tables if missing, and deletes side rows of clients
-    /// gone for more than a day.
+    /// Creates the table and its side tables if missing (an existing table gets the ones a
+    /// later version added), and deletes side rows of clients gone for more than a day.
     fn create_tables(&self) -> Result<(), DbError> {
         let table = &self.client.protocol().table;
         let sql = format!(
@@ -250,6 +257,8 @@ impl PostgresDb {
              CREATE TABLE IF NOT EXISTS {t}_taken (client text NOT NULL, seq bigint NOT NULL, \
              id bigint NOT NULL, data bytea NOT NULL, pushed_at timestamptz NOT NULL, \
              taken_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (client, id)); \
+             CREATE TABLE IF NOT EXISTS {t}_lmarks (token text PRIMARY KEY, \
+             ids bigint[] NOT NULL, expires_at timestamptz NOT NULL); \
              DELETE FROM {t}_clients WHERE touched_at < now() - interval '1 day'; \
              DELETE FROM {t}_taken WHERE taken_at < now() - interval '1 day';",
             t = table
@@ -356,6 +365,35 @@ impl Postgres {
              UNION ALL SELECT {EXPIRED_MARK}, {EXPIRED_MARK}, '\\x'::bytea FROM exp WHERE e",
             t = self.table,
             expired = self.any_expired_sql(),
+        )
+    }
+}
+
+impl Postgres {
+    /// The store-leased statement: `$1` items (oldest first), `$2` ttl in ms, `$3` the call's
+    /// token, `$4` the mark's lifetime in ms. Answers one row: the lease ids, in item order.
+    ///
+    /// The mark `<table>_lmarks(token)` is an upsert holding the ids: if an earlier attempt of
+    /// the call committed it, the upsert returns that attempt's ids (an attempt still running
+    /// makes it wait, then see the outcome, as the push's client row does), they differ from
+    /// the fresh ones `f` drew, and nothing is inserted. Marks past their lifetime (a margin
+    /// after their leases' deadline, when the items are back anyway) are deleted by the same
+    /// statement, skipping rows another transaction holds.
+    fn push_leased_sql(&self) -> String {
+        format!(
+            "WITH f AS (SELECT array_agg(v ORDER BY v) AS ids FROM (SELECT nextval('{t}_lseq') \
+               AS v FROM generate_series(1, cardinality($1::bytea[]))) s), \
+             m AS (INSERT INTO {t}_lmarks AS k (token, ids, expires_at) \
+               SELECT $3, f.ids, now() + $4 * interval '1 millisecond' FROM f \
+               ON CONFLICT (token) DO UPDATE SET expires_at = k.expires_at RETURNING k.ids), \
+             ins AS (INSERT INTO {t} (data, lease_id, leased_until) \
+               SELECT u.d, m.ids[u.n], now() + $2 * interval '1 millisecond' \
+               FROM m, f, unnest($1::bytea[]) WITH ORDINALITY AS u(d, n) \
+               WHERE m.ids = f.ids ORDER BY u.n), \
+             gone AS (DELETE FROM {t}_lmarks WHERE token IN (SELECT token FROM {t}_lmarks \
+               WHERE expires_at <= now() AND token <> $3 FOR UPDATE SKIP LOCKED)) \
+             SELECT ids FROM m",
+            t = self.table
         )
     }
 }
@@ -579,38 +617,31 @@ impl DbLeases for PostgresDb {
 
     /// One statement, one transaction: the items are inserted as rows already leased (a lease
     /// id from `<table>_lseq` and `now() + ttl`), so no pop ever sees them unleased. A call
-    /// whose reply was lost is not retried: if it committed, its leases come back on top at
-    /// their deadline (the items may then be delivered twice).
+    /// whose reply was lost is remembered, and a later call of the same items gets the ids
+    /// the lost one stored instead of storing them again (see the type's docs, "Leases").
     fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         refuse_oversize(items, MAX_ITEM_LEN).map_err(|e| e.source)?;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1) as f64;
+        let mark_ms = ttl_ms + MARK_MARGIN_MS;
         let values: Vec<&[u8]> = items.to_vec();
-        let mut rows: Vec<(i64, i64)> = self.client.run(|pg, c| {
-            let sql = format!(
-                "INSERT INTO {t} (data, lease_id, leased_until) \
-                   SELECT u.d, nextval('{t}_lseq'), now() + $2 * interval '1 millisecond' \
-                   FROM unnest($1::bytea[]) WITH ORDINALITY AS u(d, n) ORDER BY u.n \
-                 RETURNING id, lease_id",
-                t = pg.table
-            );
-            let statement = c.prepared(&sql)?;
-            let rows = c.client.query(&statement, &[&values, &ttl_ms])?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_, postgres::Error>>()
+        let ids: Vec<i64> = self.client.push_leased(items, |pg, c, token| {
+            let statement = c.prepared(&pg.push_leased_sql())?;
+            let token = token.to_string();
+            let row = c
+                .client
+                .query_one(&statement, &[&values, &ttl_ms, &token, &mark_ms])?;
+            row.try_get(0)
         })?;
-        if rows.len() != items.len() {
+        if ids.len() != items.len() {
             return Err(DbError::msg(
                 "postgres: the store-leased statement returned bad ids",
             ));
         }
         self.announce(&lease_payload(SystemTime::now() + ttl));
-        // Rows get ascending ids in the order of the items; so do their lease ids.
-        rows.sort_unstable();
-        Ok(rows.into_iter().map(|(_, id)| LeaseId(id as u64)).collect())
+        Ok(ids.into_iter().map(|id| LeaseId(id as u64)).collect())
     }
 
     /// The deadlines of the leases held now, in the server's clock.

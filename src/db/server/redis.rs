@@ -22,6 +22,15 @@ const DEFAULT_MAX_ITEM_LEN: usize = 512 << 20;
 /// a retry after a lost reply must come within this time to be recognised.
 const MARKER_TTL_SECS: u64 = 24 * 3600;
 
+/// How long a `push_leased` call's mark outlives its leases' ttl. Past the deadline the items
+/// come back on top anyway (a retry then gets ids that ack as expired); the margin only covers
+/// a retry racing the deadline. After it the mark is gone, so marks do not pile up.
+const MARK_MARGIN_MS: u64 = 60_000;
+
+/// The longest a mark lives (ten years): `PEXPIRE` refuses a time that overflows the server's
+/// clock, and a script that fails after its writes does not roll them back.
+const MAX_MARK_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
 /// Push: `LPUSH` the items, skipping the leading ones an earlier attempt of this client already
 /// stored. KEYS: list, client hash. ARGV: batch id, ttl, attempt count, (attempt id, stored)
 /// pairs, items. The client hash's `batch` field names the last batch this client stored.
@@ -85,23 +94,36 @@ return out
 "
 );
 
-/// Store leased: return expired leases, then hold each of ARGV[2..] (items, oldest first) in the
-/// lease hash under a new id (from `INCRBY` on KEYS[3]; the oldest gets the smallest) with its
-/// deadline; the list is not touched. KEYS as for the lease script. ARGV: ttl in ms, items.
-/// Returns the ids, in the order of the items.
+/// Store leased: return expired leases; then, if the call's mark KEYS[6] (a list of ids) exists,
+/// an earlier attempt of this call landed: answer its ids and store nothing. Otherwise hold each
+/// of ARGV[3..] (items, oldest first) in the lease hash under a new id (from `INCRBY` on
+/// KEYS[3]; the oldest gets the smallest) with its deadline, and record the ids in the mark,
+/// which expires by itself (`PEXPIRE` ARGV[2] ms); the list is not touched. KEYS as for the
+/// lease script, then the mark. ARGV: ttl in ms, the mark's lifetime in ms, items. Returns the
+/// ids, in the order of the items.
 const STORE_LEASED_SCRIPT: &str = concat!(
     return_expired!(),
     r"
-local n = #ARGV - 1
+local done = redis.call('LRANGE', KEYS[6], 0, -1)
+if #done > 0 then
+  local ids = {}
+  for i, id in ipairs(done) do ids[i] = tonumber(id) end
+  return ids
+end
+local n = #ARGV - 2
 if n == 0 then return {} end
 local last = redis.call('INCRBY', KEYS[3], n)
 local out = {}
 for i = 1, n do
   local id = last - n + i
-  redis.call('HSET', KEYS[4], id, ARGV[i + 1])
+  redis.call('HSET', KEYS[4], id, ARGV[i + 2])
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[1]), id)
   out[#out + 1] = id
 end
+for i = 1, n, 4096 do
+  redis.call('RPUSH', KEYS[6], unpack(out, i, math.min(i + 4095, n)))
+end
+redis.call('PEXPIRE', KEYS[6], ARGV[2])
 redis.call('PUBLISH', KEYS[1] .. ':wake', 'l ' .. (now + tonumber(ARGV[1])))
 return out
 "
@@ -211,7 +233,11 @@ return items
 /// lease, ack, release and pop script first moves the expired leases back on top of the list
 /// (oldest lease first), so a lease whose holder died comes back at its deadline, for any
 /// client of the key: the server's clock decides, not the clients'. One round trip per call.
-/// A lease whose reply was lost is not lost: it comes back at its deadline. An ack whose reply
+/// A lease whose reply was lost is not lost: it comes back at its deadline.
+/// [`push_leased`](DbLeases::push_leased) records the ids it stored under the call's token in
+/// `<key>:lmark:<client>:<n>` (a list expiring a minute after the leases' ttl); a call whose
+/// reply was lost is retried by the storage with the same items and token, and the script
+/// answers the recorded ids instead of storing the items a second time. An ack whose reply
 /// was lost and is retried reports the ids it acked as [`DbError::LeaseExpired`]. Durable as
 /// the list is (`appendfsync`).
 ///
@@ -559,23 +585,27 @@ impl DbLeases for RedisDb {
     }
 
     /// One `EVAL` (one script: atomic): the items go into the lease hash with their deadline,
-    /// never into the list. A call whose reply was lost is not retried: if it landed, its
-    /// leases come back on top at their deadline (the items may then be delivered twice).
+    /// never into the list. A call whose reply was lost is remembered, and a later call of
+    /// the same items gets the ids the lost one stored instead of storing them again (see the
+    /// type's docs, "Leases").
     fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         refuse_oversize(items, self.client.protocol().max_item_len).map_err(|e| e.source)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let ids: Vec<u64> = self.client.run(|redis, c| {
+        let mark_ms = ttl_ms.saturating_add(MARK_MARGIN_MS).min(MAX_MARK_MS);
+        let ids: Vec<u64> = self.client.push_leased(items, |redis, c, token| {
             let [seq, leases, deadlines] = redis.lease_keys();
             let mut cmd = redis::cmd("EVAL");
             cmd.arg(STORE_LEASED_SCRIPT)
-                .arg(5)
+                .arg(6)
                 .arg(&redis.key)
                 .arg("-")
                 .arg(seq);
-            cmd.arg(leases).arg(deadlines).arg(ttl_ms);
+            cmd.arg(leases).arg(deadlines);
+            cmd.arg(format!("{}:lmark:{token}", redis.key));
+            cmd.arg(ttl_ms).arg(mark_ms);
             for item in items {
                 cmd.arg(*item);
             }

@@ -9,6 +9,12 @@
 //! role with the lock released, the item marked as being written: its expiry waits, and an ack
 //! or a release by its guard waits for the landing (`Signal::Landed`), then finds either the
 //! native lease (and ends it in the Db) or, if the write failed, the item still here.
+//!
+//! A failed write is retried with the same item: over Redis or PostgreSQL a call whose reply
+//! was lost may have landed, and the retry then gets the ids it stored instead of a second
+//! copy (`push_leased`'s token, `src/db/server/client.rs`). Left over: a guard that ends the
+//! lease in memory before the retry leaves such a landed copy leased in the Db, nobody
+//! holding it; it comes back at its deadline.
 
 use std::time::{Duration, Instant};
 
