@@ -59,6 +59,17 @@ impl Held {
         )
     }
 
+    /// Whether this is a memory lease still to be written to the Db (now or later).
+    fn is_item_to_db(&self) -> bool {
+        matches!(
+            self.what,
+            What::Item {
+                to_db: ToDb::At(_),
+                ..
+            }
+        )
+    }
+
     /// When the table must look at this lease again: its deadline, or earlier the time its
     /// item is due to be written to the Db still leased.
     fn wakes_at(&self) -> Instant {
@@ -172,6 +183,10 @@ pub(crate) struct LeaseTable {
     /// are any, [`writing_past_deadline`](Self::writing_past_deadline) looks for one past its
     /// deadline (an upper bound: it only falls when a write settles).
     writing: usize,
+    /// The keys of the last write of leased items that failed for now: it is retried with the
+    /// same items, alone (those whose lease is still held), since a server Db recognises the
+    /// retry of a call whose reply was lost by its items and answers the ids it stored then.
+    retry_group: Vec<u64>,
 }
 
 impl LeaseTable {
@@ -342,8 +357,38 @@ impl LeaseTable {
     /// Claims up to `max` memory-leased items due for the Db at `now` (and not past their
     /// deadline) for one write, in lease order: marks each [`ToDb::Writing`] (no expiry, ack or
     /// release takes it until [`settle_to_db`](Self::settle_to_db)); their keys, bytes and lease
-    /// deadlines.
+    /// deadlines. The retry of a failed write ([`retry_later`](Self::retry_later)) claims
+    /// the same items again, alone, once they are due.
     pub(crate) fn claim_to_db(&mut self, now: Instant, max: usize) -> Vec<Claimed> {
+        let group = std::mem::take(&mut self.retry_group);
+        if !group.is_empty() {
+            let due =
+                |h: &Held| matches!(h.what, What::Item { to_db: ToDb::At(at), .. } if at <= now);
+            if group.iter().any(|k| {
+                self.held
+                    .get(k)
+                    .is_some_and(|h| !due(h) && h.is_item_to_db())
+            }) {
+                // Not due yet; the others wait for it only if they are not due either.
+                let claimed = self.claim_matching(now, max, |k| !group.contains(&k));
+                self.retry_group = group;
+                return claimed;
+            }
+            let claimed = self.claim_matching(now, usize::MAX, |k| group.contains(&k));
+            if !claimed.is_empty() {
+                return claimed;
+            }
+        }
+        self.claim_matching(now, max, |_| true)
+    }
+
+    /// Claims up to `max` of the items `pick` accepts (by key) that are due for the Db at `now`.
+    fn claim_matching(
+        &mut self,
+        now: Instant,
+        max: usize,
+        pick: impl Fn(u64) -> bool,
+    ) -> Vec<Claimed> {
         let mut claimed = Vec::new();
         for (&key, held) in &mut self.held {
             if claimed.len() >= max {
@@ -352,7 +397,7 @@ impl LeaseTable {
             let What::Item { data, to_db, .. } = &mut held.what else {
                 continue;
             };
-            if held.deadline > now && matches!(to_db, ToDb::At(at) if *at <= now) {
+            if held.deadline > now && matches!(to_db, ToDb::At(at) if *at <= now) && pick(key) {
                 *to_db = ToDb::Writing;
                 self.writing += 1;
                 claimed.push(Claimed {
@@ -363,6 +408,12 @@ impl LeaseTable {
             }
         }
         claimed
+    }
+
+    /// The write of `keys` failed for now: they are written again together, alone, when their
+    /// retry comes (see [`claim_to_db`](Self::claim_to_db)).
+    pub(crate) fn retry_later(&mut self, keys: Vec<u64>) {
+        self.retry_group = keys;
     }
 
     /// The write of the claimed item `key` landed: `Ok`, the Db holds it under the native lease
@@ -580,6 +631,40 @@ mod tests {
         let first = keys(table.claim_to_db(t0 + ms(40), 2));
         assert_eq!(first, more[..2], "at most `max`, in lease order");
         assert_eq!(keys(table.claim_to_db(t0 + ms(40), 2)), more[2..]);
+    }
+
+    /// A write that failed for now is retried with the same items, alone: items due
+    /// meanwhile go in their own write (before, if they come due first), not in the retry.
+    #[test]
+    fn a_failed_write_of_leased_items_is_retried_with_the_same_items() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut table = LeaseTable::default();
+        let item = |at| What::Item {
+            data: Arc::new(vec![1]),
+            pushed_at: t0,
+            to_db: ToDb::At(at),
+        };
+        let mut lease = |at| table.insert(t0 + ms(1000), item(at), true).0;
+        let (a, b) = (lease(t0 + ms(10)), lease(t0 + ms(10)));
+        let (c, d) = (lease(t0 + ms(20)), lease(t0 + ms(25)));
+        let keys = |claimed: Vec<Claimed>| claimed.iter().map(|c| c.key).collect::<Vec<_>>();
+        assert_eq!(keys(table.claim_to_db(t0 + ms(10), 8)), vec![a, b]);
+        for k in [a, b] {
+            table.settle_to_db(k, Err(Some(t0 + ms(30))));
+        }
+        table.retry_later(vec![a, b]);
+        assert_eq!(
+            keys(table.claim_to_db(t0 + ms(20), 8)),
+            vec![c],
+            "before the retry"
+        );
+        assert_eq!(
+            keys(table.claim_to_db(t0 + ms(30), 8)),
+            vec![a, b],
+            "the retry, alone"
+        );
+        assert_eq!(keys(table.claim_to_db(t0 + ms(30), 8)), vec![d]);
     }
 
     /// A native lease due stays in the table until its return lands; claimed, it is not due

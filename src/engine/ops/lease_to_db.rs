@@ -10,7 +10,7 @@
 //! or a release by its guard waits for the landing (`Signal::Landed`), then finds either the
 //! native lease (and ends it in the Db) or, if the write failed, the item still here.
 //!
-//! A failed write is retried with the same item: over Redis or PostgreSQL a call whose reply
+//! A failed write is retried with the same items, alone: over Redis or PostgreSQL a call whose reply
 //! was lost may have landed, and the retry then gets the ids it stored instead of a second
 //! copy (`push_leased`'s token, `src/db/server/client.rs`). Left over: a guard that ends the
 //! lease in memory before the retry leaves such a landed copy leased in the Db, nobody
@@ -100,7 +100,12 @@ fn write_claimed<'a>(
             });
         }
         Err(e) if e.is_permanent() => vec![Err(None)],
-        Err(_) => vec![Err(Some(Instant::now() + retry_delay(core))); claimed.len()],
+        Err(_) => {
+            // The same items, alone, at the retry: a call whose reply was lost is recognised
+            // by its items (`push_leased`'s token), so a different batch would store again.
+            state.retry_leases_to_db_later(claimed.iter().map(|c| c.key).collect());
+            vec![Err(Some(Instant::now() + retry_delay(core))); claimed.len()]
+        }
     };
     // Still under the lock taken by the landing: a guard woken by it (`Signal::Landed`) sees
     // its lease settled, never the write still marked in flight with nobody to settle it.

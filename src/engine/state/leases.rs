@@ -214,6 +214,12 @@ impl State {
         self.leases.claim_to_db(now, max)
     }
 
+    /// The write of the leased items `keys` failed for now: retried together, alone (see
+    /// [`LeaseTable::retry_later`](crate::engine::lease_table::LeaseTable::retry_later)).
+    pub(crate) fn retry_leases_to_db_later(&mut self, keys: Vec<u64>) {
+        self.leases.retry_later(keys);
+    }
+
     /// The write of the memory-leased item `key` to the Db landed (see
     /// [`LeaseTable::settle_to_db`](crate::engine::lease_table::LeaseTable::settle_to_db)).
     /// Stored, the Db holds one more leased item: the storage stops trusting its count, as for
