@@ -281,8 +281,8 @@ impl<D> StorageBuilder<D> {
     ///   plus the margin every Db lease gets: both the window and the ttl hold. The item is in
     ///   the Db within the window, hidden until the lease ends; an ack removes it from the Db,
     ///   a release or the deadline puts it back on top, and if the process dies holding the
-    ///   lease the Db returns it at its own deadline. The items due together are written in one
-    ///   Db call (the flusher's; pops wait for it as for a batch in flight); if it fails, the item stays
+    ///   lease the Db returns it at its own deadline. The write is one Db call per item (the
+    ///   flusher's; pops wait for it as for a batch in flight); if it fails, the item stays
     ///   leased in memory and the write is retried (every thirty-second of the window, between
     ///   1 ms and 1 s) until it lands or the lease ends;
     /// * over a Db without native leases, stays out of the Db until its lease ends: a crash

@@ -59,17 +59,6 @@ impl Held {
         )
     }
 
-    /// Whether this is a memory lease still to be written to the Db (now or later).
-    fn is_item_to_db(&self) -> bool {
-        matches!(
-            self.what,
-            What::Item {
-                to_db: ToDb::At(_),
-                ..
-            }
-        )
-    }
-
     /// When the table must look at this lease again: its deadline, or earlier the time its
     /// item is due to be written to the Db still leased.
     fn wakes_at(&self) -> Instant {
@@ -179,14 +168,10 @@ pub(crate) struct LeaseTable {
     from_memory: u64,
     from_db: u64,
     expired: u64,
-    /// Memory-leased items whose write to the Db is in flight ([`ToDb::Writing`]): while there
-    /// are any, [`writing_past_deadline`](Self::writing_past_deadline) looks for one past its
-    /// deadline (an upper bound: it only falls when a write settles).
-    writing: usize,
-    /// The keys of the last write of leased items that failed for now: it is retried with the
-    /// same items, alone (those whose lease is still held), since a server Db recognises the
-    /// retry of a call whose reply was lost by its items and answers the ids it stored then.
-    retry_group: Vec<u64>,
+    /// The memory-leased item whose write to the Db is in flight ([`ToDb::Writing`]; one at a
+    /// time, inside the writer role): its key and its lease's deadline, for
+    /// [`writing_past_deadline`](Self::writing_past_deadline).
+    writing: Option<(u64, Instant)>,
 }
 
 impl LeaseTable {
@@ -354,66 +339,27 @@ impl LeaseTable {
         }
     }
 
-    /// Claims up to `max` memory-leased items due for the Db at `now` (and not past their
-    /// deadline) for one write, in lease order: marks each [`ToDb::Writing`] (no expiry, ack or
-    /// release takes it until [`settle_to_db`](Self::settle_to_db)); their keys, bytes and lease
-    /// deadlines. The retry of a failed write ([`retry_later`](Self::retry_later)) claims
-    /// the same items again, alone, once they are due.
-    pub(crate) fn claim_to_db(&mut self, now: Instant, max: usize) -> Vec<Claimed> {
-        let group = std::mem::take(&mut self.retry_group);
-        if !group.is_empty() {
-            let due =
-                |h: &Held| matches!(h.what, What::Item { to_db: ToDb::At(at), .. } if at <= now);
-            if group.iter().any(|k| {
-                self.held
-                    .get(k)
-                    .is_some_and(|h| !due(h) && h.is_item_to_db())
-            }) {
-                // Not due yet; the others wait for it only if they are not due either.
-                let claimed = self.claim_matching(now, max, |k| !group.contains(&k));
-                self.retry_group = group;
-                return claimed;
-            }
-            let claimed = self.claim_matching(now, usize::MAX, |k| group.contains(&k));
-            if !claimed.is_empty() {
-                return claimed;
-            }
-        }
-        self.claim_matching(now, max, |_| true)
-    }
-
-    /// Claims up to `max` of the items `pick` accepts (by key) that are due for the Db at `now`.
-    fn claim_matching(
-        &mut self,
-        now: Instant,
-        max: usize,
-        pick: impl Fn(u64) -> bool,
-    ) -> Vec<Claimed> {
-        let mut claimed = Vec::new();
-        for (&key, held) in &mut self.held {
-            if claimed.len() >= max {
-                break;
-            }
-            let What::Item { data, to_db, .. } = &mut held.what else {
-                continue;
-            };
-            if held.deadline > now && matches!(to_db, ToDb::At(at) if *at <= now) && pick(key) {
-                *to_db = ToDb::Writing;
-                self.writing += 1;
-                claimed.push(Claimed {
-                    key,
-                    data: Arc::clone(data),
-                    deadline: held.deadline,
-                });
-            }
-        }
-        claimed
-    }
-
-    /// The write of `keys` failed for now: they are written again together, alone, when their
-    /// retry comes (see [`claim_to_db`](Self::claim_to_db)).
-    pub(crate) fn retry_later(&mut self, keys: Vec<u64>) {
-        self.retry_group = keys;
+    /// Claims one memory-leased item due for the Db at `now` (and not past its deadline) for
+    /// its write, the oldest lease first: marks it [`ToDb::Writing`] (no expiry, ack or release
+    /// takes it until [`settle_to_db`](Self::settle_to_db)); its key, bytes and lease deadline.
+    /// One item a write: a server Db recognises the retry of a call whose reply was lost by the
+    /// call's items, so a call must be retried with exactly its items, which a batch whose
+    /// members' leases end at different times cannot promise.
+    pub(crate) fn claim_to_db(&mut self, now: Instant) -> Option<Claimed> {
+        let (&key, held) = self.held.iter_mut().find(|(_, h)| {
+            h.deadline > now
+                && matches!(h.what, What::Item { to_db: ToDb::At(at), .. } if at <= now)
+        })?;
+        let What::Item { data, to_db, .. } = &mut held.what else {
+            return None;
+        };
+        *to_db = ToDb::Writing;
+        self.writing = Some((key, held.deadline));
+        Some(Claimed {
+            key,
+            data: Arc::clone(data),
+            deadline: held.deadline,
+        })
     }
 
     /// The write of the claimed item `key` landed: `Ok`, the Db holds it under the native lease
@@ -428,14 +374,8 @@ impl LeaseTable {
         let Some(held) = self.held.get_mut(&key) else {
             return;
         };
-        if matches!(
-            held.what,
-            What::Item {
-                to_db: ToDb::Writing,
-                ..
-            }
-        ) {
-            self.writing = self.writing.saturating_sub(1);
+        if self.writing.is_some_and(|(k, _)| k == key) {
+            self.writing = None;
         }
         match (&mut held.what, outcome) {
             (what @ What::Item { .. }, Ok((id, db_deadline))) => {
@@ -487,19 +427,9 @@ impl LeaseTable {
     /// deadline. Expiry skips such a lease (only the write's outcome says where the item is),
     /// and it is not in [`next_deadline`](Self::next_deadline), so a taking call asks this
     /// too: it must wait for the landing, then return the lease (native by then) on top, as it
-    /// would any lease past its deadline. One comparison while no such write is in flight.
+    /// would any lease past its deadline. One comparison.
     pub(crate) fn writing_past_deadline(&self, now: Instant) -> bool {
-        self.writing > 0
-            && self.held.values().any(|h| {
-                h.deadline <= now
-                    && matches!(
-                        h.what,
-                        What::Item {
-                            to_db: ToDb::Writing,
-                            ..
-                        }
-                    )
-            })
+        self.writing.is_some_and(|(_, deadline)| deadline <= now)
     }
 
     /// Leases held now.
@@ -534,6 +464,9 @@ impl LeaseTable {
                 held.deadline = held.deadline.min(now);
                 self.next_deadline = Some(self.next_deadline.map_or(now, |d| d.min(now)));
             }
+        }
+        if let Some((_, deadline)) = self.writing.as_mut() {
+            *deadline = (*deadline).min(now);
         }
     }
 }
@@ -582,7 +515,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut table = LeaseTable::default();
-        let keys = |claimed: Vec<Claimed>| claimed.iter().map(|c| c.key).collect::<Vec<_>>();
+        let key = |claimed: Option<Claimed>| claimed.map(|c| c.key);
         let item = |at| What::Item {
             data: Arc::new(vec![1]),
             pushed_at: t0,
@@ -596,13 +529,12 @@ mod tests {
             "wakes for the Db first"
         );
         let (b, _) = table.insert(t0 + ms(100), item(t0 + ms(20)), true);
-        assert!(table.claim_to_db(t0 + ms(5), 8).is_empty(), "not due yet");
-        let claimed = table.claim_to_db(t0 + ms(10), 8);
-        let got: Vec<_> = claimed
-            .iter()
-            .map(|c| (c.key, c.data.to_vec(), c.deadline))
-            .collect();
-        assert_eq!(got, vec![(a, vec![1], t0 + ms(100))], "a alone is due");
+        assert!(table.claim_to_db(t0 + ms(5)).is_none(), "not due yet");
+        let claimed = table.claim_to_db(t0 + ms(10)).expect("a is due");
+        let got = (claimed.key, claimed.data.to_vec(), claimed.deadline);
+        assert_eq!(got, (a, vec![1], t0 + ms(100)));
+        assert!(table.writing_past_deadline(t0 + ms(100)));
+        assert!(!table.writing_past_deadline(t0 + ms(99)));
         assert_eq!(table.item_state(a), ItemState::Writing);
         assert!(
             table.take_due(t0 + ms(200)).0.len() == 1,
@@ -615,56 +547,16 @@ mod tests {
         assert_eq!(table.native_state(a, t0 + ms(50)), NativeState::Held);
         assert_eq!(table.next_deadline(), Some(t0 + ms(100)));
         let (c, _) = table.insert(t0 + ms(100), item(t0 + ms(10)), true);
-        assert!(keys(table.claim_to_db(t0 + ms(10), 8)) == vec![c]);
+        assert!(key(table.claim_to_db(t0 + ms(10))) == Some(c));
         table.settle_to_db(c, Err(Some(t0 + ms(30))));
         assert_eq!(table.item_state(c), ItemState::Here);
-        assert!(table.claim_to_db(t0 + ms(20), 8).is_empty(), "backing off");
-        assert!(keys(table.claim_to_db(t0 + ms(30), 8)) == vec![c]);
+        assert!(table.claim_to_db(t0 + ms(20)).is_none(), "backing off");
+        assert!(key(table.claim_to_db(t0 + ms(30))) == Some(c));
         table.settle_to_db(c, Err(None));
         assert!(
-            table.claim_to_db(t0 + ms(99), 8).is_empty(),
+            table.claim_to_db(t0 + ms(99)).is_none(),
             "refused for good: never"
         );
-        let more: Vec<u64> = (0..3)
-            .map(|_| table.insert(t0 + ms(100), item(t0 + ms(40)), true).0)
-            .collect();
-        let first = keys(table.claim_to_db(t0 + ms(40), 2));
-        assert_eq!(first, more[..2], "at most `max`, in lease order");
-        assert_eq!(keys(table.claim_to_db(t0 + ms(40), 2)), more[2..]);
-    }
-
-    /// A write that failed for now is retried with the same items, alone: items due
-    /// meanwhile go in their own write (before, if they come due first), not in the retry.
-    #[test]
-    fn a_failed_write_of_leased_items_is_retried_with_the_same_items() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut table = LeaseTable::default();
-        let item = |at| What::Item {
-            data: Arc::new(vec![1]),
-            pushed_at: t0,
-            to_db: ToDb::At(at),
-        };
-        let mut lease = |at| table.insert(t0 + ms(1000), item(at), true).0;
-        let (a, b) = (lease(t0 + ms(10)), lease(t0 + ms(10)));
-        let (c, d) = (lease(t0 + ms(20)), lease(t0 + ms(25)));
-        let keys = |claimed: Vec<Claimed>| claimed.iter().map(|c| c.key).collect::<Vec<_>>();
-        assert_eq!(keys(table.claim_to_db(t0 + ms(10), 8)), vec![a, b]);
-        for k in [a, b] {
-            table.settle_to_db(k, Err(Some(t0 + ms(30))));
-        }
-        table.retry_later(vec![a, b]);
-        assert_eq!(
-            keys(table.claim_to_db(t0 + ms(20), 8)),
-            vec![c],
-            "before the retry"
-        );
-        assert_eq!(
-            keys(table.claim_to_db(t0 + ms(30), 8)),
-            vec![a, b],
-            "the retry, alone"
-        );
-        assert_eq!(keys(table.claim_to_db(t0 + ms(30), 8)), vec![d]);
     }
 
     /// A native lease due stays in the table until its return lands; claimed, it is not due

@@ -845,39 +845,3 @@ fn a_failed_write_of_a_leased_item_is_retried_until_it_lands() {
     assert_eq!(s.try_pop().expect("pop"), None);
     assert_eq!(s.db().inner().arrival_count(), 1, "written once");
 }
-
-/// Items leased from memory that come due together go to the Db in one call: with the Db
-/// down, writing three of them fails once (not three times); once it is back, one write lands
-/// all three, still leased, and each ack ends its own lease there.
-#[test]
-fn leased_items_due_together_go_to_the_db_in_one_call() {
-    let db = lifostore::testing::FaultyDb::new(StampedDb::new(MemDb::new()), 1);
-    let s = Storage::builder()
-        .max_unflushed_age(Duration::from_secs(60)) // the flusher stays out of it
-        .lease_ttl(Duration::from_secs(120))
-        .build(db)
-        .expect("build");
-    let t = CancelToken::new();
-    for i in 1..=3 {
-        s.push(&t, item(i)).expect("push");
-    }
-    let leases: Vec<_> = (0..3).map(|_| s.pop_lease(&t).expect("lease")).collect();
-    s.db().set_down(true);
-    s.write_leased_items_now();
-    assert_eq!(s.db().counts().failures, 1, "one call for the three items");
-    assert_eq!(
-        s.stats().leases_held,
-        3,
-        "still leased after the failed write"
-    );
-    s.db().set_down(false);
-    s.write_leased_items_now();
-    assert_eq!(s.db().inner().arrival_count(), 3, "all three written");
-    assert_eq!(s.db().inner().inner().leased(), 3, "in the Db, leased");
-    assert_eq!(s.try_pop().expect("pop"), None, "hidden while leased");
-    for lease in leases {
-        assert!(lease.ack().is_ok(), "acked within the ttl");
-    }
-    assert_eq!(s.db().inner().inner().leased(), 0, "acked in the Db");
-    assert_eq!(s.try_pop().expect("pop"), None);
-}

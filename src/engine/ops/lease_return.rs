@@ -99,19 +99,13 @@ fn release(core: &Core, leases: &[DbLease]) -> Result<(), DbError> {
 /// released and taken again.
 ///
 /// A lease past its deadline whose item is being written to the Db, still leased
-/// (`ops::lease_to_db`), is skipped by expiry: only the write's outcome says whether the Db
-/// holds the item. The call waits for that landing (the write is one bounded Db call), then
-/// returns the lease, a native one by then or still here, like any other past its deadline;
-/// taking from memory meanwhile would hand out an item from under one that is due on top.
+/// (`ops::lease_to_db`), is skipped here: only the write's outcome says whether the Db holds
+/// the item. The taking walk waits for that landing first (`take::take_waiting`), then this
+/// returns the lease, a native one by then or still here, like any other past its deadline.
 pub(crate) fn return_due<'a>(
     core: &'a Core,
     mut state: MutexGuard<'a, State>,
 ) -> MutexGuard<'a, State> {
-    // The landing settles the lease and wakes `Landed` in one critical section
-    // (`lease_to_db::write_claimed`), so the re-check after the wake-up sees it settled.
-    while state.lease_writing_past_deadline() {
-        state = core.sleep(Signal::Landed, state, None);
-    }
     if !state.lease_due() {
         return state;
     }

@@ -28,11 +28,13 @@ use crate::error::DbError;
 use crate::sync::MutexGuard;
 
 /// Writes every memory-leased item due for the Db (and not past its deadline) to the Db with a
-/// native lease, up to a batch (`max_batch`) a Db call: the flusher's duty, and
-/// `Storage::write_leased_items_now`'s. Returns at once over a Db without native leases (no
-/// item is ever due then). Also returns whether it let the lock go (it wrote, or waited for a
-/// write in flight): the flusher then looks at everything again, since what was signalled to
-/// it meanwhile found it not waiting.
+/// native lease, one Db call each (see [`LeaseTable::claim_to_db`] for why not a batch): the
+/// flusher's duty, and `Storage::write_leased_items_now`'s. Returns at once over a Db without
+/// native leases (no item is ever due then). Also returns whether it let the lock go (it
+/// wrote, or waited for a write in flight): the flusher then looks at everything again, since
+/// what was signalled to it meanwhile found it not waiting.
+///
+/// [`LeaseTable::claim_to_db`]: crate::engine::lease_table::LeaseTable::claim_to_db
 pub(crate) fn write_due_leases<'a>(
     core: &'a Core,
     mut state: MutexGuard<'a, State>,
@@ -49,70 +51,47 @@ pub(crate) fn write_due_leases<'a>(
             released = true;
             state = core.sleep(Signal::Landed, state, None);
         }
-        let claimed = state.claim_leases_to_db(Instant::now(), core.cfg.max_batch.max(1));
-        if claimed.is_empty() {
+        let Some(claimed) = state.claim_lease_to_db(Instant::now()) else {
             return (state, released);
-        }
+        };
         released = true;
-        state = write_claimed(core, state, &claimed);
+        state = write_one(core, state, &claimed);
     }
 }
 
-/// Writes the claimed items to the Db leased, in one call, and settles their leases: native
-/// ones from now on, or still here, due for the Db again after a backoff. The Db lease lasts
-/// the longest remaining ttl among them (plus the margin every native lease gets,
-/// [`db_lease_ttl`]): the storage ends each lease at its own deadline, and the Db's later one
-/// only matters if the process dies (the item then comes back at most a window later than its
-/// own deadline: items due together were leased within one window of each other). A batch the
-/// Db refuses for good is written again one item at a time, so one item it cannot take does not
-/// keep the others out of the Db (that one stays a memory lease: released or expired, it is
-/// written like any buffered item, and set aside there).
-fn write_claimed<'a>(
+/// Writes the claimed item to the Db leased for its remaining ttl (plus the margin every native
+/// lease gets, [`db_lease_ttl`]) and settles the lease: a native one from now on, or still
+/// here, due for the Db again after a backoff (never again if the Db refused the item for
+/// good: released or expired, it is written like any buffered item, and set aside there).
+fn write_one<'a>(
     core: &'a Core,
     state: MutexGuard<'a, State>,
-    claimed: &[Claimed],
+    claimed: &Claimed,
 ) -> MutexGuard<'a, State> {
-    let now = Instant::now();
-    let remaining = claimed
-        .iter()
-        .map(|c| c.deadline.saturating_duration_since(now));
-    let ttl = db_lease_ttl(remaining.max().unwrap_or_default());
-    let items: Vec<&[u8]> = claimed.iter().map(|c| c.data.as_slice()).collect();
+    let ttl = db_lease_ttl(claimed.deadline.saturating_duration_since(Instant::now()));
+    let item = claimed.data.as_slice();
     let began = Instant::now();
     // `n = 0`: the writer role alone; the Db call runs inside it, with the lock released.
     let (mut state, _, stored, _) = write_batch_then(core, state, 0, |_| {
         call_db(|| match core.db.leases() {
-            Some(db) => db.push_leased(&items, ttl),
+            Some(db) => db.push_leased(&[item], ttl),
             None => Err(DbError::msg("the database stopped offering leases")),
         })
     });
-    let outcomes: Vec<_> = match stored {
+    let outcome = match stored.as_deref() {
         // The Db's deadline is at least `ttl` after `began`: its call began later.
-        Ok(ids) if ids.len() == claimed.len() => {
-            ids.into_iter().map(|id| Ok((id, began + ttl))).collect()
-        }
-        // A malformed answer: the items stay here, never to be written leased.
-        Ok(_) => vec![Err(None); claimed.len()],
-        Err(e) if e.is_permanent() && claimed.len() > 1 => {
-            // Still claimed (`Writing`): each is written alone, in the same writer role order.
-            return claimed.iter().fold(state, |state, one| {
-                write_claimed(core, state, std::slice::from_ref(one))
-            });
-        }
-        Err(e) if e.is_permanent() => vec![Err(None)],
-        Err(_) => {
-            // The same items, alone, at the retry: a call whose reply was lost is recognised
-            // by its items (`push_leased`'s token), so a different batch would store again.
-            state.retry_leases_to_db_later(claimed.iter().map(|c| c.key).collect());
-            vec![Err(Some(Instant::now() + retry_delay(core))); claimed.len()]
-        }
+        Ok([id]) => Ok((*id, began + ttl)),
+        // A malformed answer: the item stays here, never to be written leased.
+        Ok(_) => Err(None),
+        Err(e) if e.is_permanent() => Err(None),
+        // Retried with the same item alone, so a call whose reply was lost is recognised by
+        // its retry (`push_leased`'s token) and not stored twice.
+        Err(_) => Err(Some(Instant::now() + retry_delay(core))),
     };
     // Still under the lock taken by the landing: a guard woken by it (`Signal::Landed`) sees
     // its lease settled, never the write still marked in flight with nobody to settle it.
-    for (c, outcome) in claimed.iter().zip(outcomes) {
-        let whom = state.settle_lease_to_db(c.key, outcome);
-        core.wake_up(&mut state, whom);
-    }
+    let whom = state.settle_lease_to_db(claimed.key, outcome);
+    core.wake_up(&mut state, whom);
     state
 }
 

@@ -149,6 +149,14 @@ fn take_waiting<'a, T: Take, R>(
     let mut spins = 0;
     loop {
         waiter.check(&mut state)?;
+        if state.lease_writing_past_deadline() {
+            // A lease past its deadline whose item is being written to the Db, still leased,
+            // is back on top only once that write lands (`lease_return::return_due`): taking
+            // from memory now would take from under it. Wait as for any batch in flight (the
+            // landing wakes everyone, after the lease is settled), the token heeded.
+            state = waiter.wait(state, None);
+            continue;
+        }
         state = return_due(core, state);
         if let Some((out, whom)) = how.take_from_memory(core, &mut state) {
             core.wake_up(&mut state, whom);

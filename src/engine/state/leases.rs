@@ -208,16 +208,10 @@ impl State {
         self.leases.native_id(key)
     }
 
-    /// Claims up to `max` memory-leased items due for the Db at `now` for one write (see
+    /// Claims one memory-leased item due for the Db at `now` for its write (see
     /// [`LeaseTable::claim_to_db`](crate::engine::lease_table::LeaseTable::claim_to_db)).
-    pub(crate) fn claim_leases_to_db(&mut self, now: Instant, max: usize) -> Vec<Claimed> {
-        self.leases.claim_to_db(now, max)
-    }
-
-    /// The write of the leased items `keys` failed for now: retried together, alone (see
-    /// [`LeaseTable::retry_later`](crate::engine::lease_table::LeaseTable::retry_later)).
-    pub(crate) fn retry_leases_to_db_later(&mut self, keys: Vec<u64>) {
-        self.leases.retry_later(keys);
+    pub(crate) fn claim_lease_to_db(&mut self, now: Instant) -> Option<Claimed> {
+        self.leases.claim_to_db(now)
     }
 
     /// The write of the memory-leased item `key` to the Db landed (see
