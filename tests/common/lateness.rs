@@ -134,6 +134,14 @@ impl Lateness {
         }
     }
 
+    /// Ends the probe and keeps what it saw, for tests that judge each event by the waits of
+    /// its own span ([`Probe::allowance_between`]).
+    pub fn stop_probe(self) -> Probe {
+        self.stop.store(true, Ordering::Relaxed);
+        let measured = self.probe.join().expect("the lateness probe panicked");
+        Probe { measured }
+    }
+
     /// Ends the probe; the allowance: the larger of its worst oversleep and the most any
     /// flusher waited for a CPU within one stretch.
     pub fn stop(self) -> Duration {
@@ -147,5 +155,36 @@ impl Lateness {
         let m = self.probe.join().expect("the lateness probe panicked");
         let allowance = m.worst_oversleep.max(m.worst_wait(self.stretch));
         (allowance, m.total_oversleep / m.sleeps.max(1))
+    }
+}
+
+/// What a stopped probe saw ([`Lateness::stop_probe`]).
+pub struct Probe {
+    measured: Measured,
+}
+
+impl Probe {
+    /// The allowance for an event that should have come within a bound and took from `from`
+    /// to `to` (an item's push and its arrival in the Db, say): the larger of the probe's
+    /// worst oversleep and the most any counted thread waited for a CPU between the samples
+    /// around `from` and `to` (a sampling interval wider on each side, never narrower). The
+    /// span is the event's own, so waits spread over a long span count, while waits outside it
+    /// do not.
+    pub fn allowance_between(&self, from: Instant, to: Instant) -> Duration {
+        let mut most = 0;
+        for samples in self.measured.waits.values() {
+            let before = samples
+                .iter()
+                .rev()
+                .find(|(at, _)| *at <= from)
+                .or(samples.first());
+            let after = samples.iter().find(|(at, _)| *at >= to).or(samples.last());
+            if let (Some(&(_, w0)), Some(&(_, w1))) = (before, after) {
+                most = most.max(w1.saturating_sub(w0));
+            }
+        }
+        self.measured
+            .worst_oversleep
+            .max(Duration::from_nanos(most))
     }
 }

@@ -88,7 +88,7 @@ fn every_unpopped_item_reaches_the_db_within_the_window_under_load() {
     while s.stats().buffered_items + s.stats().in_flight_items > 0 && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let late = lateness.stop();
+    let probe = lateness.stop_probe();
     let arrivals: std::collections::HashMap<u64, Instant> = s
         .db()
         .arrivals()
@@ -96,17 +96,25 @@ fn every_unpopped_item_reaches_the_db_within_the_window_under_load() {
         .map(|(x, at)| (id_of(x), *at))
         .collect();
     let pushed = pushed_at.lock().unwrap();
-    let mut worst = Duration::ZERO;
+    let mut worst = (Duration::ZERO, Duration::ZERO);
     for (i, at) in pushed.iter() {
-        let arrived = arrivals
+        let arrived = *arrivals
             .get(i)
             .unwrap_or_else(|| panic!("item {i} never reached the Db"));
-        worst = worst.max(arrived.saturating_duration_since(*at));
+        let age = arrived.saturating_duration_since(*at);
+        // Judged by what the scheduler withheld from this process's threads during this
+        // item's own life: a thread that waited for a CPU then may have delayed it.
+        let late = probe.allowance_between(*at, arrived);
+        assert!(
+            age <= window + late,
+            "item {i} waited {age:?} > window {window:?} + what the scheduler withheld from \
+             a thread of this process meanwhile {late:?}"
+        );
+        worst = worst.max((age, late));
     }
-    println!("worst push-to-Db age: {worst:?} (window {window:?}, scheduler lateness {late:?})");
-    assert!(
-        worst <= window + late,
-        "an item waited {worst:?} > window {window:?} + the scheduler's worst lateness {late:?}"
+    println!(
+        "worst push-to-Db age: {:?} (window {window:?}, scheduler lateness then {:?})",
+        worst.0, worst.1
     );
 }
 
