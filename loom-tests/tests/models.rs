@@ -735,6 +735,13 @@ fn storage_with_a_long_ttl() -> Arc<Storage<MemDb>> {
     Arc::new(builder.build(MemDb::new()).unwrap())
 }
 
+/// A model thread writing `s`'s memory-leased items to the Db, still leased (the flusher's
+/// duty when they come due; loom has no clock).
+fn spawn_write_leased(s: &Arc<Storage<MemDb>>) -> loom::thread::JoinHandle<()> {
+    let s = s.clone();
+    loom::thread::spawn(move || s.write_leased_items_now())
+}
+
 /// An ack races the write of its memory-leased item to the Db, still leased: the ack is `Ok`
 /// whether it comes before the write (the item is never written), during it (it waits for
 /// the landing, then acks the Db's lease) or after it; nothing is left, in memory or in the
@@ -783,8 +790,8 @@ fn a_release_racing_the_write_of_its_leased_item_to_the_db_puts_it_back_once_on_
 
 /// The expiry of a memory lease (`expire_leases_now`: loom has no clock) races the write of its
 /// item to the Db, still leased: expired first, the item is back in memory and never written;
-/// written first (or in flight: the expiry skips a lease whose write is in flight), the lease
-/// is the Db's, and a second expiry returns it from there. Either way the item is back once,
+/// written first, or in flight (its deadline passes, but only the landing says where it is),
+/// the lease is the Db's, and the flusher or a second expiry returns it from there. Either way the item is back once,
 /// no lease is left in the Db, and the late ack says `LeaseExpired` and removes nothing.
 #[test]
 fn expiry_racing_the_write_of_a_leased_item_to_the_db_returns_it_once() {
@@ -793,10 +800,7 @@ fn expiry_racing_the_write_of_a_leased_item_to_the_db_returns_it_once() {
         let t = CancelToken::new();
         s.push(&t, vec![7]).unwrap();
         let lease = s.pop_lease(&t).unwrap();
-        let writer = {
-            let s = s.clone();
-            loom::thread::spawn(move || s.write_leased_items_now())
-        };
+        let writer = spawn_write_leased(&s);
         s.expire_leases_now();
         writer.join().unwrap();
         s.expire_leases_now();
@@ -825,10 +829,7 @@ fn a_pop_after_the_deadline_of_a_lease_being_written_to_the_db_takes_it_first() 
         s.push(&t, vec![7]).unwrap();
         let lease = s.pop_lease(&t).unwrap();
         s.push(&t, vec![8]).unwrap();
-        let writer = {
-            let s = s.clone();
-            loom::thread::spawn(move || s.write_leased_items_now())
-        };
+        let writer = spawn_write_leased(&s);
         s.expire_leases_now();
         let first = s.try_pop().unwrap();
         writer.join().unwrap();
