@@ -103,12 +103,12 @@ fn every_unpopped_item_reaches_the_db_within_the_window_under_load() {
             .unwrap_or_else(|| panic!("item {i} never reached the Db"));
         let age = arrived.saturating_duration_since(*at);
         // Judged by what the scheduler withheld from this process's threads during this
-        // item's own life: a thread that waited for a CPU then may have delayed it.
+        // item's own life: any thread that waited for a CPU then may have delayed it.
         let late = probe.allowance_between(*at, arrived);
         assert!(
             age <= window + late,
             "item {i} waited {age:?} > window {window:?} + what the scheduler withheld from \
-             a thread of this process meanwhile {late:?}"
+             this process's threads meanwhile {late:?}"
         );
         worst = worst.max((age, late));
     }
