@@ -159,10 +159,15 @@ fn loss_window_holds_under_mixed_load_with_faults() {
                 std::thread::sleep(Duration::from_millis(7));
             }
         });
-        for p in pushers {
-            p.join().unwrap();
-        }
+        // The popper stops before a pusher's panic (a refused push) is passed on: the scope
+        // waits for every thread, so passing it on first would hang the test, not fail it.
+        let joined: Vec<_> = pushers.into_iter().map(|p| p.join()).collect();
         stop.store(true, Ordering::Relaxed);
+        for pusher in joined {
+            if let Err(panic) = pusher {
+                std::panic::resume_unwind(panic);
+            }
+        }
     });
     // Every unpopped item must reach the Db within the window of its push, without close.
     assert!(
