@@ -338,10 +338,7 @@ impl RedisDb {
     /// were not held.
     fn end_leases(&self, ids: &[LeaseId], release: bool) -> Result<usize, DbError> {
         self.client.run(|redis, c| {
-            let [seq, leases, deadlines] = redis.lease_keys();
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(END_SCRIPT).arg(5).arg(&redis.key).arg("-").arg(seq);
-            cmd.arg(leases).arg(deadlines);
+            let mut cmd = redis.lease_eval(END_SCRIPT, 0);
             cmd.arg(if release { "release" } else { "ack" });
             for id in ids {
                 cmd.arg(id.0);
@@ -364,6 +361,21 @@ impl Redis {
     /// `<key>:lease_deadlines`.
     fn lease_keys(&self) -> [String; 3] {
         ["lease_seq", "leases", "lease_deadlines"].map(|k| format!("{}:{k}", self.key))
+    }
+
+    /// An `EVAL` of a lease `script` with the KEYS every lease script takes (the list, an
+    /// unused slot, the lease sequence, hash and deadline set), then `extra` keys the caller
+    /// adds next; the caller adds the ARGV after them.
+    fn lease_eval(&self, script: &str, extra: usize) -> redis::Cmd {
+        let [seq, leases, deadlines] = self.lease_keys();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script)
+            .arg(5 + extra)
+            .arg(&self.key)
+            .arg("-")
+            .arg(seq);
+        cmd.arg(leases).arg(deadlines);
+        cmd
     }
 
     /// One `EVAL` of the pop script taking up to `max` items (0: only settle the last pop,
@@ -548,14 +560,8 @@ impl DbLeases for RedisDb {
         }
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let flat: Vec<Vec<u8>> = self.client.run(|redis, c| {
-            let [seq, leases, deadlines] = redis.lease_keys();
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(LEASE_SCRIPT)
-                .arg(5)
-                .arg(&redis.key)
-                .arg("-")
-                .arg(seq);
-            cmd.arg(leases).arg(deadlines).arg(max).arg(ttl_ms);
+            let mut cmd = redis.lease_eval(LEASE_SCRIPT, 0);
+            cmd.arg(max).arg(ttl_ms);
             cmd.query(c)
         })?;
         let mut out = Vec::with_capacity(flat.len() / 2);
@@ -596,14 +602,7 @@ impl DbLeases for RedisDb {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mark_ms = ttl_ms.saturating_add(MARK_MARGIN_MS).min(MAX_MARK_MS);
         let ids: Vec<u64> = self.client.push_leased(items, |redis, c, token| {
-            let [seq, leases, deadlines] = redis.lease_keys();
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(STORE_LEASED_SCRIPT)
-                .arg(6)
-                .arg(&redis.key)
-                .arg("-")
-                .arg(seq);
-            cmd.arg(leases).arg(deadlines);
+            let mut cmd = redis.lease_eval(STORE_LEASED_SCRIPT, 1);
             cmd.arg(format!("{}:lmark:{token}", redis.key));
             cmd.arg(ttl_ms).arg(mark_ms);
             for item in items {
