@@ -270,6 +270,16 @@ impl<P: Protocol> ServerClient<P> {
             let popped = self
                 .call(&mut session, |p, conn| p.pop(conn, &self.id, seqs, max))
                 .map_err(|failed| failed.error)?;
+            if popped.items.len() > max {
+                // The server took more than asked (a statement that misbehaves under some
+                // plan). Handing back only `max` would lose the rest; leaving this pop
+                // unacknowledged makes the next pops return all it took, as after a lost reply.
+                return Err(DbError::msg(format!(
+                    "the server took {} items for a pop of at most {max}; they are kept, and \
+                     the next pops return them",
+                    popped.items.len()
+                )));
+            }
             session.pop_acked = seqs.1;
             if popped.expired_first {
                 self.call(&mut session, |p, conn| p.return_expired(conn))
@@ -316,5 +326,80 @@ impl<P: Protocol> Drop for ServerClient<P> {
             let acked = session.pop_acked;
             let _ = self.call(&mut session, |p, conn| p.release(conn, &self.id, acked));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Popped, Protocol, ServerClient};
+    use crate::error::DbError;
+
+    /// A server whose first pop takes three items whatever it is asked for; records the
+    /// (acknowledged, this) pop numbers of every pop.
+    #[derive(Default)]
+    struct Greedy {
+        pops: std::sync::Mutex<Vec<(i64, i64)>>,
+    }
+
+    impl Protocol for Greedy {
+        type Conn = ();
+        type Error = DbError;
+        fn connect(&self) -> Result<(), DbError> {
+            Ok(())
+        }
+        fn is_closed(_: &()) -> bool {
+            false
+        }
+        fn broke(_: &(), _: &DbError) -> bool {
+            false
+        }
+        fn in_doubt(_: &DbError) -> bool {
+            false
+        }
+        fn error(&self, err: DbError) -> DbError {
+            err
+        }
+        fn push(
+            &self,
+            _: &mut (),
+            _: &str,
+            _: i64,
+            _: &[(i64, i64)],
+            _: &[&[u8]],
+        ) -> Result<(), DbError> {
+            Ok(())
+        }
+        fn pop(&self, _: &mut (), _: &str, seqs: (i64, i64), _: usize) -> Result<Popped, DbError> {
+            let mut pops = self.pops.lock().map_err(|_| DbError::msg("poisoned"))?;
+            pops.push(seqs);
+            let items = if pops.len() == 1 {
+                vec![vec![3], vec![2], vec![1]]
+            } else {
+                Vec::new()
+            };
+            Ok(Popped {
+                items,
+                expired_first: false,
+            })
+        }
+        fn release(&self, _: &mut (), _: &str, _: i64) -> Result<(), DbError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_pop_answered_with_more_than_it_asked_stays_unacknowledged() {
+        let client = ServerClient::new(Greedy::default(), Some(()));
+        let err = client
+            .pop_batch(1)
+            .expect_err("three items for a pop of one");
+        assert!(err.to_string().contains("took 3 items"), "{err}");
+        assert_eq!(
+            client.pop_batch(1).expect("second pop"),
+            Vec::<Vec<u8>>::new()
+        );
+        let pops = client.protocol().pops.lock().expect("pops").clone();
+        // The second pop says the first was not answered, so the server returns its items.
+        assert_eq!(pops, vec![(0, 1), (0, 2)]);
     }
 }

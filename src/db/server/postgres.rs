@@ -24,10 +24,12 @@ const MAX_TABLE_LEN: usize = 63 - "_clients".len();
 /// `<table>_clients`, `<table>_taken` and `<table>_lmarks` (see below).
 ///
 /// A batch push is one `INSERT ... SELECT FROM unnest($1) WITH ORDINALITY` statement (one
-/// transaction; ids grow oldest to newest). A batch pop is one
-/// `DELETE ... WHERE id IN (SELECT id ... ORDER BY id DESC LIMIT n FOR UPDATE SKIP LOCKED)
-/// RETURNING`, so concurrent workers never take the same row: every item is popped by exactly
-/// one process. (`SKIP LOCKED` means a pop that races another may take the next-newest rows
+/// transaction; ids grow oldest to newest). A batch pop is one statement: `WITH pick AS
+/// MATERIALIZED (SELECT id ... ORDER BY id DESC LIMIT n FOR UPDATE SKIP LOCKED) DELETE ...
+/// WHERE id IN (SELECT id FROM pick) RETURNING`, so concurrent workers never take the same
+/// row: every item is popped by exactly one process. (The `MATERIALIZED` pick runs once: a
+/// locking subquery inside the `DELETE` may be run again per row by the server's plan, and
+/// then takes more than `n` rows.) (`SKIP LOCKED` means a pop that races another may take the next-newest rows
 /// instead of waiting: order across processes is newest-first up to rows in flight elsewhere.)
 ///
 /// One connection per `PostgresDb`, opened by [`open`](Self::open) (a bad URL or unreachable
@@ -306,16 +308,26 @@ impl Postgres {
     /// copies; it did not: return them again, up to `$4`), then takes up to `$4` in all, unless
     /// an expired lease waits to come back on top: then it takes nothing new and returns the
     /// row [`EXPIRED_MARK`] too. `$1` client, `$2` acknowledged pop, `$3` this pop, `$4` max.
+    ///
+    /// The rows to take are picked once, in a `MATERIALIZED` CTE, and the `DELETE` names
+    /// them. Written as `DELETE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`,
+    /// the server may run the subquery again for every row it scans (a nested-loop semi join,
+    /// which it picks when its statistics say the table is nearly empty), and each run skips
+    /// the rows the statement deleted already, so takes the next ones: a pop of one row
+    /// deleted every row and returned one (`tests/backends.rs`,
+    /// `postgres_takes_no_more_than_it_asks_whatever_the_plan`).
     fn pop_sql(&self) -> String {
         format!(
             "WITH exp AS ({expired}), \
-             lost AS (UPDATE {t}_taken SET seq = $3 WHERE client = $1 AND id IN \
-               (SELECT id FROM {t}_taken WHERE client = $1 AND seq <> $2 \
-                ORDER BY id DESC LIMIT $4) RETURNING id, data), \
+             lost_ids AS MATERIALIZED (SELECT id FROM {t}_taken WHERE client = $1 \
+               AND seq <> $2 ORDER BY id DESC LIMIT $4), \
+             lost AS (UPDATE {t}_taken SET seq = $3 WHERE client = $1 \
+               AND id IN (SELECT id FROM lost_ids) RETURNING id, data), \
              done AS (DELETE FROM {t}_taken WHERE client = $1 AND seq = $2), \
-             took AS (DELETE FROM {t} WHERE id IN (SELECT id FROM {t} \
+             pick AS MATERIALIZED (SELECT id FROM {t} \
                WHERE lease_id IS NULL AND NOT (SELECT e FROM exp) ORDER BY id DESC \
-               LIMIT greatest($4 - (SELECT count(*) FROM lost), 0) FOR UPDATE SKIP LOCKED) \
+               LIMIT greatest($4 - (SELECT count(*) FROM lost_ids), 0) FOR UPDATE SKIP LOCKED), \
+             took AS (DELETE FROM {t} WHERE id IN (SELECT id FROM pick) \
                RETURNING id, data, pushed_at), \
              kept AS (INSERT INTO {t}_taken (client, seq, id, data, pushed_at) \
                SELECT $1, $3, id, data, pushed_at FROM took) \
@@ -341,7 +353,7 @@ impl Postgres {
     /// transaction holds are left for the next call.
     fn return_expired_sql(&self) -> String {
         format!(
-            "WITH r AS (SELECT id, leased_until FROM {t} WHERE lease_id IS NOT NULL \
+            "WITH r AS MATERIALIZED (SELECT id, leased_until FROM {t} WHERE lease_id IS NOT NULL \
                AND leased_until <= now() FOR UPDATE SKIP LOCKED), \
              n AS (SELECT id, nextval(pg_get_serial_sequence('{t}', 'id')) AS new \
                FROM (SELECT id FROM r ORDER BY leased_until, id) s) \
@@ -356,8 +368,8 @@ impl Postgres {
     fn lease_sql(&self) -> String {
         format!(
             "WITH exp AS ({expired}), \
-             took AS (SELECT id FROM {t} WHERE lease_id IS NULL AND NOT (SELECT e FROM exp) \
-               ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED), \
+             took AS MATERIALIZED (SELECT id FROM {t} WHERE lease_id IS NULL \
+               AND NOT (SELECT e FROM exp) ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED), \
              leased AS (UPDATE {t} SET lease_id = nextval('{t}_lseq'), \
                leased_until = now() + $2 * interval '1 millisecond' \
                FROM took WHERE {t}.id = took.id RETURNING {t}.id, {t}.lease_id, {t}.data) \
