@@ -220,6 +220,60 @@ fn woken_without_recheck(kind: &str, url: &str) {
     assert!(storage.stats().db_pop_calls <= 8, "{:?}", storage.stats());
 }
 
+/// A watch whose connection the server closed (a restart) subscribes again: a pop blocked
+/// after the restart is woken by another client's push, the re-check an hour away. (A
+/// PostgreSQL listener used to read a closed connection as a quiet one: it never subscribed
+/// again, and spun through its waits.)
+fn watch_survives_restart(kind: &str, url: &str, restart_var: &str) {
+    let Ok(restart) = std::env::var(restart_var) else {
+        eprintln!("skipped: set {restart_var} to a command that restarts the server");
+        return;
+    };
+    let name = unique("rewatch");
+    let storage = Arc::new(
+        Storage::builder()
+            .shared_recheck_interval(Duration::from_secs(3600))
+            .build(open(kind, url, &name))
+            .unwrap(),
+    );
+    let status = Command::new("sh").arg("-c").arg(&restart).status().unwrap();
+    assert!(status.success(), "restart command failed");
+    let token = CancelToken::new().with_timeout(Duration::from_secs(30));
+    let (s, t) = (storage.clone(), token.clone());
+    let popper = std::thread::spawn(move || {
+        loop {
+            match s.pop(&t) {
+                // The storage's own connection died with the restart: its first calls fail.
+                Err(lifostore::Error::Db(_)) => continue,
+                other => return other,
+            }
+        }
+    });
+    common::wait_until_blocked(&token);
+    // Blocked for a second before anything is pushed: a watch spinning on its dead
+    // connection would wake the pop into a Db call again and again meanwhile.
+    std::thread::sleep(Duration::from_secs(1));
+    let other = open(kind, url, &name);
+    // Pushes until the pop returns: the first ones may land before the watch has subscribed
+    // again (it retries every half second while the server is down), and are then found by
+    // the pop that the next push's message wakes.
+    let mut n = 0u64;
+    while !popper.is_finished() && !token.is_cancelled() {
+        other.push(&n.to_le_bytes()).unwrap();
+        n += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = popper.join().unwrap();
+    assert!(
+        got.is_ok(),
+        "no wake-up after the restart: {got:?}, {n} pushed"
+    );
+    // Woken by messages, not by a watch spinning on its dead connection (each spin is a wake
+    // and a Db call).
+    let calls = storage.stats().db_pop_calls;
+    assert!(calls <= 2 * n + 10, "{calls} Db pop calls for {n} pushes");
+}
+
 /// Restarts the server (command from `restart_var`) while a storage keeps pushing; nothing is
 /// lost: items stay buffered while the server is down and are written once it is back.
 fn survives_restart(kind: &str, url: &str, restart_var: &str) {
@@ -549,6 +603,14 @@ macro_rules! backend_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     woken_without_recheck($kind, &url);
+                }
+            }
+
+            #[test]
+            fn the_watch_subscribes_again_after_a_server_restart() {
+                let _exclusive = SERVER.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(url) = server($url_var) {
+                    watch_survives_restart($kind, &url, $restart_var);
                 }
             }
 
