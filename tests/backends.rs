@@ -774,6 +774,41 @@ fn postgres_takes_no_more_than_it_asks_whatever_the_plan() {
     }
 }
 
+/// Opening an existing, current table takes no lock that waits for other transactions: a
+/// long transaction holding the table (here an idle one that read it) does not stall `open`,
+/// nor the pushes and pops that would queue behind an exclusive lock request.
+#[cfg(feature = "postgres")]
+fn postgres_open_waits_for_no_transaction(url: &str) {
+    let table = unique("busy_open");
+    let db = lifostore::PostgresDb::open(url)
+        .expect("postgres")
+        .with_table(&table)
+        .expect("table");
+    db.push(b"a").expect("push");
+    let mut raw = ::postgres::Client::connect(url, ::postgres::NoTls).expect("raw connection");
+    let mut long = raw.transaction().expect("begin");
+    long.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .expect("read the table");
+    let (url, name) = (url.to_string(), table.clone());
+    let again = common::within(Duration::from_secs(20), move || {
+        let db = lifostore::PostgresDb::open(&url)?.with_table(&name)?;
+        db.push(b"b")?;
+        db.pop()
+    });
+    assert_eq!(again.expect("open, push, pop"), Some(b"b".to_vec()));
+    long.commit().expect("commit");
+    assert_eq!(db.pop().expect("pop"), Some(b"a".to_vec()));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_open_of_a_current_table_waits_for_no_transaction() {
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(url) = server("LIFOSTORE_POSTGRES_URL") {
+        postgres_open_waits_for_no_transaction(&url);
+    }
+}
+
 #[cfg(feature = "postgres")]
 #[test]
 fn postgres_constraint_violation_is_rejected_for_good() {

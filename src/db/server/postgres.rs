@@ -186,6 +186,41 @@ fn valid_table(name: &str) -> bool {
         && name.len() <= MAX_TABLE_LEN
 }
 
+/// The statements that create `table`, its side tables, and what later versions added to an
+/// existing table, each only if missing.
+fn schema_sql(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {t} (id bigserial PRIMARY KEY, data bytea NOT NULL, \
+         pushed_at timestamptz NOT NULL DEFAULT now()); \
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS lease_id bigint, \
+         ADD COLUMN IF NOT EXISTS leased_until timestamptz; \
+         CREATE INDEX IF NOT EXISTS {t}_lease ON {t} (lease_id) WHERE lease_id IS NOT NULL; \
+         CREATE SEQUENCE IF NOT EXISTS {t}_lseq; \
+         CREATE TABLE IF NOT EXISTS {t}_clients (client text PRIMARY KEY, \
+         batch bigint NOT NULL, prev bigint, touched_at timestamptz NOT NULL DEFAULT now()); \
+         CREATE TABLE IF NOT EXISTS {t}_taken (client text NOT NULL, seq bigint NOT NULL, \
+         id bigint NOT NULL, data bytea NOT NULL, pushed_at timestamptz NOT NULL, \
+         taken_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (client, id)); \
+         CREATE TABLE IF NOT EXISTS {t}_lmarks (token text PRIMARY KEY, \
+         ids bigint[] NOT NULL, expires_at timestamptz NOT NULL); ",
+        t = table
+    )
+}
+
+/// Whether every object [`schema_sql`] makes exists already, read from the catalog (no lock
+/// on the table).
+fn schema_is_current(client: &mut postgres::Client, table: &str) -> Result<bool, postgres::Error> {
+    let names: Vec<String> = ["", "_lease", "_lseq", "_clients", "_taken", "_lmarks"]
+        .iter()
+        .map(|suffix| format!("{table}{suffix}"))
+        .collect();
+    let sql = "SELECT bool_and(to_regclass(n) IS NOT NULL) \
+                 AND (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($2) \
+                   AND attname IN ('lease_id', 'leased_until') AND NOT attisdropped) = 2 \
+               FROM unnest($1::text[]) AS n";
+    client.query_one(sql, &[&names, &names[0]])?.try_get(0)
+}
+
 impl PostgresDb {
     /// Connects to `url` (`postgres://user[:password]@host[:port]/dbname`) and creates the
     /// table `lifostore` (and its side tables) if missing.
@@ -245,26 +280,26 @@ impl PostgresDb {
 
     /// Creates the table and its side tables if missing (an existing table gets the ones a
     /// later version added), and deletes side rows of clients gone for more than a day.
+    ///
+    /// The DDL runs only when the catalog says something is missing: `ALTER TABLE ... ADD
+    /// COLUMN IF NOT EXISTS` takes the table's exclusive lock even when the column exists, so
+    /// running it at every open made each open wait for any long transaction on the table, and
+    /// every push and pop queue behind that open.
     fn create_tables(&self) -> Result<(), DbError> {
         let table = &self.client.protocol().table;
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {t} (id bigserial PRIMARY KEY, data bytea NOT NULL, \
-             pushed_at timestamptz NOT NULL DEFAULT now()); \
-             ALTER TABLE {t} ADD COLUMN IF NOT EXISTS lease_id bigint, \
-             ADD COLUMN IF NOT EXISTS leased_until timestamptz; \
-             CREATE INDEX IF NOT EXISTS {t}_lease ON {t} (lease_id) WHERE lease_id IS NOT NULL; \
-             CREATE SEQUENCE IF NOT EXISTS {t}_lseq; \
-             CREATE TABLE IF NOT EXISTS {t}_clients (client text PRIMARY KEY, \
-             batch bigint NOT NULL, prev bigint, touched_at timestamptz NOT NULL DEFAULT now()); \
-             CREATE TABLE IF NOT EXISTS {t}_taken (client text NOT NULL, seq bigint NOT NULL, \
-             id bigint NOT NULL, data bytea NOT NULL, pushed_at timestamptz NOT NULL, \
-             taken_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (client, id)); \
-             CREATE TABLE IF NOT EXISTS {t}_lmarks (token text PRIMARY KEY, \
-             ids bigint[] NOT NULL, expires_at timestamptz NOT NULL); \
-             DELETE FROM {t}_clients WHERE touched_at < now() - interval '1 day'; \
+        let current = self
+            .client
+            .run(|_, c| schema_is_current(&mut c.client, table))?;
+        let mut sql = if current {
+            String::new()
+        } else {
+            schema_sql(table)
+        };
+        sql.push_str(&format!(
+            "DELETE FROM {t}_clients WHERE touched_at < now() - interval '1 day'; \
              DELETE FROM {t}_taken WHERE taken_at < now() - interval '1 day';",
             t = table
-        );
+        ));
         self.client.run(|_, c| {
             match c.client.batch_execute(&sql) {
                 // Two processes creating the same table at once: one wins, the other sees a
