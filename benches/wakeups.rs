@@ -168,9 +168,10 @@ fn round(backend: &Backend, watched: bool, n: usize) -> (Vec<Duration>, Vec<Dura
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn the producer");
-    let token = CancelToken::new().with_timeout(Duration::from_secs(60));
     let mut got = Vec::with_capacity(n);
     for _ in 0..n {
+        // Each pop its own deadline: a round of any length fails only on a stuck hand-off.
+        let token = CancelToken::new().with_timeout(Duration::from_secs(60));
         let item = consumer.pop(&token).expect("pop");
         got.push((
             u64::from_le_bytes(item.try_into().expect("8 bytes")),
