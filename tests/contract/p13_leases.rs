@@ -764,6 +764,38 @@ fn a_fixed_ttl_lease_outlasts_the_window_which_still_holds_over_filedb() {
     fixed_ttl_keeps_the_window(FileDb::open(dir.join("s.stack")).expect("open"));
 }
 
+/// A lease written to the Db from memory is held there for the rest of its ttl plus a quarter
+/// of the whole ttl, at least 1 s (the contract's margin), not a quarter of what was left.
+#[test]
+fn a_lease_written_from_memory_is_held_by_the_db_a_quarter_of_the_ttl_longer() {
+    // The item comes due late in its lease (at most three quarters of the window after its
+    // push): a quarter of what is left then (at least 2 s left: 1 s by the minimum) differs
+    // from a quarter of the ttl (1.25 s).
+    let (window, ttl) = (Duration::from_secs(4), Duration::from_secs(5));
+    let s = Storage::builder()
+        .max_unflushed_age(window)
+        .lease_ttl(ttl)
+        .build(MemDb::new())
+        .expect("build");
+    let t = CancelToken::new();
+    s.push(&t, item(1)).expect("push");
+    let leased_at = std::time::SystemTime::now();
+    let lease = s.pop_lease(&t).expect("lease");
+    let db = s.db().leases().expect("MemDb leases");
+    eventually(window * 2, "the leased item reaches the Db", || {
+        db.held_deadlines().expect("deadlines").len() == 1
+    });
+    let held = db.held_deadlines().expect("deadlines")[0];
+    let margin = ttl / 4;
+    let slack = Duration::from_millis(20); // the Db keeps milliseconds
+    assert!(
+        held + slack >= leased_at + ttl + margin,
+        "held until {:?} after the lease began, not the ttl plus a quarter of it",
+        held.duration_since(leased_at).unwrap_or_default()
+    );
+    lease.ack().expect("an ack within the ttl");
+}
+
 /// A memory lease written to the Db still leased ends there: released, its item is back on
 /// top (above an item pushed meanwhile); past its deadline, back on top by itself, and the
 /// late ack says so.

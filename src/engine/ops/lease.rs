@@ -11,7 +11,7 @@ use crate::db::{DbLease, DbLeases};
 use crate::engine::core::{Core, Signal};
 use crate::engine::db_call::call_db;
 use crate::engine::lease_table::{DB_CLOCK_MARGIN, ItemState, LeaseEnd, NativeState, ToDb};
-use crate::engine::ops::lease_return::{db_lease_ttl, write_then_release};
+use crate::engine::ops::lease_return::{db_lease_ttl, db_ttl, write_then_release};
 use crate::engine::ops::take::Take;
 use crate::engine::ops::write::drain;
 use crate::engine::state::State;
@@ -290,11 +290,6 @@ pub(crate) fn adopt_db_leases(core: &Core, deadlines: Vec<SystemTime>) {
     core.state.lock().adopt_db_leases(deadlines);
 }
 
-/// The ttl of a lease taken from the Db: the builder's, or one window.
-fn db_ttl(core: &Core) -> Duration {
-    core.lease_ttl.unwrap_or(core.cfg.max_unflushed_age)
-}
-
 /// What one Db call for a lease gave.
 pub(crate) enum FromDb {
     /// A lease the Db keeps itself, and when the call that took it began.
@@ -330,7 +325,7 @@ impl Take for Leasing {
             return Ok(core.db.pop()?.map(FromDb::Popped));
         };
         let began = Instant::now();
-        let mut got = leases.pop_lease(1, db_lease_ttl(db_ttl(core)))?;
+        let mut got = leases.pop_lease(1, db_lease_ttl(db_ttl(core), db_ttl(core)))?;
         if got.len() > 1 {
             let extra = got.split_off(1);
             // If this fails, the Db returns them at their deadline.
@@ -359,7 +354,8 @@ impl Take for Leasing {
             Some(FromDb::Native(db_lease, began)) => {
                 let ttl = db_ttl(core);
                 let due = began + ttl;
-                let (key, whom) = state.hold_db_lease(db_lease.id, due, began + db_lease_ttl(ttl));
+                let (key, whom) =
+                    state.hold_db_lease(db_lease.id, due, began + db_lease_ttl(ttl, ttl));
                 (Some(lease(core, key, Kind::Db(db_lease))), whom)
             }
             Some(FromDb::Popped(item)) => {

@@ -21,13 +21,21 @@ use crate::engine::state::State;
 use crate::error::DbError;
 use crate::sync::MutexGuard;
 
-/// How long a native Db holds a lease of `ttl`: longer than the storage does, so that the
-/// storage, while its process lives, always returns the item itself (on top of everything it
-/// buffers, [`write_then_release`]) before the Db would (on top of the Db only). The margin
+/// The ttl of a lease: the builder's `lease_ttl`, or one window.
+pub(crate) fn db_ttl(core: &Core) -> Duration {
+    core.lease_ttl.unwrap_or(core.cfg.max_unflushed_age)
+}
+
+/// How long a native Db holds a lease that the storage holds for `left` more, of a lease of
+/// `ttl` in all: longer than the storage does, by a quarter of `ttl` (at least 1 s), so that
+/// the storage, while its process lives, always returns the item itself (on top of everything
+/// it buffers, [`write_then_release`]) before the Db would (on top of the Db only). The margin
 /// covers a storage that is late: a flusher descheduled, a write in flight to wait for. Only
-/// if the process died holding the lease does the Db return the item, this much later.
-pub(crate) fn db_lease_ttl(ttl: Duration) -> Duration {
-    ttl.saturating_add((ttl / 4).max(Duration::from_secs(1)))
+/// if the process died holding the lease does the Db return the item, this much later. (A
+/// lease taken from memory and written to the Db later gets the same margin: the contract's
+/// "the lease's deadline plus a quarter of the ttl".)
+pub(crate) fn db_lease_ttl(left: Duration, ttl: Duration) -> Duration {
+    left.saturating_add((ttl / 4).max(Duration::from_secs(1)))
 }
 
 /// Returns the native leases `keys` that are still held (`expiry`: their deadline passed; else

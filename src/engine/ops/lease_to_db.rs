@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::engine::core::{Core, Signal};
 use crate::engine::db_call::call_db;
 use crate::engine::lease_table::Claimed;
-use crate::engine::ops::lease_return::db_lease_ttl;
+use crate::engine::ops::lease_return::{db_lease_ttl, db_ttl};
 use crate::engine::ops::write::write_batch_then;
 use crate::engine::state::State;
 use crate::error::DbError;
@@ -68,7 +68,8 @@ fn write_one<'a>(
     state: MutexGuard<'a, State>,
     claimed: &Claimed,
 ) -> MutexGuard<'a, State> {
-    let ttl = db_lease_ttl(claimed.deadline.saturating_duration_since(Instant::now()));
+    let left = claimed.deadline.saturating_duration_since(Instant::now());
+    let ttl = db_lease_ttl(left, db_ttl(core));
     let item = claimed.data.as_slice();
     let began = Instant::now();
     // `n = 0`: the writer role alone; the Db call runs inside it, with the lock released.
