@@ -202,13 +202,21 @@ pub trait DbLeases: Send + Sync {
     /// All or nothing: `Err` means no item was stored and no lease taken (an item too long for
     /// the Db fails the whole call with [`DbError::ItemTooLarge`]). A server backend that loses
     /// its connection after sending the call cannot tell which: it answers `Err`, and the call
-    /// may have landed. A caller that retries such a call with the same items (as the storage
-    /// does) must not get them stored twice, or the first copy is a lease nobody knows, back on
-    /// top at its deadline after the item was acked: Redis and PostgreSQL remember the call
-    /// and answer the retry with the ids the lost call stored (a token per call, recorded by
-    /// the server with the ids until a margin past the ttl). An implementation that cannot
-    /// tell should document that the item may then be delivered again.
-    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError>;
+    /// may have landed. A caller that retries such a call (as the storage does) passes the same
+    /// `call` number and the same items, and must not get them stored twice, or the first copy
+    /// is a lease nobody knows, back on top at its deadline after the item was acked: Redis and
+    /// PostgreSQL remember a call that failed in doubt and answer its retry with the ids it
+    /// stored (a token per call, recorded by the server with the ids until a margin past the
+    /// ttl). Different calls pass different numbers (the storage passes the lease's key), so
+    /// two calls of equal bytes are never taken for one. An implementation that cannot tell
+    /// should document that the item may then be delivered again; a Db that never loses a
+    /// reply (MemDb, FileDb) ignores `call`.
+    fn push_leased(
+        &self,
+        items: &[&[u8]],
+        ttl: Duration,
+        call: u64,
+    ) -> Result<Vec<LeaseId>, DbError>;
 
     /// When the leases the Db holds now come back by themselves: their deadlines. A storage
     /// over a Db that is not [shared](Capabilities::shared) asks once, when it is built:

@@ -284,7 +284,7 @@ impl DbLeases for MemDb {
     }
 
     /// Counted as a push call (its items as pushed), since it is a write.
-    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+    fn push_leased(&self, items: &[&[u8]], ttl: Duration, _: u64) -> Result<Vec<LeaseId>, DbError> {
         self.pay_latency();
         self.push_calls.fetch_add(1, Ordering::Relaxed);
         self.items_pushed

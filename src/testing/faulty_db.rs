@@ -523,12 +523,17 @@ impl<D: Db> DbLeases for FaultyDb<D> {
 
     /// Fails like a push (before the inner Db is called), else forwards. An item it refuses
     /// for good fails the whole call with that refusal (all or nothing).
-    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+    fn push_leased(
+        &self,
+        items: &[&[u8]],
+        ttl: Duration,
+        call: u64,
+    ) -> Result<Vec<LeaseId>, DbError> {
         self.before_call(true)?;
         if self.first_refused(items).is_some() {
             return Err(rejected());
         }
-        self.inner_leases()?.push_leased(items, ttl)
+        self.inner_leases()?.push_leased(items, ttl, call)
     }
 
     /// Forwards, without faults: a storage asks it once, when it is built.

@@ -189,8 +189,13 @@ impl<D: Db> DbLeases for StampedDb<D> {
     }
 
     /// Forwards; the items are stamped when the call returns `Ok` (all or nothing).
-    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
-        let ids = self.inner_leases()?.push_leased(items, ttl)?;
+    fn push_leased(
+        &self,
+        items: &[&[u8]],
+        ttl: Duration,
+        call: u64,
+    ) -> Result<Vec<LeaseId>, DbError> {
+        let ids = self.inner_leases()?.push_leased(items, ttl, call)?;
         self.stamp(items);
         Ok(ids)
     }

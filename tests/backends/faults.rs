@@ -234,7 +234,8 @@ fn held(db: &dyn lifostore::Db) -> usize {
 /// A `push_leased` whose reply is lost answers `Err`; the storage's retry of the same items
 /// gets ids instead of storing them again, so each item is held once, and after the acks
 /// nothing is left: no orphan lease comes back at its deadline. A call whose request was lost
-/// is stored by its retry; a later call of items equal to an answered one stores them anew.
+/// is stored by its retry; another call of equal items, while the first is in doubt or after it
+/// was answered, stores them anew.
 fn push_leased_reply_lost(kind: &str, url: &str) {
     let name = unique("leased_lost");
     let (proxy, via) = proxied(kind, url);
@@ -246,28 +247,41 @@ fn push_leased_reply_lost(kind: &str, url: &str) {
     let items: [&[u8]; 2] = [&one, &two];
 
     proxy.cut_next_reply();
-    let err = leases.push_leased(&items, ttl).unwrap_err();
+    let err = leases.push_leased(&items, ttl, 1).unwrap_err();
     assert_eq!(proxy.cuts(), 1, "the reply was not cut");
     assert!(!err.is_permanent(), "a lost connection is transient: {err}");
     assert_eq!(held(&*direct), 2, "the server stored the cut call");
-    let ids = leases.push_leased(&items, ttl).expect("retry");
+    // Another call of equal bytes while the first is in doubt: two more leased items.
+    let twin = leases
+        .push_leased(&items, ttl, 2)
+        .expect("another call, equal bytes");
+    assert_eq!(
+        held(&*direct),
+        4,
+        "a call of equal bytes was taken for the call in doubt"
+    );
+    let ids = leases.push_leased(&items, ttl, 1).expect("retry");
     assert_eq!(ids.len(), 2);
     assert_eq!(
         held(&*direct),
-        2,
+        4,
         "the retry stored the items a second time"
+    );
+    assert!(
+        twin.iter().all(|id| !ids.contains(id)),
+        "two calls, one set of ids"
     );
 
     proxy.cut_next_request();
-    assert!(leases.push_leased(&[&three], ttl).is_err());
+    assert!(leases.push_leased(&[&three], ttl, 3).is_err());
     assert_eq!(proxy.cuts(), 2, "the request was not cut");
-    assert_eq!(held(&*direct), 2, "the server saw the cut request");
+    assert_eq!(held(&*direct), 4, "the server saw the cut request");
     let third = leases
-        .push_leased(&[&three], ttl)
+        .push_leased(&[&three], ttl, 3)
         .expect("retry of the lost request");
     assert_eq!(
         held(&*direct),
-        3,
+        5,
         "the retry of a lost request stores its item"
     );
 
@@ -275,8 +289,9 @@ fn push_leased_reply_lost(kind: &str, url: &str) {
         .ack(&ids)
         .expect("the retry's ids are the leases held");
     leases.ack(&third).expect("ack the third");
+    leases.ack(&twin).expect("ack the twin call's leases");
     let again = leases
-        .push_leased(&items, ttl)
+        .push_leased(&items, ttl, 4)
         .expect("equal items, a new call");
     assert!(
         again.iter().all(|id| !ids.contains(id)),
@@ -354,7 +369,9 @@ fn leased_marks_expire(kind: &str, url: &str) {
     // Long enough that the final ack finds its lease held however slowly the steps between run
     // (a reopen, a table dropped): the test is about the marks, not the deadline.
     let ttl = Duration::from_secs(10);
-    let ids = leases.push_leased(&[&item(1)], ttl).expect("push_leased");
+    let ids = leases
+        .push_leased(&[&item(1)], ttl, 1)
+        .expect("push_leased");
     // A mark lives a minute past its leases' ttl.
     let mark_life_ms = 60_000 + ttl.as_millis() as i64;
     match kind {
@@ -394,7 +411,9 @@ fn leased_marks_expire(kind: &str, url: &str) {
             assert_eq!(late, 0, "the mark expires a minute past the ttl");
             let past = format!("UPDATE {name}_lmarks SET expires_at = now() - interval '1 s'");
             raw.execute(&past, &[]).expect("age the mark");
-            let more = leases.push_leased(&[&item(2)], ttl).expect("push_leased");
+            let more = leases
+                .push_leased(&[&item(2)], ttl, 2)
+                .expect("push_leased");
             assert_eq!(count(&mut raw), 1, "the next call deleted the expired mark");
             leases.ack(&more).expect("ack");
             // A table made by a build without marks: `open` adds the marks table.
@@ -403,7 +422,9 @@ fn leased_marks_expire(kind: &str, url: &str) {
                 .expect("drop the marks table");
             let reopened = open(kind, url, &name);
             let leases = reopened.leases().expect("native leases");
-            let more = leases.push_leased(&[&item(3)], ttl).expect("push_leased");
+            let more = leases
+                .push_leased(&[&item(3)], ttl, 3)
+                .expect("push_leased");
             assert_eq!(count(&mut raw), 1, "the reopened table has its marks");
             leases.ack(&more).expect("ack");
         }

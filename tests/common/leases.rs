@@ -131,7 +131,7 @@ fn stored_leased_is_hidden_until_it_ends(db: &dyn Db, ttl: Duration) {
     let l = leases(db);
     db.push(b"a").expect("push a");
     let ids = l
-        .push_leased(&[b"x", b"y", b"z"], LONG)
+        .push_leased(&[b"x", b"y", b"z"], LONG, 1)
         .expect("push leased");
     assert_eq!(ids.len(), 3);
     assert!(
@@ -162,7 +162,7 @@ fn stored_leased_is_hidden_until_it_ends(db: &dyn Db, ttl: Duration) {
     );
     assert_eq!(expired_count(l.ack(&[ids[1]])), 1, "acked is gone");
     // A short ttl: back on top by itself.
-    let ids = l.push_leased(&[b"s"], ttl).expect("push leased");
+    let ids = l.push_leased(&[b"s"], ttl, 2).expect("push leased");
     db.push(b"c").expect("push c");
     // Waiting out a deadline: there is nothing to be woken by.
     std::thread::sleep(ttl * 3);
@@ -172,7 +172,7 @@ fn stored_leased_is_hidden_until_it_ends(db: &dyn Db, ttl: Duration) {
         "expired: back on top"
     );
     assert_eq!(expired_count(l.ack(&ids)), 1, "late ack");
-    assert_eq!(l.push_leased(&[], LONG).expect("nothing"), Vec::new());
+    assert_eq!(l.push_leased(&[], LONG, 3).expect("nothing"), Vec::new());
 }
 
 /// Two clients of one shared Db (two processes, as far as the server can tell): `a` leases

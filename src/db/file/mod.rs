@@ -590,7 +590,7 @@ impl DbLeases for FileDb {
     /// same lease entries as [`pop_lease`](DbLeases::pop_lease) writes (`docs/FORMAT.md`,
     /// "Leases"), so files it wrote are read by every build that reads leases. An item longer
     /// than the file's `max_item_len` fails the call with `ItemTooLarge`, nothing stored.
-    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+    fn push_leased(&self, items: &[&[u8]], ttl: Duration, _: u64) -> Result<Vec<LeaseId>, DbError> {
         refuse_oversize(items, self.opts.max_item_len.min(u32::MAX as usize))
             .map_err(|e| e.source)?;
         let ids = self.store_leased(items, ttl)?;

@@ -10,8 +10,8 @@
 //! * **Push leased.** Every `push_leased` call carries a token (the client id and a number);
 //!   the server stores the items only under a token it has not recorded and answers the ids
 //!   recorded under it otherwise. A call that fails in doubt is remembered
-//!   ([`LeasedInDoubt`]); a later call of the same items sends the same token, so it gets the
-//!   ids of the attempt that landed instead of storing the items again.
+//!   ([`LeasedInDoubt`]); its retry (the same call number and items) sends the same token, so
+//!   it gets the ids of the attempt that landed instead of storing the items again.
 //! * **Pop.** The server keeps a copy of what a pop took, and every pop says which earlier pop's
 //!   reply arrived: the copy of an answered pop is forgotten, the items of a lost one come
 //!   back. Dropping the client settles its last pop the same way.
@@ -224,17 +224,18 @@ impl<P: Protocol> ServerClient<P> {
 
     /// Stores `items` already leased with one statement `f`, which gets the call's token: the
     /// statement must store nothing and answer the ids recorded under a token it knows, and
-    /// record the ids it stores under a new one. A call of the same items as one that failed
-    /// in doubt sends that call's token, so a retry after a lost reply gets the first
-    /// attempt's ids instead of storing the items twice. Any other failure keeps the books as
-    /// they were (an earlier attempt in doubt may still have landed).
+    /// record the ids it stores under a new one. A retry of a call that failed in doubt (the
+    /// same `call` number and items) sends that call's token, so it gets the first attempt's
+    /// ids instead of storing the items twice. Any other failure keeps the books as they were
+    /// (an earlier attempt in doubt may still have landed).
     pub(crate) fn push_leased<T>(
         &self,
         items: &[&[u8]],
+        call: u64,
         f: impl FnOnce(&P, &mut P::Conn, &str) -> Result<T, P::Error>,
     ) -> Result<T, DbError> {
         let mut session = self.session.lock();
-        let number = match session.leased_in_doubt.token_for(items) {
+        let number = match session.leased_in_doubt.token_for(call, items) {
             Some(number) => number,
             None => {
                 session.leased += 1;
@@ -244,12 +245,12 @@ impl<P: Protocol> ServerClient<P> {
         let token = format!("{}:{number}", self.id);
         match self.call(&mut session, |p, conn| f(p, conn, &token)) {
             Ok(value) => {
-                session.leased_in_doubt.forget(items);
+                session.leased_in_doubt.forget(call, items);
                 Ok(value)
             }
             Err(Failed { error, in_doubt }) => {
                 if in_doubt {
-                    session.leased_in_doubt.remember(items, number);
+                    session.leased_in_doubt.remember(call, items, number);
                 }
                 Err(error)
             }

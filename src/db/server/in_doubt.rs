@@ -66,47 +66,55 @@ impl InDoubt {
     }
 }
 
-/// The `push_leased` calls that failed in doubt: their items and the token (a number unique
-/// within the client) every attempt of that call sends.
+/// The `push_leased` calls that failed in doubt: each one's call number (the caller's name for
+/// it, [`DbLeases::push_leased`](crate::DbLeases::push_leased)), its items, and the token (a
+/// number unique within the client) every attempt of that call sends.
 ///
 /// One token per call, not per attempt: the server stores a call's items only under a token it
 /// has not recorded yet and answers the ids it recorded otherwise, so whichever attempt lands
 /// first is the only one that stores, even if an earlier attempt reaches the server after a
-/// retry (a broken connection's last request may still be on its way). Several calls are kept
-/// because the storage may write other due items before it retries one; bounded, the oldest
-/// forgotten first (its retry would then store the items again, as without the token).
+/// retry (a broken connection's last request may still be on its way). A retry is known by its
+/// call number and its items both: two calls of equal bytes are two calls. Several calls are
+/// kept because the storage may write other due items before it retries one; bounded, the
+/// oldest forgotten first (its retry would then store the items again, as without the token).
 #[derive(Default)]
 pub(crate) struct LeasedInDoubt {
-    calls: Vec<(Vec<Vec<u8>>, u64)>,
+    calls: Vec<(u64, Vec<Vec<u8>>, u64)>,
 }
 
 impl LeasedInDoubt {
-    /// The token of the call in doubt whose items are exactly `items`.
-    pub(crate) fn token_for(&self, items: &[&[u8]]) -> Option<u64> {
+    /// The token of call `call` in doubt, if its items are exactly `items`.
+    pub(crate) fn token_for(&self, call: u64, items: &[&[u8]]) -> Option<u64> {
         self.calls
             .iter()
-            .find(|(kept, _)| kept.iter().map(Vec::as_slice).eq(items.iter().copied()))
-            .map(|&(_, token)| token)
+            .find(|(c, kept, _)| *c == call && same(kept, items))
+            .map(|&(_, _, token)| token)
     }
 
-    /// Remembers that the call of `items` under `token` failed in doubt.
-    pub(crate) fn remember(&mut self, items: &[&[u8]], token: u64) {
-        if self.token_for(items) == Some(token) {
+    /// Remembers that call `call` of `items` under `token` failed in doubt.
+    pub(crate) fn remember(&mut self, call: u64, items: &[&[u8]], token: u64) {
+        if self.token_for(call, items) == Some(token) {
             return;
         }
-        self.forget(items);
+        self.forget(call, items);
         if self.calls.len() >= MAX_ATTEMPTS {
             self.calls.remove(0);
         }
-        self.calls
-            .push((items.iter().map(|i| i.to_vec()).collect(), token));
+        let kept = items.iter().map(|i| i.to_vec()).collect();
+        self.calls.push((call, kept, token));
     }
 
-    /// Forgets the call of `items`: an attempt of it answered, so the server's answer is known.
-    pub(crate) fn forget(&mut self, items: &[&[u8]]) {
+    /// Forgets call `call` of `items`: an attempt of it answered, so the server's answer is
+    /// known.
+    pub(crate) fn forget(&mut self, call: u64, items: &[&[u8]]) {
         self.calls
-            .retain(|(kept, _)| !kept.iter().map(Vec::as_slice).eq(items.iter().copied()));
+            .retain(|(c, kept, _)| !(*c == call && same(kept, items)));
     }
+}
+
+/// Whether `kept` holds exactly `items`.
+fn same(kept: &[Vec<u8>], items: &[&[u8]]) -> bool {
+    kept.iter().map(Vec::as_slice).eq(items.iter().copied())
 }
 
 #[cfg(test)]
@@ -149,18 +157,23 @@ mod tests {
         let a: &[&[u8]] = &[b"a"];
         let b: &[&[u8]] = &[b"b", b"c"];
         let mut d = LeasedInDoubt::default();
-        assert_eq!(d.token_for(a), None);
-        d.remember(a, 1);
-        d.remember(b, 2);
-        d.remember(a, 1); // a retry failed in doubt again: the same token
-        assert_eq!((d.token_for(a), d.token_for(b)), (Some(1), Some(2)));
-        assert_eq!(d.token_for(&[b"b"]), None, "only the same items match");
-        d.forget(a);
-        assert_eq!((d.token_for(a), d.token_for(b)), (None, Some(2)));
+        assert_eq!(d.token_for(1, a), None);
+        d.remember(1, a, 1);
+        d.remember(2, b, 2);
+        d.remember(1, a, 1); // a retry failed in doubt again: the same token
+        assert_eq!((d.token_for(1, a), d.token_for(2, b)), (Some(1), Some(2)));
+        assert_eq!(d.token_for(2, &[b"b"]), None, "only the same items match");
+        assert_eq!(
+            d.token_for(3, a),
+            None,
+            "equal bytes of another call are another call"
+        );
+        d.forget(1, a);
+        assert_eq!((d.token_for(1, a), d.token_for(2, b)), (None, Some(2)));
         for t in 10..(10 + super::MAX_ATTEMPTS as u64) {
-            d.remember(&[&t.to_le_bytes()], t);
+            d.remember(t, &[&t.to_le_bytes()], t);
         }
-        assert_eq!(d.token_for(b), None, "bounded: the oldest is forgotten");
+        assert_eq!(d.token_for(2, b), None, "bounded: the oldest is forgotten");
         assert_eq!(d.calls.len(), super::MAX_ATTEMPTS);
     }
 }

@@ -666,7 +666,12 @@ impl DbLeases for PostgresDb {
     /// id from `<table>_lseq` and `now() + ttl`), so no pop ever sees them unleased. A call
     /// whose reply was lost is remembered, and a later call of the same items gets the ids
     /// the lost one stored instead of storing them again (see the type's docs, "Leases").
-    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+    fn push_leased(
+        &self,
+        items: &[&[u8]],
+        ttl: Duration,
+        call: u64,
+    ) -> Result<Vec<LeaseId>, DbError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -674,7 +679,7 @@ impl DbLeases for PostgresDb {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1) as f64;
         let mark_ms = ttl_ms + MARK_MARGIN_MS;
         let values: Vec<&[u8]> = items.to_vec();
-        let ids: Vec<i64> = self.client.push_leased(items, |pg, c, token| {
+        let ids: Vec<i64> = self.client.push_leased(items, call, |pg, c, token| {
             let statement = c.prepared(&pg.push_leased_sql())?;
             let token = token.to_string();
             let row = c

@@ -594,14 +594,19 @@ impl DbLeases for RedisDb {
     /// never into the list. A call whose reply was lost is remembered, and a later call of
     /// the same items gets the ids the lost one stored instead of storing them again (see the
     /// type's docs, "Leases").
-    fn push_leased(&self, items: &[&[u8]], ttl: Duration) -> Result<Vec<LeaseId>, DbError> {
+    fn push_leased(
+        &self,
+        items: &[&[u8]],
+        ttl: Duration,
+        call: u64,
+    ) -> Result<Vec<LeaseId>, DbError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         refuse_oversize(items, self.client.protocol().max_item_len).map_err(|e| e.source)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mark_ms = ttl_ms.saturating_add(MARK_MARGIN_MS).min(MAX_MARK_MS);
-        let ids: Vec<u64> = self.client.push_leased(items, |redis, c, token| {
+        let ids: Vec<u64> = self.client.push_leased(items, call, |redis, c, token| {
             let mut cmd = redis.lease_eval(STORE_LEASED_SCRIPT, 1);
             cmd.arg(format!("{}:lmark:{token}", redis.key));
             cmd.arg(ttl_ms).arg(mark_ms);

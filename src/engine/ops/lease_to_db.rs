@@ -75,7 +75,7 @@ fn write_one<'a>(
     // `n = 0`: the writer role alone; the Db call runs inside it, with the lock released.
     let (mut state, _, stored, _) = write_batch_then(core, state, 0, |_| {
         call_db(|| match core.db.leases() {
-            Some(db) => db.push_leased(&[item], ttl),
+            Some(db) => db.push_leased(&[item], ttl, claimed.key),
             None => Err(DbError::msg("the database stopped offering leases")),
         })
     });
