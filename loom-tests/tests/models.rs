@@ -742,6 +742,53 @@ fn spawn_write_leased(s: &Arc<Storage<MemDb>>) -> loom::thread::JoinHandle<()> {
     loom::thread::spawn(move || s.write_leased_items_now())
 }
 
+/// `close` writes a memory-leased item whose lease outlasts the window to the Db, still leased,
+/// as its guard acks it: the ack is `Ok` whether it comes before the write (never written),
+/// during it (it waits for the landing, then acks the Db's lease) or after it (it acks in the
+/// Db, the storage closed); nothing is left.
+#[test]
+fn close_racing_an_ack_writes_the_leased_item_at_most_once_and_the_ack_removes_it() {
+    loom::model(|| {
+        let s = storage_with_a_long_ttl();
+        let t = CancelToken::new();
+        s.push(&t, vec![7]).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        let acker = loom::thread::spawn(move || lease.ack());
+        s.close().unwrap();
+        let acked = acker.join().unwrap();
+        assert!(acked.is_ok(), "the ack within the ttl failed: {acked:?}");
+        assert_eq!(s.db().leased(), 0, "a lease left behind in the Db");
+        assert!(s.db().is_empty(), "the acked item is in the Db");
+    });
+}
+
+/// A lease held across `close` that outlasts the window: its item is in the Db after `close`,
+/// still leased (no flusher runs any more to write it when it comes due), and a push racing
+/// the close is written as well, or refused.
+#[test]
+fn close_writes_a_held_lease_that_outlasts_the_window_to_the_db_still_leased() {
+    loom::model(|| {
+        let s = storage_with_a_long_ttl();
+        let t = CancelToken::new();
+        s.push(&t, vec![7]).unwrap();
+        let lease = s.pop_lease(&t).unwrap();
+        let pusher = {
+            let (s, t) = (s.clone(), t.clone());
+            loom::thread::spawn(move || s.push(&t, vec![8]))
+        };
+        s.close().unwrap();
+        let pushed = pusher.join().unwrap();
+        assert_eq!(s.db().leased(), 1, "the leased item is not in the Db");
+        assert_eq!(
+            s.db().len(),
+            usize::from(pushed.is_ok()),
+            "a push lost or invented"
+        );
+        lease.ack().unwrap();
+        assert_eq!(s.db().leased(), 0);
+    });
+}
+
 /// An ack races the write of its memory-leased item to the Db, still leased: the ack is `Ok`
 /// whether it comes before the write (the item is never written), during it (it waits for
 /// the landing, then acks the Db's lease) or after it; nothing is left, in memory or in the

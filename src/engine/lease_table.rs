@@ -393,8 +393,7 @@ impl LeaseTable {
     }
 
     /// Makes every memory-leased item that goes to the Db before its lease ends due for it at
-    /// `now`, for `Storage::write_leased_items_now`.
-    #[cfg(feature = "testing")]
+    /// `now`, for `close` and `Storage::write_leased_items_now`.
     pub(crate) fn make_due_for_db(&mut self, now: Instant) {
         for held in self.held.values_mut() {
             if let What::Item {

@@ -11,7 +11,7 @@ use super::ops::admit::{ManyItems, OneItem, Refused, admit};
 use super::ops::lease::{Lease, Leasing};
 use super::ops::take::{Many, One, take};
 use super::ops::watch::Watcher;
-use super::ops::{count, durable, write};
+use super::ops::{count, durable, lease_to_db, write};
 use super::state::dead_letters::DeadLetter;
 use super::stats::Stats;
 use super::waiter::{Wait, live};
@@ -471,6 +471,12 @@ impl<D> Storage<D> {
     /// and writes every buffered item to the Db. Idempotent: later calls return `Ok` once
     /// everything is written.
     ///
+    /// Leases stay valid. An item leased from memory whose lease outlasts the window (a
+    /// [`lease_ttl`](crate::StorageBuilder::lease_ttl) over a Db with native leases) is written
+    /// to the Db still leased, as the flusher would have when it came due; its guard's ack or
+    /// release then ends the lease in the Db. Any other lease's item is written when its guard
+    /// releases it (or acks it late).
+    ///
     /// If the Db keeps failing for `close_timeout`, returns [`Error::CloseIncomplete`]; the
     /// items stay buffered and calling `close` again retries.
     pub fn close(&self) -> Result<(), Error> {
@@ -484,6 +490,9 @@ impl<D> Storage<D> {
             // finishes its work either way.
             let _ = handle.join();
         }
+        // Leases that outlast the window: their items to the Db, still leased, as the flusher
+        // would have when they came due.
+        lease_to_db::write_all_now(&self.core);
         write::drain(&self.core)
     }
 
@@ -555,7 +564,7 @@ impl<D> Storage<D> {
     /// # }
     /// ```
     pub fn write_leased_items_now(&self) {
-        super::ops::lease::write_leased_now(&self.core);
+        lease_to_db::write_all_now(&self.core);
     }
 
     /// Testing: acts as if the Db's watch ([`Db::watch`](crate::Db::watch)) had just said

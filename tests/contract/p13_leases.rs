@@ -796,6 +796,42 @@ fn a_lease_written_from_memory_is_held_by_the_db_a_quarter_of_the_ttl_longer() {
     lease.ack().expect("an ack within the ttl");
 }
 
+/// `close` writes an item leased from memory whose lease outlasts the window to the Db, still
+/// leased (no flusher runs after it): the lease stays valid, its ack ends it in the Db; a
+/// released one is back on top there.
+#[test]
+fn close_writes_a_lease_that_outlasts_the_window_to_the_db_still_leased() {
+    let s = Storage::builder()
+        .max_unflushed_age(Duration::from_secs(10))
+        .lease_ttl(Duration::from_secs(60))
+        .build(MemDb::new())
+        .expect("build");
+    let t = CancelToken::new();
+    for i in 1..=3 {
+        s.push(&t, item(i)).expect("push");
+    }
+    let three = s.pop_lease(&t).expect("lease 3");
+    let two = s.pop_lease(&t).expect("lease 2");
+    s.close().expect("close");
+    assert_eq!(
+        s.db().leased(),
+        2,
+        "both leased items in the Db, still leased"
+    );
+    assert_eq!(s.db().len(), 1, "the item not leased, written by the close");
+    three.ack().expect("an ack after close, within the ttl");
+    two.release();
+    assert_eq!(s.db().leased(), 0);
+    let left: Vec<u64> = std::iter::from_fn(|| s.db().pop().expect("pop"))
+        .map(|x| id_of(&x))
+        .collect();
+    assert_eq!(
+        left,
+        vec![2, 1],
+        "the released item back on top, the acked one gone"
+    );
+}
+
 /// A memory lease written to the Db still leased ends there: released, its item is back on
 /// top (above an item pushed meanwhile); past its deadline, back on top by itself, and the
 /// late ack says so.

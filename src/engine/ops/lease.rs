@@ -377,15 +377,6 @@ fn lease(core: &Arc<Core>, key: u64, kind: Kind) -> Lease {
     }
 }
 
-/// `Storage::write_leased_items_now`: every memory-leased item that goes to the Db before its
-/// lease ends is due for it now, and written on the calling thread.
-#[cfg(feature = "testing")]
-pub(crate) fn write_leased_now(core: &Core) {
-    let mut state = core.state.lock();
-    state.make_leases_due_for_db(Instant::now());
-    drop(crate::engine::ops::lease_to_db::write_due_leases(core, state).0);
-}
-
 /// `Storage::expire_leases_now`: every lease taken through this storage expires now; for the
 /// ones a native Db holds that is Db work, done on the calling thread.
 #[cfg(feature = "testing")]

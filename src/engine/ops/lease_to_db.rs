@@ -10,6 +10,9 @@
 //! or a release by its guard waits for the landing (`Signal::Landed`), then finds either the
 //! native lease (and ends it in the Db) or, if the write failed, the item still here.
 //!
+//! `close` writes every such item at once ([`write_all_now`]): after it no flusher runs, and a
+//! lease that outlasts the window must not keep its item out of the Db for good.
+//!
 //! A failed write is retried with the same items, alone: over Redis or PostgreSQL a call whose reply
 //! was lost may have landed, and the retry then gets the ids it stored instead of a second
 //! copy (`push_leased`'s token, `src/db/server/client.rs`). Left over: a guard that ends the
@@ -26,6 +29,16 @@ use crate::engine::ops::write::write_batch_then;
 use crate::engine::state::State;
 use crate::error::DbError;
 use crate::sync::MutexGuard;
+
+/// Every memory-leased item that goes to the Db before its lease ends is due now, and written
+/// on the calling thread: `close` (after the flusher stopped), and
+/// `Storage::write_leased_items_now`. A write that fails leaves its item leased in memory (at
+/// `close`: until its guard ends the lease, which then writes it unleased).
+pub(crate) fn write_all_now(core: &Core) {
+    let mut state = core.state.lock();
+    state.make_leases_due_for_db(Instant::now());
+    drop(write_due_leases(core, state).0);
+}
 
 /// Writes every memory-leased item due for the Db (and not past its deadline) to the Db with a
 /// native lease, one Db call each (see [`LeaseTable::claim_to_db`] for why not a batch): the

@@ -234,8 +234,7 @@ impl State {
     }
 
     /// Every memory-leased item that goes to the Db before its lease ends is due for it now
-    /// (for `Storage::write_leased_items_now`).
-    #[cfg(feature = "testing")]
+    /// (for `close`, and `Storage::write_leased_items_now`).
     pub(crate) fn make_leases_due_for_db(&mut self, now: Instant) {
         self.leases.make_due_for_db(now);
     }
