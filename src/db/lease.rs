@@ -26,6 +26,13 @@ pub struct DbLease {
     pub item: Vec<u8>,
 }
 
+/// A lease's ttl in whole milliseconds, at least 1 (servers take ttls in ms; 0 would mean
+/// "already expired" or be refused).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// Milliseconds since the Unix epoch: lease deadlines are wall-clock stamps, because they are
 /// stored (FileDb's lease log) and compared by other processes.
 pub(crate) fn now_ms() -> u64 {

@@ -7,7 +7,7 @@ use super::client::{Popped, Protocol, ServerClient};
 use super::postgres_wake::{address, channel_of, notify, open_watch};
 use super::wake::{STORED, lease_payload};
 use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
-use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
+use crate::db::lease::{DbLease, LeaseId, lease_result, system_time, ttl_millis};
 use crate::db::watch::DbWatch;
 use crate::error::{DbError, PushBatchError};
 
@@ -615,7 +615,7 @@ impl DbLeases for PostgresDb {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1) as f64;
+        let ttl_ms = ttl_millis(ttl) as f64;
         let mut rows: Vec<(i64, i64, Vec<u8>)> = self.client.run_after_expired(|pg, c| {
             let statement = c.prepared(&pg.lease_sql())?;
             let rows = c.client.query(&statement, &[&limit, &ttl_ms])?;
@@ -676,7 +676,7 @@ impl DbLeases for PostgresDb {
             return Ok(Vec::new());
         }
         refuse_oversize(items, MAX_ITEM_LEN).map_err(|e| e.source)?;
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1) as f64;
+        let ttl_ms = ttl_millis(ttl) as f64;
         let mark_ms = ttl_ms + MARK_MARGIN_MS;
         let values: Vec<&[u8]> = items.to_vec();
         let ids: Vec<i64> = self.client.push_leased(items, call, |pg, c, token| {

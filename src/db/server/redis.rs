@@ -7,7 +7,7 @@ use super::client::{Popped, Protocol, ServerClient};
 use super::redis_wake::{RedisChannel, channel_of};
 use super::wake::ServerWatch;
 use crate::db::interface::{Capabilities, Db, DbLeases, refuse_oversize};
-use crate::db::lease::{DbLease, LeaseId, lease_result, system_time};
+use crate::db::lease::{DbLease, LeaseId, lease_result, system_time, ttl_millis};
 use crate::db::watch::DbWatch;
 use crate::error::{DbError, PushBatchError};
 
@@ -558,7 +558,7 @@ impl DbLeases for RedisDb {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = ttl_millis(ttl);
         let flat: Vec<Vec<u8>> = self.client.run(|redis, c| {
             let mut cmd = redis.lease_eval(LEASE_SCRIPT, 0);
             cmd.arg(max).arg(ttl_ms);
@@ -604,7 +604,7 @@ impl DbLeases for RedisDb {
             return Ok(Vec::new());
         }
         refuse_oversize(items, self.client.protocol().max_item_len).map_err(|e| e.source)?;
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = ttl_millis(ttl);
         let mark_ms = ttl_ms.saturating_add(MARK_MARGIN_MS).min(MAX_MARK_MS);
         let ids: Vec<u64> = self.client.push_leased(items, call, |redis, c, token| {
             let mut cmd = redis.lease_eval(STORE_LEASED_SCRIPT, 1);
