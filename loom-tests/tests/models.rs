@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lifostore::testing::{FaultyDb, registrations};
-use lifostore::{CancelReason, CancelToken, Db, Error, MemDb, Storage, Unconfirmed};
+use lifostore::{CancelReason, CancelToken, Db, Error, Lease, MemDb, Storage, Unconfirmed};
 
 fn storage() -> Arc<Storage<MemDb>> {
     storage_over(MemDb::new())
@@ -735,6 +735,16 @@ fn storage_with_a_long_ttl() -> Arc<Storage<MemDb>> {
     Arc::new(builder.build(MemDb::new()).unwrap())
 }
 
+/// A storage with a long ttl whose only item, 7, is leased from memory: the start of the
+/// models of a leased item's write to the Db.
+fn a_long_ttl_lease_of_seven() -> (Arc<Storage<MemDb>>, CancelToken, Lease) {
+    let s = storage_with_a_long_ttl();
+    let t = CancelToken::new();
+    s.push(&t, vec![7]).unwrap();
+    let lease = s.pop_lease(&t).unwrap();
+    (s, t, lease)
+}
+
 /// A model thread writing `s`'s memory-leased items to the Db, still leased (the flusher's
 /// duty when they come due; loom has no clock).
 fn spawn_write_leased(s: &Arc<Storage<MemDb>>) -> loom::thread::JoinHandle<()> {
@@ -749,10 +759,7 @@ fn spawn_write_leased(s: &Arc<Storage<MemDb>>) -> loom::thread::JoinHandle<()> {
 #[test]
 fn close_racing_an_ack_writes_the_leased_item_at_most_once_and_the_ack_removes_it() {
     loom::model(|| {
-        let s = storage_with_a_long_ttl();
-        let t = CancelToken::new();
-        s.push(&t, vec![7]).unwrap();
-        let lease = s.pop_lease(&t).unwrap();
+        let (s, _, lease) = a_long_ttl_lease_of_seven();
         let acker = loom::thread::spawn(move || lease.ack());
         s.close().unwrap();
         let acked = acker.join().unwrap();
@@ -768,10 +775,7 @@ fn close_racing_an_ack_writes_the_leased_item_at_most_once_and_the_ack_removes_i
 #[test]
 fn close_writes_a_held_lease_that_outlasts_the_window_to_the_db_still_leased() {
     loom::model(|| {
-        let s = storage_with_a_long_ttl();
-        let t = CancelToken::new();
-        s.push(&t, vec![7]).unwrap();
-        let lease = s.pop_lease(&t).unwrap();
+        let (s, t, lease) = a_long_ttl_lease_of_seven();
         let pusher = {
             let (s, t) = (s.clone(), t.clone());
             loom::thread::spawn(move || s.push(&t, vec![8]))
@@ -796,10 +800,7 @@ fn close_writes_a_held_lease_that_outlasts_the_window_to_the_db_still_leased() {
 #[test]
 fn an_ack_racing_the_write_of_its_leased_item_to_the_db_removes_it_once() {
     loom::model(|| {
-        let s = storage_with_a_long_ttl();
-        let t = CancelToken::new();
-        s.push(&t, vec![7]).unwrap();
-        let lease = s.pop_lease(&t).unwrap();
+        let (s, _, lease) = a_long_ttl_lease_of_seven();
         let acker = loom::thread::spawn(move || lease.ack());
         s.write_leased_items_now();
         let acked = acker.join().unwrap();
@@ -843,10 +844,7 @@ fn a_release_racing_the_write_of_its_leased_item_to_the_db_puts_it_back_once_on_
 #[test]
 fn expiry_racing_the_write_of_a_leased_item_to_the_db_returns_it_once() {
     loom::model(|| {
-        let s = storage_with_a_long_ttl();
-        let t = CancelToken::new();
-        s.push(&t, vec![7]).unwrap();
-        let lease = s.pop_lease(&t).unwrap();
+        let (s, _, lease) = a_long_ttl_lease_of_seven();
         let writer = spawn_write_leased(&s);
         s.expire_leases_now();
         writer.join().unwrap();
@@ -871,10 +869,7 @@ fn expiry_racing_the_write_of_a_leased_item_to_the_db_returns_it_once() {
 #[test]
 fn a_pop_after_the_deadline_of_a_lease_being_written_to_the_db_takes_it_first() {
     loom::model(|| {
-        let s = storage_with_a_long_ttl();
-        let t = CancelToken::new();
-        s.push(&t, vec![7]).unwrap();
-        let lease = s.pop_lease(&t).unwrap();
+        let (s, t, lease) = a_long_ttl_lease_of_seven();
         s.push(&t, vec![8]).unwrap();
         let writer = spawn_write_leased(&s);
         s.expire_leases_now();
