@@ -96,7 +96,14 @@ fn scrape_metrics(service: &common::Service) {
         );
     }
     assert_eq!(service.metric("orders_cached_orders"), 300_000.0);
-    let lookups = service.metric(r#"orders_http_request_duration_seconds_count{route="order"}"#);
-    assert!(lookups >= 3.0, "the lookups above were timed: {lookups}");
+    // A handler times its request after it has sent the answer (the time includes the write),
+    // so the client can ask for /metrics before the handler of its last lookup has counted
+    // it: wait for the count, it is another thread's next step.
+    let lookup_count = r#"orders_http_request_duration_seconds_count{route="order"}"#;
+    wait_for(
+        Duration::from_secs(10),
+        "the three lookups above to be timed",
+        || (service.metric(lookup_count) >= 3.0).then_some(()),
+    );
     assert!(text.ends_with("# EOF\n"), "complete exposition");
 }
