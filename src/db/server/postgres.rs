@@ -27,10 +27,11 @@ const MAX_TABLE_LEN: usize = 63 - "_clients".len();
 /// transaction; ids grow oldest to newest). A batch pop is one statement: `WITH pick AS
 /// MATERIALIZED (SELECT id ... ORDER BY id DESC LIMIT n FOR UPDATE SKIP LOCKED) DELETE ...
 /// WHERE id IN (SELECT id FROM pick) RETURNING`, so concurrent workers never take the same
-/// row: every item is popped by exactly one process. (The `MATERIALIZED` pick runs once: a
+/// row: every item is popped by exactly one process. The `MATERIALIZED` pick runs once: a
 /// locking subquery inside the `DELETE` may be run again per row by the server's plan, and
-/// then takes more than `n` rows.) (`SKIP LOCKED` means a pop that races another may take the next-newest rows
-/// instead of waiting: order across processes is newest-first up to rows in flight elsewhere.)
+/// then takes more than `n` rows. (`SKIP LOCKED` means a pop that races another may take the
+/// next-newest rows instead of waiting: order across processes is newest-first up to rows in
+/// flight elsewhere.)
 ///
 /// One connection per `PostgresDb`, opened by [`open`](Self::open) (a bad URL or unreachable
 /// server fails there) and re-opened lazily after it breaks, so a restarted server is picked
