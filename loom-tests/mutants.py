@@ -197,6 +197,9 @@ M = {
    '''        lease_to_db::write_all_now(&self.core);
         write::drain(&self.core)''',
    '''        write::drain(&self.core)'''),
+ 'M76 a taking call skips the clock when only the write of a leased item is pending': ('src/engine/lease_table.rs',
+   '''        self.next_deadline.is_some() || self.writing.is_some()''',
+   '''        self.next_deadline.is_some()'''),
  # Engine bugs the history checker must catch: these run the history tests
  # (tests/reliability_history.rs), not the loom models.
  'H1 a pop leaves its item in the Db': ('src/engine/ops/take.rs',

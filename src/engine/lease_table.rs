@@ -417,6 +417,15 @@ impl LeaseTable {
             .min()
     }
 
+    /// Whether any deadline is pending: a lease's ([`next_deadline`](Self::next_deadline)) or
+    /// that of a leased item being written ([`writing_past_deadline`](Self::writing_past_deadline)).
+    /// Two loads: the taking calls ask this first, so they read the clock only while leases are
+    /// held.
+    #[inline]
+    pub(crate) fn deadline_pending(&self) -> bool {
+        self.next_deadline.is_some() || self.writing.is_some()
+    }
+
     /// The earliest deadline of a held lease (or a bit earlier).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.next_deadline
