@@ -16,6 +16,7 @@ pub mod combining;
 pub mod elimination;
 pub mod locked;
 pub mod padded;
+pub mod parking;
 pub mod publish;
 pub mod spin;
 pub mod sync;
@@ -63,7 +64,8 @@ contender!(
     locked::Locked<{ locked::SPIN_LONG }>,
     locked::Locked<{ locked::NO_YIELD }>,
     combining::Combining,
-    elimination::Elimination
+    elimination::Elimination,
+    parking::Parking
 );
 
 impl<I: publish::Inbox> Contender for Publish<I> {
@@ -114,6 +116,7 @@ pub fn contenders() -> Vec<(&'static str, std::sync::Arc<dyn Contender>)> {
             "model_noyield",
             Arc::new(locked::Locked::<{ locked::NO_YIELD }>::new(CAPACITY)),
         ),
+        ("model_park", Arc::new(parking::Parking::new(CAPACITY))),
         ("combining", Arc::new(combining::Combining::new(CAPACITY))),
         (
             "elimination",
