@@ -200,14 +200,6 @@ M = {
  'M76 a taking call skips the clock when only the write of a leased item is pending': ('src/engine/lease_table.rs',
    '''        self.next_deadline.is_some() || self.writing.is_some()''',
    '''        self.next_deadline.is_some()'''),
- 'M77 a lease ending here forgets that its write is in doubt': ('src/engine/lease_table.rs',
-   '''        let held = self.held.remove(&key)?;
-        self.ended(key, &held);''',
-   '''        let held = self.held.remove(&key)?;'''),
- 'M78 close does not clean up the doubtful writes': ('src/engine/ops/lease_to_db.rs',
-   '''    let (state, _) = write_due_leases(core, state);
-    drop(clean_doubtful(core, state));''',
-   '''    drop(write_due_leases(core, state).0);'''),
  # Engine bugs the history checker must catch: these run the history tests
  # (tests/reliability_history.rs), not the loom models.
  'H1 a pop leaves its item in the Db': ('src/engine/ops/take.rs',

@@ -813,36 +813,6 @@ fn an_ack_racing_the_write_of_its_leased_item_to_the_db_removes_it_once() {
     });
 }
 
-/// The write of a memory-leased item to the Db loses its reply (the call landed) as the
-/// lease's guard acks it: before the write (never written), during it (the ack waits for the
-/// landing, finds the write failed, and ends the lease here with the write in doubt) or after
-/// it. Once `close` returned, no copy is left in the Db, leased or not: the flusher or `close`
-/// made the write again and acked what it got. Without that clean-up the lost call's copy
-/// stays leased, nobody holding it, and comes back at its deadline after the ack.
-#[test]
-fn an_ack_racing_a_leased_write_whose_reply_is_lost_leaves_no_copy_in_the_db() {
-    loom::model(|| {
-        let db = FaultyDb::new(MemDb::new(), 1);
-        db.lose_next_leased_reply();
-        let builder = Storage::builder().lease_ttl(std::time::Duration::from_secs(3600));
-        let s = Arc::new(builder.build(db).unwrap());
-        let t = CancelToken::new();
-        s.push(&t, vec![7]).unwrap();
-        let lease = s.pop_lease(&t).unwrap();
-        let acker = loom::thread::spawn(move || lease.ack());
-        s.write_leased_items_now();
-        let acked = acker.join().unwrap();
-        assert!(acked.is_ok(), "the ack within the ttl failed: {acked:?}");
-        s.close().unwrap();
-        assert_eq!(
-            s.db().inner().leased(),
-            0,
-            "the lost call's copy is left leased in the Db"
-        );
-        assert!(s.db().inner().is_empty(), "the acked item is in the Db");
-    });
-}
-
 /// A release races the write of its memory-leased item (2, above a buffered 1) to the Db,
 /// still leased: the item comes back once, on top, whether the release puts it back in memory
 /// (before the write) or the Db's release does (during or after it: the buffered 1 is written

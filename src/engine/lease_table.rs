@@ -26,7 +26,7 @@
 //! A leaf: it imports nothing of the engine. The state owns the table and changes it only
 //! through the methods below.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -111,27 +111,6 @@ pub(crate) enum NativeState {
     Held,
 }
 
-/// How many [`Doubtful`] writes the table keeps: as many calls in doubt as a server client
-/// recognises the retries of (`LeasedInDoubt`); beyond that a retry would store a second copy
-/// rather than find the first, so the oldest is forgotten.
-pub(crate) const MAX_DOUBTFUL: usize = 16;
-
-/// A memory lease whose write to the Db failed with its outcome unknown (a server whose reply
-/// was lost may have stored the item, leased) and that then ended here: acked, released or
-/// expired before a retry of the write landed. A copy the lost call stored would be a lease
-/// nobody holds, back on top at its deadline after the item was acked or already put back.
-/// The flusher retries the call with the same key and item (a server answers with the ids the
-/// lost call stored, or stores the item now) and acks what it gets, so no copy is left
-/// (`ops::lease_to_db::clean_doubtful`).
-pub(crate) struct Doubtful {
-    /// The lease's key: the write's call number.
-    pub(crate) key: u64,
-    /// The item, as written.
-    pub(crate) data: Arc<Vec<u8>>,
-    /// When to try (again).
-    pub(crate) at: Instant,
-}
-
 /// A memory-leased item claimed for its write to the Db ([`LeaseTable::claim_to_db`]).
 pub(crate) struct Claimed {
     /// The lease's key.
@@ -193,21 +172,6 @@ pub(crate) struct LeaseTable {
     /// time, inside the writer role): its key and its lease's deadline, for
     /// [`writing_past_deadline`](Self::writing_past_deadline).
     writing: Option<(u64, Instant)>,
-    /// Writes in doubt. Boxed: they are touched only after a failed write, and kept out of
-    /// line they leave the state a push and a pop read as it was (inline, they made the
-    /// one-thread pair 8 % slower at the same instruction count).
-    doubt: Box<Doubt>,
-}
-
-/// The writes of memory-leased items whose outcome is unknown ([`LeaseTable`]).
-#[derive(Default)]
-struct Doubt {
-    /// Memory leases whose last write to the Db failed with its outcome unknown, until a
-    /// write of theirs lands or the lease ends (then they become [`Doubtful`]).
-    leases: BTreeSet<u64>,
-    /// Writes in doubt of leases that ended here, to be cleaned up, oldest first; at most
-    /// [`MAX_DOUBTFUL`].
-    ended: VecDeque<Doubtful>,
 }
 
 impl LeaseTable {
@@ -252,61 +216,9 @@ impl LeaseTable {
         self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
     }
 
-    /// Stops tracking `key`; its lease, if it was still held. A memory lease whose write is in
-    /// doubt leaves its item to be cleaned up in the Db ([`Doubtful`]).
+    /// Stops tracking `key`; its lease, if it was still held.
     pub(crate) fn remove(&mut self, key: u64) -> Option<Held> {
-        let held = self.held.remove(&key)?;
-        self.ended(key, &held);
-        Some(held)
-    }
-
-    /// The lease `key` ended here: if a write of its item is in doubt, the item is to be
-    /// cleaned up in the Db, due at once.
-    fn ended(&mut self, key: u64, held: &Held) {
-        if !self.doubt.leases.remove(&key) {
-            return;
-        }
-        if let What::Item { data, .. } = &held.what {
-            if self.doubt.ended.len() == MAX_DOUBTFUL {
-                self.doubt.ended.pop_front();
-            }
-            self.doubt.ended.push_back(Doubtful {
-                key,
-                data: Arc::clone(data),
-                at: Instant::now(),
-            });
-        }
-    }
-
-    /// Whether the last write of the memory lease `key` failed with its outcome unknown.
-    pub(crate) fn is_in_doubt(&self, key: u64) -> bool {
-        self.doubt.leases.contains(&key)
-    }
-
-    /// Claims the oldest doubtful write due at `now` for its clean-up.
-    pub(crate) fn claim_doubtful(&mut self, now: Instant) -> Option<Doubtful> {
-        let i = self.doubt.ended.iter().position(|d| d.at <= now)?;
-        self.doubt.ended.remove(i)
-    }
-
-    /// A clean-up failed for now: try again at `at`.
-    pub(crate) fn retry_doubtful(&mut self, mut doubtful: Doubtful, at: Instant) {
-        doubtful.at = at;
-        if self.doubt.ended.len() < MAX_DOUBTFUL {
-            self.doubt.ended.push_back(doubtful);
-        }
-    }
-
-    /// When the next clean-up of a doubtful write is due, if any is left.
-    pub(crate) fn next_doubtful(&self) -> Option<Instant> {
-        self.doubt.ended.iter().map(|d| d.at).min()
-    }
-
-    /// Every doubtful write is due at `now` (for `close`).
-    pub(crate) fn make_doubtful_due(&mut self, now: Instant) {
-        for d in &mut self.doubt.ended {
-            d.at = d.at.min(now);
-        }
+        self.held.remove(&key)
     }
 
     /// Counts `n` leases that ended past their deadline although the table had not expired
@@ -398,7 +310,7 @@ impl LeaseTable {
         let due: Vec<Held> = keys
             .iter()
             .filter(|k| !k.1)
-            .filter_map(|k| self.remove(k.0))
+            .filter_map(|k| self.held.remove(&k.0))
             .collect();
         // A return in flight settles with its own deadline (`settle_native`).
         let waiting = self.held.values().filter(|h| !h.is_returning());
@@ -464,14 +376,6 @@ impl LeaseTable {
         };
         if self.writing.is_some_and(|(k, _)| k == key) {
             self.writing = None;
-        }
-        // A failure the Db may come back from may also have been a call that landed (a lost
-        // reply): the lease is in doubt until a write of it lands. One that fails for good
-        // after that keeps the doubt: the earlier call may still have landed.
-        match &outcome {
-            Ok(_) => _ = self.doubt.leases.remove(&key),
-            Err(Some(_)) => _ = self.doubt.leases.insert(key),
-            Err(None) => {}
         }
         match (&mut held.what, outcome) {
             (what @ What::Item { .. }, Ok((id, db_deadline))) => {

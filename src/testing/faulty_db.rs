@@ -98,15 +98,7 @@ pub struct FaultyDb<D> {
     half_batches: AtomicU64,
     spikes: AtomicU64,
     panics: AtomicU64,
-    /// The next `push_leased` stores its items, then fails as if its reply was lost.
-    lose_leased_reply: AtomicBool,
-    /// The calls whose reply was lost: (call, items, ids stored), answered to their retry as a
-    /// server does.
-    lost_leased: parking_lot::Mutex<Vec<LostCall>>,
 }
-
-/// A `push_leased` call that landed and whose reply was lost.
-type LostCall = (u64, Vec<Vec<u8>>, Vec<LeaseId>);
 
 /// Picks the items a [`FaultyDb`] refuses.
 type Refuse = dyn Fn(&[u8]) -> bool + Send + Sync;
@@ -160,33 +152,7 @@ impl<D: Db> FaultyDb<D> {
             half_batches: AtomicU64::new(0),
             spikes: AtomicU64::new(0),
             panics: AtomicU64::new(0),
-            lose_leased_reply: AtomicBool::new(false),
-            lost_leased: parking_lot::Mutex::new(Vec::new()),
         }
-    }
-
-    /// The next [`push_leased`](DbLeases::push_leased) stores its items in the inner Db, then
-    /// fails with [`INJECTED_FAILURE`], as a server call whose reply was lost. Its retry (the
-    /// same call number and items) gets the ids it stored, as Redis and PostgreSQL answer one,
-    /// instead of a second copy.
-    ///
-    /// ```
-    /// use lifostore::testing::FaultyDb;
-    /// use lifostore::{Db, MemDb};
-    /// use std::time::Duration;
-    ///
-    /// let db = FaultyDb::new(MemDb::new(), 1);
-    /// let leases = db.leases().expect("MemDb has leases");
-    /// db.lose_next_leased_reply();
-    /// assert!(leases.push_leased(&[b"x"], Duration::from_secs(60), 9).is_err());
-    /// assert_eq!(db.inner().leased(), 1, "it landed");
-    /// let ids = leases.push_leased(&[b"x"], Duration::from_secs(60), 9).unwrap();
-    /// assert_eq!(db.inner().leased(), 1, "the retry found it");
-    /// leases.ack(&ids).unwrap();
-    /// assert_eq!(db.inner().leased(), 0);
-    /// ```
-    pub fn lose_next_leased_reply(&self) {
-        self.lose_leased_reply.store(true, Ordering::SeqCst);
     }
 
     /// Fails this fraction (`0.0..=1.0`, clamped) of calls with [`INJECTED_FAILURE`], before
@@ -567,23 +533,7 @@ impl<D: Db> DbLeases for FaultyDb<D> {
         if self.first_refused(items).is_some() {
             return Err(rejected());
         }
-        let mut lost = self.lost_leased.lock();
-        if let Some(i) = lost
-            .iter()
-            .position(|(c, its, _)| *c == call && its == items)
-        {
-            return Ok(lost.swap_remove(i).2);
-        }
-        let ids = self.inner_leases()?.push_leased(items, ttl, call)?;
-        if self.lose_leased_reply.swap(false, Ordering::SeqCst) {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            let items = items.iter().map(|i| i.to_vec()).collect();
-            lost.push((call, items, ids));
-            return Err(DbError::msg(format!(
-                "{INJECTED_FAILURE} (the reply was lost)"
-            )));
-        }
-        Ok(ids)
+        self.inner_leases()?.push_leased(items, ttl, call)
     }
 
     /// Forwards, without faults: a storage asks it once, when it is built.

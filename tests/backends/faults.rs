@@ -360,59 +360,6 @@ fn storage_push_leased_reply_lost(kind: &str, url: &str) {
     s.close().expect("close");
 }
 
-/// The storage's write of a memory lease to the Db loses its reply (it landed), and the lease
-/// ends before the retry, a second later: acked (`ack`), or released. Before the fix the lost
-/// call's copy stayed in the Db leased, nobody holding it, and came back at its deadline: the
-/// item delivered again after its ack, or twice after a release. Now the flusher makes the
-/// retry anyway and acks what it gets: the Db keeps nothing, and a released item is popped
-/// once, from memory.
-fn storage_leased_write_in_doubt_then_ended(kind: &str, url: &str, ack: bool) {
-    let name = unique("leased_doubt");
-    let (proxy, via) = proxied(kind, url);
-    let direct = open(kind, url, &name);
-    // A ttl longer than the window, so the lease is written to the Db still leased; a window
-    // of 40 s, so a failed write is retried only a second later (window / 32, at most 1 s):
-    // the lease ends before that retry.
-    let s = Storage::builder()
-        .max_unflushed_age(Duration::from_secs(40))
-        .lease_ttl(Duration::from_secs(120))
-        .build(open(kind, &via, &name))
-        .expect("build the storage");
-    let t = CancelToken::new();
-    s.push(&t, item(7).to_vec()).expect("push");
-    let lease = s.pop_lease(&t).expect("lease from memory");
-    proxy.cut_next_reply();
-    s.write_leased_items_now();
-    assert_eq!(proxy.cuts(), 1, "the write's reply was cut");
-    assert_eq!(held(&*direct), 1, "the write landed, its reply lost");
-    if ack {
-        lease.ack().expect("an ack within the ttl");
-    } else {
-        lease.release();
-    }
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while held(&*direct) != 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the lost call's copy is still leased in the Db, nobody holding it"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if !ack {
-        assert_eq!(
-            s.pop(&t).expect("pop"),
-            item(7).to_vec(),
-            "released: back on top"
-        );
-    }
-    assert!(
-        s.try_pop().expect("try_pop").is_none(),
-        "the item came back"
-    );
-    s.close().expect("close");
-    assert_eq!(drain(&*direct), Vec::<u64>::new(), "the item is in the Db");
-}
-
 /// The marks `push_leased` leaves for its retries do not pile up: Redis's expire a minute past
 /// the ttl by themselves; PostgreSQL's past their time are deleted by the next call.
 fn leased_marks_expire(kind: &str, url: &str) {
@@ -537,22 +484,6 @@ macro_rules! fault_tests {
                 let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(url) = server($url_var) {
                     storage_push_leased_reply_lost($kind, &url);
-                }
-            }
-
-            #[test]
-            fn storage_leased_write_in_doubt_then_acked_leaves_no_copy() {
-                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
-                if let Some(url) = server($url_var) {
-                    storage_leased_write_in_doubt_then_ended($kind, &url, true);
-                }
-            }
-
-            #[test]
-            fn storage_leased_write_in_doubt_then_released_is_popped_once() {
-                let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
-                if let Some(url) = server($url_var) {
-                    storage_leased_write_in_doubt_then_ended($kind, &url, false);
                 }
             }
 

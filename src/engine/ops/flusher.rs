@@ -1,7 +1,6 @@
 //! The flusher thread's loop: sleep until the policy says write, take the writer role, repeat.
 //! At every wake-up it also returns the leases past their deadline (native Db leases with Db
-//! calls, `ops::lease_return`), cleans up the writes of leased items left in doubt
-//! (`ops::lease_to_db`), and ticks the coarse clock
+//! calls, `ops::lease_return`) and ticks the coarse clock
 //! pushes stamp items with. It returns when the storage closes (`close` drains the rest on its
 //! own thread).
 
@@ -10,7 +9,7 @@ use std::time::Instant;
 
 use crate::engine::core::{Core, Signal};
 use crate::engine::ops::lease_return::return_native;
-use crate::engine::ops::lease_to_db::{clean_doubtful, write_due_leases};
+use crate::engine::ops::lease_to_db::write_due_leases;
 use crate::engine::ops::write::write_batch;
 use crate::engine::policy::{Next, earliest};
 
@@ -40,13 +39,6 @@ pub(crate) fn run(core: Arc<Core>) {
                 // for it, so look at everything again rather than go to sleep.
                 continue;
             }
-        }
-        if state.doubtful_due(now) {
-            // Leases that ended here while a write of their item was in doubt: the write again,
-            // then an ack, so a copy a lost reply left in the Db does not come back. The lock
-            // was let go: look at everything again.
-            state = clean_doubtful(&core, state);
-            continue;
         }
         let tick = state.tick(&core.cfg, now);
         let duties = earliest(tick, state.next_lease_deadline());

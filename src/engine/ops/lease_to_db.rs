@@ -15,21 +15,18 @@
 //!
 //! A failed write is retried with the same items, alone: over Redis or PostgreSQL a call whose reply
 //! was lost may have landed, and the retry then gets the ids it stored instead of a second
-//! copy (`push_leased`'s token, `src/db/server/client.rs`). A guard may end the lease in
-//! memory before that retry: the landed copy would then be leased in the Db, nobody holding it,
-//! and come back at its deadline. So the lease table keeps such an item
-//! ([`Doubtful`](crate::engine::lease_table::Doubtful)), and [`clean_doubtful`] makes the
-//! retry anyway and acks what it gets: the Db keeps no copy.
+//! copy (`push_leased`'s token, `src/db/server/client.rs`). Left over: a guard that ends the
+//! lease in memory before the retry leaves such a landed copy leased in the Db, nobody
+//! holding it; it comes back at its deadline.
 
 use std::time::{Duration, Instant};
 
 use crate::engine::core::{Core, Signal};
 use crate::engine::db_call::call_db;
-use crate::engine::lease_table::{Claimed, Doubtful};
+use crate::engine::lease_table::Claimed;
 use crate::engine::ops::lease_return::{db_lease_ttl, db_ttl};
 use crate::engine::ops::write::write_batch_then;
 use crate::engine::state::State;
-use crate::engine::wakeups::Wakeups;
 use crate::error::DbError;
 use crate::sync::MutexGuard;
 
@@ -40,72 +37,7 @@ use crate::sync::MutexGuard;
 pub(crate) fn write_all_now(core: &Core) {
     let mut state = core.state.lock();
     state.make_leases_due_for_db(Instant::now());
-    let (state, _) = write_due_leases(core, state);
-    drop(clean_doubtful(core, state));
-}
-
-/// Cleans up the doubtful writes due now (see
-/// [`Doubtful`](crate::engine::lease_table::Doubtful)): for each, the write is made again with
-/// the same call number and item, with the lock released, and what it returns is acked. A
-/// server answers the retry with the ids its lost call stored, so the ack removes that copy;
-/// if the lost call had not landed, the retry stores the item leased (no pop sees it) and the
-/// ack removes it at once. A failure the Db may come back from is tried again after a
-/// backoff; a copy stored but not acked is tracked until the Db returns it by itself.
-/// The flusher's duty, and `close`'s.
-pub(crate) fn clean_doubtful<'a>(
-    core: &'a Core,
-    mut state: MutexGuard<'a, State>,
-) -> MutexGuard<'a, State> {
-    while let Some(doubtful) = state.claim_doubtful(Instant::now()) {
-        drop(state);
-        let ttl = db_ttl(core);
-        let began = Instant::now();
-        let outcome = call_db(|| clean_one(core, &doubtful, ttl));
-        state = core.state.lock();
-        match outcome {
-            Ok(Cleaned::Gone | Cleaned::Unknown) => {}
-            Ok(Cleaned::LeftLeased) => state.doubtful_left_in_db(began + ttl),
-            // A panic in the Db (`call_db` turns it into an error) is tried again, as a failure.
-            Ok(Cleaned::Retry) | Err(_) => {
-                state.retry_doubtful(doubtful, Instant::now() + retry_delay(core));
-            }
-        }
-        let whom = Wakeups {
-            flusher: true,
-            ..Wakeups::NONE
-        };
-        core.wake_up(&mut state, whom);
-    }
-    state
-}
-
-/// How a clean-up of a doubtful write ended.
-enum Cleaned {
-    /// No copy is left in the Db.
-    Gone,
-    /// A copy is in the Db, leased: the ack failed.
-    LeftLeased,
-    /// Nothing was stored: the write failed for now; try again.
-    Retry,
-    /// Nothing was stored, and trying again would not help (the Db refused it for good).
-    Unknown,
-}
-
-/// One clean-up's Db calls: the write again, then the ack.
-fn clean_one(core: &Core, doubtful: &Doubtful, ttl: Duration) -> Result<Cleaned, DbError> {
-    let Some(db) = core.db.leases() else {
-        return Ok(Cleaned::Unknown);
-    };
-    let item = doubtful.data.as_slice();
-    let ids = match db.push_leased(&[item], ttl, doubtful.key) {
-        Ok(ids) => ids,
-        Err(e) if e.is_permanent() => return Ok(Cleaned::Unknown),
-        Err(_) => return Ok(Cleaned::Retry),
-    };
-    match db.ack(&ids) {
-        Ok(()) | Err(DbError::LeaseExpired { .. }) => Ok(Cleaned::Gone),
-        Err(_) => Ok(Cleaned::LeftLeased),
-    }
+    drop(write_due_leases(core, state).0);
 }
 
 /// Writes every memory-leased item due for the Db (and not past its deadline) to the Db with a

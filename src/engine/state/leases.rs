@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::State;
 use crate::db::LeaseId;
-use crate::engine::lease_table::{Claimed, Doubtful, ItemState, LeaseEnd, NativeState, ToDb, What};
-use crate::engine::policy::{Config, earliest};
+use crate::engine::lease_table::{Claimed, ItemState, LeaseEnd, NativeState, ToDb, What};
+use crate::engine::policy::Config;
 use crate::engine::wakeups::{Notify, Wakeups};
 use crate::error::DbError;
 
@@ -60,34 +60,9 @@ impl State {
         self.leases.deadline_pending() && self.leases.writing_past_deadline(Instant::now())
     }
 
-    /// The earliest deadline of a held lease (or a bit earlier), or of a clean-up of a
-    /// doubtful write: the flusher wakes then.
+    /// The earliest deadline of a held lease (or a bit earlier): the flusher wakes then.
     pub(crate) fn next_lease_deadline(&self) -> Option<Instant> {
-        earliest(self.leases.next_deadline(), self.leases.next_doubtful())
-    }
-
-    /// Whether a clean-up of a doubtful write is due at `now`.
-    pub(crate) fn doubtful_due(&self, now: Instant) -> bool {
-        self.leases.next_doubtful().is_some_and(|at| at <= now)
-    }
-
-    /// Claims a doubtful write due at `now` for its clean-up (see
-    /// [`Doubtful`](crate::engine::lease_table::Doubtful)).
-    pub(crate) fn claim_doubtful(&mut self, now: Instant) -> Option<Doubtful> {
-        self.leases.claim_doubtful(now)
-    }
-
-    /// A clean-up failed for now: it is tried again at `at`.
-    pub(crate) fn retry_doubtful(&mut self, doubtful: Doubtful, at: Instant) {
-        self.leases.retry_doubtful(doubtful, at);
-    }
-
-    /// A clean-up found or stored the item but could not ack it: the Db holds it leased,
-    /// nobody holding the lease, until about `deadline`, and returns it then by itself. The
-    /// storage tracks that as a lease a dead process left, so it asks the Db again then.
-    pub(crate) fn doubtful_left_in_db(&mut self, deadline: Instant) {
-        self.leases.adopt(deadline);
-        self.db.may_have_grown();
+        self.leases.next_deadline()
     }
 
     /// Leases the newest buffered item: its key and bytes, and whom that wakes (a pusher, for
@@ -187,11 +162,6 @@ impl State {
         ack: bool,
         now: Instant,
     ) -> (LeaseEnd, Wakeups) {
-        // A write of the item in doubt: the flusher cleans it up in the Db (`Doubtful`).
-        let clean_up = Wakeups {
-            flusher: self.leases.is_in_doubt(key),
-            ..Wakeups::NONE
-        };
         let Some(held) = self.leases.remove(key) else {
             return (LeaseEnd::Gone, Wakeups::NONE);
         };
@@ -203,7 +173,7 @@ impl State {
         };
         let late = ack && held.deadline <= now;
         if ack && !late {
-            return (LeaseEnd::Acked, clean_up);
+            return (LeaseEnd::Acked, Wakeups::NONE);
         }
         if late {
             self.leases.count_expired(1);
@@ -273,7 +243,6 @@ impl State {
     /// (for `close`, and `Storage::write_leased_items_now`).
     pub(crate) fn make_leases_due_for_db(&mut self, now: Instant) {
         self.leases.make_due_for_db(now);
-        self.leases.make_doubtful_due(now);
     }
 
     /// Where the native lease `key` stands at `now`.
