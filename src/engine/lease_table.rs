@@ -426,6 +426,12 @@ impl LeaseTable {
         self.next_deadline.is_some() || self.writing.is_some()
     }
 
+    /// Whether the write of a memory-leased item to the Db is in flight.
+    #[inline]
+    pub(crate) fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
     /// The earliest deadline of a held lease (or a bit earlier).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.next_deadline

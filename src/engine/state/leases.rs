@@ -57,7 +57,7 @@ impl State {
     /// [`LeaseTable::writing_past_deadline`](crate::engine::lease_table::LeaseTable::writing_past_deadline)).
     /// Reads the clock only while such a write is under way.
     pub(crate) fn lease_writing_past_deadline(&self) -> bool {
-        self.leases.deadline_pending() && self.leases.writing_past_deadline(Instant::now())
+        self.leases.is_writing() && self.leases.writing_past_deadline(Instant::now())
     }
 
     /// The earliest deadline of a held lease (or a bit earlier): the flusher wakes then.
