@@ -10,6 +10,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::buffer::Buffer;
 use crate::clock::Clock;
+use crate::spin::snooze;
 
 /// Rounds of 2^k spin hints (k = 1..=6) a popper spins on an empty stack, re-checking under
 /// the lock, before it sleeps: the engine's spin without its yields.
@@ -71,9 +72,7 @@ impl Parking {
         }
         for round in 1..=SPIN_ROUNDS {
             drop(g);
-            for _ in 0..1u32 << round {
-                std::hint::spin_loop();
-            }
+            snooze(round); // rounds 1-6 spin 2^round hints and never yield
             g = self.lock();
             if let Some(item) = g.buffer.take_newest() {
                 return item;
